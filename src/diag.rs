@@ -1,0 +1,221 @@
+//! Diagnostics: errors and warnings as values that carry a file, line and column,
+//! rendered like rustc (the offending line with a caret) and always with a fix.
+
+use std::fmt;
+
+/// Where something is in a spec file. Lines and columns are 1-based; 0 means unknown.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Loc {
+    /// Index into the list of loaded source files (0 = the spec named on the command line).
+    pub file: u16,
+    pub line: u32,
+    pub col: u32,
+}
+
+/// One loaded spec file: its name as the user wrote it and its text.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SourceFile {
+    pub name: String,
+    pub text: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Severity {
+    Error,
+    Warning,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Diagnostic {
+    pub severity: Severity,
+    pub loc: Loc,
+    pub message: String,
+    /// What to do about it, one line.
+    pub help: String,
+}
+
+impl Diagnostic {
+    pub fn error(loc: Loc, message: impl Into<String>, help: impl Into<String>) -> Self {
+        Diagnostic {
+            severity: Severity::Error,
+            loc,
+            message: message.into(),
+            help: help.into(),
+        }
+    }
+
+    pub fn warning(loc: Loc, message: impl Into<String>, help: impl Into<String>) -> Self {
+        Diagnostic {
+            severity: Severity::Warning,
+            loc,
+            message: message.into(),
+            help: help.into(),
+        }
+    }
+
+    /// `file:line:col: error: message` followed by the help line: the compact form used
+    /// in build errors and logs.
+    pub fn one_line(&self, files: &[SourceFile]) -> String {
+        format!(
+            "{}: {}: {} (help: {})",
+            self.position(files),
+            self.kind(),
+            self.message,
+            self.help
+        )
+    }
+
+    pub fn position(&self, files: &[SourceFile]) -> String {
+        let name = files
+            .get(self.loc.file as usize)
+            .map(|f| f.name.as_str())
+            .unwrap_or("<spec>");
+        if self.loc.line == 0 {
+            name.to_string()
+        } else {
+            format!("{}:{}:{}", name, self.loc.line, self.loc.col)
+        }
+    }
+
+    fn kind(&self) -> &'static str {
+        match self.severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        }
+    }
+
+    /// The rustc-like rendering: header, the source line, a caret under the column, help.
+    pub fn render(&self, files: &[SourceFile]) -> String {
+        let mut out = format!(
+            "{}: {}\n  --> {}\n",
+            self.kind(),
+            self.message,
+            self.position(files)
+        );
+        if let Some(file) = files.get(self.loc.file as usize) {
+            if self.loc.line > 0 {
+                if let Some(text) = file.text.lines().nth(self.loc.line as usize - 1) {
+                    let gutter = self.loc.line.to_string();
+                    let pad = " ".repeat(gutter.len());
+                    // Tabs are shown as one space so the caret lines up.
+                    let shown: String = text
+                        .chars()
+                        .map(|c| if c == '\t' { ' ' } else { c })
+                        .collect();
+                    let caret = " ".repeat(self.loc.col.saturating_sub(1) as usize);
+                    out.push_str(&format!("{pad} |\n{gutter} | {shown}\n{pad} | {caret}^\n"));
+                }
+            }
+        }
+        out.push_str(&format!("  = help: {}\n", self.help));
+        out
+    }
+}
+
+/// A failed load or check: every diagnostic found, plus the files they point into.
+#[derive(Clone, Debug)]
+pub struct Report {
+    pub files: Vec<SourceFile>,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl Report {
+    pub fn errors(&self) -> impl Iterator<Item = &Diagnostic> {
+        self.diagnostics
+            .iter()
+            .filter(|d| d.severity == Severity::Error)
+    }
+
+    pub fn has_errors(&self) -> bool {
+        self.errors().next().is_some()
+    }
+
+    pub fn render(&self) -> String {
+        self.diagnostics
+            .iter()
+            .map(|d| d.render(&self.files))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// All errors, one per line (for build errors, where space is short).
+    pub fn one_line(&self) -> String {
+        self.errors()
+            .map(|d| d.one_line(&self.files))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.one_line())
+    }
+}
+
+impl std::error::Error for Report {}
+
+/// The closest candidate by edit distance, when close enough to be a likely typo.
+pub fn did_you_mean<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
+    let mut best: Option<(usize, &str)> = None;
+    for c in candidates {
+        let d = edit_distance(word, c);
+        if d <= (c.len().max(word.len()) / 3).max(1) && best.is_none_or(|(bd, _)| d < bd) {
+            best = Some((d, c));
+        }
+    }
+    best.map(|(_, c)| c)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for i in 1..=a.len() {
+        let mut cur = vec![i; b.len() + 1];
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            cur[j] = (prev[j] + 1).min(cur[j - 1] + 1).min(prev[j - 1] + cost);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suggests_close_names_only() {
+        assert_eq!(
+            did_you_mean("requirments", ["requirements", "runtime"]),
+            Some("requirements")
+        );
+        assert_eq!(did_you_mean("zzz", ["requirements", "runtime"]), None);
+    }
+
+    #[test]
+    fn renders_line_and_caret() {
+        let files = vec![SourceFile {
+            name: "w.yaml".into(),
+            text: "a: 1\nbad: 2\n".into(),
+        }];
+        let d = Diagnostic::error(
+            Loc {
+                file: 0,
+                line: 2,
+                col: 1,
+            },
+            "unknown key `bad`",
+            "remove it",
+        );
+        let r = d.render(&files);
+        assert!(r.contains("--> w.yaml:2:1"), "{r}");
+        assert!(r.contains("2 | bad: 2\n  | ^"), "{r}");
+        assert!(r.contains("= help: remove it"), "{r}");
+    }
+}

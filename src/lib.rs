@@ -1,0 +1,10 @@
+//! kiln: a BuildKit frontend that turns a short YAML spec into LLB for Python worker images.
+//!
+//! The pipeline: `spec` (YAML -> checked, typed model) -> `plan` (model -> stage graph)
+//! -> `llb` (stage graph -> BuildKit definition). `frontend` runs it inside BuildKit.
+
+pub mod diag;
+pub mod frontend;
+pub mod llb;
+pub mod plan;
+pub mod spec;

@@ -1,0 +1,212 @@
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::rc::Rc;
+
+use bollard_buildkit_proto::pb;
+use prost::Message;
+use sha2::{Digest, Sha256};
+
+use super::ops::{Kind, Node, State};
+use crate::diag::SourceFile;
+
+/// Encode the graph that ends in `root` as a Definition: ops in dependency order, each
+/// encoded once and named by the sha256 of those bytes, then the terminal op.
+pub fn marshal(root: &State, files: &[SourceFile]) -> pb::Definition {
+    let mut w = Writer::default();
+    let terminal_inputs = match &root.out {
+        Some(o) => vec![pb::Input {
+            digest: w.visit(&o.node),
+            index: o.index,
+        }],
+        None => vec![],
+    };
+    let terminal = pb::Op {
+        inputs: terminal_inputs,
+        ..Default::default()
+    }
+    .encode_to_vec();
+    w.def.push(terminal);
+    let source = if w.locations.is_empty() {
+        None
+    } else {
+        Some(pb::Source {
+            locations: w.locations,
+            infos: files
+                .iter()
+                .map(|f| pb::SourceInfo {
+                    filename: f.name.clone(),
+                    data: f.text.as_bytes().to_vec(),
+                    definition: None,
+                    language: "YAML".into(),
+                })
+                .collect(),
+        })
+    };
+    pb::Definition {
+        def: w.def,
+        metadata: w.metadata,
+        source,
+    }
+}
+
+/// Every cap the ops of `def` declare, for checking against what the engine offers.
+pub fn used_caps(def: &pb::Definition) -> BTreeSet<String> {
+    def.metadata
+        .values()
+        .flat_map(|m| m.caps.keys().cloned())
+        .collect()
+}
+
+/// An op's name in the graph: sha256 of its exact encoding.
+pub fn digest_of(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+}
+
+#[derive(Default)]
+struct Writer {
+    def: Vec<Vec<u8>>,
+    metadata: BTreeMap<String, pb::OpMetadata>,
+    locations: BTreeMap<String, pb::Locations>,
+    done: HashMap<*const Node, String>,
+    seen: BTreeSet<String>,
+}
+
+impl Writer {
+    fn visit(&mut self, node: &Rc<Node>) -> String {
+        if let Some(d) = self.done.get(&Rc::as_ptr(node)) {
+            return d.clone();
+        }
+        let inputs: Vec<pb::Input> = node
+            .inputs
+            .iter()
+            .map(|i| pb::Input {
+                digest: self.visit(&i.node),
+                index: i.index,
+            })
+            .collect();
+        let op = match &node.kind {
+            Kind::Source(s) => pb::op::Op::Source(s.clone()),
+            Kind::Exec(e) => pb::op::Op::Exec(e.clone()),
+            Kind::File(f) => pb::op::Op::File(f.clone()),
+            Kind::Merge(m) => pb::op::Op::Merge(m.clone()),
+        };
+        let bytes = pb::Op {
+            inputs,
+            platform: node.platform.clone(),
+            constraints: None,
+            op: Some(op),
+        }
+        .encode_to_vec();
+        let digest = digest_of(&bytes);
+        // The same op built twice (e.g. one base image named by two variants) is one vertex.
+        if self.seen.insert(digest.clone()) {
+            self.def.push(bytes);
+            let mut meta = pb::OpMetadata {
+                ignore_cache: node.meta.ignore_cache,
+                ..Default::default()
+            };
+            let mut caps: BTreeSet<&str> = node.caps.clone();
+            if let Some(name) = &node.meta.name {
+                meta.description
+                    .insert("llb.customname".into(), name.clone());
+                caps.insert("meta.description");
+            }
+            if node.meta.ignore_cache {
+                caps.insert("meta.ignorecache");
+            }
+            meta.caps = caps.into_iter().map(|c| (c.to_string(), true)).collect();
+            self.metadata.insert(digest.clone(), meta);
+            if let Some(loc) = node.meta.loc {
+                let pos = pb::Position {
+                    line: loc.line as i32,
+                    character: 0,
+                };
+                self.locations.insert(
+                    digest.clone(),
+                    pb::Locations {
+                        locations: vec![pb::Location {
+                            source_index: loc.file as i32,
+                            ranges: vec![pb::Range {
+                                start: Some(pos),
+                                end: Some(pos),
+                            }],
+                        }],
+                    },
+                );
+            }
+        }
+        self.done.insert(Rc::as_ptr(node), digest.clone());
+        digest
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::*;
+    use prost::Message;
+
+    fn decode(def: &pb::Definition) -> Vec<pb::Op> {
+        def.def
+            .iter()
+            .map(|b| pb::Op::decode(b.as_slice()).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn digests_link_inputs_and_terminal() {
+        let base = image("docker.io/library/debian:12", None, Meta::default());
+        let run = base
+            .run(Exec {
+                args: vec!["true".into()],
+                ..Default::default()
+            })
+            .root();
+        let def = marshal(&run, &[]);
+        let ops = decode(&def);
+        assert_eq!(ops.len(), 3);
+        let d0 = format!("sha256:{}", hex::encode(sha2::Sha256::digest(&def.def[0])));
+        let d1 = format!("sha256:{}", hex::encode(sha2::Sha256::digest(&def.def[1])));
+        assert_eq!(ops[1].inputs[0].digest, d0);
+        assert_eq!(ops[2].inputs[0].digest, d1);
+        assert!(ops[2].op.is_none());
+        assert!(def.metadata[&d1].caps.contains_key("exec.meta.base"));
+    }
+
+    #[test]
+    fn identical_ops_are_one_vertex() {
+        let a = image("docker.io/library/debian:12", None, Meta::default());
+        let b = image("docker.io/library/debian:12", None, Meta::default());
+        let m = scratch()
+            .file(Meta::default())
+            .copy(&a, "/etc", "/a", CopyOpts::default())
+            .copy(&b, "/etc", "/b", CopyOpts::default())
+            .done();
+        let def = marshal(&m, &[]);
+        assert_eq!(def.def.len(), 3, "image once, file op, terminal");
+    }
+
+    #[test]
+    fn file_chain_indices() {
+        let a = image("docker.io/library/debian:12", None, Meta::default());
+        let b = image("docker.io/library/alpine:3", None, Meta::default());
+        let s = a
+            .file(Meta::default())
+            .mkdir("/x", 0o755, true, None)
+            .copy(&b, "/etc", "/x/etc", CopyOpts::default())
+            .done();
+        let ops = decode(&marshal(&s, &[]));
+        let Some(pb::op::Op::File(f)) = &ops[2].op else {
+            panic!("{:?}", ops[2])
+        };
+        assert_eq!((f.actions[0].input, f.actions[0].output), (0, -1));
+        assert_eq!(
+            (
+                f.actions[1].input,
+                f.actions[1].secondary_input,
+                f.actions[1].output
+            ),
+            (2, 1, 0)
+        );
+    }
+
+    use sha2::Digest;
+}

@@ -1,0 +1,603 @@
+use std::collections::{BTreeMap, BTreeSet};
+use std::rc::Rc;
+
+use bollard_buildkit_proto::pb;
+
+/// BuildKit's "no input" / "no output" index.
+const NONE: i64 = -1;
+
+/// A position in a spec file an op came from (1-based line; file index into the spec's files).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct SourceLoc {
+    pub file: u16,
+    pub line: u32,
+}
+
+/// Per-op metadata: progress name, cache control, source location. Caps are derived
+/// from the op itself when it is built.
+#[derive(Clone, Debug, Default)]
+pub struct Meta {
+    pub name: Option<String>,
+    pub ignore_cache: bool,
+    pub loc: Option<SourceLoc>,
+}
+
+#[derive(Debug)]
+pub(crate) enum Kind {
+    Source(pb::SourceOp),
+    Exec(pb::ExecOp),
+    File(pb::FileOp),
+    Merge(pb::MergeOp),
+}
+
+#[derive(Debug)]
+pub(crate) struct Node {
+    pub kind: Kind,
+    pub inputs: Vec<Output>,
+    pub platform: Option<pb::Platform>,
+    pub meta: Meta,
+    pub caps: BTreeSet<&'static str>,
+}
+
+/// One output of one op.
+#[derive(Clone, Debug)]
+pub struct Output {
+    pub(crate) node: Rc<Node>,
+    pub(crate) index: i64,
+}
+
+/// A filesystem in the graph; `None` is the empty filesystem (scratch).
+#[derive(Clone, Debug, Default)]
+pub struct State {
+    pub(crate) out: Option<Output>,
+}
+
+pub fn scratch() -> State {
+    State { out: None }
+}
+
+pub fn platform(os: &str, arch: &str, variant: &str) -> pb::Platform {
+    pb::Platform {
+        os: os.into(),
+        architecture: arch.into(),
+        variant: variant.into(),
+        ..Default::default()
+    }
+}
+
+fn node(
+    kind: Kind,
+    inputs: Vec<Output>,
+    platform: Option<pb::Platform>,
+    meta: Meta,
+    caps: BTreeSet<&'static str>,
+) -> Output {
+    Output {
+        node: Rc::new(Node {
+            kind,
+            inputs,
+            platform,
+            meta,
+            caps,
+        }),
+        index: 0,
+    }
+}
+
+/// `docker-image://` source. `reference` must already be normalised (`docker.io/library/x:y`).
+pub fn image(reference: &str, platform: Option<pb::Platform>, meta: Meta) -> State {
+    let op = pb::SourceOp {
+        identifier: format!("docker-image://{reference}"),
+        attrs: BTreeMap::new(),
+    };
+    State {
+        out: Some(node(
+            Kind::Source(op),
+            vec![],
+            platform,
+            meta,
+            BTreeSet::from(["source.image"]),
+        )),
+    }
+}
+
+/// A directory the client sends (`--local NAME=dir`, or docker build's context).
+#[derive(Clone, Debug, Default)]
+pub struct Local {
+    pub name: String,
+    pub include: Vec<String>,
+    pub exclude: Vec<String>,
+    pub follow_paths: Vec<String>,
+    pub shared_key_hint: Option<String>,
+    pub session_id: Option<String>,
+    /// `local.differ=none`: always resend (only where the engine has the cap).
+    pub differ_none: bool,
+}
+
+pub fn local(l: Local, meta: Meta) -> State {
+    let mut attrs = BTreeMap::new();
+    let mut caps = BTreeSet::from(["source.local"]);
+    let json = |v: &Vec<String>| serde_json::to_string(v).expect("string list serialises");
+    if !l.include.is_empty() {
+        attrs.insert("local.includepattern".into(), json(&l.include));
+        caps.insert("source.local.includepatterns");
+    }
+    if !l.exclude.is_empty() {
+        attrs.insert("local.excludepatterns".into(), json(&l.exclude));
+        caps.insert("source.local.excludepatterns");
+    }
+    if !l.follow_paths.is_empty() {
+        attrs.insert("local.followpaths".into(), json(&l.follow_paths));
+        caps.insert("source.local.followpaths");
+    }
+    if let Some(h) = l.shared_key_hint {
+        attrs.insert("local.sharedkeyhint".into(), h);
+        caps.insert("source.local.sharedkeyhint");
+    }
+    if let Some(s) = l.session_id {
+        attrs.insert("local.session".into(), s);
+        caps.insert("source.local.sessionid");
+    }
+    if l.differ_none {
+        attrs.insert("local.differ".into(), "none".into());
+        caps.insert("source.local.differ");
+    }
+    let op = pb::SourceOp {
+        identifier: format!("local://{}", l.name),
+        attrs,
+    };
+    State {
+        out: Some(node(Kind::Source(op), vec![], None, meta, caps)),
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sharing {
+    Shared,
+    Private,
+    Locked,
+}
+
+#[derive(Clone, Debug)]
+pub enum Mount {
+    /// Another state mounted at `dest` (read-only: its changes are thrown away).
+    Bind {
+        dest: String,
+        src: State,
+        selector: Option<String>,
+        readonly: bool,
+    },
+    /// A persistent cache directory shared between builds (`id` names it).
+    Cache {
+        dest: String,
+        id: String,
+        sharing: Sharing,
+    },
+    /// A build secret as a file; never stored in a layer or the definition.
+    Secret {
+        dest: String,
+        id: String,
+        optional: bool,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+    },
+    Tmpfs {
+        dest: String,
+    },
+}
+
+impl Mount {
+    fn dest(&self) -> &str {
+        match self {
+            Mount::Bind { dest, .. }
+            | Mount::Cache { dest, .. }
+            | Mount::Secret { dest, .. }
+            | Mount::Tmpfs { dest } => dest,
+        }
+    }
+}
+
+/// A process to run on a state.
+#[derive(Clone, Debug, Default)]
+pub struct Exec {
+    pub args: Vec<String>,
+    pub env: Vec<String>,
+    pub cwd: String,
+    pub user: String,
+    pub mounts: Vec<Mount>,
+    pub network_none: bool,
+    pub platform: Option<pb::Platform>,
+    pub meta: Meta,
+}
+
+/// The result of `run`: the root filesystem and any writable mounts.
+#[derive(Clone, Debug)]
+pub struct ExecState {
+    node: Rc<Node>,
+}
+
+impl ExecState {
+    pub fn root(&self) -> State {
+        State {
+            out: Some(Output {
+                node: self.node.clone(),
+                index: 0,
+            }),
+        }
+    }
+}
+
+impl State {
+    pub fn is_scratch(&self) -> bool {
+        self.out.is_none()
+    }
+
+    /// Run `exec` with this state as its root filesystem.
+    pub fn run(&self, exec: Exec) -> ExecState {
+        let mut inputs: Vec<Output> = Vec::new();
+        let mut caps = BTreeSet::from(["exec.meta.base"]);
+        let input_of = |s: &State, inputs: &mut Vec<Output>| -> i64 {
+            match &s.out {
+                None => NONE,
+                Some(o) => {
+                    inputs.push(o.clone());
+                    inputs.len() as i64 - 1
+                }
+            }
+        };
+        let mut mounts = vec![pb::Mount {
+            input: input_of(self, &mut inputs),
+            dest: "/".into(),
+            output: 0,
+            ..Default::default()
+        }];
+        // Sorted by destination so a parent directory is mounted before what is inside it
+        // and the encoding does not depend on the order the caller listed them.
+        let mut extra = exec.mounts.clone();
+        extra.sort_by(|a, b| a.dest().cmp(b.dest()));
+        let mut next_output = 1;
+        for m in &extra {
+            let pm = match m {
+                Mount::Bind {
+                    dest,
+                    src,
+                    selector,
+                    readonly,
+                } => {
+                    caps.insert("exec.mount.bind");
+                    let output = if *readonly {
+                        NONE
+                    } else {
+                        next_output += 1;
+                        next_output - 1
+                    };
+                    if selector.is_some() {
+                        caps.insert("exec.mount.selector");
+                    }
+                    pb::Mount {
+                        input: input_of(src, &mut inputs),
+                        dest: dest.clone(),
+                        output,
+                        readonly: *readonly,
+                        selector: selector.clone().unwrap_or_default(),
+                        ..Default::default()
+                    }
+                }
+                Mount::Cache { dest, id, sharing } => {
+                    caps.insert("exec.mount.cache");
+                    caps.insert("exec.mount.cache.sharing");
+                    let sharing = match sharing {
+                        Sharing::Shared => pb::CacheSharingOpt::Shared,
+                        Sharing::Private => pb::CacheSharingOpt::Private,
+                        Sharing::Locked => pb::CacheSharingOpt::Locked,
+                    };
+                    pb::Mount {
+                        input: NONE,
+                        dest: dest.clone(),
+                        output: NONE,
+                        mount_type: pb::MountType::Cache as i32,
+                        cache_opt: Some(pb::CacheOpt {
+                            id: id.clone(),
+                            sharing: sharing as i32,
+                        }),
+                        ..Default::default()
+                    }
+                }
+                Mount::Secret {
+                    dest,
+                    id,
+                    optional,
+                    mode,
+                    uid,
+                    gid,
+                } => {
+                    caps.insert("exec.mount.secret");
+                    pb::Mount {
+                        input: NONE,
+                        dest: dest.clone(),
+                        output: NONE,
+                        mount_type: pb::MountType::Secret as i32,
+                        secret_opt: Some(pb::SecretOpt {
+                            id: id.clone(),
+                            uid: *uid,
+                            gid: *gid,
+                            mode: *mode,
+                            optional: *optional,
+                        }),
+                        ..Default::default()
+                    }
+                }
+                Mount::Tmpfs { dest } => {
+                    caps.insert("exec.mount.tmpfs");
+                    pb::Mount {
+                        input: NONE,
+                        dest: dest.clone(),
+                        output: NONE,
+                        mount_type: pb::MountType::Tmpfs as i32,
+                        ..Default::default()
+                    }
+                }
+            };
+            mounts.push(pm);
+        }
+        if exec.network_none {
+            caps.insert("exec.meta.network");
+        }
+        let op = pb::ExecOp {
+            meta: Some(pb::Meta {
+                args: exec.args,
+                env: exec.env,
+                cwd: exec.cwd,
+                user: exec.user,
+                ..Default::default()
+            }),
+            mounts,
+            network: if exec.network_none {
+                pb::NetMode::None as i32
+            } else {
+                pb::NetMode::Unset as i32
+            },
+            ..Default::default()
+        };
+        let platform = exec.platform.or_else(|| self.platform());
+        let out = node(Kind::Exec(op), inputs, platform, exec.meta, caps);
+        ExecState { node: out.node }
+    }
+
+    fn platform(&self) -> Option<pb::Platform> {
+        self.out.as_ref().and_then(|o| o.node.platform.clone())
+    }
+
+    /// Start a file operation (copy, mkdir, rm) on this state.
+    pub fn file(&self, meta: Meta) -> FileOps {
+        FileOps {
+            base: self.clone(),
+            actions: vec![],
+            meta,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Owner {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct CopyOpts {
+    pub owner: Option<Owner>,
+    /// Copy the contents of a source directory rather than the directory itself.
+    pub contents_only: bool,
+    pub create_dest_path: bool,
+    pub allow_wildcard: bool,
+    pub allow_empty_wildcard: bool,
+    pub follow_symlinks: bool,
+}
+
+#[derive(Clone, Debug)]
+enum Action {
+    Copy {
+        src: State,
+        from: String,
+        to: String,
+        opts: CopyOpts,
+    },
+    Mkdir {
+        path: String,
+        mode: i32,
+        parents: bool,
+        owner: Option<Owner>,
+    },
+    Rm {
+        path: String,
+        allow_not_found: bool,
+    },
+}
+
+/// A chain of file actions that becomes one FileOp.
+#[derive(Clone, Debug)]
+pub struct FileOps {
+    base: State,
+    actions: Vec<Action>,
+    meta: Meta,
+}
+
+fn chown(o: &Option<Owner>) -> Option<pb::ChownOpt> {
+    o.as_ref().map(|o| pb::ChownOpt {
+        user: Some(pb::UserOpt {
+            user: Some(pb::user_opt::User::ById(o.uid)),
+        }),
+        group: Some(pb::UserOpt {
+            user: Some(pb::user_opt::User::ById(o.gid)),
+        }),
+    })
+}
+
+impl FileOps {
+    pub fn copy(mut self, src: &State, from: &str, to: &str, opts: CopyOpts) -> Self {
+        self.actions.push(Action::Copy {
+            src: src.clone(),
+            from: from.into(),
+            to: to.into(),
+            opts,
+        });
+        self
+    }
+
+    pub fn mkdir(mut self, path: &str, mode: i32, parents: bool, owner: Option<Owner>) -> Self {
+        self.actions.push(Action::Mkdir {
+            path: path.into(),
+            mode,
+            parents,
+            owner,
+        });
+        self
+    }
+
+    pub fn rm(mut self, path: &str, allow_not_found: bool) -> Self {
+        self.actions.push(Action::Rm {
+            path: path.into(),
+            allow_not_found,
+        });
+        self
+    }
+
+    pub fn done(self) -> State {
+        if self.actions.is_empty() {
+            return self.base;
+        }
+        let mut inputs: Vec<Output> = Vec::new();
+        let base_input = match &self.base.out {
+            Some(o) => {
+                inputs.push(o.clone());
+                0
+            }
+            None => NONE,
+        };
+        // Secondary inputs (copy sources) first, so action indices can refer past them.
+        let mut secondary = Vec::new();
+        for a in &self.actions {
+            if let Action::Copy { src, .. } = a {
+                let idx = match &src.out {
+                    None => NONE,
+                    Some(o) => match inputs
+                        .iter()
+                        .position(|i| Rc::ptr_eq(&i.node, &o.node) && i.index == o.index)
+                    {
+                        Some(p) => p as i64,
+                        None => {
+                            inputs.push(o.clone());
+                            inputs.len() as i64 - 1
+                        }
+                    },
+                };
+                secondary.push(idx);
+            }
+        }
+        let n_inputs = inputs.len() as i64;
+        let last = self.actions.len() - 1;
+        let mut copies = secondary.into_iter();
+        let actions = self
+            .actions
+            .iter()
+            .enumerate()
+            .map(|(i, a)| {
+                let input = if i == 0 {
+                    base_input
+                } else {
+                    n_inputs + i as i64 - 1
+                };
+                let output = if i == last { 0 } else { NONE };
+                let (secondary_input, action) = match a {
+                    Action::Copy { from, to, opts, .. } => (
+                        copies.next().unwrap_or(NONE),
+                        pb::file_action::Action::Copy(pb::FileActionCopy {
+                            src: from.clone(),
+                            dest: to.clone(),
+                            owner: chown(&opts.owner),
+                            mode: NONE as i32,
+                            follow_symlink: opts.follow_symlinks,
+                            dir_copy_contents: opts.contents_only,
+                            create_dest_path: opts.create_dest_path,
+                            allow_wildcard: opts.allow_wildcard,
+                            allow_empty_wildcard: opts.allow_empty_wildcard,
+                            timestamp: NONE,
+                            ..Default::default()
+                        }),
+                    ),
+                    Action::Mkdir {
+                        path,
+                        mode,
+                        parents,
+                        owner,
+                    } => (
+                        NONE,
+                        pb::file_action::Action::Mkdir(pb::FileActionMkDir {
+                            path: path.clone(),
+                            mode: *mode,
+                            make_parents: *parents,
+                            owner: chown(owner),
+                            timestamp: NONE,
+                        }),
+                    ),
+                    Action::Rm {
+                        path,
+                        allow_not_found,
+                    } => (
+                        NONE,
+                        pb::file_action::Action::Rm(pb::FileActionRm {
+                            path: path.clone(),
+                            allow_not_found: *allow_not_found,
+                            allow_wildcard: false,
+                        }),
+                    ),
+                };
+                pb::FileAction {
+                    input,
+                    secondary_input,
+                    output,
+                    action: Some(action),
+                }
+            })
+            .collect();
+        let platform = self
+            .base
+            .platform()
+            .or_else(|| inputs.iter().find_map(|i| i.node.platform.clone()));
+        let out = node(
+            Kind::File(pb::FileOp { actions }),
+            inputs,
+            platform,
+            self.meta,
+            BTreeSet::from(["file.base"]),
+        );
+        State { out: Some(out) }
+    }
+}
+
+/// Layer several states on top of each other without copying (needs the `mergeop` cap).
+pub fn merge(states: &[State], meta: Meta) -> State {
+    let inputs: Vec<Output> = states.iter().filter_map(|s| s.out.clone()).collect();
+    if inputs.len() <= 1 {
+        return State {
+            out: inputs.into_iter().next(),
+        };
+    }
+    let op = pb::MergeOp {
+        inputs: (0..inputs.len() as i64)
+            .map(|input| pb::MergeInput { input })
+            .collect(),
+    };
+    let platform = inputs[0].node.platform.clone();
+    State {
+        out: Some(node(
+            Kind::Merge(op),
+            inputs,
+            platform,
+            meta,
+            BTreeSet::from(["mergeop"]),
+        )),
+    }
+}

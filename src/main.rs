@@ -1,0 +1,221 @@
+//! The `kiln` command line: check, llb, graph, schema, and the BuildKit frontend.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use prost::Message;
+
+use kiln::plan::lower::{LowerOpts, build, host_platform, parse_dockerignore, parse_platform};
+use kiln::plan::{Plan, graph};
+use kiln::spec::{self, LoadOptions};
+
+#[derive(Parser)]
+#[command(
+    name = "kiln",
+    version,
+    about = "Python worker images from a short YAML spec, built by BuildKit"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check specs; exit 2 with file:line:col diagnostics when one is wrong.
+    Check {
+        #[arg(required = true)]
+        specs: Vec<String>,
+        /// NAME=VALUE, overriding a default under `args:`.
+        #[arg(long = "build-arg", value_name = "NAME=VALUE")]
+        build_args: Vec<String>,
+    },
+    /// Print the LLB definition of one variant (for `buildctl build`).
+    Llb {
+        spec: String,
+        /// The variant to build (default: the spec's default_variant).
+        #[arg(long)]
+        target: Option<String>,
+        #[arg(long = "build-arg", value_name = "NAME=VALUE")]
+        build_args: Vec<String>,
+        /// os/arch[/variant]; default: this machine's.
+        #[arg(long)]
+        platform: Option<String>,
+        #[arg(long, value_enum, default_value = "pb")]
+        format: LlbFormat,
+        /// The build context directory, for its .dockerignore (default: the current directory).
+        #[arg(long, default_value = ".")]
+        context: String,
+        /// Layer venv and app with MergeOp (needs BuildKit >= 0.10).
+        #[arg(long)]
+        merge: bool,
+    },
+    /// Print the stage graph.
+    Graph {
+        spec: String,
+        /// Only these variants (default: all).
+        #[arg(long)]
+        target: Vec<String>,
+        #[arg(long = "build-arg", value_name = "NAME=VALUE")]
+        build_args: Vec<String>,
+        #[arg(long, value_enum, default_value = "dot")]
+        format: GraphFormat,
+    },
+    /// Print the JSON Schema of the spec (for editors).
+    Schema,
+    /// Run as a BuildKit frontend (chosen automatically inside BuildKit).
+    Frontend,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LlbFormat {
+    Pb,
+    Json,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum GraphFormat {
+    Dot,
+    Mermaid,
+}
+
+fn build_args(list: &[String]) -> Result<BTreeMap<String, String>, String> {
+    list.iter()
+        .map(|kv| match kv.split_once('=') {
+            Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+            _ => Err(format!("invalid --build-arg `{kv}`: write NAME=VALUE")),
+        })
+        .collect()
+}
+
+fn load(path: &str, args: &[String]) -> Result<spec::Loaded, ExitCode> {
+    let build_args = build_args(args).map_err(|e| {
+        eprintln!("error: {e}");
+        ExitCode::from(2)
+    })?;
+    match spec::load_file(path, &LoadOptions { build_args }) {
+        Ok(loaded) => {
+            for w in &loaded.warnings {
+                eprint!("{}", w.render(&loaded.spec.files));
+            }
+            Ok(loaded)
+        }
+        Err(report) => {
+            eprint!("{}", report.render());
+            Err(ExitCode::from(2))
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    // Inside BuildKit the frontend is started with no arguments and the gateway's environment.
+    let in_gateway = std::env::var_os("BUILDKIT_SESSION_ID").is_some()
+        || std::env::var_os("BUILDKIT_FRONTEND_OPT_0").is_some();
+    let cli = if std::env::args().len() <= 1 && in_gateway {
+        Cli {
+            command: Some(Command::Frontend),
+        }
+    } else {
+        Cli::parse()
+    };
+    let Some(command) = cli.command else {
+        eprintln!("kiln: no command given; try `kiln --help`");
+        return ExitCode::from(2);
+    };
+    match run(command) {
+        Ok(code) => code,
+        Err(code) => code,
+    }
+}
+
+fn run(command: Command) -> Result<ExitCode, ExitCode> {
+    match command {
+        Command::Check { specs, build_args } => {
+            let mut failed = false;
+            for s in &specs {
+                match load(s, &build_args) {
+                    Ok(_) => eprintln!("{s}: ok"),
+                    Err(_) => failed = true,
+                }
+            }
+            Ok(if failed {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+        Command::Llb {
+            spec,
+            target,
+            build_args,
+            platform,
+            format,
+            context,
+            merge,
+        } => {
+            let loaded = load(&spec, &build_args)?;
+            let platform = match platform {
+                Some(p) => parse_platform(&p).map_err(|e| {
+                    eprintln!("error: {e}");
+                    ExitCode::from(2)
+                })?,
+                None => host_platform(),
+            };
+            let mut opts = LowerOpts::offline(platform);
+            opts.merge = merge;
+            if let Ok(text) =
+                std::fs::read_to_string(std::path::Path::new(&context).join(".dockerignore"))
+            {
+                opts.dockerignore = parse_dockerignore(&text);
+            }
+            let built = build(&loaded.spec, target.as_deref(), &opts).map_err(|d| {
+                eprint!("{}", d.render(&loaded.spec.files));
+                ExitCode::from(2)
+            })?;
+            let mut out = std::io::stdout().lock();
+            let res = match format {
+                LlbFormat::Pb => out.write_all(&built.def.encode_to_vec()),
+                LlbFormat::Json => {
+                    let mut v = kiln::llb::to_json(&built.def);
+                    v["image_config"] = built.config;
+                    writeln!(out, "{}", serde_json::to_string_pretty(&v).expect("json"))
+                }
+            };
+            res.map_err(|e| {
+                eprintln!("error: writing the definition: {e}");
+                ExitCode::FAILURE
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Graph {
+            spec,
+            target,
+            build_args,
+            format,
+        } => {
+            let loaded = load(&spec, &build_args)?;
+            let plan = Plan::new(&loaded.spec, &target).map_err(|d| {
+                eprint!("{}", d.render(&loaded.spec.files));
+                ExitCode::from(2)
+            })?;
+            print!(
+                "{}",
+                match format {
+                    GraphFormat::Dot => graph::dot(&plan),
+                    GraphFormat::Mermaid => graph::mermaid(&plan),
+                }
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Schema => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&spec::schema::schema()).expect("json")
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Frontend => Ok(kiln::frontend::main()),
+    }
+}

@@ -1,0 +1,68 @@
+//! The stage graph as Graphviz dot or Mermaid, for people who would rather look.
+
+use super::{AptRole, Plan, StageKind};
+
+fn shape(kind: &StageKind) -> &'static str {
+    match kind {
+        StageKind::Base { .. } => "box3d",
+        StageKind::Apt {
+            role: AptRole::Build,
+            ..
+        }
+        | StageKind::Python { .. }
+        | StageKind::Install { .. } => "box",
+        StageKind::Apt {
+            role: AptRole::Runtime,
+            ..
+        } => "box",
+        StageKind::Final { .. } => "doubleoctagon",
+        StageKind::Verify { .. } => "note",
+    }
+}
+
+fn escape(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('"', "\\\"")
+}
+
+pub fn dot(plan: &Plan) -> String {
+    let mut out =
+        String::from("digraph kiln {\n  rankdir=LR;\n  node [fontname=\"sans-serif\"];\n");
+    for s in &plan.stages {
+        out.push_str(&format!(
+            "  s{} [label=\"{}\", shape={}];\n",
+            s.id,
+            escape(&s.label()),
+            shape(&s.kind)
+        ));
+    }
+    for s in &plan.stages {
+        if let Some(p) = s.parent {
+            out.push_str(&format!("  s{p} -> s{};\n", s.id));
+        }
+        for d in &s.deps {
+            out.push_str(&format!(
+                "  s{d} -> s{} [style=dashed, label=\"venv\"];\n",
+                s.id
+            ));
+        }
+    }
+    out.push_str("}\n");
+    out
+}
+
+pub fn mermaid(plan: &Plan) -> String {
+    let mut out = String::from("flowchart LR\n");
+    for s in &plan.stages {
+        let label = s.label().replace('"', "'");
+        out.push_str(&format!("  s{}[\"{}\"]\n", s.id, label));
+    }
+    for s in &plan.stages {
+        if let Some(p) = s.parent {
+            out.push_str(&format!("  s{p} --> s{}\n", s.id));
+        }
+        for d in &s.deps {
+            out.push_str(&format!("  s{d} -. venv .-> s{}\n", s.id));
+        }
+    }
+    out
+}

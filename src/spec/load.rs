@@ -1,0 +1,260 @@
+//! Reading a spec and the files it `extends`, merging them, and expanding `${ARG}`s.
+//! The reading itself is left to the caller (disk for the CLI, the gateway for the
+//! frontend): `Sources` says which file it needs next.
+
+use std::collections::BTreeMap;
+
+use super::yaml::{self, Key, Node, Value};
+use crate::diag::{Diagnostic, Loc, Report, SourceFile, did_you_mean};
+
+/// How many files one `extends` chain may span.
+const MAX_EXTENDS_DEPTH: usize = 8;
+
+/// The files of one spec, read so far, in order: the spec itself, then what it extends.
+#[derive(Default)]
+pub struct Sources {
+    pub(crate) files: Vec<SourceFile>,
+    nodes: Vec<Node>,
+    /// The `extends` entry of the last file added, when it names a file not read yet.
+    next: Option<(String, Loc)>,
+}
+
+impl Sources {
+    pub fn new() -> Self {
+        Sources::default()
+    }
+
+    /// Add the text of the file asked for (the spec itself first). Returns the name of
+    /// the next file to read, if the one just added extends another.
+    pub fn add(&mut self, name: &str, bytes: &[u8]) -> Result<Option<String>, Report> {
+        let index = self.files.len() as u16;
+        self.files.push(SourceFile {
+            name: name.to_string(),
+            text: String::from_utf8_lossy(bytes).into_owned(),
+        });
+        self.next = None;
+        let node = yaml::parse(index, bytes).map_err(|d| self.report(vec![d]))?;
+        if let Some(ext) = node.get("extends") {
+            let Value::Str(path) = &ext.value else {
+                return Err(self.report(vec![Diagnostic::error(
+                    ext.loc,
+                    format!("`extends` must be a file name, found {}", ext.type_name()),
+                    "write `extends: ../platform/python-worker.yaml`",
+                )]));
+            };
+            let resolved = resolve_relative(name, path);
+            if self.files.iter().any(|f| f.name == resolved) {
+                let chain: Vec<&str> = self.files.iter().map(|f| f.name.as_str()).collect();
+                return Err(self.report(vec![Diagnostic::error(
+                    ext.loc,
+                    format!("`extends` cycle: {} -> {}", chain.join(" -> "), resolved),
+                    "remove the `extends` that points back to a file already in the chain",
+                )]));
+            }
+            if self.files.len() >= MAX_EXTENDS_DEPTH {
+                return Err(self.report(vec![Diagnostic::error(
+                    ext.loc,
+                    format!("`extends` chain is longer than {MAX_EXTENDS_DEPTH} files"),
+                    "flatten the shared defaults into fewer files",
+                )]));
+            }
+            self.next = Some((resolved.clone(), ext.loc));
+            self.nodes.push(node);
+            return Ok(Some(resolved));
+        }
+        self.nodes.push(node);
+        Ok(None)
+    }
+
+    /// The file asked for by `add` could not be read.
+    pub fn missing(&self, why: &str) -> Report {
+        let (name, loc) = self.next.clone().unwrap_or_default();
+        self.report(vec![Diagnostic::error(
+            loc,
+            format!("cannot read extended spec `{name}`: {why}"),
+            "check the path; it is relative to the file that extends it and must be inside the build's spec directory",
+        )])
+    }
+
+    pub(crate) fn report(&self, diagnostics: Vec<Diagnostic>) -> Report {
+        Report {
+            files: self.files.clone(),
+            diagnostics,
+        }
+    }
+
+    /// The merged document: each file over the one it extends, the first file winning.
+    pub(crate) fn merged(&self) -> Node {
+        let mut nodes = self.nodes.iter().rev();
+        let mut doc = nodes
+            .next()
+            .cloned()
+            .expect("Sources::merged called before add");
+        for over in nodes {
+            doc = deep_merge(doc, over.clone());
+        }
+        if let Value::Map(entries) = &mut doc.value {
+            entries.retain(|(k, _)| k.name != "extends");
+        }
+        doc
+    }
+}
+
+/// `path` as named from inside `from` (a path relative to the same root).
+fn resolve_relative(from: &str, path: &str) -> String {
+    let dir = match from.rfind('/') {
+        Some(i) => &from[..i],
+        None => "",
+    };
+    let mut parts: Vec<&str> = if path.starts_with('/') {
+        Vec::new()
+    } else {
+        dir.split('/')
+            .filter(|p| !p.is_empty() && *p != ".")
+            .collect()
+    };
+    let mut up = 0usize;
+    for p in path.split('/') {
+        match p {
+            "" | "." => {}
+            ".." => {
+                if parts.pop().is_none() {
+                    up += 1;
+                }
+            }
+            p => parts.push(p),
+        }
+    }
+    let mut out = "../".repeat(up);
+    out.push_str(&parts.join("/"));
+    out
+}
+
+/// Maps merge key by key (recursively); anything else in `over` replaces `base`.
+pub(crate) fn deep_merge(base: Node, over: Node) -> Node {
+    match (base.value, over.value) {
+        (Value::Map(mut b), Value::Map(o)) => {
+            for (k, v) in o {
+                match b.iter().position(|(bk, _)| bk.name == k.name) {
+                    Some(i) => {
+                        let old = std::mem::replace(
+                            &mut b[i].1,
+                            Node {
+                                value: Value::Null,
+                                loc: v.loc,
+                            },
+                        );
+                        b[i] = (k, deep_merge(old, v));
+                    }
+                    None => b.push((k, v)),
+                }
+            }
+            Node {
+                value: Value::Map(b),
+                loc: over.loc,
+            }
+        }
+        (_, value) => Node {
+            value,
+            loc: over.loc,
+        },
+    }
+}
+
+/// Expand `${NAME}` in every string of `node` (`$$` is a literal `$`).
+pub(crate) fn expand(
+    node: &mut Node,
+    args: &BTreeMap<String, String>,
+    diags: &mut Vec<Diagnostic>,
+) {
+    match &mut node.value {
+        Value::Str(s) => {
+            if s.contains('$') {
+                match expand_str(s, args) {
+                    Ok(v) => *s = v,
+                    Err((msg, help)) => diags.push(Diagnostic::error(node.loc, msg, help)),
+                }
+            }
+        }
+        Value::Seq(items) => items.iter_mut().for_each(|i| expand(i, args, diags)),
+        Value::Map(entries) => entries.iter_mut().for_each(|(_, v)| expand(v, args, diags)),
+        _ => {}
+    }
+}
+
+fn expand_str(s: &str, args: &BTreeMap<String, String>) -> Result<String, (String, String)> {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        if let Some(tail) = after.strip_prefix('$') {
+            out.push('$');
+            rest = tail;
+        } else if let Some(body) = after.strip_prefix('{') {
+            let Some(end) = body.find('}') else {
+                return Err((
+                    "unterminated `${` in string".into(),
+                    "close it with `}`, or write `$$` for a literal `$`".into(),
+                ));
+            };
+            let name = &body[..end];
+            match args.get(name) {
+                Some(v) => out.push_str(v),
+                None => {
+                    let help = match did_you_mean(name, args.keys().map(String::as_str)) {
+                        Some(s) => format!(
+                            "did you mean `${{{s}}}`? otherwise declare `{name}` under `args:`"
+                        ),
+                        None => format!(
+                            "declare `{name}` under `args:` (with a default), or write `$${{{name}}}` for the literal text"
+                        ),
+                    };
+                    return Err((format!("undefined argument `${{{name}}}`"), help));
+                }
+            }
+            rest = &body[end + 1..];
+        } else {
+            out.push('$');
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// Key helper for building nodes in code (variant overrides).
+pub(crate) fn key(name: &str, loc: Loc) -> Key {
+    Key {
+        name: name.to_string(),
+        loc,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_paths() {
+        assert_eq!(
+            resolve_relative("specs/worker.yaml", "../platform/base.yaml"),
+            "platform/base.yaml"
+        );
+        assert_eq!(resolve_relative("worker.yaml", "base.yaml"), "base.yaml");
+        assert_eq!(resolve_relative("worker.yaml", "../x.yaml"), "../x.yaml");
+    }
+
+    #[test]
+    fn expansion() {
+        let args = BTreeMap::from([("A".to_string(), "x".to_string())]);
+        assert_eq!(expand_str("${A}-$${A}-$5", &args).unwrap(), "x-${A}-$5");
+        assert!(
+            expand_str("${B}", &args)
+                .unwrap_err()
+                .0
+                .contains("undefined argument `${B}`")
+        );
+        assert!(expand_str("${A", &args).is_err());
+    }
+}

@@ -1,0 +1,155 @@
+//! The typed, checked spec. Everything here is valid: values are parsed, names are
+//! checked, variants are fully resolved (each one stands alone), args are expanded.
+
+use std::collections::BTreeMap;
+
+use crate::diag::{Loc, SourceFile};
+
+/// A value and where it was written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct S<T> {
+    pub v: T,
+    pub loc: Loc,
+}
+
+impl<T> S<T> {
+    pub fn new(v: T, loc: Loc) -> Self {
+        S { v, loc }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Spec {
+    /// The spec file first, then every file it extends, in the order they were read.
+    pub files: Vec<SourceFile>,
+    pub name: S<String>,
+    pub description: Option<String>,
+    pub args: Vec<Arg>,
+    pub app: Option<App>,
+    pub user: User,
+    pub entrypoint: Option<S<Vec<String>>>,
+    pub cmd: Option<S<Vec<String>>>,
+    pub healthcheck: Option<Healthcheck>,
+    pub ports: Vec<S<String>>,
+    pub stop_signal: Option<S<String>>,
+    pub verify: Vec<S<String>>,
+    pub secrets: BuildSecrets,
+    pub groups: Vec<Group>,
+    pub variants: Vec<Variant>,
+    pub default_variant: String,
+}
+
+impl Spec {
+    pub fn variant(&self, name: &str) -> Option<&Variant> {
+        self.variants.iter().find(|v| v.name.v == name)
+    }
+
+    pub fn group(&self, name: &str) -> Option<&Group> {
+        self.groups.iter().find(|g| g.name.v == name)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Arg {
+    pub name: String,
+    pub default: String,
+    /// The default, or the build arg that overrode it.
+    pub value: String,
+    pub loc: Loc,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Installer {
+    Pip,
+    Uv,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Python {
+    pub base: S<String>,
+    /// `major.minor`, checked against the base's interpreter inside the build.
+    pub version: Option<S<String>>,
+    pub installer: Installer,
+    pub uv_version: String,
+    /// Where the virtual environment lives in the builder and in the final image.
+    pub venv: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pip {
+    pub index_url: Option<String>,
+    pub extra_index_urls: Vec<String>,
+    pub timeout: u32,
+    pub retries: u32,
+    pub constraints: Option<S<String>>,
+    pub check: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Group {
+    pub name: S<String>,
+    /// Requirement files, relative to the build context.
+    pub files: Vec<S<String>>,
+    /// Inline requirement lines (`arq==0.26.1`).
+    pub packages: Vec<S<String>>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct App {
+    /// Paths in the context, copied to `workdir/<path>` keeping their layout.
+    pub src: Vec<S<String>>,
+    pub exclude: Vec<String>,
+    pub workdir: String,
+    pub loc: Loc,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct User {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub loc: Loc,
+}
+
+impl User {
+    pub fn is_root(&self) -> bool {
+        self.uid == 0
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Healthcheck {
+    /// In image-config form: `["CMD", ...]` or `["CMD-SHELL", "..."]`.
+    pub test: Vec<String>,
+    pub interval_ns: u64,
+    pub timeout_ns: u64,
+    pub start_period_ns: u64,
+    pub retries: u32,
+    pub loc: Loc,
+}
+
+/// Ids of build secrets (`--secret id=...`) the build steps mount. Their bytes never
+/// enter a layer, the definition or the image config.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BuildSecrets {
+    /// A PEM CA bundle for HTTPS from apt, pip and uv (corporate proxies, TLS interception).
+    pub ca_bundle: Option<String>,
+    /// A `.netrc` with credentials for private package indexes.
+    pub netrc: Option<String>,
+}
+
+/// One image the spec can build. Fully resolved: top-level settings with the variant's
+/// overrides applied.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Variant {
+    pub name: S<String>,
+    pub description: String,
+    pub python: Python,
+    pub build_packages: Vec<S<String>>,
+    pub runtime_packages: Vec<S<String>>,
+    /// Requirement groups in install order; each is layered on the previous one.
+    pub groups: Vec<S<String>>,
+    pub pip: Pip,
+    pub env: BTreeMap<String, String>,
+    pub labels: BTreeMap<String, String>,
+}

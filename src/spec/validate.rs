@@ -1,0 +1,379 @@
+//! Checks on single values: names, paths, image references, durations. Pure functions,
+//! so the rules are easy to read and test in one place.
+
+pub fn is_env_name(s: &str) -> bool {
+    let mut c = s.chars();
+    matches!(c.next(), Some(f) if f.is_ascii_alphabetic() || f == '_')
+        && c.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+pub fn is_variant_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+}
+
+pub fn is_image_name_part(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 128
+        && s.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-'))
+}
+
+/// Debian policy: name `[a-z0-9][a-z0-9+.-]+`, then optionally `:arch` and `=version`.
+pub fn is_apt_package(s: &str) -> bool {
+    let (name_arch, version) = match s.split_once('=') {
+        Some((n, v)) => (n, Some(v)),
+        None => (s, None),
+    };
+    let (name, arch) = match name_arch.split_once(':') {
+        Some((n, a)) => (n, Some(a)),
+        None => (name_arch, None),
+    };
+    let name_ok = name.len() >= 2
+        && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '+' | '-' | '.'));
+    let arch_ok = arch.is_none_or(|a| {
+        !a.is_empty()
+            && a.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    });
+    let version_ok = version.is_none_or(|v| {
+        !v.is_empty()
+            && v.starts_with(|c: char| c.is_ascii_digit())
+            && v.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '+' | '-' | '~' | ':'))
+    });
+    name_ok && arch_ok && version_ok
+}
+
+pub fn is_python_version(s: &str) -> bool {
+    let mut parts = s.split('.');
+    let ok = |p: Option<&str>| {
+        p.is_some_and(|p| !p.is_empty() && p.len() <= 3 && p.chars().all(|c| c.is_ascii_digit()))
+    };
+    ok(parts.next()) && ok(parts.next()) && parts.next().is_none()
+}
+
+pub fn is_plain_version(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 32
+        && s.starts_with(|c: char| c.is_ascii_digit())
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '.')
+}
+
+pub fn is_user_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 32
+        && s.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+}
+
+pub fn is_secret_id(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 128
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
+pub fn is_signal(s: &str) -> bool {
+    if let Ok(n) = s.parse::<u32>() {
+        return (1..=64).contains(&n);
+    }
+    s.strip_prefix("SIG").is_some_and(|r| {
+        !r.is_empty()
+            && r.chars()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '+' || c == '-')
+    })
+}
+
+/// A path inside the build context: relative, no `..`, normalised (no `./`, no trailing `/`).
+pub fn context_path(s: &str) -> Result<String, &'static str> {
+    if s.starts_with('/') {
+        return Err("absolute paths are not allowed");
+    }
+    if s.contains('\\') {
+        return Err("use '/' as the separator");
+    }
+    if s.chars().any(|c| c.is_control()) {
+        return Err("control characters are not allowed");
+    }
+    let mut parts = Vec::new();
+    for p in s.split('/') {
+        match p {
+            "" | "." => {}
+            ".." => return Err("`..` would leave the build context"),
+            p => parts.push(p),
+        }
+    }
+    if parts.is_empty() {
+        return Err("the path names the whole context; name a file or directory");
+    }
+    Ok(parts.join("/"))
+}
+
+pub fn abs_path(s: &str) -> Result<(), &'static str> {
+    if !s.starts_with('/') {
+        return Err("must be absolute");
+    }
+    if s.split('/').any(|p| p == "..") {
+        return Err("`..` is not allowed");
+    }
+    if s.chars().any(|c| c.is_control()) {
+        return Err("control characters are not allowed");
+    }
+    Ok(())
+}
+
+/// One PEP 508 requirement; pip options and anything that is not a requirement are refused.
+pub fn requirement_line(s: &str) -> Result<(), &'static str> {
+    let t = s.trim();
+    if t.starts_with('-') {
+        return Err("pip options are not requirements");
+    }
+    if s.chars().any(|c| c.is_control()) {
+        return Err("control characters (newlines) are not allowed");
+    }
+    if !t.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+        return Err("a requirement starts with a package name");
+    }
+    if t.chars()
+        .any(|c| matches!(c, '`' | '$' | '|' | '&' | '\\' | '{' | '}'))
+    {
+        return Err("shell metacharacters have no place in a requirement");
+    }
+    Ok(())
+}
+
+pub fn index_url(s: &str) -> Result<(), &'static str> {
+    let rest = s
+        .strip_prefix("https://")
+        .or_else(|| s.strip_prefix("http://"))
+        .ok_or("must start with https:// or http://")?;
+    let host = rest.split('/').next().unwrap_or("");
+    if host.contains('@') {
+        return Err("credentials in the URL would be stored in the image's build definition");
+    }
+    if host.is_empty() || s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("not a valid URL");
+    }
+    Ok(())
+}
+
+pub fn port(s: &str) -> Result<String, &'static str> {
+    let (num, proto) = s.split_once('/').unwrap_or((s, "tcp"));
+    if !matches!(proto, "tcp" | "udp" | "sctp") {
+        return Err("protocol must be tcp, udp or sctp");
+    }
+    match num.parse::<u32>() {
+        Ok(n) if (1..=65535).contains(&n) => Ok(format!("{n}/{proto}")),
+        _ => Err("not a port number"),
+    }
+}
+
+/// `30s`, `1m30s`, `500ms`, `1h` -> nanoseconds.
+pub fn duration_ns(s: &str) -> Result<u64, &'static str> {
+    let mut total: u64 = 0;
+    let mut rest = s.trim();
+    if rest.is_empty() {
+        return Err("empty duration");
+    }
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .ok_or("missing unit (s, m, h, ms)")?;
+        if digits == 0 {
+            return Err("expected a number");
+        }
+        let n: u64 = rest[..digits].parse().map_err(|_| "number too large")?;
+        rest = &rest[digits..];
+        let (unit, len) = if rest.starts_with("ms") {
+            (1_000_000u64, 2)
+        } else if rest.starts_with('s') {
+            (1_000_000_000, 1)
+        } else if rest.starts_with('m') {
+            (60_000_000_000, 1)
+        } else if rest.starts_with('h') {
+            (3_600_000_000_000, 1)
+        } else {
+            return Err("unknown unit; use ms, s, m or h");
+        };
+        rest = &rest[len..];
+        total = n
+            .checked_mul(unit)
+            .and_then(|v| total.checked_add(v))
+            .ok_or("duration too long")?;
+    }
+    Ok(total)
+}
+
+/// The docker reference grammar, enough to refuse what BuildKit would refuse later.
+pub fn image_ref(s: &str) -> Result<(), &'static str> {
+    if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("spaces are not allowed");
+    }
+    let (name_tag, digest) = match s.split_once('@') {
+        Some((n, d)) => (n, Some(d)),
+        None => (s, None),
+    };
+    if let Some(d) = digest {
+        let hex = d
+            .strip_prefix("sha256:")
+            .ok_or("digest must be sha256:<64 hex>")?;
+        if hex.len() != 64
+            || !hex
+                .chars()
+                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+        {
+            return Err("digest must be sha256:<64 hex>");
+        }
+    }
+    // A tag is after the last ':' that follows the last '/'.
+    let slash = name_tag.rfind('/').map(|i| i + 1).unwrap_or(0);
+    let (name, tag) = match name_tag[slash..].rfind(':') {
+        Some(i) => (&name_tag[..slash + i], Some(&name_tag[slash + i + 1..])),
+        None => (name_tag, None),
+    };
+    if let Some(t) = tag {
+        if t.is_empty()
+            || t.len() > 128
+            || !t
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+            || t.starts_with(['.', '-'])
+        {
+            return Err("invalid tag");
+        }
+    }
+    let mut comps: Vec<&str> = name.split('/').collect();
+    if comps.len() > 1 && (comps[0].contains(['.', ':']) || comps[0] == "localhost") {
+        let host = comps.remove(0);
+        if !host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':'))
+        {
+            return Err("invalid registry host");
+        }
+    }
+    for c in comps {
+        if !is_image_name_part(c) || c.ends_with(['.', '_', '-']) {
+            return Err("repository names use lowercase letters, digits and separators");
+        }
+    }
+    Ok(())
+}
+
+/// The canonical form BuildKit uses: `docker.io/library/python:3.12-slim`.
+pub fn normalize_image(s: &str) -> String {
+    let (name_tag, digest) = match s.split_once('@') {
+        Some((n, d)) => (n, Some(d)),
+        None => (s, None),
+    };
+    let first = name_tag.split('/').next().unwrap_or("");
+    let has_host = name_tag.contains('/') && (first.contains(['.', ':']) || first == "localhost");
+    let mut out = if has_host {
+        name_tag.to_string()
+    } else if name_tag.contains('/') {
+        format!("docker.io/{name_tag}")
+    } else {
+        format!("docker.io/library/{name_tag}")
+    };
+    let slash = out.rfind('/').unwrap_or(0);
+    if !out[slash..].contains(':') && digest.is_none() {
+        out.push_str(":latest");
+    }
+    if let Some(d) = digest {
+        out.push('@');
+        out.push_str(d);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn apt_names() {
+        for ok in [
+            "libpq5",
+            "g++",
+            "libjpeg62-turbo",
+            "python3.11-dev",
+            "libc6:amd64",
+            "curl=7.88.1-10+deb12u5",
+        ] {
+            assert!(is_apt_package(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "a",
+            "Libpq",
+            "libpq; rm -rf /",
+            "-o",
+            "x=",
+            "$(id)",
+            "pkg name",
+        ] {
+            assert!(!is_apt_package(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn images() {
+        assert!(image_ref("python:3.12-slim").is_ok());
+        assert!(image_ref("localhost:5000/team/py:3").is_ok());
+        assert!(image_ref("Python:3").is_err());
+        assert!(image_ref("python:").is_err());
+        assert!(image_ref("py thon").is_err());
+        assert_eq!(
+            normalize_image("python:3.12-slim"),
+            "docker.io/library/python:3.12-slim"
+        );
+        assert_eq!(
+            normalize_image("kiln-local/python:3.11"),
+            "docker.io/kiln-local/python:3.11"
+        );
+        assert_eq!(normalize_image("ghcr.io/a/b"), "ghcr.io/a/b:latest");
+        assert_eq!(
+            normalize_image("localhost:5000/a"),
+            "localhost:5000/a:latest"
+        );
+    }
+
+    #[test]
+    fn paths() {
+        assert_eq!(context_path("./app/").unwrap(), "app");
+        assert!(context_path("../etc").is_err());
+        assert!(context_path("a/../../b").is_err());
+        assert!(context_path("/etc/passwd").is_err());
+        assert!(context_path(".").is_err());
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(duration_ns("30s").unwrap(), 30_000_000_000);
+        assert_eq!(duration_ns("1m30s").unwrap(), 90_000_000_000);
+        assert_eq!(duration_ns("250ms").unwrap(), 250_000_000);
+        assert!(duration_ns("30").is_err());
+        assert!(duration_ns("99999999999999999999h").is_err());
+    }
+
+    #[test]
+    fn requirements_and_urls() {
+        assert!(requirement_line("arq==0.26.1").is_ok());
+        assert!(requirement_line("uvicorn[standard]>=0.30; python_version >= \"3.11\"").is_ok());
+        assert!(requirement_line("--index-url http://evil").is_err());
+        assert!(requirement_line("arq\nrm -rf /").is_err());
+        assert!(requirement_line("x$(id)").is_err());
+        assert!(index_url("https://pypi.example.com/simple").is_ok());
+        assert!(index_url("https://user:tok@pypi.example.com/simple").is_err());
+        assert!(index_url("ftp://x").is_err());
+    }
+}
