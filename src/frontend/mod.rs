@@ -1,6 +1,83 @@
-//! The BuildKit gateway frontend (gRPC over stdin/stdout).
+//! The BuildKit gateway frontend: gRPC over this process's stdin/stdout to BuildKit's
+//! LLBBridge. stdout belongs to the protocol; everything kiln says goes to stderr.
 
-pub fn main() -> std::process::ExitCode {
-    eprintln!("kiln frontend: not built yet");
-    std::process::ExitCode::FAILURE
+pub mod bridge;
+pub mod build;
+pub mod opts;
+pub mod subrequests;
+
+use std::process::ExitCode;
+use std::sync::Mutex;
+
+use hyper_util::rt::TokioIo;
+use tonic::transport::{Channel, Endpoint, Uri};
+
+use bridge::{Bridge, Failure};
+use opts::Options;
+
+/// Serve one build over an already connected channel.
+pub async fn serve(channel: Channel, opts: Result<Options, String>) -> Result<(), String> {
+    let mut bridge = Bridge::connect(channel).await.map_err(|f| f.message)?;
+    if !bridge.has("return") {
+        return Err("this BuildKit is too old for kiln (no `return` gateway cap); use Docker >= 20.10 or BuildKit >= 0.8".into());
+    }
+    let result = match opts {
+        Ok(o) => build::run(&mut bridge, &o).await,
+        Err(e) => Err(Failure::invalid(e)),
+    };
+    if let Err(f) = &result {
+        eprintln!("kiln: {}", f.message);
+    }
+    bridge
+        .finish(result)
+        .await
+        .map_err(|s| format!("returning the result to BuildKit failed: {}", s.message()))
+}
+
+/// A channel over any byte stream (stdin/stdout here, a pipe in tests). The stream is
+/// handed out once: there is nothing to reconnect to.
+pub async fn channel_over<S>(stream: S) -> Result<Channel, String>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+{
+    let slot = Mutex::new(Some(stream));
+    Endpoint::from_static("http://buildkit.gateway")
+        .connect_with_connector(tower::service_fn(move |_: Uri| {
+            let io = slot.lock().expect("connector lock").take();
+            async move {
+                io.map(TokioIo::new).ok_or_else(|| {
+                    std::io::Error::new(
+                        std::io::ErrorKind::NotConnected,
+                        "the gateway connection is already closed",
+                    )
+                })
+            }
+        }))
+        .await
+        .map_err(|e| format!("cannot connect to BuildKit over stdio: {e}"))
+}
+
+pub fn main() -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("kiln frontend: cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let outcome = runtime.block_on(async {
+        let stdio = tokio::io::join(tokio::io::stdin(), tokio::io::stdout());
+        let channel = channel_over(stdio).await?;
+        serve(channel, Options::from_env()).await
+    });
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("kiln frontend: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }

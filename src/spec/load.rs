@@ -125,6 +125,9 @@ fn resolve_relative(from: &str, path: &str) -> String {
             p => parts.push(p),
         }
     }
+    if from.starts_with('/') || path.starts_with('/') {
+        return format!("/{}", parts.join("/"));
+    }
     let mut out = "../".repeat(up);
     out.push_str(&parts.join("/"));
     out
@@ -243,6 +246,10 @@ mod tests {
         );
         assert_eq!(resolve_relative("worker.yaml", "base.yaml"), "base.yaml");
         assert_eq!(resolve_relative("worker.yaml", "../x.yaml"), "../x.yaml");
+        assert_eq!(
+            resolve_relative("/w/specs/api.yaml", "platform/b.yaml"),
+            "/w/specs/platform/b.yaml"
+        );
     }
 
     #[test]

@@ -1,0 +1,266 @@
+//! The calls kiln makes to BuildKit's LLBBridge, each with the engine's caps in mind.
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::Duration;
+
+use bollard_buildkit_proto::google::rpc::Status;
+use bollard_buildkit_proto::moby::buildkit::v1::frontend::{
+    self as gw, CacheOptionsEntry, llb_bridge_client::LlbBridgeClient, result::Result as ResultKind,
+};
+use bollard_buildkit_proto::moby::buildkit::v1::types::WorkerRecord;
+use tonic::transport::Channel;
+
+use super::opts::CacheImport;
+use crate::llb::pb;
+
+/// BuildKit's default message limit is 16 MiB each way; tonic's own default is 4 MiB.
+pub const MAX_MESSAGE: usize = 16 << 20;
+const PING_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The frozen caps an engine without caps reporting has.
+const DEFAULT_FRONTEND_CAPS: &[&str] = &[
+    "solve.base",
+    "solve.inlinereturn",
+    "resolveimage",
+    "readfile",
+];
+
+/// A failure to hand back to BuildKit (and the user) through `Return`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Failure {
+    pub code: tonic::Code,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Failure {
+            code: tonic::Code::InvalidArgument,
+            message: message.into(),
+        }
+    }
+    pub fn engine(what: &str, status: tonic::Status) -> Self {
+        Failure {
+            code: status.code(),
+            message: format!("{what}: {}", status.message()),
+        }
+    }
+}
+
+pub struct Bridge {
+    client: LlbBridgeClient<Channel>,
+    pub frontend_caps: BTreeSet<String>,
+    /// None when the engine did not list them (then only the v0 ops are safe).
+    pub llb_caps: Option<BTreeSet<String>>,
+    pub workers: Vec<WorkerRecord>,
+    pub cache_imports: Vec<CacheImport>,
+}
+
+/// A solved result's reference, in the form this engine speaks.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RefId(pub String);
+
+impl Bridge {
+    pub async fn connect(channel: Channel) -> Result<Bridge, Failure> {
+        let mut client = LlbBridgeClient::new(channel)
+            .max_decoding_message_size(MAX_MESSAGE)
+            .max_encoding_message_size(MAX_MESSAGE);
+        let pong = tokio::time::timeout(PING_TIMEOUT, client.ping(gw::PingRequest {}))
+            .await
+            .map_err(|_| Failure {
+                code: tonic::Code::DeadlineExceeded,
+                message: "BuildKit did not answer Ping within 15 s".into(),
+            })?
+            .map_err(|s| Failure::engine("ping BuildKit", s))?
+            .into_inner();
+        let enabled = |caps: &[bollard_buildkit_proto::moby::buildkit::v1::apicaps::ApiCap]| -> BTreeSet<String> {
+            caps.iter().filter(|c| c.enabled).map(|c| c.id.clone()).collect()
+        };
+        let frontend_caps = if pong.frontend_api_caps.is_empty() {
+            DEFAULT_FRONTEND_CAPS
+                .iter()
+                .map(|s| s.to_string())
+                .collect()
+        } else {
+            enabled(&pong.frontend_api_caps)
+        };
+        let llb_caps = (!pong.llb_caps.is_empty()).then(|| enabled(&pong.llb_caps));
+        Ok(Bridge {
+            client,
+            frontend_caps,
+            llb_caps,
+            workers: pong.workers,
+            cache_imports: vec![],
+        })
+    }
+
+    pub fn has(&self, cap: &str) -> bool {
+        self.frontend_caps.contains(cap)
+    }
+
+    pub fn has_llb(&self, cap: &str) -> bool {
+        self.llb_caps.as_ref().is_some_and(|c| c.contains(cap))
+    }
+
+    /// Refuse a definition that uses an op the engine does not know, naming the cap.
+    pub fn check_caps(&self, def: &pb::Definition) -> Result<(), Failure> {
+        let Some(have) = &self.llb_caps else {
+            return Ok(());
+        };
+        let missing: Vec<String> = crate::llb::used_caps(def)
+            .into_iter()
+            .filter(|c| !have.contains(c))
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        Err(Failure {
+            code: tonic::Code::FailedPrecondition,
+            message: format!(
+                "this BuildKit lacks LLB capabilities kiln needs: {} (see docs/usage.md for the engine versions that have them; upgrade the engine or Docker)",
+                missing.join(", ")
+            ),
+        })
+    }
+
+    pub async fn solve(&mut self, def: pb::Definition, evaluate: bool) -> Result<RefId, Failure> {
+        self.check_caps(&def)?;
+        let req = gw::SolveRequest {
+            definition: Some(def),
+            allow_result_return: true,
+            allow_result_array_ref: self.has("proto.refarray"),
+            cache_imports: self
+                .cache_imports
+                .iter()
+                .map(|c| CacheOptionsEntry {
+                    r#type: c.kind.clone(),
+                    attrs: c.attrs.clone().into_iter().collect(),
+                })
+                .collect(),
+            evaluate: evaluate && self.has("gateway.solve.evaluate"),
+            exporter_attr: if self.has("return") {
+                vec![]
+            } else {
+                b"{}".to_vec()
+            },
+            ..Default::default()
+        };
+        let resp = self
+            .client
+            .solve(req)
+            .await
+            .map_err(|s| Failure::engine("build failed", s))?
+            .into_inner();
+        let id = match resp.result.and_then(|r| r.result) {
+            Some(ResultKind::Ref(r)) => r.id,
+            Some(ResultKind::RefDeprecated(id)) => id,
+            _ => resp.r#ref,
+        };
+        let id = RefId(id);
+        // Older engines have no evaluate flag: reading from the result forces it to be built.
+        if evaluate && !self.has("gateway.solve.evaluate") {
+            if self.has("statfile") {
+                self.client
+                    .stat_file(gw::StatFileRequest {
+                        r#ref: id.0.clone(),
+                        path: ".".into(),
+                        ..Default::default()
+                    })
+                    .await
+                    .map_err(|s| Failure::engine("build failed", s))?;
+            } else {
+                return Err(Failure {
+                    code: tonic::Code::FailedPrecondition,
+                    message: "this BuildKit can neither evaluate a solve nor stat a result, so `verify` cannot run; upgrade to BuildKit >= 0.8 (Docker >= 20.10)".into(),
+                });
+            }
+        }
+        Ok(id)
+    }
+
+    pub async fn read_file(&mut self, r: &RefId, path: &str) -> Result<Vec<u8>, tonic::Status> {
+        Ok(self
+            .client
+            .read_file(gw::ReadFileRequest {
+                r#ref: r.0.clone(),
+                file_path: path.into(),
+                ..Default::default()
+            })
+            .await?
+            .into_inner()
+            .data)
+    }
+
+    pub async fn resolve_image(
+        &mut self,
+        reference: &str,
+        platform: &pb::Platform,
+    ) -> Result<(String, Vec<u8>), Failure> {
+        let resp = self
+            .client
+            .resolve_image_config(gw::ResolveImageConfigRequest {
+                r#ref: reference.into(),
+                platform: Some(platform.clone()),
+                resolve_mode: if self.has("resolveimage.resolvemode") {
+                    "default".into()
+                } else {
+                    String::new()
+                },
+                log_name: format!("[internal] load metadata for {reference}"),
+                ..Default::default()
+            })
+            .await
+            .map_err(|s| Failure::engine(&format!("cannot resolve base image {reference}"), s))?
+            .into_inner();
+        Ok((resp.digest, resp.config))
+    }
+
+    /// Hand the result (or the failure) back; the build ends here.
+    pub async fn finish(&mut self, result: Result<Returned, Failure>) -> Result<(), tonic::Status> {
+        let req = match result {
+            Ok(r) => {
+                let refarray = self.has("proto.refarray");
+                let to_ref = |id: String| gw::Ref { id, def: None };
+                let kind = match r.refs {
+                    Refs::None => None,
+                    Refs::Single(id) if refarray => Some(ResultKind::Ref(to_ref(id.0))),
+                    Refs::Single(id) => Some(ResultKind::RefDeprecated(id.0)),
+                    Refs::Map(m) if refarray => Some(ResultKind::Refs(gw::RefMap {
+                        refs: m.into_iter().map(|(k, v)| (k, to_ref(v.0))).collect(),
+                    })),
+                    Refs::Map(m) => Some(ResultKind::RefsDeprecated(gw::RefMapDeprecated {
+                        refs: m.into_iter().map(|(k, v)| (k, v.0)).collect(),
+                    })),
+                };
+                gw::ReturnRequest {
+                    result: Some(gw::Result {
+                        metadata: r.metadata,
+                        attestations: HashMap::new(),
+                        result: kind,
+                    }),
+                    error: None,
+                }
+            }
+            Err(f) => gw::ReturnRequest {
+                result: None,
+                error: Some(Status {
+                    code: f.code as i32,
+                    message: f.message,
+                    details: vec![],
+                }),
+            },
+        };
+        self.client.r#return(req).await.map(|_| ())
+    }
+}
+
+pub enum Refs {
+    None,
+    Single(RefId),
+    Map(Vec<(String, RefId)>),
+}
+
+pub struct Returned {
+    pub refs: Refs,
+    pub metadata: HashMap<String, Vec<u8>>,
+}

@@ -1,0 +1,156 @@
+//! The build's options, as the gateway passes them: `BUILDKIT_FRONTEND_OPT_<n>=key=value`.
+
+use std::collections::BTreeMap;
+
+use crate::llb::pb;
+use crate::plan::lower::parse_platform;
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Options {
+    /// The spec's file name inside the `dockerfile` local.
+    pub filename: String,
+    pub target: Option<String>,
+    /// Empty: the worker's default platform.
+    pub platforms: Vec<pb::Platform>,
+    pub build_args: BTreeMap<String, String>,
+    pub labels: BTreeMap<String, String>,
+    pub no_cache: bool,
+    /// Raw `cache-imports` JSON, passed on to every solve.
+    pub cache_imports: Vec<CacheImport>,
+    pub context_local: String,
+    pub spec_local: String,
+    /// A subrequest (`frontend.targets`, `frontend.outline`, ...) instead of a build.
+    pub request_id: Option<String>,
+    pub session_id: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, serde::Deserialize)]
+pub struct CacheImport {
+    #[serde(rename = "Type")]
+    pub kind: String,
+    #[serde(rename = "Attrs", default)]
+    pub attrs: BTreeMap<String, String>,
+}
+
+/// Build-arg names BuildKit and docker use for themselves; not "unused" when a spec ignores them.
+pub fn is_builtin_arg(name: &str) -> bool {
+    name.starts_with("BUILDKIT_")
+        || matches!(
+            name,
+            "HTTP_PROXY" | "HTTPS_PROXY" | "FTP_PROXY" | "NO_PROXY" | "ALL_PROXY"
+        )
+        || matches!(
+            name,
+            "http_proxy" | "https_proxy" | "ftp_proxy" | "no_proxy" | "all_proxy"
+        )
+}
+
+impl Options {
+    /// From `key=value` pairs (already split off the environment variable names).
+    pub fn parse(
+        pairs: impl IntoIterator<Item = (String, String)>,
+        session_id: Option<String>,
+    ) -> Result<Options, String> {
+        let mut o = Options {
+            filename: "Dockerfile".into(),
+            context_local: "context".into(),
+            spec_local: "dockerfile".into(),
+            session_id,
+            ..Default::default()
+        };
+        for (k, v) in pairs {
+            if let Some(name) = k.strip_prefix("build-arg:") {
+                o.build_args.insert(name.to_string(), v);
+                continue;
+            }
+            if let Some(name) = k.strip_prefix("label:") {
+                o.labels.insert(name.to_string(), v);
+                continue;
+            }
+            match k.as_str() {
+                "filename" if !v.is_empty() => o.filename = v,
+                "target" if !v.is_empty() => o.target = Some(v),
+                "platform" if !v.is_empty() => {
+                    o.platforms = v
+                        .split(',')
+                        .map(|p| parse_platform(p.trim()))
+                        .collect::<Result<_, _>>()?;
+                }
+                "no-cache" => o.no_cache = true,
+                "cache-imports" if !v.is_empty() => {
+                    o.cache_imports = serde_json::from_str(&v)
+                        .map_err(|e| format!("invalid cache-imports option: {e}"))?;
+                }
+                "contextkey" if !v.is_empty() => o.context_local = v,
+                "dockerfilekey" if !v.is_empty() => o.spec_local = v,
+                "requestid" if !v.is_empty() => o.request_id = Some(v),
+                _ => {}
+            }
+        }
+        Ok(o)
+    }
+
+    /// From this process's environment.
+    pub fn from_env() -> Result<Options, String> {
+        let pairs = std::env::vars()
+            .filter(|(k, _)| k.starts_with("BUILDKIT_FRONTEND_OPT_"))
+            .map(|(_, v)| match v.split_once('=') {
+                Some((k, v)) => (k.to_string(), v.to_string()),
+                None => (v, String::new()),
+            });
+        let session = std::env::var("BUILDKIT_SESSION_ID")
+            .ok()
+            .filter(|s| !s.is_empty());
+        Options::parse(pairs, session)
+    }
+
+    /// The build's default platform: from the workers the engine describes, else this host's.
+    pub fn default_platform(
+        workers: &[bollard_buildkit_proto::moby::buildkit::v1::types::WorkerRecord],
+    ) -> pb::Platform {
+        workers
+            .iter()
+            .find_map(|w| w.platforms.first().cloned())
+            .unwrap_or_else(crate::plan::lower::host_platform)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kv(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn parses_docker_build_options() {
+        let o = Options::parse(
+            kv(&[
+                ("filename", "worker.yaml"),
+                ("target", "cuda"),
+                ("build-arg:PYTHON_IMAGE", "x:1"),
+                ("label:team", "ml"),
+                ("platform", "linux/amd64,linux/arm64"),
+                ("no-cache", ""),
+                (
+                    "cache-imports",
+                    r#"[{"Type":"registry","Attrs":{"ref":"r/c"}}]"#,
+                ),
+            ]),
+            Some("s1".into()),
+        )
+        .unwrap();
+        assert_eq!(o.filename, "worker.yaml");
+        assert_eq!(o.target.as_deref(), Some("cuda"));
+        assert_eq!(o.build_args["PYTHON_IMAGE"], "x:1");
+        assert_eq!(o.labels["team"], "ml");
+        assert_eq!(o.platforms.len(), 2);
+        assert!(o.no_cache);
+        assert_eq!(o.cache_imports[0].attrs["ref"], "r/c");
+        assert!(Options::parse(kv(&[("platform", "linux")]), None).is_err());
+    }
+}

@@ -1,0 +1,85 @@
+//! Golden definitions of the example specs: the same spec gives the same bytes in every
+//! process, and those bytes only change when a reviewed golden file changes with them.
+//! Regenerate with `KILN_UPDATE_GOLDEN=1 cargo test --test golden`.
+
+use std::path::Path;
+use std::process::Command;
+
+use sha2::{Digest, Sha256};
+
+const CASES: &[(&str, &str, &[&str])] = &[
+    ("specs/worker.yaml", "minimal", &[]),
+    ("specs/worker.yaml", "cuda", &[]),
+    ("specs/worker.yaml", "cuda", &["--merge"]),
+    ("specs/api.yaml", "default", &[]),
+    ("specs/batch.yaml", "pdf", &[]),
+];
+
+fn kiln(args: &[&str]) -> Vec<u8> {
+    let out = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "kiln {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+fn golden_name(spec: &str, target: &str, extra: &[&str]) -> String {
+    let stem = Path::new(spec)
+        .file_stem()
+        .unwrap()
+        .to_string_lossy()
+        .to_string();
+    let flags: String = extra
+        .iter()
+        .map(|f| f.trim_start_matches('-'))
+        .map(|f| format!("-{f}"))
+        .collect();
+    format!("tests/golden/{stem}-{target}{flags}")
+}
+
+#[test]
+fn definitions_are_byte_identical_across_processes_and_match_golden() {
+    let update = std::env::var_os("KILN_UPDATE_GOLDEN").is_some();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut stale = vec![];
+    for (spec, target, extra) in CASES {
+        let mut args = vec!["llb", spec, "--target", target, "--platform", "linux/amd64"];
+        args.extend_from_slice(extra);
+        let first = kiln(&args);
+        let second = kiln(&args);
+        assert!(!first.is_empty());
+        assert_eq!(
+            first, second,
+            "{spec} --target {target}: two processes gave different bytes"
+        );
+
+        let mut json_args = args.clone();
+        json_args.extend(["--format", "json"]);
+        let json = kiln(&json_args);
+        let digest = format!("{}\n", hex::encode(Sha256::digest(&first)));
+        let base = root.join(golden_name(spec, target, extra));
+        let (digest_path, json_path) = (base.with_extension("sha256"), base.with_extension("json"));
+        if update {
+            std::fs::create_dir_all(digest_path.parent().unwrap()).unwrap();
+            std::fs::write(&digest_path, &digest).unwrap();
+            std::fs::write(&json_path, &json).unwrap();
+            continue;
+        }
+        let want = std::fs::read_to_string(&digest_path).unwrap_or_default();
+        let want_json = std::fs::read(&json_path).unwrap_or_default();
+        if want != digest || want_json != json {
+            stale.push(format!("{spec} --target {target} {extra:?}"));
+        }
+    }
+    assert!(
+        stale.is_empty(),
+        "definitions changed for: {}\nreview `git diff tests/golden` after KILN_UPDATE_GOLDEN=1 cargo test --test golden",
+        stale.join(", ")
+    );
+}

@@ -1,0 +1,393 @@
+//! Every validation error: its message and the line:col it points at.
+
+use std::collections::BTreeMap;
+
+use kiln::spec::{LoadOptions, load_str};
+
+const GOOD: &str = "version: 1\nname: w\npython:\n  base: python:3.12-slim\n";
+
+/// (spec, expected message fragment, line, col)
+fn cases() -> Vec<(String, &'static str, u32, u32)> {
+    let with = |extra: &str| format!("{GOOD}{extra}");
+    vec![
+        ("".into(), "spec file is empty", 1, 1),
+        ("- a\n- b\n".into(), "must be a mapping", 1, 1),
+        ("just a string\n".into(), "must be a mapping", 1, 1),
+        ("version: 1\nname: [unclosed\n".into(), "invalid YAML", 2, 7),
+        (
+            "version: 1\nname: w\nname: x\n".into(),
+            "duplicate key `name`",
+            3,
+            1,
+        ),
+        (
+            "name: w\npython: {base: python:3}\n".into(),
+            "missing `version`",
+            1,
+            1,
+        ),
+        (
+            "version: 2\nname: w\npython: {base: python:3}\n".into(),
+            "unsupported spec version",
+            1,
+            10,
+        ),
+        (
+            "version: 1\npython: {base: python:3}\n".into(),
+            "missing `name`",
+            1,
+            1,
+        ),
+        ("version: 1\nname: w\n".into(), "missing `python`", 1, 1),
+        (
+            with("requirments: {}\n"),
+            "unknown key `requirments` in the spec",
+            5,
+            1,
+        ),
+        (
+            with("system:\n  biuld: [gcc]\n"),
+            "unknown key `biuld` in system",
+            6,
+            3,
+        ),
+        (
+            "version: 1\nname: W!\npython:\n  base: python:3.12-slim\n".into(),
+            "invalid name `W!`",
+            2,
+            7,
+        ),
+        (
+            "version: 1\nname: w\npython:\n  base: Python:3.12\n".into(),
+            "invalid image reference `Python:3.12`",
+            4,
+            9,
+        ),
+        (
+            "version: 1\nname: w\npython:\n  version: \"3.12\"\n".into(),
+            "missing `python.base`",
+            4,
+            3,
+        ),
+        (
+            with("  version: 3.10\n"),
+            "python.version must be a string, found a number",
+            5,
+            12,
+        ),
+        (
+            with("  version: \"three\"\n"),
+            "invalid python.version `three`",
+            5,
+            12,
+        ),
+        (
+            with("  installer: poetry\n"),
+            "unknown installer `poetry`",
+            5,
+            14,
+        ),
+        (
+            with("  venv: opt/venv\n"),
+            "invalid python.venv `opt/venv`",
+            5,
+            9,
+        ),
+        (
+            with("system:\n  build: [\"gcc; rm -rf /\"]\n"),
+            "invalid apt package name `gcc; rm -rf /`",
+            6,
+            11,
+        ),
+        (
+            with("system:\n  runtime: libpq5\n"),
+            "system.runtime must be a list",
+            6,
+            12,
+        ),
+        (
+            with("requirements:\n  core: [../secrets.txt]\n"),
+            "`..` would leave the build context",
+            6,
+            10,
+        ),
+        (
+            with("requirements:\n  core: [/etc/passwd]\n"),
+            "absolute paths are not allowed",
+            6,
+            10,
+        ),
+        (
+            with("requirements:\n  core: {packages: [\"--index-url=http://evil\"]}\n"),
+            "pip options are not requirements",
+            6,
+            21,
+        ),
+        (
+            with("requirements:\n  core: {packages: [\"arq$(id)\"]}\n"),
+            "shell metacharacters",
+            6,
+            21,
+        ),
+        (
+            with("requirements:\n  core: []\n"),
+            "requirement group `core` is empty",
+            6,
+            9,
+        ),
+        (
+            with("requirements:\n  core: {file: [a.txt]}\n"),
+            "unknown key `file` in requirements.core",
+            6,
+            10,
+        ),
+        (with("pip:\n  timeout: -1\n"), "pip.timeout is -1", 6, 12),
+        (
+            with("pip:\n  retries: lots\n"),
+            "pip.retries must be an integer",
+            6,
+            12,
+        ),
+        (
+            with("pip:\n  index_url: https://user:token@pypi.example.com/simple\n"),
+            "invalid pip.index_url `https://***@pypi.example.com/simple`",
+            6,
+            14,
+        ),
+        (
+            with("pip:\n  check: yes please\n"),
+            "pip.check must be true or false",
+            6,
+            10,
+        ),
+        (with("app:\n  workdir: /app\n"), "missing `app.src`", 6, 3),
+        (
+            with("app:\n  src: [app]\n  workdir: app\n"),
+            "invalid app.workdir `app`",
+            7,
+            12,
+        ),
+        (
+            with("user: admin\n"),
+            "user must be a mapping or `root`",
+            5,
+            7,
+        ),
+        (
+            with("user: {name: Bad Name, uid: 10001}\n"),
+            "invalid user name `Bad Name`",
+            5,
+            14,
+        ),
+        (with("user: {name: svc, uid: 0}\n"), "uid 0 is root", 5, 7),
+        (
+            with("user: {name: svc, uid: -5}\n"),
+            "user.uid is -5",
+            5,
+            24,
+        ),
+        (
+            with("env:\n  1BAD: x\n"),
+            "invalid environment variable name `1BAD`",
+            6,
+            9,
+        ),
+        (with("env:\n  A: [1, 2]\n"), "env.A must be a string", 6, 6),
+        (with("cmd: []\n"), "cmd is an empty list", 5, 6),
+        (
+            with("cmd: {run: x}\n"),
+            "cmd must be a list of strings or one string",
+            5,
+            6,
+        ),
+        (
+            with("healthcheck:\n  interval: 30s\n"),
+            "missing `healthcheck.cmd`",
+            6,
+            3,
+        ),
+        (
+            with("healthcheck:\n  cmd: [python]\n  interval: 30\n"),
+            "invalid healthcheck.interval `30`",
+            7,
+            13,
+        ),
+        (with("ports: [70000]\n"), "invalid port `70000`", 5, 9),
+        (with("ports: [\"80/xtp\"]\n"), "invalid port `80/xtp`", 5, 9),
+        (
+            with("stop_signal: TERM\n"),
+            "invalid stop_signal `TERM`",
+            5,
+            14,
+        ),
+        (
+            with("build_secrets:\n  ca_bundle: \"a b\"\n"),
+            "invalid secret id `a b`",
+            6,
+            14,
+        ),
+        (
+            with("build_secrets:\n  token: x\n"),
+            "unknown key `token` in build_secrets",
+            6,
+            3,
+        ),
+        (with("variants: {}\n"), "`variants` is empty", 5, 11),
+        (
+            with("variants:\n  GPU: {}\n"),
+            "invalid variant name `GPU`",
+            6,
+            3,
+        ),
+        (
+            with("requirements:\n  core: [r.txt]\nvariants:\n  a: {requirements: [cor]}\n"),
+            "unknown requirement group `cor`",
+            8,
+            22,
+        ),
+        (
+            with("variants:\n  a: {biuld: x}\n"),
+            "unknown key `biuld` in variant `a`",
+            6,
+            7,
+        ),
+        (
+            with("variants:\n  a: {}\ndefault_variant: b\n"),
+            "default_variant `b` is not a variant",
+            7,
+            18,
+        ),
+        (
+            with("variants:\n  a: {base: \"not an image\"}\n"),
+            "invalid image reference `not an image`",
+            6,
+            13,
+        ),
+        (
+            "version: 1\nname: w\npython:\n  base: ${IMAGE}\n".into(),
+            "undefined argument `${IMAGE}`",
+            4,
+            9,
+        ),
+        (
+            "version: 1\nname: w\nargs: {IMAGE: x}\npython:\n  base: ${IMAGES}\n".into(),
+            "undefined argument `${IMAGES}`",
+            5,
+            9,
+        ),
+        (
+            "version: 1\nname: w\nargs: {\"bad-name\": x}\npython: {base: python:3}\n".into(),
+            "invalid argument name `bad-name`",
+            3,
+            8,
+        ),
+        (
+            "version: 1\nname: w\npython:\n  base: ${IMAGE\n".into(),
+            "unterminated `${`",
+            4,
+            9,
+        ),
+        (
+            "version: 1\nextends: [a.yaml]\nname: w\n".into(),
+            "`extends` must be a file name",
+            2,
+            10,
+        ),
+        (
+            "version: 1\nextends: base.yaml\nname: w\n".into(),
+            "cannot read extended spec `base.yaml`",
+            2,
+            10,
+        ),
+    ]
+}
+
+#[test]
+fn every_error_has_message_and_position() {
+    let mut failures = vec![];
+    for (yaml, want, line, col) in cases() {
+        match load_str("t.yaml", &yaml, &LoadOptions::default()) {
+            Ok(_) => failures.push(format!("accepted:\n{yaml}\nwanted: {want}")),
+            Err(report) => {
+                let found = report.errors().find(|d| d.message.contains(want));
+                match found {
+                    Some(d) if d.loc.line == line && d.loc.col == col => {
+                        assert!(!d.help.is_empty(), "no help for {want}");
+                    }
+                    Some(d) => failures.push(format!(
+                        "{want}: at {}:{}, wanted {line}:{col}",
+                        d.loc.line, d.loc.col
+                    )),
+                    None => {
+                        failures.push(format!("{want}: not reported; got:\n{}", report.render()))
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases wrong:\n{}",
+        failures.len(),
+        cases().len(),
+        failures.join("\n---\n")
+    );
+}
+
+#[test]
+fn unknown_keys_suggest_the_right_one() {
+    let err = load_str(
+        "t.yaml",
+        &format!("{GOOD}requirments: {{}}\n"),
+        &LoadOptions::default(),
+    )
+    .unwrap_err();
+    let d = err.errors().next().unwrap();
+    assert_eq!(d.help, "did you mean `requirements`?");
+    let rendered = err.render();
+    assert!(rendered.contains("--> t.yaml:5:1"), "{rendered}");
+    assert!(rendered.contains("5 | requirments: {}"), "{rendered}");
+}
+
+#[test]
+fn all_errors_are_reported_at_once() {
+    let yaml = format!("{GOOD}system:\n  build: [\"Bad\"]\nports: [0]\nuser: {{name: X}}\n");
+    let err = load_str("t.yaml", &yaml, &LoadOptions::default()).unwrap_err();
+    assert_eq!(err.errors().count(), 3, "{}", err.render());
+}
+
+#[test]
+fn build_args_override_defaults_and_reach_every_string() {
+    let yaml = "version: 1\nname: w\nargs: {IMG: python:3.12-slim, TAG: a}\npython:\n  base: ${IMG}\nenv: {T: \"${TAG}-$${TAG}\"}\n";
+    let opts = LoadOptions {
+        build_args: BTreeMap::from([("IMG".to_string(), "python:3.11-slim".to_string())]),
+    };
+    let loaded = load_str("t.yaml", yaml, &opts).unwrap();
+    let v = &loaded.spec.variants[0];
+    assert_eq!(v.python.base.v, "python:3.11-slim");
+    assert_eq!(v.env["T"], "a-${TAG}");
+    assert_eq!(loaded.spec.args[0].default, "python:3.12-slim");
+}
+
+#[test]
+fn root_user_is_a_warning_not_an_error() {
+    let loaded = load_str(
+        "t.yaml",
+        &format!("{GOOD}user: root\n"),
+        &LoadOptions::default(),
+    )
+    .unwrap();
+    assert!(loaded.spec.user.is_root());
+    assert!(
+        loaded
+            .warnings
+            .iter()
+            .any(|w| w.message.contains("runs as root"))
+    );
+}
+
+#[test]
+fn default_user_is_non_root_10001() {
+    let loaded = load_str("t.yaml", GOOD, &LoadOptions::default()).unwrap();
+    assert_eq!((loaded.spec.user.uid, loaded.spec.user.gid), (10001, 10001));
+}
