@@ -73,6 +73,8 @@ pub fn main() -> ExitCode {
         let channel = channel_over(stdio).await?;
         serve(channel, Options::from_env()).await
     });
+    // The stdin reader sits in a blocking thread that never returns; don't wait for it.
+    runtime.shutdown_background();
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -132,7 +132,15 @@ pub fn lower(spec: &Spec, plan: &Plan, opts: &LowerOpts) -> Lowered {
                     variant.clone(),
                     image_config(spec, v, &info.config, &opts.platform, &opts.labels),
                 );
-                final_image(spec, opts, &parent, &venv_state, &v.python.venv, meta)
+                final_image(
+                    spec,
+                    opts,
+                    variant,
+                    &parent,
+                    &venv_state,
+                    &v.python.venv,
+                    meta,
+                )
             }
             StageKind::Verify { variant, command } => {
                 let cfg = &configs[variant];
@@ -200,7 +208,7 @@ fn apt(parent: &State, packages: &[S<String>], env: &[String], meta: Meta) -> St
          hook=/etc/apt/apt.conf.d/docker-clean\n\
          if [ -e \"$hook\" ]; then mv \"$hook\" /tmp/kiln-docker-clean; fi\n\
          apt-get update -qq\n\
-         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends {}\n\
+         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o Dpkg::Use-Pty=0 --no-install-recommends {}\n\
          if [ -e /tmp/kiln-docker-clean ]; then mv /tmp/kiln-docker-clean \"$hook\"; fi\n\
          rm -rf /var/log/apt/* /var/log/dpkg.log /var/cache/debconf/*-old\n",
         join(&pkgs)
@@ -454,6 +462,7 @@ fn install(
 fn final_image(
     spec: &Spec,
     opts: &LowerOpts,
+    variant: &str,
     runtime: &State,
     venv_state: &State,
     venv: &str,
@@ -465,7 +474,7 @@ fn final_image(
         gid: user.gid,
     });
     let named = |what: &str| Meta {
-        name: Some(format!("{what} ({})", meta.name.as_deref().unwrap_or(""))),
+        name: Some(format!("[{variant}] {what}")),
         ..meta.clone()
     };
 
