@@ -1,3 +1,4 @@
+#![recursion_limit = "256"]
 //! kiln: a BuildKit frontend that turns a short YAML spec into LLB for Python worker images.
 //!
 //! The pipeline: `spec` (YAML -> checked, typed model) -> `plan` (model -> stage graph)
