@@ -1,7 +1,7 @@
 //! The JSON Schema of a spec, for editors (`# yaml-language-server: $schema=...`).
 //! Its key lists are tested against the ones the loader accepts, so the two cannot drift.
 
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 fn strings(description: &str) -> Value {
     json!({"type": "array", "items": {"type": "string"}, "description": description})
@@ -143,7 +143,12 @@ mod tests {
     use crate::spec::convert::*;
 
     fn keys(v: &Value) -> Vec<String> {
-        let mut k: Vec<String> = v["properties"].as_object().unwrap().keys().cloned().collect();
+        let mut k: Vec<String> = v["properties"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect();
         k.sort();
         k
     }
@@ -166,7 +171,13 @@ mod tests {
         assert_eq!(keys(&p["healthcheck"]), sorted(HEALTHCHECK_KEYS));
         assert_eq!(keys(&p["build_secrets"]), sorted(SECRETS_KEYS));
         assert_eq!(keys(&p["user"]["oneOf"][1]), sorted(USER_KEYS));
-        assert_eq!(keys(&p["variants"]["additionalProperties"]), sorted(VARIANT_KEYS));
-        assert_eq!(keys(&p["requirements"]["additionalProperties"]["oneOf"][1]), sorted(GROUP_KEYS));
+        assert_eq!(
+            keys(&p["variants"]["additionalProperties"]),
+            sorted(VARIANT_KEYS)
+        );
+        assert_eq!(
+            keys(&p["requirements"]["additionalProperties"]["oneOf"][1]),
+            sorted(GROUP_KEYS)
+        );
     }
 }

@@ -1,0 +1,489 @@
+//! Protocol edge cases against a fake LLBBridge (the real-engine proof is tests/e2e).
+//! The fake records every Solve and the final Return, and can play an old engine.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+
+use bollard_buildkit_proto::moby::buildkit::v1::apicaps::ApiCap;
+use bollard_buildkit_proto::moby::buildkit::v1::frontend::{
+    self as gw,
+    llb_bridge_server::{LlbBridge, LlbBridgeServer},
+};
+use bollard_buildkit_proto::pb;
+use kiln::frontend::opts::Options;
+use prost::Message;
+use tonic::{Request, Response, Status};
+
+const SPEC: &str = "version: 1\nname: w\npython:\n  base: python:3.12-slim\n  version: \"3.12\"\nsystem:\n  runtime: [libpq5]\nrequirements:\n  core: [req.txt]\napp: {src: [app]}\ncmd: [python, -m, app]\nverify: [\"python -c 'import app'\"]\nvariants:\n  minimal: {requirements: [core]}\n  full: {requirements: [core], env: {FULL: \"1\"}}\n";
+const DIGEST: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
+
+#[derive(Default)]
+struct State {
+    files: HashMap<String, Vec<u8>>,
+    llb_caps: Vec<&'static str>,
+    frontend_caps: Vec<&'static str>,
+    solves: Vec<gw::SolveRequest>,
+    stats: usize,
+    returned: Option<gw::ReturnRequest>,
+    fail_solve_containing: Option<String>,
+}
+
+#[derive(Clone)]
+struct Fake(Arc<Mutex<State>>);
+
+type ExecStream = Pin<Box<dyn tokio_stream::Stream<Item = Result<gw::ExecMessage, Status>> + Send>>;
+
+fn caps(list: &[&str]) -> Vec<ApiCap> {
+    list.iter()
+        .map(|c| ApiCap {
+            id: c.to_string(),
+            enabled: true,
+            ..Default::default()
+        })
+        .collect()
+}
+
+#[tonic::async_trait]
+impl LlbBridge for Fake {
+    async fn ping(
+        &self,
+        _: Request<gw::PingRequest>,
+    ) -> Result<Response<gw::PongResponse>, Status> {
+        let s = self.0.lock().unwrap();
+        Ok(Response::new(gw::PongResponse {
+            frontend_api_caps: caps(&s.frontend_caps),
+            llb_caps: caps(&s.llb_caps),
+            workers: vec![],
+        }))
+    }
+    async fn solve(
+        &self,
+        r: Request<gw::SolveRequest>,
+    ) -> Result<Response<gw::SolveResponse>, Status> {
+        let mut s = self.0.lock().unwrap();
+        let req = r.into_inner();
+        if let Some(needle) = &s.fail_solve_containing {
+            let runs_it = req.definition.as_ref().is_some_and(|d| {
+                ops(d).iter().any(|o| matches!(&o.op, Some(pb::op::Op::Exec(e)) if e.meta.as_ref().unwrap().args.join(" ").contains(needle.as_str())))
+            });
+            if runs_it {
+                return Err(Status::unknown(
+                    "process \"/bin/sh -c python -c 'import app'\" did not complete successfully: exit code: 1",
+                ));
+            }
+        }
+        s.solves.push(req);
+        let id = format!("ref-{}", s.solves.len());
+        Ok(Response::new(gw::SolveResponse {
+            r#ref: String::new(),
+            result: Some(gw::Result {
+                result: Some(gw::result::Result::Ref(gw::Ref { id, def: None })),
+                ..Default::default()
+            }),
+        }))
+    }
+    async fn read_file(
+        &self,
+        r: Request<gw::ReadFileRequest>,
+    ) -> Result<Response<gw::ReadFileResponse>, Status> {
+        let s = self.0.lock().unwrap();
+        match s.files.get(&r.get_ref().file_path) {
+            Some(d) => Ok(Response::new(gw::ReadFileResponse { data: d.clone() })),
+            None => Err(Status::not_found(format!(
+                "open {}: no such file or directory",
+                r.get_ref().file_path
+            ))),
+        }
+    }
+    async fn resolve_image_config(
+        &self,
+        r: Request<gw::ResolveImageConfigRequest>,
+    ) -> Result<Response<gw::ResolveImageConfigResponse>, Status> {
+        assert_eq!(r.get_ref().r#ref, "docker.io/library/python:3.12-slim");
+        let config = br#"{"architecture":"amd64","os":"linux","config":{"Env":["PATH=/usr/local/bin:/usr/bin:/bin","PYTHON_VERSION=3.12.8"],"Cmd":["python3"]},"rootfs":{"type":"layers","diff_ids":[]}}"#;
+        Ok(Response::new(gw::ResolveImageConfigResponse {
+            digest: DIGEST.into(),
+            config: config.to_vec(),
+            r#ref: String::new(),
+        }))
+    }
+    async fn stat_file(
+        &self,
+        _: Request<gw::StatFileRequest>,
+    ) -> Result<Response<gw::StatFileResponse>, Status> {
+        self.0.lock().unwrap().stats += 1;
+        Ok(Response::new(gw::StatFileResponse { stat: None }))
+    }
+    async fn r#return(
+        &self,
+        r: Request<gw::ReturnRequest>,
+    ) -> Result<Response<gw::ReturnResponse>, Status> {
+        self.0.lock().unwrap().returned = Some(r.into_inner());
+        Ok(Response::new(gw::ReturnResponse {}))
+    }
+    async fn resolve_source_meta(
+        &self,
+        _: Request<gw::ResolveSourceMetaRequest>,
+    ) -> Result<Response<gw::ResolveSourceMetaResponse>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+    async fn read_dir(
+        &self,
+        _: Request<gw::ReadDirRequest>,
+    ) -> Result<Response<gw::ReadDirResponse>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+    async fn evaluate(
+        &self,
+        _: Request<gw::EvaluateRequest>,
+    ) -> Result<Response<gw::EvaluateResponse>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+    async fn inputs(
+        &self,
+        _: Request<gw::InputsRequest>,
+    ) -> Result<Response<gw::InputsResponse>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+    async fn new_container(
+        &self,
+        _: Request<gw::NewContainerRequest>,
+    ) -> Result<Response<gw::NewContainerResponse>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+    async fn release_container(
+        &self,
+        _: Request<gw::ReleaseContainerRequest>,
+    ) -> Result<Response<gw::ReleaseContainerResponse>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+    type ExecProcessStream = ExecStream;
+    async fn exec_process(
+        &self,
+        _: Request<tonic::Streaming<gw::ExecMessage>>,
+    ) -> Result<Response<ExecStream>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+    async fn read_file_container(
+        &self,
+        _: Request<gw::ReadFileRequest>,
+    ) -> Result<Response<gw::ReadFileResponse>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+    async fn read_dir_container(
+        &self,
+        _: Request<gw::ReadDirRequest>,
+    ) -> Result<Response<gw::ReadDirResponse>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+    async fn stat_file_container(
+        &self,
+        _: Request<gw::StatFileRequest>,
+    ) -> Result<Response<gw::StatFileResponse>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+    async fn warn(
+        &self,
+        _: Request<gw::WarnRequest>,
+    ) -> Result<Response<gw::WarnResponse>, Status> {
+        Ok(Response::new(gw::WarnResponse {}))
+    }
+}
+
+/// A current engine's caps (what matters to kiln).
+const MODERN_LLB: &[&str] = &[
+    "source.image",
+    "source.local",
+    "source.local.includepatterns",
+    "source.local.excludepatterns",
+    "source.local.followpaths",
+    "source.local.sharedkeyhint",
+    "source.local.sessionid",
+    "source.local.differ",
+    "exec.meta.base",
+    "exec.meta.network",
+    "exec.mount.bind",
+    "exec.mount.cache",
+    "exec.mount.cache.sharing",
+    "exec.mount.secret",
+    "file.base",
+    "meta.description",
+    "meta.ignorecache",
+    "mergeop",
+];
+const MODERN_FRONTEND: &[&str] = &[
+    "solve.base",
+    "resolveimage",
+    "readfile",
+    "return",
+    "returnmap",
+    "proto.refarray",
+    "statfile",
+    "gateway.solve.evaluate",
+];
+
+fn fake(llb: &[&'static str], frontend: &[&'static str]) -> Fake {
+    let mut s = State {
+        llb_caps: llb.to_vec(),
+        frontend_caps: frontend.to_vec(),
+        ..Default::default()
+    };
+    s.files
+        .insert("worker.yaml".into(), SPEC.as_bytes().to_vec());
+    Fake(Arc::new(Mutex::new(s)))
+}
+
+fn opts(pairs: &[(&str, &str)]) -> Options {
+    let mut all = vec![("filename".to_string(), "worker.yaml".to_string())];
+    all.extend(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    Options::parse(all, Some("session-1".into())).unwrap()
+}
+
+async fn run(f: &Fake, o: Options) -> gw::ReturnRequest {
+    let (client, server) = tokio::io::duplex(1 << 20);
+    let svc = LlbBridgeServer::new(f.clone());
+    tokio::spawn(async move {
+        tonic::transport::Server::builder()
+            .add_service(svc)
+            .serve_with_incoming(tokio_stream::once(Ok::<_, std::io::Error>(server)))
+            .await
+            .ok();
+    });
+    let channel = kiln::frontend::channel_over(client).await.unwrap();
+    kiln::frontend::serve(channel, Ok(o)).await.unwrap();
+    f.0.lock()
+        .unwrap()
+        .returned
+        .clone()
+        .expect("the frontend returned")
+}
+
+fn ops(def: &pb::Definition) -> Vec<pb::Op> {
+    def.def
+        .iter()
+        .map(|b| pb::Op::decode(b.as_slice()).unwrap())
+        .collect()
+}
+
+fn error_message(r: &gw::ReturnRequest) -> String {
+    r.error
+        .as_ref()
+        .map(|e| e.message.clone())
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn builds_the_target_with_a_pinned_base_and_its_config() {
+    let f = fake(MODERN_LLB, MODERN_FRONTEND);
+    let r = run(&f, opts(&[("target", "full"), ("label:team", "ml")])).await;
+    assert!(r.error.is_none(), "{}", error_message(&r));
+    let result = r.result.unwrap();
+    let cfg: serde_json::Value =
+        serde_json::from_slice(&result.metadata["containerimage.config"]).unwrap();
+    assert_eq!(
+        cfg["config"]["Env"][0],
+        "PATH=/opt/venv/bin:/usr/local/bin:/usr/bin:/bin"
+    );
+    assert!(
+        cfg["config"]["Env"]
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!("FULL=1"))
+    );
+    assert!(
+        cfg["config"]["Env"]
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!("PYTHON_VERSION=3.12.8"))
+    );
+    assert_eq!(cfg["config"]["Labels"]["team"], "ml");
+    assert!(matches!(result.result, Some(gw::result::Result::Ref(_))));
+
+    let s = f.0.lock().unwrap();
+    // Solves: spec file, .dockerignore, the image, the verify step.
+    assert_eq!(s.solves.len(), 4);
+    let image_ops = ops(s.solves[2].definition.as_ref().unwrap());
+    let src = image_ops
+        .iter()
+        .find_map(|o| match &o.op {
+            Some(pb::op::Op::Source(s)) if s.identifier.starts_with("docker-image") => {
+                Some(s.identifier.clone())
+            }
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(
+        src,
+        format!("docker-image://docker.io/library/python:3.12-slim@{DIGEST}")
+    );
+    assert!(
+        image_ops
+            .iter()
+            .any(|o| matches!(o.op, Some(pb::op::Op::Merge(_)))),
+        "mergeop used when the engine has it"
+    );
+    assert!(s.solves[3].evaluate, "verify is evaluated");
+    assert!(
+        s.solves
+            .iter()
+            .all(|r| r.allow_result_return && r.allow_result_array_ref)
+    );
+}
+
+#[tokio::test]
+async fn old_engine_gets_copies_deprecated_refs_and_statfile_evaluation() {
+    // BuildKit v0.8 (Docker 20.10): no mergeop, no differ, no evaluate, no refarray.
+    let llb: Vec<&str> = MODERN_LLB
+        .iter()
+        .copied()
+        .filter(|c| *c != "mergeop" && *c != "source.local.differ")
+        .collect();
+    let f = fake(
+        &llb,
+        &[
+            "solve.base",
+            "resolveimage",
+            "readfile",
+            "return",
+            "returnmap",
+            "statfile",
+        ],
+    );
+    let r = run(&f, opts(&[])).await;
+    assert!(r.error.is_none(), "{}", error_message(&r));
+    assert!(matches!(
+        r.result.unwrap().result,
+        Some(gw::result::Result::RefDeprecated(_))
+    ));
+    let s = f.0.lock().unwrap();
+    let image_ops = ops(s.solves[2].definition.as_ref().unwrap());
+    assert!(
+        !image_ops
+            .iter()
+            .any(|o| matches!(o.op, Some(pb::op::Op::Merge(_))))
+    );
+    assert!(!s.solves[3].evaluate);
+    assert_eq!(s.stats, 1, "verify forced by StatFile");
+}
+
+#[tokio::test]
+async fn a_missing_cap_is_refused_by_name() {
+    let llb: Vec<&str> = MODERN_LLB
+        .iter()
+        .copied()
+        .filter(|c| *c != "exec.mount.cache")
+        .collect();
+    let f = fake(&llb, MODERN_FRONTEND);
+    let r = run(&f, opts(&[])).await;
+    let msg = error_message(&r);
+    assert!(
+        msg.contains("lacks LLB capabilities kiln needs: exec.mount.cache"),
+        "{msg}"
+    );
+    assert_eq!(f.0.lock().unwrap().solves.len(), 2, "nothing was built");
+}
+
+#[tokio::test]
+async fn spec_errors_come_back_with_file_line_and_column() {
+    let f = fake(MODERN_LLB, MODERN_FRONTEND);
+    f.0.lock().unwrap().files.insert("worker.yaml".into(), b"version: 1\nname: w\npython:\n  base: python:3.12-slim\nsystem:\n  runtime: [\"Bad Pkg\"]\n".to_vec());
+    let r = run(&f, opts(&[])).await;
+    let msg = error_message(&r);
+    assert!(
+        msg.starts_with("worker.yaml:6:13: error: invalid apt package name `Bad Pkg`"),
+        "{msg}"
+    );
+    assert_eq!(r.error.unwrap().code, tonic::Code::InvalidArgument as i32);
+}
+
+#[tokio::test]
+async fn unknown_target_and_missing_spec_are_clear() {
+    let f = fake(MODERN_LLB, MODERN_FRONTEND);
+    let msg = error_message(&run(&f, opts(&[("target", "gpu")])).await);
+    assert!(
+        msg.contains("unknown target `gpu`") && msg.contains("minimal, full"),
+        "{msg}"
+    );
+    let f = fake(MODERN_LLB, MODERN_FRONTEND);
+    let msg = error_message(
+        &run(
+            &f,
+            Options::parse(vec![("filename".into(), "nope.yaml".into())], None).unwrap(),
+        )
+        .await,
+    );
+    assert!(
+        msg.contains("cannot read the spec `nope.yaml`") && msg.contains("--file"),
+        "{msg}"
+    );
+}
+
+#[tokio::test]
+async fn a_failing_verify_names_the_spec_line() {
+    let f = fake(MODERN_LLB, MODERN_FRONTEND);
+    f.0.lock().unwrap().fail_solve_containing = Some("import app'".into());
+    let msg = error_message(&run(&f, opts(&[])).await);
+    assert!(
+        msg.starts_with(
+            "worker.yaml:12:10: verify command `python -c 'import app'` failed on the minimal image"
+        ),
+        "{msg}"
+    );
+}
+
+#[tokio::test]
+async fn several_platforms_return_a_ref_map() {
+    let f = fake(MODERN_LLB, MODERN_FRONTEND);
+    let r = run(&f, opts(&[("platform", "linux/amd64,linux/arm64")])).await;
+    assert!(r.error.is_none(), "{}", error_message(&r));
+    let result = r.result.unwrap();
+    let Some(gw::result::Result::Refs(map)) = &result.result else {
+        panic!("{:?}", result.result)
+    };
+    assert_eq!(map.refs.len(), 2);
+    assert!(
+        result
+            .metadata
+            .contains_key("containerimage.config/linux/arm64")
+    );
+    let platforms: serde_json::Value =
+        serde_json::from_slice(&result.metadata["refs.platforms"]).unwrap();
+    assert_eq!(platforms["Platforms"][1]["ID"], "linux/arm64");
+}
+
+#[tokio::test]
+async fn subrequests_describe_targets_outline_lint() {
+    let f = fake(MODERN_LLB, MODERN_FRONTEND);
+    let r = run(&f, opts(&[("requestid", "frontend.targets")])).await;
+    let m = r.result.unwrap().metadata;
+    let targets: serde_json::Value = serde_json::from_slice(&m["result.json"]).unwrap();
+    assert_eq!(targets["targets"][0]["name"], "minimal");
+    assert_eq!(targets["targets"][0]["default"], true);
+    assert!(String::from_utf8_lossy(&m["result.txt"]).contains("minimal (default)"));
+
+    let f = fake(MODERN_LLB, MODERN_FRONTEND);
+    let r = run(&f, opts(&[("requestid", "frontend.subrequests.describe")])).await;
+    let list: serde_json::Value =
+        serde_json::from_slice(&r.result.unwrap().metadata["result.json"]).unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 4);
+
+    let f = fake(MODERN_LLB, MODERN_FRONTEND);
+    f.0.lock().unwrap().files.insert("worker.yaml".into(), b"version: 1\nname: w\nargs: {IMG: python:3.12-slim}\npython:\n  base: ${IMG}\nuser: root\n".to_vec());
+    let m = run(&f, opts(&[("requestid", "frontend.lint")]))
+        .await
+        .result
+        .unwrap()
+        .metadata;
+    assert_eq!(m["result.statuscode"], b"1");
+    let f2 = fake(MODERN_LLB, MODERN_FRONTEND);
+    f2.0.lock().unwrap().files = f.0.lock().unwrap().files.clone();
+    let m = run(&f2, opts(&[("requestid", "frontend.outline")]))
+        .await
+        .result
+        .unwrap()
+        .metadata;
+    let outline: serde_json::Value = serde_json::from_slice(&m["result.json"]).unwrap();
+    assert_eq!(outline["args"][0]["name"], "IMG");
+    assert_eq!(outline["args"][0]["value"], "python:3.12-slim");
+}
