@@ -18,6 +18,8 @@ const NETRC_PATH: &str = "/root/.netrc";
 const REQ_MOUNT: &str = "/kiln/req";
 /// uv lives in its own venv in the builder, on PATH for every step that uses it.
 const UV_HOME: &str = "/opt/kiln-uv";
+/// The pip kiln puts in every venv it creates with `installer: pip`.
+pub const PIP_VERSION: &str = "25.1.1";
 
 /// A resolved base image: pinned reference and its OCI config.
 #[derive(Clone, Debug, PartialEq)]
@@ -292,6 +294,8 @@ fn installer_env(env: &[String], installer: Installer, pip: Option<&Pip>) -> Vec
     out.extend(
         [
             "PIP_DISABLE_PIP_VERSION_CHECK=1",
+            "PIP_CACHE_DIR=/root/.cache/pip",
+            "UV_CACHE_DIR=/root/.cache/uv",
             "PIP_ROOT_USER_ACTION=ignore",
             "PIP_NO_INPUT=1",
             "PIP_PROGRESS_BAR=off",
@@ -340,17 +344,25 @@ fn python(
         ));
     }
     script.push_str(&format!("\"$PY\" -m venv {}\n", quote(venv)));
-    let mut mounts = vec![];
-    if installer == Installer::Uv {
-        let (secret_mounts, secret_script) = secret_setup(spec);
-        mounts.extend(secret_mounts);
-        mounts.push(pip_cache());
-        script.push_str(&secret_script);
-        script.push_str(&format!(
-            "\"$PY\" -m venv {UV_HOME}\n{UV_HOME}/bin/python -m pip install -q {}\n",
-            quote(&format!("uv=={uv_version}"))
-        ));
-        script.push_str("uv --version\n");
+    // Both installers download: secrets and the pip cache are mounted for this step too.
+    let (mut mounts, secret_script) = secret_setup(spec);
+    mounts.push(pip_cache());
+    script.push_str(&secret_script);
+    match installer {
+        // The base's pip may predate PEP 517-only builds (no wheel cache for sdists, so
+        // psycopg2 would recompile on every install): a pinned, current pip in the venv.
+        Installer::Pip => script.push_str(&format!(
+            "{}/bin/python -m pip install -q {}\n",
+            quote(venv),
+            quote(&format!("pip=={PIP_VERSION}"))
+        )),
+        Installer::Uv => {
+            script.push_str(&format!(
+                "\"$PY\" -m venv {UV_HOME}\n{UV_HOME}/bin/python -m pip install -q {}\n",
+                quote(&format!("uv=={uv_version}"))
+            ));
+            script.push_str("uv --version\n");
+        }
     }
     parent
         .run(sh(

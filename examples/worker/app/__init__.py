@@ -1,0 +1,1 @@
+"""Example worker for kiln: an arq worker with a FastAPI API and MCP tools."""
