@@ -334,3 +334,31 @@ fn verify_steps_follow_the_image_in_spec_order() {
     assert_eq!(meta.user, "10001:10001");
     assert_eq!(meta.cwd, "/app");
 }
+
+#[test]
+fn moving_spec_lines_changes_no_op() {
+    // Positions live in metadata and source maps, never in op bytes (the cache keys).
+    let path = format!("{}/specs/worker.yaml", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).unwrap();
+    let shifted = text.replacen("version: 1\n", "# a new comment\n\nversion: 1\n", 1);
+    let opts = LowerOpts::offline(llb::platform("linux", "amd64", ""));
+    for target in ["minimal", "cuda"] {
+        let a = kiln::spec::load_str("worker.yaml", &text, &LoadOptions::default())
+            .unwrap()
+            .spec;
+        let b = kiln::spec::load_str("other-name.yaml", &shifted, &LoadOptions::default())
+            .unwrap()
+            .spec;
+        let da = kiln::plan::lower::build(&a, Some(target), &opts)
+            .unwrap()
+            .def;
+        let db = kiln::plan::lower::build(&b, Some(target), &opts)
+            .unwrap()
+            .def;
+        assert_eq!(
+            da.def, db.def,
+            "{target}: op bytes depend on spec positions"
+        );
+        assert_ne!(da.source, db.source, "source maps do follow the lines");
+    }
+}

@@ -391,3 +391,15 @@ fn default_user_is_non_root_10001() {
     let loaded = load_str("t.yaml", GOOD, &LoadOptions::default()).unwrap();
     assert_eq!((loaded.spec.user.uid, loaded.spec.user.gid), (10001, 10001));
 }
+
+#[test]
+fn one_error_per_position() {
+    // The undefined argument explains why the image reference is wrong: say it once.
+    let err = load_str(
+        "t.yaml",
+        "version: 1\nname: w\npython:\n  base: ${IMAGE}\n",
+        &LoadOptions::default(),
+    )
+    .unwrap_err();
+    assert_eq!(err.errors().count(), 1, "{}", err.render());
+}

@@ -330,17 +330,12 @@ fn python(
     script.push_str("PY=$(command -v python3 || command -v python || true)\n");
     script.push_str("if [ -z \"$PY\" ]; then echo 'kiln: the base image has no python3; use a Python base such as python:3.12-slim' >&2; exit 1; fi\n");
     if let Some(v) = version {
-        let at = format!(
-            "{}:{}:{}",
-            spec.files[v.loc.file as usize].name, v.loc.line, v.loc.col
-        );
-        script
-            .push_str("have=$(\"$PY\" -c 'import sys; print(\"%d.%d\" % sys.version_info[:2])')\n");
+        // No spec position in the script: op bytes must not change when lines move (the
+        // step's progress name carries the position instead).
         script.push_str(&format!(
-            "if [ \"$have\" != {want} ]; then echo \"kiln: base has Python $have, spec wants {v} (python.version at {at}); pick a base image with Python {v} or change python.version\" >&2; exit 1; fi\n",
+            "if [ \"$have\" != {want} ]; then echo \"kiln: base has Python $have, spec wants {v} (python.version); pick a base image with Python {v} or change python.version\" >&2; exit 1; fi\n",
             want = quote(&v.v),
             v = v.v,
-            at = at,
         ));
     }
     script.push_str(&format!("\"$PY\" -m venv {}\n", quote(venv)));

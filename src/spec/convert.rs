@@ -97,11 +97,12 @@ impl Sources {
             }
         }
         let spec = cx.spec(&doc, args, self.files.clone());
-        cx.diags.dedup();
-        let mut seen = Vec::new();
+        // One error per position: the first (e.g. an undefined ${ARG}) explains the rest.
+        let mut seen: Vec<(crate::diag::Severity, Loc)> = Vec::new();
         cx.diags.retain(|d| {
-            let fresh = !seen.contains(d);
-            seen.push(d.clone());
+            let key = (d.severity, d.loc);
+            let fresh = !seen.contains(&key);
+            seen.push(key);
             fresh
         });
         cx.diags.sort_by(|a, b| {
@@ -424,7 +425,7 @@ impl Cx {
                 self.err(
                     doc.loc,
                     "missing `name`",
-                    "add `name: my-worker` (used for labels and cache ids)",
+                    "add `name: my-worker` (the image title label)",
                 );
                 None
             }
@@ -653,6 +654,10 @@ impl Cx {
                         let help =
                             match did_you_mean(&n.v, groups.iter().map(|g| g.name.v.as_str())) {
                                 Some(s) => format!("did you mean `{s}`?"),
+                                None if groups.is_empty() => {
+                                    "define it under `requirements:` (the spec has no groups yet)"
+                                        .to_string()
+                                }
                                 None => format!(
                                     "define it under `requirements:`; known groups: {}",
                                     groups

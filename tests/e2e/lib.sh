@@ -1,0 +1,65 @@
+# Helpers for the end-to-end scripts: real builds on the local Docker engine.
+# Source it; call `finish` last (prints "N passed, N failed", exits non-zero on failures).
+
+DOCKER=/usr/bin/docker
+PASSED=0
+FAILED=0
+E2E_WORK="${E2E_WORK:-$(mktemp -d /tmp/kiln-e2e.XXXXXX)}"
+mkdir -p "$E2E_WORK/logs"
+
+ok() { PASSED=$((PASSED + 1)); echo "  ok   $*"; }
+fail() { FAILED=$((FAILED + 1)); echo "  FAIL $*"; }
+
+# check "description" command...: passes when the command succeeds.
+check() {
+  local what="$1"; shift
+  if "$@" >>"$E2E_WORK/logs/checks.log" 2>&1; then ok "$what"; else fail "$what"; fi
+}
+
+assert_eq() { # what expected actual
+  if [ "$2" = "$3" ]; then ok "$1"; else fail "$1: expected [$2], got [$3]"; fi
+}
+
+assert_contains() { # what haystack needle
+  if grep -qF -- "$3" <<<"$2"; then ok "$1"; else fail "$1: [$3] not found in: $(tail -c 600 <<<"$2")"; fi
+}
+
+assert_not_contains() { # what haystack needle
+  if grep -qF -- "$3" <<<"$2"; then fail "$1: [$3] found"; else ok "$1"; fi
+}
+
+# dbuild LOGNAME args...: a BuildKit build with plain progress; output in $E2E_WORK/logs/LOGNAME.log.
+dbuild() {
+  local log="$E2E_WORK/logs/$1.log"; shift
+  local start end rc
+  start=$(date +%s.%N)
+  DOCKER_BUILDKIT=1 "$DOCKER" build --progress=plain "$@" >"$log" 2>&1
+  rc=$?
+  end=$(date +%s.%N)
+  echo "  ..   build $(basename "$log" .log): exit $rc in $(printf '%.1f' "$(echo "$end - $start" | bc)") s" >&2
+  return $rc
+}
+
+log_of() { cat "$E2E_WORK/logs/$1.log"; }
+
+# step_cached LOGNAME "step name": the progress shows that vertex as CACHED.
+step_cached() {
+  local log="$E2E_WORK/logs/$1.log" name="$2" ids id
+  ids=$(grep -F -- "$name" "$log" | sed -n 's/^#\([0-9]*\) .*/\1/p' | sort -u)
+  [ -n "$ids" ] || { echo "no step named [$name] in $log"; return 1; }
+  for id in $ids; do grep -qx "#$id CACHED" "$log" && return 0; done
+  return 1
+}
+
+step_ran() { # the step is in the log and not cached
+  grep -qF -- "$2" "$E2E_WORK/logs/$1.log" && ! step_cached "$1" "$2"
+}
+
+config() { "$DOCKER" image inspect -f "$2" "$1"; }
+
+finish() {
+  echo
+  echo "e2e: logs in $E2E_WORK/logs"
+  echo "$PASSED passed, $FAILED failed"
+  [ "$FAILED" -eq 0 ]
+}

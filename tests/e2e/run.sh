@@ -1,0 +1,140 @@
+#!/usr/bin/env bash
+# End-to-end: the kiln frontend on a real BuildKit (Docker's), building and running the
+# example worker. Needs the engine (scripts/engine.sh up) and builds the frontend image.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+. tests/e2e/lib.sh
+
+FRONTEND=kiln/frontend:e2e
+BASE=kiln-local/python:3.11
+scripts/frontend-image.sh "$FRONTEND" >/dev/null || { echo "cannot build the frontend image"; exit 1; }
+"$DOCKER" image inspect "$BASE" >/dev/null 2>&1 || { echo "no $BASE: run scripts/engine.sh up"; exit 1; }
+
+# A private copy of the context and spec, so the tests can edit them.
+CTX="$E2E_WORK/ctx"; SPECDIR="$E2E_WORK/spec"
+mkdir -p "$SPECDIR" && cp -r examples/worker "$CTX"
+SPEC="$SPECDIR/worker.yaml"
+{ echo "# syntax=$FRONTEND"; tail -n +2 specs/worker.yaml; } >"$SPEC"
+# The machine's CA bundle plus a marker line (PEM readers skip text between blocks):
+# the marker must not appear in any layer, config or history.
+MARKER="kiln-e2e-secret-$(date +%s%N)"
+CA="$E2E_WORK/ca.pem"
+{ cat /etc/ssl/certs/ca-certificates.crt; echo "$MARKER"; } >"$CA"
+ARGS=(--build-arg "PYTHON_IMAGE=$BASE" --build-arg PYTHON_VERSION=3.11 --secret "id=pipca,src=$CA")
+IMG=kiln-e2e/worker
+
+echo "== minimal, frontend chosen by the # syntax line"
+if dbuild minimal -f "$SPEC" --target minimal -t "$IMG:minimal" --label e2e.label=yes "${ARGS[@]}" "$CTX"; then
+  ok "minimal builds"
+  assert_eq "runs as uid 10001" "10001" "$("$DOCKER" run --rm "$IMG:minimal" id -u)"
+  out=$("$DOCKER" run --rm "$IMG:minimal" python -m app.health 2>&1)
+  assert_contains "core stack imports (python -m app.health)" "$out" "healthy: python 3.11"
+  assert_eq "health check in the config" '["CMD","python","-m","app.health"]' "$(config "$IMG:minimal" '{{json .Config.Healthcheck.Test}}')"
+  assert_eq "--label lands in the image" "yes" "$(config "$IMG:minimal" '{{index .Config.Labels "e2e.label"}}')"
+  assert_eq "--build-arg overrides the args default" "$BASE" "$(config "$IMG:minimal" '{{index .Config.Labels "org.opencontainers.image.base.name"}}')"
+  assert_eq "cmd from the spec" '["arq","app.worker.WorkerSettings"]' "$(config "$IMG:minimal" '{{json .Config.Cmd}}')"
+  assert_not_contains "no NVIDIA env in minimal" "$(config "$IMG:minimal" '{{json .Config.Env}}')" "NVIDIA"
+  check "no ML group in minimal" bash -c "! $DOCKER run --rm $IMG:minimal python -c 'import numpy'"
+  assert_eq "no compiler in the image" "" "$("$DOCKER" run --rm "$IMG:minimal" sh -c 'command -v gcc cc c++ make || true')"
+  added=$(comm -13 <("$DOCKER" run --rm "$BASE" dpkg-query -W -f '${Package}\n' | sort) <("$DOCKER" run --rm "$IMG:minimal" dpkg-query -W -f '${Package}\n' | sort) | tr '\n' ' ')
+  assert_contains "runtime library installed" "$added" "libpq5"
+  assert_not_contains "no -dev package added" "$added" "-dev "
+  assert_not_contains "no build-essential added" "$added" "build-essential"
+  caches='ls -A /root/.cache/pip /root/.cache/uv 2>/dev/null; ls /var/cache/apt/archives/ /var/lib/apt/lists/ 2>/dev/null'
+  assert_eq "no package cache or apt lists added to the image" "$("$DOCKER" run --rm -u 0 "$BASE" sh -c "$caches")" "$("$DOCKER" run --rm -u 0 "$IMG:minimal" sh -c "$caches")"
+  cid=$("$DOCKER" run -d --health-interval 1s --health-start-period 0s "$IMG:minimal" sleep 120)
+  status=starting
+  for _ in $(seq 1 30); do
+    status=$("$DOCKER" inspect -f '{{.State.Health.Status}}' "$cid"); [ "$status" = starting ] || break; sleep 1
+  done
+  "$DOCKER" rm -f "$cid" >/dev/null
+  assert_eq "the health check passes in a running container" "healthy" "$status"
+else
+  fail "minimal builds: $(tail -n 15 "$E2E_WORK/logs/minimal.log")"
+fi
+
+echo "== cuda, frontend chosen by the BUILDKIT_SYNTAX build arg"
+tail -n +2 "$SPEC" >"$SPECDIR/plain.yaml"
+if dbuild cuda -f "$SPECDIR/plain.yaml" --target cuda -t "$IMG:cuda" --build-arg "BUILDKIT_SYNTAX=$FRONTEND" "${ARGS[@]}" "$CTX"; then
+  ok "cuda builds"
+  env=$(config "$IMG:cuda" '{{json .Config.Env}}')
+  assert_contains "NVIDIA env in cuda" "$env" "NVIDIA_VISIBLE_DEVICES=all"
+  assert_contains "venv first on PATH" "$env" "PATH=/opt/venv/bin:"
+  out=$("$DOCKER" run --rm "$IMG:cuda" python -m app.gpu 2>&1)
+  assert_contains "ML group present (numpy, CUDA runtime wheel)" "$out" "libcudart"
+  check "core stack in cuda" "$DOCKER" run --rm "$IMG:cuda" python -m app.health
+  assert_eq "cuda runs as uid 10001" "10001" "$("$DOCKER" run --rm "$IMG:cuda" id -u)"
+  assert_eq "no compiler in cuda" "" "$("$DOCKER" run --rm "$IMG:cuda" sh -c 'command -v gcc cc make || true')"
+  check "the shared core install was reused (CACHED) by the second variant" step_cached cuda "pip install: core"
+else
+  fail "cuda builds: $(tail -n 15 "$E2E_WORK/logs/cuda.log")"
+fi
+
+echo "== app-only change reruns no install step"
+echo "# touched by the e2e test" >>"$CTX/app/api.py"
+if dbuild app-change -f "$SPEC" --target minimal -t "$IMG:minimal" "${ARGS[@]}" "$CTX"; then
+  for step in "apt build:" "apt runtime:" "python: 3.11 check" "pip install: core"; do
+    check "[$step] CACHED after an app edit" step_cached app-change "$step"
+  done
+  check "the app layer was rebuilt" step_ran app-change "[minimal] app"
+  check "the edit is in the image" "$DOCKER" run --rm "$IMG:minimal" grep -q "touched by the e2e test" /app/app/api.py
+else
+  fail "rebuild after an app edit: $(tail -n 15 "$E2E_WORK/logs/app-change.log")"
+fi
+
+echo "== one requirement added reuses the pip cache"
+echo "humanize==4.12.3" >>"$CTX/requirements/core.txt"
+if dbuild add-req -f "$SPEC" --target minimal -t "$IMG:minimal" "${ARGS[@]}" "$CTX"; then
+  check "the core install ran again" step_ran add-req "pip install: core"
+  check "apt build step CACHED" step_cached add-req "apt build:"
+  log=$(log_of add-req)
+  assert_contains "psycopg2 wheel came from the cache mount" "$log" "Using cached psycopg2"
+  assert_not_contains "psycopg2 not compiled again" "$log" "Building wheel for psycopg2"
+  check "the new requirement is installed" "$DOCKER" run --rm "$IMG:minimal" python -c "import humanize"
+else
+  fail "rebuild after adding a requirement: $(tail -n 15 "$E2E_WORK/logs/add-req.log")"
+fi
+
+echo "== a failing verify command fails the build and names the spec line"
+sed 's/^verify:$/verify:\n  - python -c "import not_installed_anywhere"/' "$SPEC" >"$SPECDIR/badverify.yaml"
+line=$(grep -n "not_installed_anywhere" "$SPECDIR/badverify.yaml" | cut -d: -f1)
+if dbuild bad-verify -f "$SPECDIR/badverify.yaml" --target minimal -t kiln-e2e/bad:verify "${ARGS[@]}" "$CTX"; then
+  fail "a failing verify must fail the build"
+else
+  assert_contains "the error names the verify line" "$(log_of bad-verify)" "badverify.yaml:$line:5: verify command"
+  check "nothing exported" bash -c "! $DOCKER image inspect kiln-e2e/bad:verify"
+fi
+
+echo "== a spec error is a readable build error"
+sed 's/^  runtime: \[libpq5, libjpeg62-turbo\]$/  runtime: [libpq5, "Bad Pkg"]/' "$SPEC" >"$SPECDIR/badspec.yaml"
+line=$(grep -n '"Bad Pkg"' "$SPECDIR/badspec.yaml" | cut -d: -f1)
+if dbuild bad-spec -f "$SPECDIR/badspec.yaml" "${ARGS[@]}" "$CTX"; then
+  fail "a bad spec must fail the build"
+else
+  log=$(log_of bad-spec)
+  assert_contains "error with file:line:col" "$log" "badspec.yaml:$line:21: error: invalid apt package name \`Bad Pkg\`"
+  assert_not_contains "no panic" "$log" "panicked"
+fi
+
+echo "== the Python version is checked against the base"
+if dbuild py-version -f "$SPEC" --target minimal --build-arg "PYTHON_IMAGE=$BASE" --secret "id=pipca,src=$CA" "$CTX"; then
+  fail "python 3.12 wanted on a 3.11 base must fail"
+else
+  assert_contains "clear version message" "$(log_of py-version)" "base has Python 3.11, spec wants 3.12"
+fi
+
+echo "== the CA bundle secret is in no layer, config or history"
+for tag in minimal cuda; do
+  dir="$E2E_WORK/save-$tag"; mkdir -p "$dir"
+  if "$DOCKER" save "$IMG:$tag" | tar -x -C "$dir"; then
+    hits=0
+    for layer in "$dir"/*/layer.tar; do tar -xOf "$layer" 2>/dev/null | grep -qaF "$MARKER" && hits=$((hits + 1)); done
+    assert_eq "$tag: secret in no layer" "0" "$hits"
+    check "$tag: secret not in config or manifest" bash -c "! grep -rqaF '$MARKER' '$dir' --include='*.json'"
+    assert_not_contains "$tag: secret not in history" "$("$DOCKER" history --no-trunc "$IMG:$tag")" "$MARKER"
+  else
+    fail "docker save $IMG:$tag"
+  fi
+done
+
+finish
