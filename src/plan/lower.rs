@@ -332,6 +332,8 @@ fn python(
     if let Some(v) = version {
         // No spec position in the script: op bytes must not change when lines move (the
         // step's progress name carries the position instead).
+        script
+            .push_str("have=$(\"$PY\" -c 'import sys; print(\"%d.%d\" % sys.version_info[:2])')\n");
         script.push_str(&format!(
             "if [ \"$have\" != {want} ]; then echo \"kiln: base has Python $have, spec wants {v} (python.version); pick a base image with Python {v} or change python.version\" >&2; exit 1; fi\n",
             want = quote(&v.v),
