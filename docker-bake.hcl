@@ -1,0 +1,26 @@
+# Both images of the example worker in one bake: `docker buildx bake` (needs buildx).
+# BuildKit runs the two builds together and shares their common steps (base, apt, core).
+variable "PYTHON_IMAGE" { default = "python:3.12-slim" }
+variable "PYTHON_VERSION" { default = "3.12" }
+variable "TAG" { default = "dev" }
+
+group "default" { targets = ["minimal", "cuda"] }
+
+target "_worker" {
+  context    = "examples/worker"
+  dockerfile = "../../specs/worker.yaml"
+  args       = { PYTHON_IMAGE = PYTHON_IMAGE, PYTHON_VERSION = PYTHON_VERSION }
+  secret     = ["id=pipca,src=/etc/ssl/certs/ca-certificates.crt"]
+}
+
+target "minimal" {
+  inherits = ["_worker"]
+  target   = "minimal"
+  tags     = ["worker:minimal-${TAG}"]
+}
+
+target "cuda" {
+  inherits = ["_worker"]
+  target   = "cuda"
+  tags     = ["worker:cuda-${TAG}"]
+}
