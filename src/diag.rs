@@ -25,6 +25,9 @@ pub enum Severity {
     Warning,
 }
 
+/// How much of a source line a rendered diagnostic shows.
+const SNIPPET_WIDTH: usize = 120;
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Diagnostic {
     pub severity: Severity,
@@ -97,12 +100,24 @@ impl Diagnostic {
                 if let Some(text) = file.text.lines().nth(self.loc.line as usize - 1) {
                     let gutter = self.loc.line.to_string();
                     let pad = " ".repeat(gutter.len());
-                    // Tabs are shown as one space so the caret lines up.
-                    let shown: String = text
+                    // Tabs are shown as one space so the caret lines up; a long line is
+                    // cut to a window around the column.
+                    let chars: Vec<char> = text
                         .chars()
                         .map(|c| if c == '\t' { ' ' } else { c })
                         .collect();
-                    let caret = " ".repeat(self.loc.col.saturating_sub(1) as usize);
+                    let col = (self.loc.col.saturating_sub(1) as usize).min(chars.len());
+                    let start = col.saturating_sub(SNIPPET_WIDTH / 2);
+                    let end = (start + SNIPPET_WIDTH).min(chars.len());
+                    let mut shown: String = chars[start..end].iter().collect();
+                    if start > 0 {
+                        shown.insert_str(0, "...");
+                    }
+                    if end < chars.len() {
+                        shown.push_str("...");
+                    }
+                    let lead = if start > 0 { 3 } else { 0 };
+                    let caret = " ".repeat(col - start + lead);
                     out.push_str(&format!("{pad} |\n{gutter} | {shown}\n{pad} | {caret}^\n"));
                 }
             }
@@ -217,5 +232,29 @@ mod tests {
         assert!(r.contains("--> w.yaml:2:1"), "{r}");
         assert!(r.contains("2 | bad: 2\n  | ^"), "{r}");
         assert!(r.contains("= help: remove it"), "{r}");
+    }
+
+    #[test]
+    fn long_lines_are_cut_around_the_column() {
+        let line = format!("x: {}", "[".repeat(5000));
+        let files = vec![SourceFile {
+            name: "w.yaml".into(),
+            text: line,
+        }];
+        let d = Diagnostic::error(
+            Loc {
+                file: 0,
+                line: 1,
+                col: 2500,
+            },
+            "too deep",
+            "flatten it",
+        );
+        let r = d.render(&files);
+        assert!(r.len() < 600, "{}", r.len());
+        let lines: Vec<&str> = r.lines().collect();
+        let src = lines.iter().find(|l| l.starts_with("1 | ")).unwrap();
+        let caret = lines.iter().find(|l| l.trim_end().ends_with('^')).unwrap();
+        assert_eq!(src.chars().nth(caret.len() - 1), Some('['));
     }
 }

