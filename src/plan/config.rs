@@ -10,18 +10,23 @@ use crate::spec::{Spec, Variant};
 
 /// The base image's environment as `K=V` lines (a default PATH when it has none).
 pub fn base_env(config: &Value) -> Vec<String> {
-    let mut env: Vec<String> = config["config"]["Env"]
+    let mut env = config_env(config);
+    if !env.iter().any(|e| e.starts_with("PATH=")) {
+        env.insert(0, format!("PATH={DEFAULT_PATH}"));
+    }
+    env
+}
+
+/// An image config's `Env` as `K=V` lines.
+pub fn config_env(config: &Value) -> Vec<String> {
+    config["config"]["Env"]
         .as_array()
         .map(|a| {
             a.iter()
                 .filter_map(|v| v.as_str().map(String::from))
                 .collect()
         })
-        .unwrap_or_default();
-    if !env.iter().any(|e| e.starts_with("PATH=")) {
-        env.insert(0, format!("PATH={DEFAULT_PATH}"));
-    }
-    env
+        .unwrap_or_default()
 }
 
 /// Set `key=value` in a `K=V` list, keeping the position of an existing entry.

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use super::config::{base_env, image_config};
+use super::config::{base_env, config_env, image_config};
 use super::shell::{join, quote};
 use super::{Plan, Stage, StageKind};
 use crate::llb::{self, CopyOpts, Exec, Local, Meta, Mount, Owner, Sharing, SourceLoc, State, pb};
@@ -577,14 +577,7 @@ fn final_image(
 
 fn verify(image: &State, command: &S<String>, config: &Value, meta: Meta) -> State {
     let c = &config["config"];
-    let env: Vec<String> = c["Env"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|v| v.as_str().map(String::from))
-                .collect()
-        })
-        .unwrap_or_default();
+    let env = config_env(config);
     let exec = Exec {
         args: vec!["/bin/sh".into(), "-c".into(), command.v.clone()],
         env,

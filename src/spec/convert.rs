@@ -193,6 +193,19 @@ impl Cx {
         }
     }
 
+    /// The entries of a mapping whose keys are names the user picks (no key checks).
+    fn named<'a>(&mut self, node: &'a Node, what: &str, example: &str) -> &'a [(Key, Node)] {
+        match &node.value {
+            Value::Map(entries) => entries,
+            Value::Null => &[],
+            _ => {
+                let msg = format!("{what} must be a mapping, found {}", node.type_name());
+                self.err(node.loc, msg, example);
+                &[]
+            }
+        }
+    }
+
     fn string(&mut self, node: &Node, what: &str) -> Option<S<String>> {
         match &node.value {
             Value::Str(s) => Some(S::new(s.clone(), node.loc)),
@@ -354,19 +367,7 @@ impl Cx {
     fn args(&mut self, node: Option<&Node>, opts: &LoadOptions) -> Vec<Arg> {
         let mut out = Vec::new();
         let Some(node) = node else { return out };
-        let entries = match &node.value {
-            Value::Map(e) => e,
-            Value::Null => return out,
-            _ => {
-                self.err(
-                    node.loc,
-                    format!("args must be a mapping, found {}", node.type_name()),
-                    "write `NAME: default` lines",
-                );
-                return out;
-            }
-        };
-        for (k, v) in entries {
+        for (k, v) in self.named(node, "args", "write `NAME: default` lines") {
             if !validate::is_env_name(&k.name) {
                 self.err(
                     k.loc,
@@ -873,22 +874,8 @@ impl Cx {
 
     fn groups(&mut self, node: &Node) -> Vec<Group> {
         let mut out = Vec::new();
-        let entries = match &node.value {
-            Value::Map(e) => e,
-            Value::Null => return out,
-            _ => {
-                self.err(
-                    node.loc,
-                    format!(
-                        "requirements must be a mapping of groups, found {}",
-                        node.type_name()
-                    ),
-                    "write `requirements: {core: [requirements/core.txt]}`",
-                );
-                return out;
-            }
-        };
-        for (k, v) in entries {
+        let example = "write `requirements: {core: [requirements/core.txt]}`";
+        for (k, v) in self.named(node, "requirements", example) {
             if !validate::is_variant_name(&k.name) {
                 self.err(
                     k.loc,
