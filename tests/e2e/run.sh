@@ -71,19 +71,21 @@ else
 fi
 
 echo "== app-only change reruns no install step"
-echo "# touched by the e2e test" >>"$CTX/app/api.py"
+# Unique per run: the engine's cache outlives a run, and an edit seen before is a cache hit.
+RUN_ID="$(date +%s%N)"
+echo "# touched by the e2e test $RUN_ID" >>"$CTX/app/api.py"
 if dbuild app-change -f "$SPEC" --target minimal -t "$IMG:minimal" "${ARGS[@]}" "$CTX"; then
   for step in "apt build:" "apt runtime:" "python: 3.11 check" "pip install: core"; do
     check "[$step] CACHED after an app edit" step_cached app-change "$step"
   done
   check "the app layer was rebuilt" step_ran app-change "[minimal] app"
-  check "the edit is in the image" "$DOCKER" run --rm "$IMG:minimal" grep -q "touched by the e2e test" /app/app/api.py
+  check "the edit is in the image" "$DOCKER" run --rm "$IMG:minimal" grep -q "touched by the e2e test $RUN_ID" /app/app/api.py
 else
   fail "rebuild after an app edit: $(tail -n 15 "$E2E_WORK/logs/app-change.log")"
 fi
 
 echo "== one requirement added reuses the pip cache"
-echo "humanize==4.12.3" >>"$CTX/requirements/core.txt"
+echo "humanize==4.12.3  # e2e run $RUN_ID" >>"$CTX/requirements/core.txt"
 if dbuild add-req -f "$SPEC" --target minimal -t "$IMG:minimal" "${ARGS[@]}" "$CTX"; then
   check "the core install ran again" step_ran add-req "pip install: core"
   check "apt build step CACHED" step_cached add-req "apt build:"
