@@ -31,12 +31,12 @@ assert_not_contains() { # what haystack needle
 # dbuild LOGNAME args...: a BuildKit build with plain progress; output in $E2E_WORK/logs/LOGNAME.log.
 dbuild() {
   local log="$E2E_WORK/logs/$1.log"; shift
-  local start end rc
-  start=$(date +%s.%N)
+  local start ms rc
+  start=$(date +%s%N)
   DOCKER_BUILDKIT=1 "$DOCKER" build --progress=plain "$@" >"$log" 2>&1
   rc=$?
-  end=$(date +%s.%N)
-  echo "  ..   build $(basename "$log" .log): exit $rc in $(printf '%.1f' "$(echo "$end - $start" | bc)") s" >&2
+  ms=$((($(date +%s%N) - start) / 1000000))
+  echo "  ..   build $(basename "$log" .log): exit $rc in $((ms / 1000)).$((ms % 1000 / 100)) s" >&2
   return $rc
 }
 
