@@ -88,3 +88,41 @@ fn hostile_specs_are_refused_cleanly_and_quickly() {
     std::fs::remove_dir_all(&dir).ok();
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+fn kiln(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn cli_check_graph_schema() {
+    let ok = kiln(&[
+        "check",
+        "specs/worker.yaml",
+        "specs/api.yaml",
+        "specs/batch.yaml",
+    ]);
+    assert_eq!(
+        ok.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let graph = kiln(&["graph", "specs/worker.yaml"]);
+    let dot = String::from_utf8(graph.stdout).unwrap();
+    assert!(
+        dot.starts_with("digraph kiln {") && dot.contains("pip install: core"),
+        "{dot}"
+    );
+    let schema: serde_json::Value = serde_json::from_slice(&kiln(&["schema"]).stdout).unwrap();
+    assert_eq!(
+        schema["required"],
+        serde_json::json!(["version", "name", "python"])
+    );
+    let bad_target = kiln(&["llb", "specs/worker.yaml", "--target", "gpu"]);
+    assert_eq!(bad_target.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad_target.stderr).contains("unknown target `gpu`"));
+}

@@ -74,12 +74,19 @@ echo "== app-only change reruns no install step"
 # Unique per run: the engine's cache outlives a run, and an edit seen before is a cache hit.
 RUN_ID="$(date +%s%N)"
 echo "# touched by the e2e test $RUN_ID" >>"$CTX/app/api.py"
+# .dockerignore (and app.exclude) keep these out; a symlink out of the context stays a link.
+mkdir -p "$CTX/app/__pycache__" && echo junk >"$CTX/app/__pycache__/api.cpython-311.pyc"
+echo "notes" >"$CTX/app/NOTES.md"
+ln -sf /etc/shadow "$CTX/app/escape"
 if dbuild app-change -f "$SPEC" --target minimal -t "$IMG:minimal" "${ARGS[@]}" "$CTX"; then
   for step in "apt build:" "apt runtime:" "python: 3.11 check" "pip install: core"; do
     check "[$step] CACHED after an app edit" step_cached app-change "$step"
   done
   check "the app layer was rebuilt" step_ran app-change "[minimal] app"
   check "the edit is in the image" "$DOCKER" run --rm "$IMG:minimal" grep -q "touched by the e2e test $RUN_ID" /app/app/api.py
+  assert_eq "app files owned by the runtime user" "10001:10001" "$("$DOCKER" run --rm "$IMG:minimal" stat -c %u:%g /app/app/api.py)"
+  assert_eq ".dockerignore honoured (no *.md, no __pycache__)" "" "$("$DOCKER" run --rm "$IMG:minimal" sh -c 'ls /app/app/NOTES.md /app/app/__pycache__ 2>/dev/null')"
+  assert_eq "a symlink out of the context is copied as a link, not followed" "/etc/shadow" "$("$DOCKER" run --rm "$IMG:minimal" readlink /app/app/escape)"
 else
   fail "rebuild after an app edit: $(tail -n 15 "$E2E_WORK/logs/app-change.log")"
 fi
