@@ -132,6 +132,19 @@ else
   assert_contains "clear version message" "$(log_of py-version)" "base has Python 3.11, spec wants 3.12"
 fi
 
+echo "== two builds at once share the apt and pip caches safely"
+# --no-cache makes every step run; different runtime packages make the two apt steps
+# distinct, so both run at the same time on the same (locked) apt cache mounts.
+sed 's/^  runtime: \[libpq5, libjpeg62-turbo\]$/  runtime: [libpq5, libjpeg62-turbo, less]/' "$SPEC" >"$SPECDIR/para-a.yaml"
+sed 's/^  runtime: \[libpq5, libjpeg62-turbo\]$/  runtime: [libpq5, libjpeg62-turbo, file]/' "$SPEC" >"$SPECDIR/para-b.yaml"
+dbuild para-a --no-cache -f "$SPECDIR/para-a.yaml" --target minimal -t kiln-e2e/para:a "${ARGS[@]}" "$CTX" & pa=$!
+dbuild para-b --no-cache -f "$SPECDIR/para-b.yaml" --target minimal -t kiln-e2e/para:b "${ARGS[@]}" "$CTX" & pb=$!
+wait $pa; ra=$?; wait $pb; rb=$?
+assert_eq "both concurrent builds succeed" "0 0" "$ra $rb"
+check "build a has its package" "$DOCKER" run --rm kiln-e2e/para:a sh -c 'command -v less'
+check "build b has its package" "$DOCKER" run --rm kiln-e2e/para:b sh -c 'command -v file'
+check "both images are healthy" bash -c "$DOCKER run --rm kiln-e2e/para:a python -m app.health && $DOCKER run --rm kiln-e2e/para:b python -m app.health"
+
 echo "== the CA bundle secret is in no layer, config or history"
 for tag in minimal cuda; do
   dir="$E2E_WORK/save-$tag"; mkdir -p "$dir"

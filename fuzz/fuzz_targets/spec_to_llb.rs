@@ -1,0 +1,32 @@
+//! Spec bytes in, a definition or diagnostics out: never a panic, a hang or a blow-up.
+#![no_main]
+
+use kiln::plan::lower::{build, LowerOpts};
+use kiln::spec::{LoadOptions, Sources};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let mut sources = Sources::new();
+    let loaded = match sources.add("fuzz.yaml", data) {
+        Ok(None) => sources.finish(&LoadOptions::default()),
+        Ok(Some(_)) => Err(sources.missing("not available while fuzzing")),
+        Err(report) => Err(report),
+    };
+    match loaded {
+        Ok(loaded) => {
+            let opts = LowerOpts::offline(kiln::llb::platform("linux", "amd64", ""));
+            for v in &loaded.spec.variants {
+                if let Ok(built) = build(&loaded.spec, Some(&v.name.v), &opts) {
+                    assert!(!built.def.def.is_empty());
+                }
+            }
+            for w in &loaded.warnings {
+                let _ = w.render(&loaded.spec.files);
+            }
+        }
+        Err(report) => {
+            assert!(report.has_errors());
+            let _ = report.render();
+        }
+    }
+});
