@@ -171,8 +171,13 @@ pub async fn run(bridge: &mut Bridge, opts: &Options) -> Result<Returned, Failur
             no_cache: opts.no_cache,
             labels: opts.labels.clone(),
         };
+        let lowering = std::time::Instant::now();
         let built = build(spec, Some(&variant), &lower_opts)
             .map_err(|d| Failure::invalid(d.one_line(&spec.files)))?;
+        eprintln!(
+            "kiln: definition for {variant} made in {} us",
+            lowering.elapsed().as_micros()
+        );
         let image = bridge.solve(built.def, false).await?;
         for (command, def) in built.verify {
             let at = format!(
