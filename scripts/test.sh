@@ -12,3 +12,5 @@ echo "== engine" >&2
 scripts/engine.sh up
 echo "== end-to-end (real engine)" >&2
 tests/e2e/run.sh
+echo "== benchmark smoke test" >&2
+tests/e2e/bench_smoke.sh

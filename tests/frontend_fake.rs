@@ -487,3 +487,15 @@ async fn subrequests_describe_targets_outline_lint() {
     assert_eq!(outline["args"][0]["name"], "IMG");
     assert_eq!(outline["args"][0]["value"], "python:3.12-slim");
 }
+
+#[tokio::test]
+async fn skip_verify_build_arg_leaves_verify_out() {
+    let f = fake(MODERN_LLB, MODERN_FRONTEND);
+    let r = run(&f, opts(&[("build-arg:KILN_SKIP_VERIFY", "1")])).await;
+    assert!(r.error.is_none(), "{}", error_message(&r));
+    assert_eq!(
+        f.0.lock().unwrap().solves.len(),
+        3,
+        "spec, .dockerignore, image: no verify solve"
+    );
+}

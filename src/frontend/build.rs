@@ -179,7 +179,18 @@ pub async fn run(bridge: &mut Bridge, opts: &Options) -> Result<Returned, Failur
             lowering.elapsed().as_micros()
         );
         let image = bridge.solve(built.def, false).await?;
-        for (command, def) in built.verify {
+        if opts.skip_verify && !built.verify.is_empty() {
+            eprintln!(
+                "kiln: verify skipped ({} commands): KILN_SKIP_VERIFY is set",
+                built.verify.len()
+            );
+        }
+        let verify = if opts.skip_verify {
+            vec![]
+        } else {
+            built.verify
+        };
+        for (command, def) in verify {
             let at = format!(
                 "{}:{}:{}",
                 spec.files[command.loc.file as usize].name, command.loc.line, command.loc.col

@@ -21,6 +21,8 @@ pub struct Options {
     pub spec_local: String,
     /// A subrequest (`frontend.targets`, `frontend.outline`, ...) instead of a build.
     pub request_id: Option<String>,
+    /// `--build-arg KILN_SKIP_VERIFY=1`: leave out `verify` (inner-loop builds).
+    pub skip_verify: bool,
     pub session_id: Option<String>,
 }
 
@@ -33,8 +35,12 @@ pub struct CacheImport {
 }
 
 /// Build-arg names BuildKit and docker use for themselves; not "unused" when a spec ignores them.
+/// The build arg that skips `verify`.
+pub const SKIP_VERIFY_ARG: &str = "KILN_SKIP_VERIFY";
+
 pub fn is_builtin_arg(name: &str) -> bool {
     name.starts_with("BUILDKIT_")
+        || name == SKIP_VERIFY_ARG
         || matches!(
             name,
             "HTTP_PROXY" | "HTTPS_PROXY" | "FTP_PROXY" | "NO_PROXY" | "ALL_PROXY"
@@ -60,6 +66,9 @@ impl Options {
         };
         for (k, v) in pairs {
             if let Some(name) = k.strip_prefix("build-arg:") {
+                if name == SKIP_VERIFY_ARG {
+                    o.skip_verify = matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes");
+                }
                 o.build_args.insert(name.to_string(), v);
                 continue;
             }
