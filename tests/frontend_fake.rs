@@ -27,6 +27,10 @@ struct State {
     stats: usize,
     returned: Option<gw::ReturnRequest>,
     fail_solve_containing: Option<String>,
+    /// Ping answers after this long (a slow engine).
+    ping_delay: Option<std::time::Duration>,
+    /// Solve never answers (the engine or its connection is gone mid-solve).
+    hang_solve: bool,
 }
 
 #[derive(Clone)]
@@ -50,6 +54,10 @@ impl LlbBridge for Fake {
         &self,
         _: Request<gw::PingRequest>,
     ) -> Result<Response<gw::PongResponse>, Status> {
+        let delay = self.0.lock().unwrap().ping_delay;
+        if let Some(d) = delay {
+            tokio::time::sleep(d).await;
+        }
         let s = self.0.lock().unwrap();
         Ok(Response::new(gw::PongResponse {
             frontend_api_caps: caps(&s.frontend_caps),
@@ -61,6 +69,9 @@ impl LlbBridge for Fake {
         &self,
         r: Request<gw::SolveRequest>,
     ) -> Result<Response<gw::SolveResponse>, Status> {
+        if self.0.lock().unwrap().hang_solve {
+            std::future::pending::<()>().await;
+        }
         let mut s = self.0.lock().unwrap();
         let req = r.into_inner();
         if let Some(needle) = &s.fail_solve_containing {
@@ -498,4 +509,64 @@ async fn skip_verify_build_arg_leaves_verify_out() {
         3,
         "spec, .dockerignore, image: no verify solve"
     );
+}
+
+/// Serve the fake; returns the frontend's run (not started) and the connection's task.
+async fn serve_raw(
+    f: &Fake,
+    o: Options,
+) -> (
+    impl std::future::Future<Output = Result<(), String>>,
+    tokio::task::JoinHandle<()>,
+) {
+    // frontend <-> wire <-> engine: aborting the wire task is the engine going away
+    // (the frontend's stdin and stdout close).
+    let (client, mut wire_a) = tokio::io::duplex(1 << 20);
+    let (mut wire_b, server) = tokio::io::duplex(1 << 20);
+    let svc = LlbBridgeServer::new(f.clone());
+    tokio::spawn(async move {
+        tonic::transport::Server::builder()
+            .add_service(svc)
+            .serve_with_incoming(tokio_stream::once(Ok::<_, std::io::Error>(server)))
+            .await
+            .ok();
+    });
+    let wire = tokio::spawn(async move {
+        tokio::io::copy_bidirectional(&mut wire_a, &mut wire_b)
+            .await
+            .ok();
+    });
+    let channel = kiln::frontend::channel_over(client).await.unwrap();
+    (kiln::frontend::serve(channel, Ok(o)), wire)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_silent_engine_is_given_up_on_after_15_seconds() {
+    let f = fake(MODERN_LLB, MODERN_FRONTEND);
+    f.0.lock().unwrap().ping_delay = Some(std::time::Duration::from_secs(3600));
+    let (frontend, _server) = serve_raw(&f, opts(&[])).await;
+    let started = tokio::time::Instant::now();
+    let err = frontend.await.unwrap_err();
+    assert!(err.contains("did not answer Ping within 15 s"), "{err}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(16));
+}
+
+#[tokio::test]
+async fn a_bridge_closing_mid_solve_ends_the_frontend() {
+    let f = fake(MODERN_LLB, MODERN_FRONTEND);
+    f.0.lock().unwrap().hang_solve = true;
+    let (frontend, server) = serve_raw(&f, opts(&[])).await;
+    // Let the frontend reach its first Solve, then drop the engine's side.
+    let close = async {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        server.abort();
+    };
+    let run = tokio::time::timeout(std::time::Duration::from_secs(10), frontend);
+    let (outcome, ()) = tokio::join!(run, close);
+    let err = outcome.expect("the frontend did not hang").unwrap_err();
+    assert!(
+        err.contains("returning the result to BuildKit failed"),
+        "{err}"
+    );
+    assert!(f.0.lock().unwrap().returned.is_none());
 }

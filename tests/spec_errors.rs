@@ -403,3 +403,55 @@ fn one_error_per_position() {
     .unwrap_err();
     assert_eq!(err.errors().count(), 1, "{}", err.render());
 }
+
+#[test]
+fn extends_cycles_and_chains() {
+    let dir = std::env::temp_dir().join(format!("kiln-extends-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("platform")).unwrap();
+    let write = |name: &str, text: &str| std::fs::write(dir.join(name), text).unwrap();
+    write("a.yaml", "version: 1\nextends: platform/b.yaml\nname: a\n");
+    write("platform/b.yaml", "version: 1\nextends: ../a.yaml\n");
+    let err = kiln::spec::load_file(
+        dir.join("a.yaml").to_str().unwrap(),
+        &LoadOptions::default(),
+    )
+    .unwrap_err();
+    let d = err.errors().next().unwrap();
+    assert!(
+        d.message.contains("`extends` cycle") && d.message.contains("a.yaml -> "),
+        "{}",
+        d.message
+    );
+    assert_eq!(
+        (d.loc.file, d.loc.line, d.loc.col),
+        (1, 2, 10),
+        "points into b.yaml"
+    );
+
+    // A good chain: the extending file wins key by key, lists are replaced.
+    write(
+        "platform/b.yaml",
+        "version: 1\nname: base\npython: {base: python:3.12-slim, installer: uv}\nsystem: {runtime: [libpq5, curl]}\nenv: {A: \"1\", B: \"1\"}\n",
+    );
+    write(
+        "a.yaml",
+        "version: 1\nextends: platform/b.yaml\nname: a\nsystem: {runtime: [libpq5]}\nenv: {B: \"2\"}\n",
+    );
+    let loaded = kiln::spec::load_file(
+        dir.join("a.yaml").to_str().unwrap(),
+        &LoadOptions::default(),
+    )
+    .unwrap();
+    let v = &loaded.spec.variants[0];
+    assert_eq!(loaded.spec.name.v, "a");
+    assert_eq!(v.python.installer, kiln::spec::Installer::Uv);
+    assert_eq!(
+        v.runtime_packages
+            .iter()
+            .map(|p| p.v.as_str())
+            .collect::<Vec<_>>(),
+        ["libpq5"]
+    );
+    assert_eq!((v.env["A"].as_str(), v.env["B"].as_str()), ("1", "2"));
+    std::fs::remove_dir_all(&dir).ok();
+}
