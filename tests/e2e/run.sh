@@ -20,7 +20,10 @@ SPEC="$SPECDIR/worker.yaml"
 MARKER="kiln-e2e-secret-$(date +%s%N)"
 CA="$E2E_WORK/ca.pem"
 { cat /etc/ssl/certs/ca-certificates.crt; echo "$MARKER"; } >"$CA"
-ARGS=(--build-arg "PYTHON_IMAGE=$BASE" --build-arg PYTHON_VERSION=3.11 --secret "id=pipca,src=$CA")
+# A netrc for an index that does not exist: pip never uses it, but its bytes are looked for too.
+NETRC="$E2E_WORK/netrc"
+printf 'machine index.example.invalid login kiln password %s-netrc\n' "$MARKER" >"$NETRC"
+ARGS=(--build-arg "PYTHON_IMAGE=$BASE" --build-arg PYTHON_VERSION=3.11 --secret "id=pipca,src=$CA" --secret "id=netrc,src=$NETRC")
 IMG=kiln-e2e/worker
 
 echo "== minimal, frontend chosen by the # syntax line"
@@ -145,7 +148,7 @@ check "build a has its package" "$DOCKER" run --rm kiln-e2e/para:a sh -c 'comman
 check "build b has its package" "$DOCKER" run --rm kiln-e2e/para:b sh -c 'command -v file'
 check "both images are healthy" bash -c "$DOCKER run --rm kiln-e2e/para:a python -m app.health && $DOCKER run --rm kiln-e2e/para:b python -m app.health"
 
-echo "== the CA bundle secret is in no layer, config or history"
+echo "== the CA bundle and netrc secrets are in no layer, config or history"
 for tag in minimal cuda; do
   dir="$E2E_WORK/save-$tag"; mkdir -p "$dir"
   if "$DOCKER" save "$IMG:$tag" | tar -x -C "$dir"; then
