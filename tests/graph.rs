@@ -231,8 +231,14 @@ fn caches_and_secrets_are_mounts_not_layers() {
                 assert_eq!(m.output, -1, "cache mounts produce no layer");
             }
             if let Some(sec) = &m.secret_opt {
-                assert_eq!(sec.id, "pipca");
+                let want = match m.dest.as_str() {
+                    "/run/secrets/kiln-ca.pem" => "pipca",
+                    "/root/.netrc" => "netrc",
+                    other => panic!("unexpected secret mount {other}"),
+                };
+                assert_eq!(sec.id, want);
                 assert!(sec.optional);
+                assert_eq!(m.output, -1, "secret mounts produce no layer");
             }
         }
     }

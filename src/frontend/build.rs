@@ -132,35 +132,30 @@ pub async fn run(bridge: &mut Bridge, opts: &Options) -> Result<Returned, Failur
         .target
         .clone()
         .unwrap_or_else(|| spec.default_variant.clone());
-    let bases: Vec<String> = {
-        let mut b: Vec<String> = spec
-            .variant(&variant)
-            .map(|v| vec![v.python.base.v.clone()])
-            .unwrap_or_default();
-        b.dedup();
-        b
-    };
+    // The target was checked above, so the variant exists: one base to resolve.
+    let base = spec
+        .variant(&variant)
+        .map(|v| v.python.base.v.clone())
+        .unwrap_or_default();
 
     let mut results: Vec<(String, RefId, Value)> = vec![];
     for platform in &platforms {
-        let mut images = BTreeMap::new();
-        for base in &bases {
-            let reference = validate::normalize_image(base);
-            let (digest, config) = bridge.resolve_image(&reference, platform).await?;
-            let config: Value = serde_json::from_slice(&config).unwrap_or(Value::Null);
-            let pinned = if digest.is_empty() || reference.contains('@') {
-                reference.clone()
-            } else {
-                format!("{reference}@{digest}")
-            };
-            images.insert(
-                base.clone(),
-                ImageInfo {
-                    reference: pinned,
-                    config,
-                },
-            );
-        }
+        let reference = validate::normalize_image(&base);
+        let (digest, config) = bridge.resolve_image(&reference, platform).await?;
+        // The digest pins the base: the graph names exactly the image that was resolved.
+        let pinned = if digest.is_empty() || reference.contains('@') {
+            reference
+        } else {
+            format!("{reference}@{digest}")
+        };
+        let config: Value = serde_json::from_slice(&config).unwrap_or(Value::Null);
+        let images = BTreeMap::from([(
+            base.clone(),
+            ImageInfo {
+                reference: pinned,
+                config,
+            },
+        )]);
         let lower_opts = LowerOpts {
             platform: platform.clone(),
             images,

@@ -1,20 +1,11 @@
 //! The stage graph as Graphviz dot or Mermaid, for people who would rather look.
 
-use super::{AptRole, Plan, StageKind};
+use super::{Plan, StageKind};
 
 fn shape(kind: &StageKind) -> &'static str {
     match kind {
         StageKind::Base { .. } => "box3d",
-        StageKind::Apt {
-            role: AptRole::Build,
-            ..
-        }
-        | StageKind::Python { .. }
-        | StageKind::Install { .. } => "box",
-        StageKind::Apt {
-            role: AptRole::Runtime,
-            ..
-        } => "box",
+        StageKind::Apt { .. } | StageKind::Python { .. } | StageKind::Install { .. } => "box",
         StageKind::Final { .. } => "doubleoctagon",
         StageKind::Verify { .. } => "note",
     }

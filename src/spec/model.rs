@@ -132,7 +132,7 @@ pub struct Healthcheck {
 /// enter a layer, the definition or the image config.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct BuildSecrets {
-    /// A PEM CA bundle for HTTPS from apt, pip and uv (corporate proxies, TLS interception).
+    /// A PEM CA bundle for pip's and uv's HTTPS (corporate proxies, TLS interception).
     pub ca_bundle: Option<String>,
     /// A `.netrc` with credentials for private package indexes.
     pub netrc: Option<String>,
