@@ -389,7 +389,9 @@ async fn a_missing_cap_is_refused_by_name() {
     let r = run(&f, opts(&[])).await;
     let msg = error_message(&r);
     assert!(
-        msg.contains("lacks LLB capabilities kiln needs: exec.mount.cache"),
+        msg.contains(
+            "lacks LLB capabilities kiln needs: exec.mount.cache (BuildKit 0.5, Docker 19.03)"
+        ),
         "{msg}"
     );
     assert_eq!(f.0.lock().unwrap().solves.len(), 2, "nothing was built");

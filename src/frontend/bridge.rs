@@ -25,6 +25,22 @@ const DEFAULT_FRONTEND_CAPS: &[&str] = &[
     "readfile",
 ];
 
+/// The first engines with an LLB cap kiln may use, for the message that asks for an upgrade.
+pub fn cap_since(cap: &str) -> &'static str {
+    match cap {
+        "mergeop" => "BuildKit 0.10, Docker 23.0",
+        "source.local.differ" => "BuildKit 0.12, Docker 24.0",
+        c if c.starts_with("exec.")
+            || c.starts_with("source.")
+            || c.starts_with("meta.")
+            || c == "file.base" =>
+        {
+            "BuildKit 0.5, Docker 19.03"
+        }
+        _ => "a newer BuildKit",
+    }
+}
+
 /// A failure to hand back to BuildKit (and the user) through `Return`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Failure {
@@ -114,11 +130,15 @@ impl Bridge {
         if missing.is_empty() {
             return Ok(());
         }
+        let named: Vec<String> = missing
+            .iter()
+            .map(|c| format!("{c} ({})", cap_since(c)))
+            .collect();
         Err(Failure {
             code: tonic::Code::FailedPrecondition,
             message: format!(
-                "this BuildKit lacks LLB capabilities kiln needs: {} (see docs/usage.md for the engine versions that have them; upgrade the engine or Docker)",
-                missing.join(", ")
+                "this BuildKit lacks LLB capabilities kiln needs: {}; upgrade the engine (see docs/usage.md)",
+                named.join(", ")
             ),
         })
     }
