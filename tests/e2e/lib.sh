@@ -1,7 +1,13 @@
 # Helpers for the end-to-end scripts: real builds on the local Docker engine.
 # Source it; call `finish` last (prints "N passed, N failed", exits non-zero on failures).
+#   engine_up                          scripts/engine.sh up (dockerd + base image), or exit 1
+#   dbuild LOGNAME args...             DOCKER_BUILDKIT=1 docker build --progress=plain args...
+#   assert_eq / assert_contains / assert_not_contains / check / ok / fail
+# The client is /usr/bin/docker (20.10, from docker.io): a newer `docker` on PATH may lack
+# buildx and refuse BuildKit builds.
 
 DOCKER=/usr/bin/docker
+E2E_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 PASSED=0
 FAILED=0
 E2E_WORK="${E2E_WORK:-$(mktemp -d /tmp/kiln-e2e.XXXXXX)}"
@@ -28,7 +34,9 @@ assert_not_contains() { # what haystack needle
   if grep -qF -- "$3" <<<"$2"; then fail "$1: [$3] found"; else ok "$1"; fi
 }
 
-# dbuild LOGNAME args...: a BuildKit build with plain progress; output in $E2E_WORK/logs/LOGNAME.log.
+# dbuild LOGNAME args...: a BuildKit build with plain progress; output in $E2E_WORK/logs/LOGNAME.log,
+# wall time in DBUILD_MS. Returns docker build's exit status.
+DBUILD_MS=0
 dbuild() {
   local log="$E2E_WORK/logs/$1.log"; shift
   local start ms rc
@@ -36,8 +44,18 @@ dbuild() {
   DOCKER_BUILDKIT=1 "$DOCKER" build --progress=plain "$@" >"$log" 2>&1
   rc=$?
   ms=$((($(date +%s%N) - start) / 1000000))
+  DBUILD_MS=$ms
   echo "  ..   build $(basename "$log" .log): exit $rc in $((ms / 1000)).$((ms % 1000 / 100)) s" >&2
   return $rc
+}
+
+# engine_up: the engine and the base image, set up by the project's own script; a test
+# never runs without them (no skipping).
+engine_up() {
+  if ! "$E2E_ROOT/scripts/engine.sh" up; then
+    echo "e2e: the engine did not come up (scripts/engine.sh up failed)" >&2
+    exit 1
+  fi
 }
 
 log_of() { cat "$E2E_WORK/logs/$1.log"; }
