@@ -5,7 +5,7 @@
 #                              make kiln-local/python:3.11 (the default command)
 #   scripts/engine.sh status   docker version and which kiln-local images exist
 # Environment: KILN_ENGINE_CACHE (default /var/cache/kiln: debootstrap tarball, logs),
-# KILN_DOCKERD_LOG (default /var/log/kiln-dockerd.log).
+# KILN_DOCKERD_LOG (default /var/log/kiln-dockerd.log), KILN_DOCKERD_WAIT (seconds, default 60).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # debootstrap and dockerd live in sbin, which a CI shell's PATH may lack.
@@ -19,7 +19,7 @@ BASE_OS=kiln-local/debian:bookworm
 BASE_PY=kiln-local/python:3.11
 BASE_DOCKERFILE=scripts/base/Dockerfile.python
 MIRROR=http://deb.debian.org/debian
-WAIT_S=60
+WAIT_S=${KILN_DOCKERD_WAIT:-60}
 
 say() { echo "engine: $*" >&2; }
 die() { say "ERROR: $*"; exit 1; }
@@ -48,7 +48,8 @@ start_dockerd() {
     say "starting dockerd (log: $LOG)"
     mkdir -p "$(dirname "$LOG")"
     # setsid + nohup: dockerd outlives this script and its session; fd 9 (our lock) closed.
-    setsid nohup dockerd >>"$LOG" 2>&1 </dev/null 9>&- &
+    # -w: should setsid need to fork, $! still lives exactly as long as dockerd.
+    setsid -w nohup dockerd >>"$LOG" 2>&1 </dev/null 9>&- &
     pid=$!
   fi
   local waited=0
