@@ -42,7 +42,7 @@ start_dockerd() {
   answers && return
   local pid=""
   [ -s /var/run/docker.pid ] && pid=$(cat /var/run/docker.pid)
-  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+  if [ -n "$pid" ] && [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = dockerd ]; then
     say "dockerd (pid $pid) is running but not answering yet; waiting"
   else
     say "starting dockerd (log: $LOG)"
