@@ -89,15 +89,53 @@ disturbed_note() { # name: a note when other builds ran during the scenario
   return 0
 }
 
+# The engine can go away under a run: BuildKit 0.8 in Docker 20.10 panics now and then
+# ("failed to get edge", moby/moby#42414), and others may restart it. A build that finds
+# it gone keeps dockerd's log (its start truncates it), starts it again and runs once more.
+RESTARTS=0
+engine_ok() { "$DOCKER" version >/dev/null 2>&1; }
+ensure_engine() {
+  engine_ok && return 0
+  RESTARTS=$((RESTARTS + 1))
+  [ -r "$DLOG" ] && cp "$DLOG" "$LOGS/dockerd-before-restart-$RESTARTS.log"
+  local why; why=$(grep -a -m1 '^panic:' "$DLOG" 2>/dev/null)
+  NOTES+=("The engine was down and was started again (${why:-no panic in its log}); its log is in $LOGS/dockerd-before-restart-$RESTARTS.log.")
+  say "the engine is down (${why:-no panic in its log}); starting it again"
+  scripts/engine.sh up >&2
+}
+# Pruning under someone else's running build corrupts BuildKit 0.8's cache index ("index
+# pointing to missing record") and can panic the daemon: wait (up to 5 minutes) until no
+# other build runs. Cold rows check afterwards that their heavy step really ran.
+prune() {
+  local waited=0
+  while [ "$(others_now)" -gt 0 ] && [ $waited -lt 300 ]; do
+    [ $waited = 0 ] && say "waiting for other builds on this engine to end before pruning"
+    sleep 5; waited=$((waited + 5))
+  done
+  [ $waited -gt 0 ] && NOTES+=("A prune waited ${waited} s for someone else's builds to end.")
+  ensure_engine
+  "$DOCKER" builder prune -af >/dev/null 2>&1 || say "warning: builder prune failed"
+}
+
 # dbuild NAME args...: one docker build, progress in $LOGS/NAME.log. Sets MS (wall time).
+# When the engine died during the build: start it, run $RETRY_PREP (e.g. prune), retry once.
 MS=0
+RETRY_PREP=:
 dbuild() {
-  local name="$1" t0 rc; shift
-  [ "$(others_now)" -gt 0 ] && DISTURBED=$((DISTURBED + 1))
-  t0=$(now_ms)
-  "$DOCKER" build --progress=plain "$@" >"$LOGS/$name.log" 2>&1
-  rc=$?
-  MS=$(( $(now_ms) - t0 ))
+  local name="$1" t0 rc try; shift
+  for try in 1 2; do
+    ensure_engine
+    [ "$(others_now)" -gt 0 ] && DISTURBED=$((DISTURBED + 1))
+    t0=$(now_ms)
+    "$DOCKER" build --progress=plain "$@" >"$LOGS/$name.log" 2>&1
+    rc=$?
+    MS=$(( $(now_ms) - t0 ))
+    [ $rc -eq 0 ] && break
+    engine_ok && break
+    cp "$LOGS/$name.log" "$LOGS/$name.engine-died.log"
+    say "build $name: the engine died under it"
+    [ $try = 1 ] && { ensure_engine; $RETRY_PREP; }
+  done
   if [ $rc -ne 0 ]; then
     FAILED_BUILDS+=("$name")
     say "build $name FAILED (exit $rc); last lines of $LOGS/$name.log:"
@@ -107,6 +145,22 @@ dbuild() {
   fi
   return $rc
 }
+# cold_ok LOG STEP: the step ran (a build after a prune may still find records that
+# someone else's build kept alive); otherwise the sample is dropped with a note.
+cold_ok() {
+  local ids id
+  ids=$(grep -F -- "$2" "$1" | sed -n 's/^#\([0-9]*\) .*/\1/p' | sort -u)
+  for id in $ids; do
+    if grep -qx "#$id CACHED" "$1"; then
+      NOTES+=("Dropped $(basename "$1" .log): after the prune its step [$2] was still CACHED.")
+      say "dropping $(basename "$1" .log): [$2] was CACHED after the prune"
+      return 1
+    fi
+  done
+  return 0
+}
+KILN_HEAVY="pip install: core"
+PEER_HEAVY="pip install --no-cache-dir --timeout=1000 --retries=5 -r requirements/core.txt"
 # kiln NAME VARIANT [SPEC] [docker build args...]
 kiln() {
   local name="$1" v="$2" spec="${3:-$SPEC}"
@@ -120,7 +174,6 @@ peer() {
   if [ -z "$df" ]; then df="PEER_$v"; df="${!df}"; fi
   dbuild "$name" -f "$df" -t "bench/peer:$v" "${COMMON[@]}" "$CTX"
 }
-prune() { "$DOCKER" builder prune -af >/dev/null 2>&1 || say "warning: builder prune failed"; }
 
 # min and median of numbers on stdin ("- -" when there are none)
 stats() {
@@ -197,6 +250,7 @@ edit_app() { UNIQ=$((UNIQ + 1)); echo "# bench edit $UNIQ $(date +%s%N)" >>"$CTX
 # ---------------------------------------------------------------- cold builds
 COLD_KILN_minimal=""
 if [ "$MODE" = full ]; then
+  RETRY_PREP=prune
   for v in minimal cuda; do
     scenario "cold build, $v"
     ks=""; ps=""
@@ -204,8 +258,8 @@ if [ "$MODE" = full ]; then
       # Alternate who goes first, so neither always meets a warmer network.
       for who in $( [ $((i % 2)) = 1 ] && echo "kiln peer" || echo "peer kiln" ); do
         prune
-        if [ "$who" = kiln ]; then kiln "cold-kiln-$v-$i" "$v" && ks+=" $MS"
-        else peer "cold-peer-$v-$i" "$v" && ps+=" $MS"; fi
+        if [ "$who" = kiln ]; then kiln "cold-kiln-$v-$i" "$v" && cold_ok "$LOGS/cold-kiln-$v-$i.log" "$KILN_HEAVY" && ks+=" $MS"
+        else peer "cold-peer-$v-$i" "$v" && cold_ok "$LOGS/cold-peer-$v-$i.log" "$PEER_HEAVY" && ps+=" $MS"; fi
       done
     done
     row "cold build, $v" s "$ks" "$ps"
@@ -216,6 +270,7 @@ if [ "$MODE" = full ]; then
   # Both variants from nothing: kiln's two builds at once (BuildKit runs the shared
   # vertices once), the peer's two Dockerfiles one after the other.
   scenario "both variants from cold"
+  RETRY_PREP=:
   ks=""; ps=""
   for i in $(seq "$RUNS"); do
     for who in $( [ $((i % 2)) = 1 ] && echo "kiln peer" || echo "peer kiln" ); do
@@ -228,9 +283,11 @@ if [ "$MODE" = full ]; then
         wait $a; ra=$?; wait $b; rb=$?
         [ $ra = 0 ] || FAILED_BUILDS+=("both-kiln-minimal-$i")
         [ $rb = 0 ] || FAILED_BUILDS+=("both-kiln-cuda-$i")
-        [ $ra = 0 ] && [ $rb = 0 ] && ks+=" $(( $(now_ms) - t0 ))"
+        [ $ra = 0 ] && [ $rb = 0 ] && cold_ok "$LOGS/both-kiln-minimal-$i.log" "$KILN_HEAVY" &&
+          ks+=" $(( $(now_ms) - t0 ))"
       else
-        peer "both-peer-minimal-$i" minimal && peer "both-peer-cuda-$i" cuda && ps+=" $(( $(now_ms) - t0 ))"
+        peer "both-peer-minimal-$i" minimal && peer "both-peer-cuda-$i" cuda &&
+          cold_ok "$LOGS/both-peer-minimal-$i.log" "$PEER_HEAVY" && ps+=" $(( $(now_ms) - t0 ))"
       fi
     done
   done
@@ -325,13 +382,15 @@ if [ "$MODE" = full ]; then
   # installer: uv against installer: pip, both kiln, cold, minimal. The pip samples are
   # the kiln cold-minimal builds of the first rows.
   scenario "uv vs pip"
+  RETRY_PREP=prune
   sed 's/^  installer: pip$/  installer: uv/' "$SPEC" >"$W/uv.yaml"
   cmp -s "$SPEC" "$W/uv.yaml" && die "the installer edit did not apply"
   us=""
   for i in $(seq "$RUNS"); do
     prune
-    kiln "uv-kiln-$i" minimal "$W/uv.yaml" && us+=" $MS"
+    kiln "uv-kiln-$i" minimal "$W/uv.yaml" && cold_ok "$LOGS/uv-kiln-$i.log" "$KILN_HEAVY" && us+=" $MS"
   done
+  RETRY_PREP=:
   row "cold build, minimal: kiln \`installer: uv\` (left) vs kiln \`installer: pip\` (right)" s "$us" "$COLD_KILN_minimal"
   NOTES+=("uv, slowest steps of the last run: $(slowest "$LOGS/uv-kiln-$RUNS.log")")
 fi
