@@ -26,7 +26,12 @@ struct State {
     solves: Vec<gw::SolveRequest>,
     stats: usize,
     returned: Option<gw::ReturnRequest>,
-    fail_solve_containing: Option<String>,
+    /// Solves whose exec args contain any of these fail.
+    fail_solves_containing: Vec<String>,
+    /// Evaluated solves take this long; the most seen in flight at once is recorded.
+    evaluate_delay: Option<std::time::Duration>,
+    in_flight: usize,
+    max_in_flight: usize,
     /// Ping answers after this long (a slow engine).
     ping_delay: Option<std::time::Duration>,
     /// Solve never answers (the engine or its connection is gone mid-solve).
@@ -72,16 +77,31 @@ impl LlbBridge for Fake {
         if self.0.lock().unwrap().hang_solve {
             std::future::pending::<()>().await;
         }
-        let mut s = self.0.lock().unwrap();
         let req = r.into_inner();
-        if let Some(needle) = &s.fail_solve_containing {
+        let delay = self
+            .0
+            .lock()
+            .unwrap()
+            .evaluate_delay
+            .filter(|_| req.evaluate);
+        if let Some(d) = delay {
+            {
+                let mut s = self.0.lock().unwrap();
+                s.in_flight += 1;
+                s.max_in_flight = s.max_in_flight.max(s.in_flight);
+            }
+            tokio::time::sleep(d).await;
+            self.0.lock().unwrap().in_flight -= 1;
+        }
+        let mut s = self.0.lock().unwrap();
+        for needle in &s.fail_solves_containing {
             let runs_it = req.definition.as_ref().is_some_and(|d| {
                 ops(d).iter().any(|o| matches!(&o.op, Some(pb::op::Op::Exec(e)) if e.meta.as_ref().unwrap().args.join(" ").contains(needle.as_str())))
             });
             if runs_it {
-                return Err(Status::unknown(
-                    "process \"/bin/sh -c python -c 'import app'\" did not complete successfully: exit code: 1",
-                ));
+                return Err(Status::unknown(format!(
+                    "process \"/bin/sh -c {needle}\" did not complete successfully: exit code: 1"
+                )));
             }
         }
         s.solves.push(req);
@@ -435,13 +455,54 @@ async fn unknown_target_and_missing_spec_are_clear() {
 #[tokio::test]
 async fn a_failing_verify_names_the_spec_line() {
     let f = fake(MODERN_LLB, MODERN_FRONTEND);
-    f.0.lock().unwrap().fail_solve_containing = Some("import app'".into());
+    f.0.lock().unwrap().fail_solves_containing = vec!["import app'".into()];
     let msg = error_message(&run(&f, opts(&[])).await);
     assert!(
         msg.starts_with(
             "worker.yaml:12:10: verify command `python -c 'import app'` failed on the minimal image"
         ),
         "{msg}"
+    );
+}
+
+#[tokio::test]
+async fn verify_commands_run_at_once_and_every_failure_is_named() {
+    let f = fake(MODERN_LLB, MODERN_FRONTEND);
+    {
+        let mut s = f.0.lock().unwrap();
+        let spec = SPEC.replace(
+            "verify: [\"python -c 'import app'\"]",
+            "verify:\n  - \"true one\"\n  - \"false two\"\n  - \"false three\"",
+        );
+        s.files.insert("worker.yaml".into(), spec.into_bytes());
+        s.fail_solves_containing = vec!["false two".into(), "false three".into()];
+        s.evaluate_delay = Some(std::time::Duration::from_millis(200));
+    }
+    let msg = error_message(&run(&f, opts(&[])).await);
+    let lines: Vec<&str> = msg.lines().collect();
+    assert_eq!(lines.len(), 2, "{msg}");
+    assert!(
+        lines[0].starts_with(
+            "worker.yaml:14:5: verify command `false two` failed on the minimal image:"
+        ),
+        "{msg}"
+    );
+    assert!(
+        lines[1].starts_with(
+            "worker.yaml:15:5: verify command `false three` failed on the minimal image:"
+        ),
+        "{msg}"
+    );
+    assert!(
+        lines
+            .iter()
+            .all(|l| l.ends_with("; fix the image or the command")),
+        "{msg}"
+    );
+    assert_eq!(
+        f.0.lock().unwrap().max_in_flight,
+        3,
+        "all verify solves in flight at once"
     );
 }
 

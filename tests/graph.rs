@@ -342,6 +342,82 @@ fn verify_steps_follow_the_image_in_spec_order() {
 }
 
 #[test]
+fn each_verify_step_stands_on_the_image_alone() {
+    // Not chained: the frontend solves them at once, and one failing names only itself.
+    let s = spec("specs/worker.yaml");
+    let built = kiln::plan::lower::build(
+        &s,
+        Some("minimal"),
+        &LowerOpts::offline(llb::platform("linux", "amd64", "")),
+    )
+    .unwrap();
+    let image = graph(&built.def).root;
+    assert_eq!(built.verify.len(), 2);
+    for (cmd, def) in &built.verify {
+        let g = graph(def);
+        let verify = &g.ops[&g.root];
+        assert_eq!(verify.inputs.len(), 1, "{}", cmd.v);
+        assert_eq!(
+            verify.inputs[0].digest, image,
+            "{} runs on the image",
+            cmd.v
+        );
+    }
+}
+
+#[test]
+fn the_venv_is_made_beside_the_build_packages_not_after_them() {
+    // The Python stage stands on the base, so BuildKit runs it while apt installs the
+    // build packages; the first install gets the venv by a copy into the builder.
+    for path in ["specs/worker.yaml", "specs/api.yaml"] {
+        let s = spec(path);
+        let plan = Plan::new(&s, &[]).unwrap();
+        for t in &plan.targets {
+            let py: Vec<_> = plan
+                .stages
+                .iter()
+                .filter(|st| matches!(st.kind, StageKind::Python { .. }))
+                .collect();
+            assert!(!py.is_empty());
+            for p in &py {
+                assert_eq!(p.parent, Some(t.base), "{path}: python stage on the base");
+            }
+            let first = plan
+                .stages
+                .iter()
+                .find(|st| matches!(st.kind, StageKind::Install { .. }))
+                .unwrap();
+            let parent = plan.stage(first.parent.unwrap());
+            if matches!(
+                parent.kind,
+                StageKind::Apt {
+                    role: AptRole::Build,
+                    ..
+                }
+            ) {
+                assert_eq!(first.deps, vec![py[0].id], "{path}: venv copied in");
+            } else {
+                assert!(matches!(parent.kind, StageKind::Python { .. }), "{path}");
+            }
+        }
+    }
+    // In the LLB: the python exec and the build apt exec share the base as their root.
+    let def = built(&spec("specs/worker.yaml"), "minimal", false);
+    let g = graph(&def);
+    let root_input = |pred: &dyn Fn(&str) -> bool| {
+        g.ops
+            .values()
+            .find(|op| exec_script(op).is_some_and(|s| pred(&s)))
+            .map(|op| op.inputs[0].digest.clone())
+            .unwrap()
+    };
+    let py = root_input(&|s| s.contains("-m venv"));
+    let apt = root_input(&|s| s.contains("build-essential"));
+    assert_eq!(py, apt, "python and build apt both start from the base");
+    assert!(matches!(g.ops[&py].op, Some(pb::op::Op::Source(_))));
+}
+
+#[test]
 fn moving_spec_lines_changes_no_op() {
     // Positions live in metadata and source maps, never in op bytes (the cache keys).
     let path = format!("{}/specs/worker.yaml", env!("CARGO_MANIFEST_DIR"));

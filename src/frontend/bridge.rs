@@ -63,6 +63,8 @@ impl Failure {
     }
 }
 
+/// Cheap to clone (one HTTP/2 channel underneath): clones solve at the same time.
+#[derive(Clone)]
 pub struct Bridge {
     client: LlbBridgeClient<Channel>,
     pub frontend_caps: BTreeSet<String>,
@@ -143,7 +145,8 @@ impl Bridge {
         })
     }
 
-    pub async fn solve(&mut self, def: pb::Definition, evaluate: bool) -> Result<RefId, Failure> {
+    pub async fn solve(&self, def: pb::Definition, evaluate: bool) -> Result<RefId, Failure> {
+        let mut client = self.client.clone();
         self.check_caps(&def)?;
         let req = gw::SolveRequest {
             definition: Some(def),
@@ -165,8 +168,7 @@ impl Bridge {
             },
             ..Default::default()
         };
-        let resp = self
-            .client
+        let resp = client
             .solve(req)
             .await
             .map_err(|s| Failure::engine("build failed", s))?
@@ -180,7 +182,7 @@ impl Bridge {
         // Older engines have no evaluate flag: reading from the result forces it to be built.
         if evaluate && !self.has("gateway.solve.evaluate") {
             if self.has("statfile") {
-                self.client
+                client
                     .stat_file(gw::StatFileRequest {
                         r#ref: id.0.clone(),
                         path: ".".into(),

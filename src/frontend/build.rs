@@ -185,15 +185,40 @@ pub async fn run(bridge: &mut Bridge, opts: &Options) -> Result<Returned, Failur
         } else {
             built.verify
         };
-        for (command, def) in verify {
-            let at = format!(
-                "{}:{}:{}",
-                spec.files[command.loc.file as usize].name, command.loc.line, command.loc.col
-            );
-            bridge.solve(def, true).await.map_err(|f| Failure {
-                code: f.code,
-                message: format!("{at}: verify command `{}` failed on the {variant} image: {}; fix the image or the command", command.v, f.message),
-            })?;
+        // All verify commands at once (each is its own container on the image); every
+        // failure is reported, in spec order, each naming its line.
+        let mut running = tokio::task::JoinSet::new();
+        for (i, (_, def)) in verify.iter().enumerate() {
+            let (b, def) = (bridge.clone(), def.clone());
+            running.spawn(async move { (i, b.solve(def, true).await) });
+        }
+        let mut failed: Vec<(usize, Failure)> = vec![];
+        while let Some(done) = running.join_next().await {
+            match done {
+                Ok((_, Ok(_))) => {}
+                Ok((i, Err(f))) => failed.push((i, f)),
+                Err(e) => failed.push((usize::MAX, Failure::invalid(format!("verify task: {e}")))),
+            }
+        }
+        failed.sort_by_key(|(i, _)| *i);
+        if let Some((_, first)) = failed.first() {
+            let code = first.code;
+            let message = failed
+                .iter()
+                .map(|(i, f)| match verify.get(*i) {
+                    Some((command, _)) => format!(
+                        "{}:{}:{}: verify command `{}` failed on the {variant} image: {}; fix the image or the command",
+                        spec.files[command.loc.file as usize].name,
+                        command.loc.line,
+                        command.loc.col,
+                        command.v,
+                        f.message
+                    ),
+                    None => f.message.clone(),
+                })
+                .collect::<Vec<_>>()
+                .join("\n");
+            return Err(Failure { code, message });
         }
         results.push((platform_id(platform), image, built.config));
     }

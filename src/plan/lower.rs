@@ -125,7 +125,13 @@ pub fn lower(spec: &Spec, plan: &Plan, opts: &LowerOpts) -> Lowered {
                     files,
                     packages,
                 };
-                install(spec, opts, &parent, &g, pip, *installer, venv, &env, meta)
+                let on = match stage.deps.first() {
+                    Some(python) => {
+                        toolchain_into(&parent, &states[*python], *installer, venv, &meta)
+                    }
+                    None => parent,
+                };
+                install(spec, opts, &on, &g, pip, *installer, venv, &env, meta)
             }
             StageKind::Final { variant } => {
                 let v = spec.variant(variant).expect("planned variants exist");
@@ -369,6 +375,33 @@ fn python(
             meta,
         ))
         .root()
+}
+
+/// The builder with the venv (and uv) made beside it copied in. Same paths, so the venv's
+/// absolute links to the base's interpreter still hold: the builder stands on that base.
+fn toolchain_into(
+    builder: &State,
+    python: &State,
+    installer: Installer,
+    venv: &str,
+    meta: &Meta,
+) -> State {
+    let copy = CopyOpts {
+        contents_only: true,
+        create_dest_path: true,
+        ..Default::default()
+    };
+    let mut ops = builder
+        .file(Meta {
+            name: Some(format!("venv {venv} into the builder")),
+            ignore_cache: meta.ignore_cache,
+            loc: meta.loc.clone(),
+        })
+        .copy(python, venv, venv, copy.clone());
+    if installer == Installer::Uv {
+        ops = ops.copy(python, UV_HOME, UV_HOME, copy);
+    }
+    ops.done()
 }
 
 struct Group<'a> {

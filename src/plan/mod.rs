@@ -39,7 +39,8 @@ pub enum StageKind {
         uv_version: String,
         venv: String,
     },
-    /// Install one requirement group into the venv, on top of the previous group.
+    /// Install one requirement group into the venv, on top of the previous group (the
+    /// first group: on the builder, with the Python stage's venv copied in from `deps`).
     Install {
         group: String,
         files: Vec<String>,
@@ -199,18 +200,21 @@ impl Plan {
             };
             let py = &v.python;
             let py_loc = py.version.as_ref().map(|s| s.loc).unwrap_or(py.base.loc);
-            let mut venv = b.add(
+            // The venv (and uv) are made on the base, beside the build packages rather than
+            // after them: the first install copies them into the builder.
+            let python = b.add(
                 StageKind::Python {
                     version: py.version.clone(),
                     installer: py.installer,
                     uv_version: py.uv_version.clone(),
                     venv: py.venv.clone(),
                 },
-                Some(builder),
+                Some(base),
                 vec![],
                 py_loc,
             );
-            for g in &v.groups {
+            let mut venv = python;
+            for (i, g) in v.groups.iter().enumerate() {
                 let group = spec
                     .group(&g.v)
                     .expect("variant groups are checked at load");
@@ -222,7 +226,11 @@ impl Plan {
                     installer: py.installer,
                     venv: py.venv.clone(),
                 };
-                venv = b.add(kind, Some(venv), vec![], group.name.loc);
+                venv = if i == 0 && builder != base {
+                    b.add(kind, Some(builder), vec![python], group.name.loc)
+                } else {
+                    b.add(kind, Some(venv), vec![], group.name.loc)
+                };
             }
             let image = b.add(
                 StageKind::Final {
@@ -232,20 +240,22 @@ impl Plan {
                 vec![venv],
                 v.name.loc,
             );
-            let mut verify = vec![];
-            let mut last = image;
-            for c in &spec.verify {
-                last = b.add(
-                    StageKind::Verify {
-                        variant: name.clone(),
-                        command: c.clone(),
-                    },
-                    Some(last),
-                    vec![],
-                    c.loc,
-                );
-                verify.push(last);
-            }
+            // Each verify command runs on the image itself, so they can run at once.
+            let verify = spec
+                .verify
+                .iter()
+                .map(|c| {
+                    b.add(
+                        StageKind::Verify {
+                            variant: name.clone(),
+                            command: c.clone(),
+                        },
+                        Some(image),
+                        vec![],
+                        c.loc,
+                    )
+                })
+                .collect();
             targets.push(Target {
                 variant: name.clone(),
                 base,
