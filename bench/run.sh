@@ -159,7 +159,8 @@ cold_ok() {
   done
   return 0
 }
-KILN_HEAVY="pip install: core"
+KILN_HEAVY="uv install: core"
+KILN_HEAVY_PIP="pip install: core"
 PEER_HEAVY="pip install --no-cache-dir --timeout=1000 --retries=5 -r requirements/core.txt"
 # kiln NAME VARIANT [SPEC] [docker build args...]
 kiln() {
@@ -379,20 +380,20 @@ if [ "$MODE" = full ]; then
 fi
 
 if [ "$MODE" = full ]; then
-  # installer: uv against installer: pip, both kiln, cold, minimal. The pip samples are
-  # the kiln cold-minimal builds of the first rows.
+  # installer: uv (the example's) against installer: pip, both kiln, cold, minimal. The
+  # uv samples are the kiln cold-minimal builds of the first rows.
   scenario "uv vs pip"
   RETRY_PREP=prune
-  sed 's/^  installer: pip$/  installer: uv/' "$SPEC" >"$W/uv.yaml"
-  cmp -s "$SPEC" "$W/uv.yaml" && die "the installer edit did not apply"
-  us=""
+  sed 's/^  installer: uv .*$/  installer: pip/' "$SPEC" >"$W/pip.yaml"
+  cmp -s "$SPEC" "$W/pip.yaml" && die "the installer edit did not apply"
+  pips=""
   for i in $(seq "$RUNS"); do
     prune
-    kiln "uv-kiln-$i" minimal "$W/uv.yaml" && cold_ok "$LOGS/uv-kiln-$i.log" "$KILN_HEAVY" && us+=" $MS"
+    kiln "pip-kiln-$i" minimal "$W/pip.yaml" && cold_ok "$LOGS/pip-kiln-$i.log" "$KILN_HEAVY_PIP" && pips+=" $MS"
   done
   RETRY_PREP=:
-  row "cold build, minimal: kiln \`installer: uv\` (left) vs kiln \`installer: pip\` (right)" s "$us" "$COLD_KILN_minimal"
-  NOTES+=("uv, slowest steps of the last run: $(slowest "$LOGS/uv-kiln-$RUNS.log")")
+  row "cold build, minimal: kiln \`installer: uv\` (left) vs kiln \`installer: pip\` (right)" s "$COLD_KILN_minimal" "$pips"
+  NOTES+=("pip, slowest steps of the last run: $(slowest "$LOGS/pip-kiln-$RUNS.log")")
 fi
 
 # ---------------------------------------------------------------- images

@@ -114,7 +114,7 @@ fn cli_check_graph_schema() {
     let graph = kiln(&["graph", "specs/worker.yaml"]);
     let dot = String::from_utf8(graph.stdout).unwrap();
     assert!(
-        dot.starts_with("digraph kiln {") && dot.contains("pip install: core"),
+        dot.starts_with("digraph kiln {") && dot.contains("uv install: core"),
         "{dot}"
     );
     let schema: serde_json::Value = serde_json::from_slice(&kiln(&["schema"]).stdout).unwrap();

@@ -35,7 +35,7 @@ IMG=kiln-e2e/worker
 echo "== minimal, frontend chosen by the # syntax line"
 if dbuild minimal -f "$SPEC" --target minimal -t "$IMG:minimal" --label e2e.label=yes "${ARGS[@]}" "$CTX"; then
   ok "minimal builds"
-  check "the core group installed for real in this run" step_ran minimal "pip install: core"
+  check "the core group installed for real in this run" step_ran minimal "uv install: core"
   assert_eq "runs as uid 10001" "10001" "$("$DOCKER" run --rm "$IMG:minimal" id -u)"
   out=$("$DOCKER" run --rm "$IMG:minimal" python -m app.health 2>&1)
   assert_contains "core stack imports (python -m app.health)" "$out" "healthy: python 3.11"
@@ -75,7 +75,7 @@ if dbuild cuda -f "$SPECDIR/plain.yaml" --target cuda -t "$IMG:cuda" --build-arg
   check "core stack in cuda" "$DOCKER" run --rm "$IMG:cuda" python -m app.health
   assert_eq "cuda runs as uid 10001" "10001" "$("$DOCKER" run --rm "$IMG:cuda" id -u)"
   assert_eq "no compiler in cuda" "" "$("$DOCKER" run --rm "$IMG:cuda" sh -c 'command -v gcc cc make || true')"
-  check "the shared core install was reused (CACHED) by the second variant" step_cached cuda "pip install: core"
+  check "the shared core install was reused (CACHED) by the second variant" step_cached cuda "uv install: core"
 else
   fail "cuda builds: $(tail -n 15 "$E2E_WORK/logs/cuda.log")"
 fi
@@ -88,7 +88,7 @@ mkdir -p "$CTX/app/__pycache__" && echo junk >"$CTX/app/__pycache__/api.cpython-
 echo "notes" >"$CTX/app/NOTES.md"
 ln -sf /etc/shadow "$CTX/app/escape"
 if dbuild app-change -f "$SPEC" --target minimal -t "$IMG:minimal" "${ARGS[@]}" "$CTX"; then
-  for step in "apt build:" "apt runtime:" "python: 3.11 check" "pip install: core"; do
+  for step in "apt build:" "apt runtime:" "python: 3.11 check" "uv install: core"; do
     check "[$step] CACHED after an app edit" step_cached app-change "$step"
   done
   check "the app layer was rebuilt" step_ran app-change "[minimal] app"
@@ -100,17 +100,39 @@ else
   fail "rebuild after an app edit: $(tail -n 15 "$E2E_WORK/logs/app-change.log")"
 fi
 
-echo "== one requirement added reuses the pip cache"
+echo "== one requirement added reuses the uv cache"
 echo "humanize==4.12.3  # e2e run $RUN_ID" >>"$CTX/requirements/core.txt"
 if dbuild add-req -f "$SPEC" --target minimal -t "$IMG:minimal" "${ARGS[@]}" "$CTX"; then
-  check "the core install ran again" step_ran add-req "pip install: core"
+  check "the core install ran again" step_ran add-req "uv install: core"
   check "apt build step CACHED" step_cached add-req "apt build:"
   log=$(log_of add-req)
-  assert_contains "psycopg2 wheel came from the cache mount" "$log" "Using cached psycopg2"
-  assert_not_contains "psycopg2 not compiled again" "$log" "Building wheel for psycopg2"
+  assert_contains "uv installed the whole group" "$log" "Installed "
+  assert_not_contains "psycopg2 not compiled again" "$log" "Building psycopg2"
+  # uv prints "Prepared N packages" for what it had to download or build: at most the new one.
+  prepared=$(grep -oE "Prepared [0-9]+ package" <<<"$log" | grep -oE "[0-9]+" | head -n 1)
+  assert_eq "nothing but the new requirement fetched" "yes" "$([ "${prepared:-0}" -le 1 ] && echo yes || echo "no: prepared $prepared")"
   check "the new requirement is installed" "$DOCKER" run --rm "$IMG:minimal" python -c "import humanize"
 else
   fail "rebuild after adding a requirement: $(tail -n 15 "$E2E_WORK/logs/add-req.log")"
+fi
+
+echo "== installer: pip builds the same image and reuses its wheel cache"
+sed 's/^  installer: uv .*$/  installer: pip/' "$SPEC" >"$SPECDIR/pip.yaml"
+if dbuild pip-1 -f "$SPECDIR/pip.yaml" --target minimal -t kiln-e2e/pip:1 "${ARGS[@]}" "$CTX"; then
+  check "pip: the core group installed with pip" step_ran pip-1 "pip install: core"
+  check "pip: the image is healthy" "$DOCKER" run --rm kiln-e2e/pip:1 python -m app.health
+  assert_eq "pip: runs as uid 10001" "10001" "$("$DOCKER" run --rm kiln-e2e/pip:1 id -u)"
+  echo "# pip e2e run $RUN_ID" >>"$CTX/requirements/core.txt"
+  if dbuild pip-2 -f "$SPECDIR/pip.yaml" --target minimal -t kiln-e2e/pip:2 "${ARGS[@]}" "$CTX"; then
+    check "pip: the core install ran again" step_ran pip-2 "pip install: core"
+    log=$(log_of pip-2)
+    assert_contains "pip: psycopg2 wheel came from the cache mount" "$log" "Using cached psycopg2"
+    assert_not_contains "pip: psycopg2 not compiled again" "$log" "Building wheel for psycopg2"
+  else
+    fail "pip: rebuild after a requirements edit: $(tail -n 15 "$E2E_WORK/logs/pip-2.log")"
+  fi
+else
+  fail "pip: minimal builds: $(tail -n 15 "$E2E_WORK/logs/pip-1.log")"
 fi
 
 echo "== a failing verify command fails the build and names the spec line"
