@@ -147,17 +147,27 @@ dbuild() {
 }
 # cold_ok LOG STEP: the step ran (a build after a prune may still find records that
 # someone else's build kept alive); otherwise the sample is dropped with a note.
-cold_ok() {
-  local ids id
-  ids=$(grep -F -- "$2" "$1" | sed -n 's/^#\([0-9]*\) .*/\1/p' | sort -u)
-  for id in $ids; do
-    if grep -qx "#$id CACHED" "$1"; then
-      NOTES+=("Dropped $(basename "$1" .log): after the prune its step [$2] was still CACHED.")
-      say "dropping $(basename "$1" .log): [$2] was CACHED after the prune"
-      return 1
-    fi
+# was_cached LOG STEP: the progress shows that step as CACHED.
+was_cached() {
+  local id
+  for id in $(grep -F -- "$2" "$1" | sed -n 's/^#\([0-9]*\) .*/\1/p' | sort -u); do
+    grep -qx "#$id CACHED" "$1" && return 0
   done
+  return 1
+}
+cold_ok() {
+  if was_cached "$1" "$2"; then
+    NOTES+=("Dropped $(basename "$1" .log): after the prune its step [$2] was still CACHED.")
+    say "dropping $(basename "$1" .log): [$2] was CACHED after the prune"
+    return 1
+  fi
   return 0
+}
+# cold_pair LOG_A LOG_B STEP: two builds started together share the step, so one of them
+# runs it and the other one shows it CACHED; it must have run in one of them.
+cold_pair() {
+  { ! was_cached "$1" "$3" || ! was_cached "$2" "$3"; } && return 0
+  cold_ok "$1" "$3"
 }
 KILN_HEAVY="uv install: core"
 KILN_HEAVY_PIP="pip install: core"
@@ -284,7 +294,7 @@ if [ "$MODE" = full ]; then
         wait $a; ra=$?; wait $b; rb=$?
         [ $ra = 0 ] || FAILED_BUILDS+=("both-kiln-minimal-$i")
         [ $rb = 0 ] || FAILED_BUILDS+=("both-kiln-cuda-$i")
-        [ $ra = 0 ] && [ $rb = 0 ] && cold_ok "$LOGS/both-kiln-minimal-$i.log" "$KILN_HEAVY" &&
+        [ $ra = 0 ] && [ $rb = 0 ] && cold_pair "$LOGS/both-kiln-minimal-$i.log" "$LOGS/both-kiln-cuda-$i.log" "$KILN_HEAVY" &&
           ks+=" $(( $(now_ms) - t0 ))"
       else
         peer "both-peer-minimal-$i" minimal && peer "both-peer-cuda-$i" cuda &&

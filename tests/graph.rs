@@ -315,15 +315,19 @@ fn image_config_carries_base_and_spec() {
     assert_eq!(c["StopSignal"], "SIGTERM");
 }
 
-#[test]
-fn verify_steps_follow_the_image_in_spec_order() {
-    let s = spec("specs/worker.yaml");
-    let built = kiln::plan::lower::build(
-        &s,
-        Some("minimal"),
+/// One target as the frontend gets it: image definition plus verify definitions.
+fn built_with_verify(path: &str, target: &str) -> kiln::plan::lower::Built {
+    kiln::plan::lower::build(
+        &spec(path),
+        Some(target),
         &LowerOpts::offline(llb::platform("linux", "amd64", "")),
     )
-    .unwrap();
+    .unwrap()
+}
+
+#[test]
+fn verify_steps_follow_the_image_in_spec_order() {
+    let built = built_with_verify("specs/worker.yaml", "minimal");
     let cmds: Vec<&str> = built.verify.iter().map(|(c, _)| c.v.as_str()).collect();
     assert_eq!(
         cmds,
@@ -344,13 +348,7 @@ fn verify_steps_follow_the_image_in_spec_order() {
 #[test]
 fn each_verify_step_stands_on_the_image_alone() {
     // Not chained: the frontend solves them at once, and one failing names only itself.
-    let s = spec("specs/worker.yaml");
-    let built = kiln::plan::lower::build(
-        &s,
-        Some("minimal"),
-        &LowerOpts::offline(llb::platform("linux", "amd64", "")),
-    )
-    .unwrap();
+    let built = built_with_verify("specs/worker.yaml", "minimal");
     let image = graph(&built.def).root;
     assert_eq!(built.verify.len(), 2);
     for (cmd, def) in &built.verify {
