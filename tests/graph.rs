@@ -276,6 +276,22 @@ fn uv_is_on_path_in_every_step_that_uses_it() {
 }
 
 #[test]
+fn a_uv_venv_gets_no_pip_and_a_pip_venv_gets_the_pinned_pip() {
+    let venv_script = |path: &str, target: &str| {
+        let g = graph(&built(&spec(path), target, false));
+        g.ops
+            .values()
+            .filter_map(exec_script)
+            .find(|s| s.contains(" -m venv"))
+            .unwrap()
+    };
+    let uv = venv_script("specs/worker.yaml", "minimal");
+    assert!(uv.contains("-m venv --without-pip /opt/venv"), "{uv}");
+    let pip = venv_script("specs/batch.yaml", "pdf");
+    assert!(pip.contains("-m venv /opt/venv") && pip.contains("pip==25.1.1"), "{pip}");
+}
+
+#[test]
 fn image_config_carries_base_and_spec() {
     let s = spec("specs/worker.yaml");
     let v = s.variant("cuda").unwrap();

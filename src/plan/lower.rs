@@ -346,7 +346,14 @@ fn python(
             v = v.v,
         ));
     }
-    script.push_str(&format!("\"$PY\" -m venv {}\n", quote(venv)));
+    // With uv the venv is uv's to fill: no pip or setuptools seeded into it (as `uv venv`
+    // makes it), which also keeps an old ensurepip pip out of the image.
+    let seed = if installer == Installer::Uv {
+        " --without-pip"
+    } else {
+        ""
+    };
+    script.push_str(&format!("\"$PY\" -m venv{seed} {}\n", quote(venv)));
     // Both installers download: secrets and the pip cache are mounted for this step too.
     let (mut mounts, secret_script) = secret_setup(spec);
     mounts.push(pip_cache());
