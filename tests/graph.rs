@@ -276,6 +276,41 @@ fn uv_is_on_path_in_every_step_that_uses_it() {
 }
 
 #[test]
+fn the_two_apt_steps_lock_separate_caches() {
+    // Locked per role: the build branch never queues behind the runtime branch's apt.
+    let g = graph(&built(&spec("specs/worker.yaml"), "minimal", false));
+    let mut ids: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for op in g.ops.values() {
+        let Some(pb::op::Op::Exec(e)) = &op.op else {
+            continue;
+        };
+        let script = e.meta.as_ref().unwrap().args.join(" ");
+        if !script.contains("apt-get install") {
+            continue;
+        }
+        let role = if script.contains("build-essential") {
+            "build"
+        } else {
+            "runtime"
+        };
+        for m in &e.mounts {
+            if let Some(c) = &m.cache_opt {
+                assert_eq!(c.sharing, pb::CacheSharingOpt::Locked as i32, "{}", c.id);
+                ids.entry(role.into()).or_default().push(c.id.clone());
+            }
+        }
+    }
+    assert_eq!(
+        ids["build"],
+        ["kiln-apt-cache-build", "kiln-apt-lists-build"]
+    );
+    assert_eq!(
+        ids["runtime"],
+        ["kiln-apt-cache-runtime", "kiln-apt-lists-runtime"]
+    );
+}
+
+#[test]
 fn a_uv_venv_gets_no_pip_and_a_pip_venv_gets_the_pinned_pip() {
     let venv_script = |path: &str, target: &str| {
         let g = graph(&built(&spec(path), target, false));
@@ -288,7 +323,10 @@ fn a_uv_venv_gets_no_pip_and_a_pip_venv_gets_the_pinned_pip() {
     let uv = venv_script("specs/worker.yaml", "minimal");
     assert!(uv.contains("-m venv --without-pip /opt/venv"), "{uv}");
     let pip = venv_script("specs/batch.yaml", "pdf");
-    assert!(pip.contains("-m venv /opt/venv") && pip.contains("pip==25.1.1"), "{pip}");
+    assert!(
+        pip.contains("-m venv /opt/venv") && pip.contains("pip==25.1.1"),
+        "{pip}"
+    );
 }
 
 #[test]

@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use super::config::{base_env, config_env, image_config};
 use super::shell::{join, quote};
-use super::{Plan, Stage, StageKind};
+use super::{AptRole, Plan, Stage, StageKind};
 use crate::llb::{self, CopyOpts, Exec, Local, Meta, Mount, Owner, Sharing, SourceLoc, State, pb};
 use crate::spec::validate::normalize_image;
 use crate::spec::{Installer, Pip, S, Spec};
@@ -96,7 +96,7 @@ pub fn lower(spec: &Spec, plan: &Plan, opts: &LowerOpts) -> Lowered {
             StageKind::Base { .. } => {
                 llb::image(&info.reference, Some(opts.platform.clone()), meta)
             }
-            StageKind::Apt { packages, .. } => apt(&parent, packages, &env, meta),
+            StageKind::Apt { role, packages } => apt(&parent, *role, packages, &env, meta),
             StageKind::Python {
                 version,
                 installer,
@@ -207,7 +207,7 @@ fn sh(script: String, env: Vec<String>, mounts: Vec<Mount>, meta: Meta) -> Exec 
     }
 }
 
-fn apt(parent: &State, packages: &[S<String>], env: &[String], meta: Meta) -> State {
+fn apt(parent: &State, role: AptRole, packages: &[S<String>], env: &[String], meta: Meta) -> State {
     let pkgs: Vec<String> = packages.iter().map(|p| p.v.clone()).collect();
     // Debian images ship a hook that empties /var/cache/apt after every install, which
     // would defeat the cache mount: move it aside for this step and put it back.
@@ -221,15 +221,22 @@ fn apt(parent: &State, packages: &[S<String>], env: &[String], meta: Meta) -> St
          rm -rf /var/log/apt/* /var/log/dpkg.log /var/cache/debconf/*-old\n",
         join(&pkgs)
     );
+    // apt cannot share its cache with a second apt at once, so the mounts are locked; one
+    // pair per role, so the build branch (on the critical path) never waits for the
+    // runtime branch's apt, which BuildKit runs at the same time.
+    let role = match role {
+        AptRole::Build => "build",
+        AptRole::Runtime => "runtime",
+    };
     let mounts = vec![
         Mount::Cache {
             dest: "/var/cache/apt".into(),
-            id: "kiln-apt-cache".into(),
+            id: format!("kiln-apt-cache-{role}"),
             sharing: Sharing::Locked,
         },
         Mount::Cache {
             dest: "/var/lib/apt/lists".into(),
-            id: "kiln-apt-lists".into(),
+            id: format!("kiln-apt-lists-{role}"),
             sharing: Sharing::Locked,
         },
     ];
