@@ -147,6 +147,8 @@ dbuild() {
 }
 # cold_ok LOG STEP: the step ran (a build after a prune may still find records that
 # someone else's build kept alive); otherwise the sample is dropped with a note.
+# turns I: who builds first in run I (they alternate, so neither always gets the warmer machine).
+turns() { if [ $(($1 % 2)) = 1 ]; then echo "kiln peer"; else echo "peer kiln"; fi; }
 # was_cached LOG STEP: the progress shows that step as CACHED.
 was_cached() {
   local id
@@ -267,7 +269,7 @@ if [ "$MODE" = full ]; then
     ks=""; ps=""
     for i in $(seq "$RUNS"); do
       # Alternate who goes first, so neither always meets a warmer network.
-      for who in $( [ $((i % 2)) = 1 ] && echo "kiln peer" || echo "peer kiln" ); do
+      for who in $(turns "$i"); do
         prune
         if [ "$who" = kiln ]; then kiln "cold-kiln-$v-$i" "$v" && cold_ok "$LOGS/cold-kiln-$v-$i.log" "$KILN_HEAVY" && ks+=" $MS"
         else peer "cold-peer-$v-$i" "$v" && cold_ok "$LOGS/cold-peer-$v-$i.log" "$PEER_HEAVY" && ps+=" $MS"; fi
@@ -284,7 +286,7 @@ if [ "$MODE" = full ]; then
   RETRY_PREP=:
   ks=""; ps=""
   for i in $(seq "$RUNS"); do
-    for who in $( [ $((i % 2)) = 1 ] && echo "kiln peer" || echo "peer kiln" ); do
+    for who in $(turns "$i"); do
       prune
       t0=$(now_ms)
       if [ "$who" = kiln ]; then
@@ -352,7 +354,7 @@ if [ "$MODE" != smoke ]; then
     # The comment makes the file new to the engine even if an earlier bench added the
     # same package (quick mode does not prune).
     echo "${REQS[$(( (i - 1) % ${#REQS[@]} ))]}  # bench $(date +%s%N)" >>"$CTX/requirements/core.txt"
-    for who in $( [ $((i % 2)) = 1 ] && echo "kiln peer" || echo "peer kiln" ); do
+    for who in $(turns "$i"); do
       if [ "$who" = kiln ]; then kiln "req-kiln-$i" minimal && ks+=" $MS"
       else peer "req-peer-$i" minimal && ps+=" $MS"; fi
     done
@@ -377,7 +379,7 @@ if [ "$MODE" = full ]; then
     if cmp -s "$SPEC" "$W/apt.yaml" || cmp -s "$PEER_minimal" "$W/Dockerfile.apt"; then
       die "the apt edit did not apply (spec or peer Dockerfile changed shape)"
     fi
-    for who in $( [ $((i % 2)) = 1 ] && echo "kiln peer" || echo "peer kiln" ); do
+    for who in $(turns "$i"); do
       if [ "$who" = kiln ]; then
         dbuild "apt-kiln-$i" -f "$W/apt.yaml" --target minimal -t bench/kiln:apt "${KILN_ARGS[@]}" "${COMMON[@]}" "$CTX" && ks+=" $MS"
       else

@@ -12,6 +12,21 @@ pub struct Loc {
     pub col: u32,
 }
 
+impl Loc {
+    /// `file:line:col` (just the file name when there is no line).
+    pub fn position(&self, files: &[SourceFile]) -> String {
+        let name = files
+            .get(self.file as usize)
+            .map(|f| f.name.as_str())
+            .unwrap_or("<spec>");
+        if self.line == 0 {
+            name.to_string()
+        } else {
+            format!("{}:{}:{}", name, self.line, self.col)
+        }
+    }
+}
+
 /// One loaded spec file: its name as the user wrote it and its text.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SourceFile {
@@ -69,15 +84,7 @@ impl Diagnostic {
     }
 
     pub fn position(&self, files: &[SourceFile]) -> String {
-        let name = files
-            .get(self.loc.file as usize)
-            .map(|f| f.name.as_str())
-            .unwrap_or("<spec>");
-        if self.loc.line == 0 {
-            name.to_string()
-        } else {
-            format!("{}:{}:{}", name, self.loc.line, self.loc.col)
-        }
+        self.loc.position(files)
     }
 
     fn kind(&self) -> &'static str {

@@ -271,16 +271,21 @@ fn opts(pairs: &[(&str, &str)]) -> Options {
     Options::parse(all, Some("session-1".into())).unwrap()
 }
 
-async fn run(f: &Fake, o: Options) -> gw::ReturnRequest {
-    let (client, server) = tokio::io::duplex(1 << 20);
+/// The fake engine answering on one end of an in-memory pipe.
+fn serve_fake(f: &Fake, io: tokio::io::DuplexStream) {
     let svc = LlbBridgeServer::new(f.clone());
     tokio::spawn(async move {
         tonic::transport::Server::builder()
             .add_service(svc)
-            .serve_with_incoming(tokio_stream::once(Ok::<_, std::io::Error>(server)))
+            .serve_with_incoming(tokio_stream::once(Ok::<_, std::io::Error>(io)))
             .await
             .ok();
     });
+}
+
+async fn run(f: &Fake, o: Options) -> gw::ReturnRequest {
+    let (client, server) = tokio::io::duplex(1 << 20);
+    serve_fake(f, server);
     let channel = kiln::frontend::channel_over(client).await.unwrap();
     kiln::frontend::serve(channel, Ok(o)).await.unwrap();
     f.0.lock()
@@ -586,14 +591,7 @@ async fn serve_raw(
     // (the frontend's stdin and stdout close).
     let (client, mut wire_a) = tokio::io::duplex(1 << 20);
     let (mut wire_b, server) = tokio::io::duplex(1 << 20);
-    let svc = LlbBridgeServer::new(f.clone());
-    tokio::spawn(async move {
-        tonic::transport::Server::builder()
-            .add_service(svc)
-            .serve_with_incoming(tokio_stream::once(Ok::<_, std::io::Error>(server)))
-            .await
-            .ok();
-    });
+    serve_fake(f, server);
     let wire = tokio::spawn(async move {
         tokio::io::copy_bidirectional(&mut wire_a, &mut wire_b)
             .await

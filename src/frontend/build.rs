@@ -10,7 +10,7 @@ use super::subrequests;
 use crate::diag::Report;
 use crate::llb::{self, Local, Meta, pb};
 use crate::plan::lower::{ImageInfo, LowerOpts, build, parse_dockerignore};
-use crate::spec::{LoadOptions, Loaded, Sources, validate};
+use crate::spec::{LoadOptions, Loaded, S, Sources, validate};
 
 /// Read the spec and every file it extends from the spec local.
 pub async fn read_spec(bridge: &mut Bridge, opts: &Options) -> Result<Loaded, Failure> {
@@ -192,29 +192,27 @@ pub async fn run(bridge: &mut Bridge, opts: &Options) -> Result<Returned, Failur
             let (b, def) = (bridge.clone(), def.clone());
             running.spawn(async move { (i, b.solve(def, true).await) });
         }
-        let mut failed: Vec<(usize, Failure)> = vec![];
+        let mut failures: Vec<Option<Failure>> = vec![None; verify.len()];
         while let Some(done) = running.join_next().await {
-            match done {
-                Ok((_, Ok(_))) => {}
-                Ok((i, Err(f))) => failed.push((i, f)),
-                Err(e) => failed.push((usize::MAX, Failure::invalid(format!("verify task: {e}")))),
-            }
+            let (i, outcome) = done.map_err(|e| Failure::invalid(format!("verify task: {e}")))?;
+            failures[i] = outcome.err();
         }
-        failed.sort_by_key(|(i, _)| *i);
+        let failed: Vec<(&S<String>, Failure)> = verify
+            .iter()
+            .zip(failures)
+            .filter_map(|((command, _), f)| f.map(|f| (command, f)))
+            .collect();
         if let Some((_, first)) = failed.first() {
             let code = first.code;
             let message = failed
                 .iter()
-                .map(|(i, f)| match verify.get(*i) {
-                    Some((command, _)) => format!(
-                        "{}:{}:{}: verify command `{}` failed on the {variant} image: {}; fix the image or the command",
-                        spec.files[command.loc.file as usize].name,
-                        command.loc.line,
-                        command.loc.col,
+                .map(|(command, f)| {
+                    format!(
+                        "{}: verify command `{}` failed on the {variant} image: {}; fix the image or the command",
+                        command.loc.position(&spec.files),
                         command.v,
                         f.message
-                    ),
-                    None => f.message.clone(),
+                    )
                 })
                 .collect::<Vec<_>>()
                 .join("\n");
