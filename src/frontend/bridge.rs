@@ -161,11 +161,6 @@ impl Bridge {
                 })
                 .collect(),
             evaluate: evaluate && self.has("gateway.solve.evaluate"),
-            exporter_attr: if self.has("return") {
-                vec![]
-            } else {
-                b"{}".to_vec()
-            },
             ..Default::default()
         };
         let resp = client
