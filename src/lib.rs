@@ -5,7 +5,9 @@
 //! -> `llb` (stage graph -> BuildKit definition). `frontend` runs it inside BuildKit.
 
 pub mod diag;
+pub mod dockerignore;
 pub mod frontend;
 pub mod llb;
 pub mod plan;
+pub mod reference;
 pub mod spec;

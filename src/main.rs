@@ -7,8 +7,9 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 use prost::Message;
 
-use kiln::plan::lower::{LowerOpts, build, host_platform, parse_dockerignore, parse_platform};
-use kiln::plan::{Plan, graph};
+use kiln::llb::platform;
+use kiln::plan::lower::LowerOpts;
+use kiln::plan::{Plan, compile, graph};
 use kiln::spec::{self, LoadOptions};
 
 #[derive(Parser)]
@@ -156,24 +157,26 @@ fn run(command: Command) -> Result<ExitCode, ExitCode> {
             merge,
         } => {
             let loaded = load(&spec, &build_args)?;
+            let spec = &loaded.spec;
+            let variant = spec.target(target.as_deref()).map_err(|d| {
+                eprint!("{}", d.render(&spec.files));
+                ExitCode::from(2)
+            })?;
             let platform = match platform {
-                Some(p) => parse_platform(&p).map_err(|e| {
+                Some(p) => platform::parse(&p).map_err(|e| {
                     eprintln!("error: {e}");
                     ExitCode::from(2)
                 })?,
-                None => host_platform(),
+                None => platform::host(),
             };
             let mut opts = LowerOpts::offline(platform);
             opts.merge = merge;
             if let Ok(text) =
                 std::fs::read_to_string(std::path::Path::new(&context).join(".dockerignore"))
             {
-                opts.dockerignore = parse_dockerignore(&text);
+                opts.dockerignore = kiln::dockerignore::parse(&text);
             }
-            let built = build(&loaded.spec, target.as_deref(), &opts).map_err(|d| {
-                eprint!("{}", d.render(&loaded.spec.files));
-                ExitCode::from(2)
-            })?;
+            let built = compile(spec, variant, &opts);
             let mut out = std::io::stdout().lock();
             let res = match format {
                 LlbFormat::Pb => out.write_all(&built.def.encode_to_vec()),
@@ -196,10 +199,20 @@ fn run(command: Command) -> Result<ExitCode, ExitCode> {
             format,
         } => {
             let loaded = load(&spec, &build_args)?;
-            let plan = Plan::new(&loaded.spec, &target).map_err(|d| {
-                eprint!("{}", d.render(&loaded.spec.files));
-                ExitCode::from(2)
-            })?;
+            let spec = &loaded.spec;
+            let variants = if target.is_empty() {
+                spec.variants.iter().collect()
+            } else {
+                target
+                    .iter()
+                    .map(|t| spec.target(Some(t)))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|d| {
+                        eprint!("{}", d.render(&spec.files));
+                        ExitCode::from(2)
+                    })?
+            };
+            let plan = Plan::new(spec, &variants);
             print!(
                 "{}",
                 match format {

@@ -3,6 +3,7 @@
 
 pub mod bridge;
 pub mod build;
+pub mod context;
 pub mod opts;
 pub mod subrequests;
 

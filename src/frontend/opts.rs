@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use crate::llb::pb;
-use crate::plan::lower::parse_platform;
+use crate::llb::platform;
 
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Options {
@@ -82,7 +82,7 @@ impl Options {
                 "platform" if !v.is_empty() => {
                     o.platforms = v
                         .split(',')
-                        .map(|p| parse_platform(p.trim()))
+                        .map(|p| platform::parse(p.trim()))
                         .collect::<Result<_, _>>()?;
                 }
                 "no-cache" => o.no_cache = true,
@@ -120,7 +120,7 @@ impl Options {
         workers
             .iter()
             .find_map(|w| w.platforms.first().cloned())
-            .unwrap_or_else(crate::plan::lower::host_platform)
+            .unwrap_or_else(platform::host)
     }
 }
 

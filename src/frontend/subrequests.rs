@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use serde_json::{Value, json};
 
 use super::bridge::{Bridge, Failure, Refs, Returned};
-use super::build::read_spec;
+use super::context::read_spec;
 use super::opts::Options;
 use crate::diag::{Loc, Severity};
 

@@ -8,8 +8,10 @@
 mod dump;
 mod marshal;
 mod ops;
+pub mod platform;
 
 pub use bollard_buildkit_proto::pb;
 pub use dump::to_json;
 pub use marshal::{digest_of, marshal, used_caps};
 pub use ops::*;
+pub use platform::platform;

@@ -56,15 +56,6 @@ pub fn scratch() -> State {
     State { out: None }
 }
 
-pub fn platform(os: &str, arch: &str, variant: &str) -> pb::Platform {
-    pb::Platform {
-        os: os.into(),
-        architecture: arch.into(),
-        variant: variant.into(),
-        ..Default::default()
-    }
-}
-
 fn node(
     kind: Kind,
     inputs: Vec<Output>,

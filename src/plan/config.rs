@@ -4,9 +4,11 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value, json};
 
-use super::lower::DEFAULT_PATH;
+use super::FinalStep;
 use crate::llb::pb;
-use crate::spec::{Spec, Variant};
+
+/// The PATH a step gets when its base image sets none (the one Docker uses).
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// The base image's environment as `K=V` lines (a default PATH when it has none).
 pub fn base_env(config: &Value) -> Vec<String> {
@@ -41,9 +43,10 @@ fn set_env(env: &mut Vec<String>, key: &str, value: &str) {
     }
 }
 
+/// The OCI image config of `image`: `base`'s config (JSON, `Null` when unknown) with the
+/// spec's settings on top, for `platform`; `extra_labels` are the build's `--label`s.
 pub fn image_config(
-    spec: &Spec,
-    v: &Variant,
+    image: &FinalStep,
     base: &Value,
     platform: &pb::Platform,
     extra_labels: &BTreeMap<String, String>,
@@ -63,7 +66,8 @@ pub fn image_config(
         .find_map(|e| e.strip_prefix("PATH="))
         .unwrap_or(DEFAULT_PATH)
         .to_string();
-    let venv_bin = format!("{}/bin", v.python.venv);
+    let settings = &image.config;
+    let venv_bin = format!("{}/bin", image.venv);
     // The venv first on PATH: `python`, `pip` and the app's console scripts are the venv's.
     let path = if path.split(':').next() == Some(venv_bin.as_str()) {
         path
@@ -71,13 +75,13 @@ pub fn image_config(
         format!("{venv_bin}:{path}")
     };
     set_env(&mut env, "PATH", &path);
-    set_env(&mut env, "VIRTUAL_ENV", &v.python.venv);
-    for (k, val) in &v.env {
+    set_env(&mut env, "VIRTUAL_ENV", &image.venv);
+    for (k, val) in &settings.env {
         set_env(&mut env, k, val);
     }
     cfg.insert("Env".into(), json!(env));
 
-    let user = &spec.user;
+    let user = &image.user;
     cfg.insert(
         "User".into(),
         json!(if user.is_root() {
@@ -86,53 +90,56 @@ pub fn image_config(
             format!("{}:{}", user.uid, user.gid)
         }),
     );
-    if let Some(app) = &spec.app {
-        cfg.insert("WorkingDir".into(), json!(app.workdir));
+    if let Some(workdir) = &settings.workdir {
+        cfg.insert("WorkingDir".into(), json!(workdir));
     }
     // As in a Dockerfile: a new ENTRYPOINT drops the base's CMD.
-    if let Some(e) = &spec.entrypoint {
-        cfg.insert("Entrypoint".into(), json!(e.v));
+    if let Some(e) = &settings.entrypoint {
+        cfg.insert("Entrypoint".into(), json!(e));
         cfg.remove("Cmd");
     }
-    if let Some(c) = &spec.cmd {
-        cfg.insert("Cmd".into(), json!(c.v));
-        if spec.entrypoint.is_none() {
+    if let Some(c) = &settings.cmd {
+        cfg.insert("Cmd".into(), json!(c));
+        if settings.entrypoint.is_none() {
             cfg.remove("Entrypoint");
         }
     }
-    if let Some(h) = &spec.healthcheck {
+    if let Some(h) = &settings.healthcheck {
         cfg.insert(
             "Healthcheck".into(),
             json!({"Test": h.test, "Interval": h.interval_ns, "Timeout": h.timeout_ns, "StartPeriod": h.start_period_ns, "Retries": h.retries}),
         );
     }
-    if !spec.ports.is_empty() {
+    if !settings.ports.is_empty() {
         let mut ports = match cfg.get("ExposedPorts") {
             Some(Value::Object(m)) => m.clone(),
             _ => Map::new(),
         };
-        for p in &spec.ports {
-            ports.insert(p.v.clone(), json!({}));
+        for p in &settings.ports {
+            ports.insert(p.clone(), json!({}));
         }
         cfg.insert("ExposedPorts".into(), Value::Object(ports));
     }
-    if let Some(s) = &spec.stop_signal {
-        cfg.insert("StopSignal".into(), json!(s.v));
+    if let Some(s) = &settings.stop_signal {
+        cfg.insert("StopSignal".into(), json!(s));
     }
     let mut labels = match cfg.get("Labels") {
         Some(Value::Object(m)) => m.clone(),
         _ => Map::new(),
     };
-    labels.insert("org.opencontainers.image.title".into(), json!(spec.name.v));
-    if let Some(d) = &spec.description {
+    labels.insert(
+        "org.opencontainers.image.title".into(),
+        json!(settings.title),
+    );
+    if let Some(d) = &settings.description {
         labels.insert("org.opencontainers.image.description".into(), json!(d));
     }
     labels.insert(
         "org.opencontainers.image.base.name".into(),
-        json!(v.python.base.v),
+        json!(settings.base),
     );
-    labels.insert("dev.kiln.variant".into(), json!(v.name.v));
-    for (k, val) in v.labels.iter().chain(extra_labels) {
+    labels.insert("dev.kiln.variant".into(), json!(image.variant));
+    for (k, val) in settings.labels.iter().chain(extra_labels) {
         labels.insert(k.clone(), json!(val));
     }
     cfg.insert("Labels".into(), Value::Object(labels));

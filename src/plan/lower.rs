@@ -1,17 +1,17 @@
-//! Stages to LLB: one function per stage kind, each a few chained `llb` calls.
+//! Stages to LLB: one function per stage kind, each a few chained `llb` calls. Lowering
+//! reads only the plan (and the build's options): every stage carries its own data.
 
 use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use super::config::{base_env, config_env, image_config};
+use super::config::{DEFAULT_PATH, base_env, config_env, image_config};
 use super::shell::{join, quote};
-use super::{AptRole, Plan, Stage, StageKind};
+use super::*;
 use crate::llb::{self, CopyOpts, Exec, Local, Meta, Mount, Owner, Sharing, SourceLoc, State, pb};
-use crate::spec::validate::normalize_image;
-use crate::spec::{Installer, Pip, S, Spec};
+use crate::reference;
+use crate::spec::{BuildSecrets, Installer, S};
 
-pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 /// Where build secrets and requirement files appear inside build steps.
 const CA_PATH: &str = "/run/secrets/kiln-ca.pem";
 const NETRC_PATH: &str = "/root/.netrc";
@@ -71,19 +71,20 @@ pub struct Lowered {
     pub configs: BTreeMap<String, Value>,
 }
 
-pub fn lower(spec: &Spec, plan: &Plan, opts: &LowerOpts) -> Lowered {
+/// Every stage of `plan` as LLB, in id order (a stage's parent and deps come first).
+pub fn lower(plan: &Plan, opts: &LowerOpts) -> Lowered {
     let mut states: Vec<State> = Vec::with_capacity(plan.stages.len());
-    let mut configs = BTreeMap::new();
+    // The image config of each final stage, by stage id: verify steps run with it.
+    let mut configs: BTreeMap<StageId, Value> = BTreeMap::new();
     for stage in &plan.stages {
         let parent = stage.parent.map(|p| states[p].clone()).unwrap_or_default();
-        let base = base_of(plan, stage);
-        let info = image_info(opts, &base);
+        let info = image_info(opts, base_of(plan, stage));
         let env = base_env(&info.config);
         let meta = Meta {
             name: Some(format!(
                 "{} ({}:{})",
                 stage.label(),
-                spec.files[stage.loc.file as usize].name,
+                plan.files[stage.loc.file as usize].name,
                 stage.loc.line
             )),
             ignore_cache: opts.no_cache,
@@ -96,94 +97,63 @@ pub fn lower(spec: &Spec, plan: &Plan, opts: &LowerOpts) -> Lowered {
             StageKind::Base { .. } => {
                 llb::image(&info.reference, Some(opts.platform.clone()), meta)
             }
-            StageKind::Apt { role, packages } => apt(&parent, *role, packages, &env, meta),
-            StageKind::Python {
-                version,
-                installer,
-                uv_version,
-                venv,
-            } => python(
-                spec,
-                &parent,
-                version.as_ref(),
-                *installer,
-                uv_version,
-                venv,
-                &env,
-                meta,
-            ),
-            StageKind::Install {
-                group,
-                files,
-                packages,
-                pip,
-                installer,
-                venv,
-            } => {
-                let g = Group {
-                    name: group,
-                    files,
-                    packages,
-                };
+            StageKind::Apt(step) => apt(&parent, step, &env, meta),
+            StageKind::Python(step) => python(&parent, step, &env, meta),
+            StageKind::Install(step) => {
                 let on = match stage.deps.first() {
                     Some(python) => {
-                        toolchain_into(&parent, &states[*python], *installer, venv, &meta)
+                        toolchain_into(&parent, &states[*python], &step.toolchain, &meta)
                     }
                     None => parent,
                 };
-                install(spec, opts, &on, &g, pip, *installer, venv, &env, meta)
+                install(&on, step, opts, &env, meta)
             }
-            StageKind::Final { variant } => {
-                let v = spec.variant(variant).expect("planned variants exist");
-                let venv_state = states[stage.deps[0]].clone();
-                configs.insert(
-                    variant.clone(),
-                    image_config(spec, v, &info.config, &opts.platform, &opts.labels),
-                );
-                final_image(
-                    spec,
-                    opts,
-                    variant,
-                    &parent,
-                    &venv_state,
-                    &v.python.venv,
-                    meta,
-                )
+            StageKind::Final(step) => {
+                let config = image_config(step, &info.config, &opts.platform, &opts.labels);
+                configs.insert(stage.id, config);
+                final_image(&parent, &states[stage.deps[0]], step, opts, meta)
             }
-            StageKind::Verify { variant, command } => {
-                let cfg = &configs[variant];
-                verify(&parent, command, cfg, meta)
+            StageKind::Verify { command, .. } => {
+                let image = stage.parent.expect("a verify stage stands on an image");
+                verify(&parent, command, &configs[&image], meta)
             }
         };
         states.push(state);
     }
-    let mut images = BTreeMap::new();
-    let mut verify = BTreeMap::new();
+    let mut lowered = Lowered {
+        images: BTreeMap::new(),
+        verify: BTreeMap::new(),
+        configs: BTreeMap::new(),
+    };
     for t in &plan.targets {
-        images.insert(t.variant.clone(), states[t.image].clone());
+        lowered
+            .images
+            .insert(t.variant.clone(), states[t.image].clone());
+        lowered
+            .configs
+            .insert(t.variant.clone(), configs[&t.image].clone());
         let steps = t
             .verify
             .iter()
             .map(|id| match &plan.stage(*id).kind {
-                StageKind::Verify { command, .. } => (command.clone(), states[*id].clone()),
+                StageKind::Verify { command, .. } => (
+                    S::new(command.clone(), plan.stage(*id).loc),
+                    states[*id].clone(),
+                ),
                 _ => unreachable!("verify ids point at verify stages"),
             })
             .collect();
-        verify.insert(t.variant.clone(), steps);
+        lowered.verify.insert(t.variant.clone(), steps);
     }
-    Lowered {
-        images,
-        verify,
-        configs,
-    }
+    lowered
 }
 
-/// The base image a stage ultimately stands on.
-fn base_of(plan: &Plan, stage: &Stage) -> String {
+/// The base image a stage ultimately stands on, as written in the spec.
+fn base_of<'p>(plan: &'p Plan, stage: &'p Stage) -> &'p str {
     let mut s = stage;
     loop {
         if let StageKind::Base { image } = &s.kind {
-            return image.clone();
+            return image;
         }
         s = plan.stage(s.parent.expect("every stage but a base has a parent"));
     }
@@ -191,7 +161,7 @@ fn base_of(plan: &Plan, stage: &Stage) -> String {
 
 fn image_info(opts: &LowerOpts, base: &str) -> ImageInfo {
     opts.images.get(base).cloned().unwrap_or_else(|| ImageInfo {
-        reference: normalize_image(base),
+        reference: reference::normalize(base),
         config: Value::Null,
     })
 }
@@ -207,8 +177,7 @@ fn sh(script: String, env: Vec<String>, mounts: Vec<Mount>, meta: Meta) -> Exec 
     }
 }
 
-fn apt(parent: &State, role: AptRole, packages: &[S<String>], env: &[String], meta: Meta) -> State {
-    let pkgs: Vec<String> = packages.iter().map(|p| p.v.clone()).collect();
+fn apt(parent: &State, step: &AptStep, env: &[String], meta: Meta) -> State {
     // Debian images ship a hook that empties /var/cache/apt after every install, which
     // would defeat the cache mount: move it aside for this step and put it back.
     let script = format!(
@@ -219,12 +188,12 @@ fn apt(parent: &State, role: AptRole, packages: &[S<String>], env: &[String], me
          DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o Dpkg::Use-Pty=0 --no-install-recommends {}\n\
          if [ -e /tmp/kiln-docker-clean ]; then mv /tmp/kiln-docker-clean \"$hook\"; fi\n\
          rm -rf /var/log/apt/* /var/log/dpkg.log /var/cache/debconf/*-old\n",
-        join(&pkgs)
+        join(&step.packages)
     );
     // apt cannot share its cache with a second apt at once, so the mounts are locked; one
     // pair per role, so the build branch (on the critical path) never waits for the
     // runtime branch's apt, which BuildKit runs at the same time.
-    let role = match role {
+    let role = match step.role {
         AptRole::Build => "build",
         AptRole::Runtime => "runtime",
     };
@@ -245,10 +214,10 @@ fn apt(parent: &State, role: AptRole, packages: &[S<String>], env: &[String], me
 
 /// Secret mounts and the shell lines that use them when present (both are optional, so a
 /// build without `--secret` still works where no CA or credentials are needed).
-fn secret_setup(spec: &Spec) -> (Vec<Mount>, String) {
+fn secret_setup(secrets: &BuildSecrets) -> (Vec<Mount>, String) {
     let mut mounts = vec![];
     let mut script = String::new();
-    if let Some(id) = &spec.secrets.ca_bundle {
+    if let Some(id) = &secrets.ca_bundle {
         mounts.push(Mount::Secret {
             dest: CA_PATH.into(),
             id: id.clone(),
@@ -261,7 +230,7 @@ fn secret_setup(spec: &Spec) -> (Vec<Mount>, String) {
             "if [ -s {CA_PATH} ]; then export PIP_CERT={CA_PATH} SSL_CERT_FILE={CA_PATH} REQUESTS_CA_BUNDLE={CA_PATH}; fi\n"
         ));
     }
-    if let Some(id) = &spec.secrets.netrc {
+    if let Some(id) = &secrets.netrc {
         mounts.push(Mount::Secret {
             dest: NETRC_PATH.into(),
             id: id.clone(),
@@ -290,7 +259,7 @@ fn uv_cache() -> Mount {
     }
 }
 
-fn installer_env(env: &[String], installer: Installer, pip: Option<&Pip>) -> Vec<String> {
+fn installer_env(env: &[String], installer: Installer, pip: Option<&PipOptions>) -> Vec<String> {
     let mut out: Vec<String> = env
         .iter()
         .filter(|e| !e.starts_with("PATH="))
@@ -328,29 +297,24 @@ fn installer_env(env: &[String], installer: Installer, pip: Option<&Pip>) -> Vec
     out
 }
 
-#[allow(clippy::too_many_arguments)]
-fn python(
-    spec: &Spec,
-    parent: &State,
-    version: Option<&S<String>>,
-    installer: Installer,
-    uv_version: &str,
-    venv: &str,
-    env: &[String],
-    meta: Meta,
-) -> State {
+fn python(parent: &State, step: &PythonStep, env: &[String], meta: Meta) -> State {
+    let Toolchain {
+        installer,
+        uv_version,
+        venv,
+    } = &step.toolchain;
+    let installer = *installer;
     let mut script = String::from("set -eu\n");
     script.push_str("PY=$(command -v python3 || command -v python || true)\n");
     script.push_str("if [ -z \"$PY\" ]; then echo 'kiln: the base image has no python3; use a Python base such as python:3.12-slim' >&2; exit 1; fi\n");
-    if let Some(v) = version {
+    if let Some(v) = &step.version {
         // No spec position in the script: op bytes must not change when lines move (the
         // step's progress name carries the position instead).
         script
             .push_str("have=$(\"$PY\" -c 'import sys; print(\"%d.%d\" % sys.version_info[:2])')\n");
         script.push_str(&format!(
             "if [ \"$have\" != {want} ]; then echo \"kiln: base has Python $have, spec wants {v} (python.version); pick a base image with Python {v} or change python.version\" >&2; exit 1; fi\n",
-            want = quote(&v.v),
-            v = v.v,
+            want = quote(v),
         ));
     }
     // With uv the venv is uv's to fill: no pip or setuptools seeded into it (as `uv venv`
@@ -362,7 +326,7 @@ fn python(
     };
     script.push_str(&format!("\"$PY\" -m venv{seed} {}\n", quote(venv)));
     // Both installers download: secrets and the pip cache are mounted for this step too.
-    let (mut mounts, secret_script) = secret_setup(spec);
+    let (mut mounts, secret_script) = secret_setup(&step.secrets);
     mounts.push(pip_cache());
     script.push_str(&secret_script);
     match installer {
@@ -393,13 +357,8 @@ fn python(
 
 /// The builder with the venv (and uv) made beside it copied in. Same paths, so the venv's
 /// absolute links to the base's interpreter still hold: the builder stands on that base.
-fn toolchain_into(
-    builder: &State,
-    python: &State,
-    installer: Installer,
-    venv: &str,
-    meta: &Meta,
-) -> State {
+fn toolchain_into(builder: &State, python: &State, toolchain: &Toolchain, meta: &Meta) -> State {
+    let venv = &toolchain.venv;
     let copy = CopyOpts {
         contents_only: true,
         create_dest_path: true,
@@ -412,48 +371,43 @@ fn toolchain_into(
             loc: meta.loc.clone(),
         })
         .copy(python, venv, venv, copy.clone());
-    if installer == Installer::Uv {
+    if toolchain.installer == Installer::Uv {
         ops = ops.copy(python, UV_HOME, UV_HOME, copy);
     }
     ops.done()
 }
 
-struct Group<'a> {
-    name: &'a str,
-    files: &'a [String],
-    packages: &'a [String],
-}
-
-#[allow(clippy::too_many_arguments)]
+/// Install one group into the venv on `parent`: only the group's own context files
+/// enter the step, through their own local source, so editing the app or another group's
+/// file does not rerun it.
 fn install(
-    spec: &Spec,
-    opts: &LowerOpts,
     parent: &State,
-    g: &Group,
-    pip: &Pip,
-    installer: Installer,
-    venv: &str,
+    step: &InstallStep,
+    opts: &LowerOpts,
     env: &[String],
     meta: Meta,
 ) -> State {
-    // Only this group's files (and the constraints) enter the step, through their own
-    // local source: editing the app or another group's file does not rerun it.
-    let mut include: Vec<String> = g.files.to_vec();
-    if let Some(c) = &pip.constraints {
-        include.push(c.v.clone());
-    }
-    let (mut mounts, secret_script) = secret_setup(spec);
+    let InstallStep {
+        group,
+        source,
+        pip,
+        toolchain,
+        secrets,
+    } = step;
+    let (installer, venv) = (toolchain.installer, &toolchain.venv);
+    let include = source.context_files();
+    let (mut mounts, secret_script) = secret_setup(secrets);
     if !include.is_empty() {
         let req = llb::local(
             Local {
                 name: opts.context.clone(),
                 include,
-                shared_key_hint: Some(format!("{}-requirements-{}", opts.context, g.name)),
+                shared_key_hint: Some(format!("{}-requirements-{group}", opts.context)),
                 session_id: opts.session_id.clone(),
                 ..Default::default()
             },
             Meta {
-                name: Some(format!("requirements: {}", g.name)),
+                name: Some(format!("requirements: {group}")),
                 ..Default::default()
             },
         );
@@ -472,13 +426,21 @@ fn install(
     for u in &pip.extra_index_urls {
         args.extend(["--extra-index-url".into(), u.clone()]);
     }
-    if let Some(c) = &pip.constraints {
-        args.extend(["-c".into(), format!("{REQ_MOUNT}/{}", c.v)]);
+    match source {
+        GroupSource::Requirements {
+            files,
+            packages,
+            constraints,
+        } => {
+            if let Some(c) = constraints {
+                args.extend(["-c".into(), format!("{REQ_MOUNT}/{c}")]);
+            }
+            for f in files {
+                args.extend(["-r".into(), format!("{REQ_MOUNT}/{f}")]);
+            }
+            args.extend(packages.iter().cloned());
+        }
     }
-    for f in g.files {
-        args.extend(["-r".into(), format!("{REQ_MOUNT}/{f}")]);
-    }
-    args.extend(g.packages.iter().cloned());
     let (install, check) = match installer {
         Installer::Pip => {
             mounts.push(pip_cache());
@@ -515,16 +477,16 @@ fn install(
         .root()
 }
 
+/// The image: the runtime branch, the user, the venv (root-owned) and the app, with
+/// MergeOp as independent layers where the engine has it, else as chained copies.
 fn final_image(
-    spec: &Spec,
-    opts: &LowerOpts,
-    variant: &str,
     runtime: &State,
     venv_state: &State,
-    venv: &str,
+    step: &FinalStep,
+    opts: &LowerOpts,
     meta: Meta,
 ) -> State {
-    let user = &spec.user;
+    let (user, venv, variant) = (&step.user, &step.venv, &step.variant);
     let owner = (!user.is_root()).then(|| Owner {
         uid: user.uid,
         gid: user.gid,
@@ -571,7 +533,7 @@ fn final_image(
             .done()
     };
     let app_layer = |on: &State| -> State {
-        let Some(app) = &spec.app else {
+        let Some(app) = &step.app else {
             return on.clone();
         };
         let mut exclude = opts.dockerignore.clone();
@@ -579,7 +541,7 @@ fn final_image(
         let ctx = llb::local(
             Local {
                 name: opts.context.clone(),
-                include: app.src.iter().map(|s| s.v.clone()).collect(),
+                include: app.src.clone(),
                 exclude,
                 shared_key_hint: Some(opts.context.clone()),
                 session_id: opts.session_id.clone(),
@@ -594,10 +556,10 @@ fn final_image(
             .file(named("app"))
             .mkdir(&app.workdir, 0o755, true, owner.clone());
         for src in &app.src {
-            let to = format!("{}/{}", app.workdir.trim_end_matches('/'), src.v);
+            let to = format!("{}/{src}", app.workdir.trim_end_matches('/'));
             ops = ops.copy(
                 &ctx,
-                &format!("/{}", src.v),
+                &format!("/{src}"),
                 &to,
                 CopyOpts {
                     owner: owner.clone(),
@@ -622,11 +584,12 @@ fn final_image(
     }
 }
 
-fn verify(image: &State, command: &S<String>, config: &Value, meta: Meta) -> State {
+/// A verify command on the image, as the image's user, with its env and workdir.
+fn verify(image: &State, command: &str, config: &Value, meta: Meta) -> State {
     let c = &config["config"];
     let env = config_env(config);
     let exec = Exec {
-        args: vec!["/bin/sh".into(), "-c".into(), command.v.clone()],
+        args: vec!["/bin/sh".into(), "-c".into(), command.to_string()],
         env,
         cwd: c["WorkingDir"]
             .as_str()
@@ -638,86 +601,4 @@ fn verify(image: &State, command: &S<String>, config: &Value, meta: Meta) -> Sta
         ..Default::default()
     };
     image.run(exec).root()
-}
-
-/// One variant, ready for BuildKit: its definition, image config and verify definitions.
-pub struct Built {
-    pub def: pb::Definition,
-    pub config: Value,
-    pub verify: Vec<(S<String>, pb::Definition)>,
-}
-
-/// Plan, lower and marshal one target (the spec's default variant when `None`).
-pub fn build(
-    spec: &Spec,
-    target: Option<&str>,
-    opts: &LowerOpts,
-) -> Result<Built, crate::diag::Diagnostic> {
-    let target = target
-        .filter(|t| !t.is_empty())
-        .unwrap_or(&spec.default_variant)
-        .to_string();
-    let plan = Plan::new(spec, std::slice::from_ref(&target))?;
-    let mut lowered = lower(spec, &plan, opts);
-    let image = lowered
-        .images
-        .remove(&target)
-        .expect("the planned target is lowered");
-    let verify = lowered.verify.remove(&target).unwrap_or_default();
-    Ok(Built {
-        def: llb::marshal(&image, &spec.files),
-        config: lowered
-            .configs
-            .remove(&target)
-            .expect("every target has a config"),
-        verify: verify
-            .into_iter()
-            .map(|(c, s)| (c, llb::marshal(&s, &spec.files)))
-            .collect(),
-    })
-}
-
-/// `linux/amd64`, `linux/arm64/v8` -> Platform.
-pub fn parse_platform(s: &str) -> Result<pb::Platform, String> {
-    let parts: Vec<&str> = s.split('/').collect();
-    let ok = |p: &str| {
-        !p.is_empty()
-            && p.chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
-    };
-    match parts.as_slice() {
-        [os, arch] if ok(os) && ok(arch) => Ok(llb::platform(os, arch, "")),
-        [os, arch, variant] if ok(os) && ok(arch) && ok(variant) => {
-            Ok(llb::platform(os, arch, variant))
-        }
-        _ => Err(format!(
-            "invalid platform `{s}`: write os/arch[/variant], e.g. linux/amd64"
-        )),
-    }
-}
-
-/// The platform this process runs on, in BuildKit's names.
-pub fn host_platform() -> pb::Platform {
-    let arch = match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        "x86" => "386",
-        "powerpc64" => "ppc64le",
-        other => other,
-    };
-    llb::platform("linux", arch, if arch == "arm64" { "v8" } else { "" })
-}
-
-/// `.dockerignore` lines as exclude patterns (comments and blanks dropped).
-pub fn parse_dockerignore(text: &str) -> Vec<String> {
-    text.lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .map(|l| {
-            l.trim_start_matches("./")
-                .trim_start_matches('/')
-                .to_string()
-        })
-        .filter(|l| !l.is_empty())
-        .collect()
 }

@@ -1,59 +1,26 @@
-//! From a checked spec to a graph of stages: what runs where, what is shared.
+//! From a checked spec to a graph of stages, and on to BuildKit definitions.
 //!
-//! Stages are memoised by their content and parent, so a base image, an apt step or a
-//! requirement group that several variants need appears once and BuildKit runs it once.
+//! `Plan::new` lays out what runs where; stages are memoised by what they do (their
+//! `StageKind`, which holds no source positions), their parent and their inputs, so a base,
+//! an apt step or a requirement group that several variants need appears once and BuildKit
+//! runs it once. `lower` turns the stages into LLB; `compile` is the whole way for one target.
 
 pub mod config;
 pub mod graph;
 pub mod lower;
 pub mod shell;
+mod stage;
 
 use std::collections::BTreeMap;
 
-use crate::diag::{Diagnostic, Loc, did_you_mean};
-use crate::spec::{Installer, Pip, S, Spec};
+pub use stage::*;
+
+use crate::diag::{Loc, SourceFile};
+use crate::llb::{self, pb};
+use crate::spec::{S, Spec, Variant};
+use lower::{LowerOpts, lower};
 
 pub type StageId = usize;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum AptRole {
-    /// Build tools and headers: builder branch only.
-    Build,
-    /// Shared libraries the final image needs.
-    Runtime,
-}
-
-#[derive(Clone, Debug, PartialEq)]
-pub enum StageKind {
-    /// The Python base image, as written in the spec (resolved and pinned when lowered).
-    Base { image: String },
-    /// `apt-get install` with cache mounts.
-    Apt {
-        role: AptRole,
-        packages: Vec<S<String>>,
-    },
-    /// Check the interpreter version, create the venv, install the installer (uv).
-    Python {
-        version: Option<S<String>>,
-        installer: Installer,
-        uv_version: String,
-        venv: String,
-    },
-    /// Install one requirement group into the venv, on top of the previous group (the
-    /// first group: on the builder, with the Python stage's venv copied in from `deps`).
-    Install {
-        group: String,
-        files: Vec<String>,
-        packages: Vec<String>,
-        pip: Pip,
-        installer: Installer,
-        venv: String,
-    },
-    /// The image of one variant: runtime branch + venv + user + app + config.
-    Final { variant: String },
-    /// `verify` commands against a finished image (not part of the image).
-    Verify { variant: String, command: S<String> },
-}
 
 #[derive(Clone, Debug)]
 pub struct Stage {
@@ -61,8 +28,9 @@ pub struct Stage {
     pub kind: StageKind,
     /// The filesystem this stage starts from.
     pub parent: Option<StageId>,
-    /// Other stages it reads from (the venv for a final image).
+    /// Other stages it reads from (the venv for an install or a final image).
     pub deps: Vec<StageId>,
+    /// Where the spec asks for this work (the first place, when several do).
     pub loc: Loc,
 }
 
@@ -71,51 +39,30 @@ impl Stage {
     pub fn label(&self) -> String {
         match &self.kind {
             StageKind::Base { image } => format!("base {image}"),
-            StageKind::Apt {
-                role: AptRole::Build,
-                packages,
-            } => format!("apt build: {}", names(packages)),
-            StageKind::Apt {
-                role: AptRole::Runtime,
-                packages,
-            } => format!("apt runtime: {}", names(packages)),
-            StageKind::Python {
-                version,
-                installer,
-                venv,
-                ..
-            } => {
-                let v = version
-                    .as_ref()
-                    .map(|v| format!(" {} check,", v.v))
-                    .unwrap_or_default();
-                let tool = if *installer == Installer::Uv {
-                    " + uv"
-                } else {
-                    ""
+            StageKind::Apt(a) => {
+                let role = match a.role {
+                    AptRole::Build => "build",
+                    AptRole::Runtime => "runtime",
                 };
-                format!("python:{v} venv {venv}{tool}")
+                format!("apt {role}: {}", a.packages.join(" "))
             }
-            StageKind::Install {
-                group, installer, ..
-            } => {
-                format!(
-                    "{} install: {group}",
-                    if *installer == Installer::Uv {
-                        "uv"
-                    } else {
-                        "pip"
-                    }
-                )
+            StageKind::Python(p) => {
+                let check = p
+                    .version
+                    .as_ref()
+                    .map(|v| format!(" {v} check,"))
+                    .unwrap_or_default();
+                let tool = match p.toolchain.installer {
+                    crate::spec::Installer::Uv => " + uv",
+                    crate::spec::Installer::Pip => "",
+                };
+                format!("python:{check} venv {}{tool}", p.toolchain.venv)
             }
-            StageKind::Final { variant } => format!("image {variant}"),
-            StageKind::Verify { variant, command } => format!("verify {variant}: {}", command.v),
+            StageKind::Install(i) => format!("{} install: {}", i.toolchain.installer, i.group),
+            StageKind::Final(f) => format!("image {}", f.variant),
+            StageKind::Verify { variant, command } => format!("verify {variant}: {command}"),
         }
     }
-}
-
-fn names(p: &[S<String>]) -> String {
-    p.iter().map(|s| s.v.as_str()).collect::<Vec<_>>().join(" ")
 }
 
 /// What one variant's image is made of.
@@ -134,141 +81,20 @@ pub struct Target {
 pub struct Plan {
     pub stages: Vec<Stage>,
     pub targets: Vec<Target>,
+    /// The spec's files: progress names and source maps point into them.
+    pub files: Vec<SourceFile>,
 }
 
 impl Plan {
-    /// The plan for the named variants (all of them when `variants` is empty).
-    pub fn new(spec: &Spec, variants: &[String]) -> Result<Plan, Diagnostic> {
-        let names: Vec<String> = if variants.is_empty() {
-            spec.variants.iter().map(|v| v.name.v.clone()).collect()
-        } else {
-            variants.to_vec()
-        };
-        let mut b = Builder {
-            stages: vec![],
-            memo: BTreeMap::new(),
-        };
-        let mut targets = vec![];
-        for name in &names {
-            let Some(v) = spec.variant(name) else {
-                let known: Vec<&str> = spec.variants.iter().map(|v| v.name.v.as_str()).collect();
-                let help = match did_you_mean(name, known.iter().copied()) {
-                    Some(s) => format!("did you mean `{s}`? targets: {}", known.join(", ")),
-                    None => format!("targets are the variant names: {}", known.join(", ")),
-                };
-                return Err(Diagnostic::error(
-                    Loc::default(),
-                    format!("unknown target `{name}`"),
-                    help,
-                ));
-            };
-            let base = b.add(
-                StageKind::Base {
-                    image: v.python.base.v.clone(),
-                },
-                None,
-                vec![],
-                v.python.base.loc,
-            );
-            let runtime = if v.runtime_packages.is_empty() {
-                base
-            } else {
-                let loc = v.runtime_packages[0].loc;
-                b.add(
-                    StageKind::Apt {
-                        role: AptRole::Runtime,
-                        packages: v.runtime_packages.clone(),
-                    },
-                    Some(base),
-                    vec![],
-                    loc,
-                )
-            };
-            let builder = if v.build_packages.is_empty() {
-                base
-            } else {
-                let loc = v.build_packages[0].loc;
-                b.add(
-                    StageKind::Apt {
-                        role: AptRole::Build,
-                        packages: v.build_packages.clone(),
-                    },
-                    Some(base),
-                    vec![],
-                    loc,
-                )
-            };
-            let py = &v.python;
-            let py_loc = py.version.as_ref().map(|s| s.loc).unwrap_or(py.base.loc);
-            // The venv (and uv) are made on the base, beside the build packages rather than
-            // after them: the first install copies them into the builder.
-            let python = b.add(
-                StageKind::Python {
-                    version: py.version.clone(),
-                    installer: py.installer,
-                    uv_version: py.uv_version.clone(),
-                    venv: py.venv.clone(),
-                },
-                Some(base),
-                vec![],
-                py_loc,
-            );
-            let mut venv = python;
-            for (i, g) in v.groups.iter().enumerate() {
-                let group = spec
-                    .group(&g.v)
-                    .expect("variant groups are checked at load");
-                let kind = StageKind::Install {
-                    group: g.v.clone(),
-                    files: group.files.iter().map(|f| f.v.clone()).collect(),
-                    packages: group.packages.iter().map(|p| p.v.clone()).collect(),
-                    pip: v.pip.clone(),
-                    installer: py.installer,
-                    venv: py.venv.clone(),
-                };
-                venv = if i == 0 && builder != base {
-                    b.add(kind, Some(builder), vec![python], group.name.loc)
-                } else {
-                    b.add(kind, Some(venv), vec![], group.name.loc)
-                };
-            }
-            let image = b.add(
-                StageKind::Final {
-                    variant: name.clone(),
-                },
-                Some(runtime),
-                vec![venv],
-                v.name.loc,
-            );
-            // Each verify command runs on the image itself, so they can run at once.
-            let verify = spec
-                .verify
-                .iter()
-                .map(|c| {
-                    b.add(
-                        StageKind::Verify {
-                            variant: name.clone(),
-                            command: c.clone(),
-                        },
-                        Some(image),
-                        vec![],
-                        c.loc,
-                    )
-                })
-                .collect();
-            targets.push(Target {
-                variant: name.clone(),
-                base,
-                runtime,
-                venv,
-                image,
-                verify,
-            });
-        }
-        Ok(Plan {
+    /// The plan for `variants` (typically from `Spec::target`, or all of `spec.variants`).
+    pub fn new(spec: &Spec, variants: &[&Variant]) -> Plan {
+        let mut b = Builder::default();
+        let targets = variants.iter().map(|v| b.variant(spec, v)).collect();
+        Plan {
             stages: b.stages,
             targets,
-        })
+            files: spec.files.clone(),
+        }
     }
 
     pub fn stage(&self, id: StageId) -> &Stage {
@@ -276,13 +102,50 @@ impl Plan {
     }
 }
 
+/// One variant, ready for BuildKit: its definition, image config and verify definitions.
+pub struct Compiled {
+    pub def: pb::Definition,
+    /// The OCI image config (`containerimage.config`).
+    pub config: serde_json::Value,
+    /// Each `verify` command (with its spec position) and the definition that runs it.
+    pub verify: Vec<(S<String>, pb::Definition)>,
+}
+
+/// Plan, lower and marshal one variant: the pipeline from a checked spec to what BuildKit
+/// solves.
+pub fn compile(spec: &Spec, variant: &Variant, opts: &LowerOpts) -> Compiled {
+    let plan = Plan::new(spec, &[variant]);
+    let mut lowered = lower(&plan, opts);
+    let target = &variant.name.v;
+    let image = lowered
+        .images
+        .remove(target)
+        .expect("the target is lowered");
+    let verify = lowered.verify.remove(target).unwrap_or_default();
+    Compiled {
+        def: llb::marshal(&image, &spec.files),
+        config: lowered
+            .configs
+            .remove(target)
+            .expect("each target has a config"),
+        verify: verify
+            .into_iter()
+            .map(|(c, s)| (c, llb::marshal(&s, &spec.files)))
+            .collect(),
+    }
+}
+
+/// Identity of a stage: what it does, what it starts from, what else it reads.
+type StageKey = (StageKind, Option<StageId>, Vec<StageId>);
+
+#[derive(Default)]
 struct Builder {
     stages: Vec<Stage>,
-    /// Content + parent -> stage, so equal work is planned once.
-    memo: BTreeMap<String, StageId>,
+    memo: BTreeMap<StageKey, StageId>,
 }
 
 impl Builder {
+    /// The stage for this work, made once: a second request returns the first one's id.
     fn add(
         &mut self,
         kind: StageKind,
@@ -290,12 +153,12 @@ impl Builder {
         deps: Vec<StageId>,
         loc: Loc,
     ) -> StageId {
-        // Locations are not part of the identity: the same work written twice is one stage.
-        let key = format!("{:?}|{:?}|{:?}", strip_locs(&kind), parent, deps);
+        let key = (kind, parent, deps);
         if let Some(id) = self.memo.get(&key) {
             return *id;
         }
         let id = self.stages.len();
+        let (kind, parent, deps) = key.clone();
         self.stages.push(Stage {
             id,
             kind,
@@ -306,23 +169,181 @@ impl Builder {
         self.memo.insert(key, id);
         id
     }
+
+    /// The stages of one variant's image and its verify commands.
+    fn variant(&mut self, spec: &Spec, v: &Variant) -> Target {
+        let py = &v.python;
+        let base = self.add(
+            StageKind::Base {
+                image: py.base.v.clone(),
+            },
+            None,
+            vec![],
+            py.base.loc,
+        );
+        let runtime = self.apt(base, AptRole::Runtime, &v.runtime_packages);
+        let builder = self.apt(base, AptRole::Build, &v.build_packages);
+        let toolchain = Toolchain {
+            installer: py.installer,
+            uv_version: py.uv_version.clone(),
+            venv: py.venv.clone(),
+        };
+        // The venv (and uv) are made on the base, beside the build packages rather than
+        // after them: the first install copies them into the builder.
+        let python = self.add(
+            StageKind::Python(PythonStep {
+                version: py.version.as_ref().map(|s| s.v.clone()),
+                toolchain: toolchain.clone(),
+                secrets: spec.secrets.clone(),
+            }),
+            Some(base),
+            vec![],
+            py.version.as_ref().map(|s| s.loc).unwrap_or(py.base.loc),
+        );
+        let pip = PipOptions {
+            index_url: v.pip.index_url.clone(),
+            extra_index_urls: v.pip.extra_index_urls.clone(),
+            timeout: v.pip.timeout,
+            retries: v.pip.retries,
+            check: v.pip.check,
+        };
+        let mut venv = python;
+        for (i, name) in v.groups.iter().enumerate() {
+            let group = spec
+                .group(&name.v)
+                .expect("variant groups are checked at load");
+            let kind = StageKind::Install(InstallStep {
+                group: name.v.clone(),
+                source: GroupSource::Requirements {
+                    files: group.files.iter().map(|f| f.v.clone()).collect(),
+                    packages: group.packages.iter().map(|p| p.v.clone()).collect(),
+                    constraints: v.pip.constraints.as_ref().map(|c| c.v.clone()),
+                },
+                pip: pip.clone(),
+                toolchain: toolchain.clone(),
+                secrets: spec.secrets.clone(),
+            });
+            venv = if i == 0 && builder != base {
+                self.add(kind, Some(builder), vec![python], group.name.loc)
+            } else {
+                self.add(kind, Some(venv), vec![], group.name.loc)
+            };
+        }
+        let image = self.add(
+            StageKind::Final(final_step(spec, v)),
+            Some(runtime),
+            vec![venv],
+            v.name.loc,
+        );
+        // Each verify command runs on the image itself, so they can run at once.
+        let verify = spec
+            .verify
+            .iter()
+            .map(|c| {
+                let kind = StageKind::Verify {
+                    variant: v.name.v.clone(),
+                    command: c.v.clone(),
+                };
+                self.add(kind, Some(image), vec![], c.loc)
+            })
+            .collect();
+        Target {
+            variant: v.name.v.clone(),
+            base,
+            runtime,
+            venv,
+            image,
+            verify,
+        }
+    }
+
+    /// An apt step on `base`, or `base` itself when there is nothing to install.
+    fn apt(&mut self, base: StageId, role: AptRole, packages: &[S<String>]) -> StageId {
+        let Some(first) = packages.first() else {
+            return base;
+        };
+        let step = AptStep {
+            role,
+            packages: packages.iter().map(|p| p.v.clone()).collect(),
+        };
+        self.add(StageKind::Apt(step), Some(base), vec![], first.loc)
+    }
 }
 
-fn strip_locs(kind: &StageKind) -> String {
-    match kind {
-        StageKind::Apt { role, packages } => format!("Apt {role:?} {}", names(packages)),
-        StageKind::Python {
-            version,
-            installer,
-            uv_version,
-            venv,
-        } => {
-            format!(
-                "Python {:?} {installer:?} {uv_version} {venv}",
-                version.as_ref().map(|v| &v.v)
-            )
-        }
-        StageKind::Verify { variant, command } => format!("Verify {variant} {}", command.v),
-        other => format!("{other:?}"),
+/// Everything the final image of `v` is made of, from the spec-wide and variant settings.
+fn final_step(spec: &Spec, v: &Variant) -> FinalStep {
+    let user = &spec.user;
+    FinalStep {
+        variant: v.name.v.clone(),
+        venv: v.python.venv.clone(),
+        user: RuntimeUser {
+            name: user.name.clone(),
+            uid: user.uid,
+            gid: user.gid,
+        },
+        app: spec.app.as_ref().map(|a| AppCopy {
+            src: a.src.iter().map(|s| s.v.clone()).collect(),
+            exclude: a.exclude.clone(),
+            workdir: a.workdir.clone(),
+        }),
+        config: ImageSettings {
+            title: spec.name.v.clone(),
+            description: spec.description.clone(),
+            base: v.python.base.v.clone(),
+            env: v.env.clone(),
+            labels: v.labels.clone(),
+            workdir: spec.app.as_ref().map(|a| a.workdir.clone()),
+            entrypoint: spec.entrypoint.as_ref().map(|e| e.v.clone()),
+            cmd: spec.cmd.as_ref().map(|c| c.v.clone()),
+            healthcheck: spec.healthcheck.as_ref().map(|h| HealthcheckSettings {
+                test: h.test.clone(),
+                interval_ns: h.interval_ns,
+                timeout_ns: h.timeout_ns,
+                start_period_ns: h.start_period_ns,
+                retries: h.retries,
+            }),
+            ports: spec.ports.iter().map(|p| p.v.clone()).collect(),
+            stop_signal: spec.stop_signal.as_ref().map(|s| s.v.clone()),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::{LoadOptions, load_str};
+
+    fn plan(yaml: &str) -> Plan {
+        let spec = load_str("t.yaml", yaml, &LoadOptions::default())
+            .unwrap()
+            .spec;
+        let all: Vec<&Variant> = spec.variants.iter().collect();
+        Plan::new(&spec, &all)
+    }
+
+    fn count(plan: &Plan, what: fn(&StageKind) -> bool) -> usize {
+        plan.stages.iter().filter(|s| what(&s.kind)).count()
+    }
+
+    /// The same settings written in two places are the same work: one stage, not two.
+    #[test]
+    fn equal_work_written_twice_is_one_stage() {
+        let p = plan(
+            "version: 1\nname: w\npython: {base: python:3}\n\
+             requirements: {core: {packages: [arq]}}\n\
+             variants:\n\
+             \x20 a: {pip: {constraints: c.txt}, system: {runtime: [libpq5]}}\n\
+             \x20 b: {pip: {constraints: c.txt}, system: {runtime: [libpq5]}}\n",
+        );
+        assert_eq!(count(&p, |k| matches!(k, StageKind::Install(_))), 1);
+        assert_eq!(count(&p, |k| matches!(k, StageKind::Apt(_))), 1);
+        assert_eq!(count(&p, |k| matches!(k, StageKind::Final(_))), 2);
+        // And different settings are different work.
+        let p = plan(
+            "version: 1\nname: w\npython: {base: python:3}\n\
+             requirements: {core: {packages: [arq]}}\n\
+             variants: {a: {pip: {constraints: c.txt}}, b: {pip: {constraints: d.txt}}}\n",
+        );
+        assert_eq!(count(&p, |k| matches!(k, StageKind::Install(_))), 2);
     }
 }

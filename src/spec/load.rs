@@ -4,8 +4,54 @@
 
 use std::collections::BTreeMap;
 
+use super::model::Spec;
 use super::yaml::{self, Key, Node, Value};
-use crate::diag::{Diagnostic, Loc, Report, SourceFile, did_you_mean};
+use crate::diag::{Diagnostic, Loc, Report, Severity, SourceFile, did_you_mean};
+
+#[derive(Clone, Debug, Default)]
+pub struct LoadOptions {
+    /// `--build-arg NAME=VALUE`: overrides the defaults under `args:`.
+    pub build_args: BTreeMap<String, String>,
+}
+
+/// A checked spec plus the warnings found on the way.
+#[derive(Clone, Debug)]
+pub struct Loaded {
+    pub spec: Spec,
+    pub warnings: Vec<Diagnostic>,
+}
+
+/// Read a spec and what it extends from disk (paths relative to the current directory).
+/// Errors: the report, with every error found and the files it points into.
+pub fn load_file(path: &str, opts: &LoadOptions) -> Result<Loaded, Report> {
+    let mut sources = Sources::new();
+    let first = std::fs::read(path).map_err(|e| Report {
+        files: vec![],
+        diagnostics: vec![Diagnostic::error(
+            Loc::default(),
+            format!("cannot read spec `{path}`: {e}"),
+            "check the path",
+        )],
+    })?;
+    let mut next = sources.add(path, &first)?;
+    while let Some(name) = next {
+        match std::fs::read(&name) {
+            Ok(bytes) => next = sources.add(&name, &bytes)?,
+            Err(e) => return Err(sources.missing(&e.to_string())),
+        }
+    }
+    sources.finish(opts)
+}
+
+/// Load from bytes already in memory (tests, fuzzing); a spec that `extends` another
+/// file is refused, since there is nothing to read it from.
+pub fn load_str(name: &str, text: &str, opts: &LoadOptions) -> Result<Loaded, Report> {
+    let mut sources = Sources::new();
+    if let Some(next) = sources.add(name, text.as_bytes())? {
+        return Err(sources.missing(&format!("`{next}` not available here")));
+    }
+    sources.finish(opts)
+}
 
 /// How many files one `extends` chain may span.
 const MAX_EXTENDS_DEPTH: usize = 8;
@@ -76,6 +122,21 @@ impl Sources {
         )])
     }
 
+    /// Check and convert everything added so far into a `Spec`. Errors come first in the
+    /// report, then warnings, each group in file order.
+    pub fn finish(&self, opts: &LoadOptions) -> Result<Loaded, Report> {
+        let (spec, mut diags) =
+            super::convert::convert(self.merged(), &opts.build_args, self.files.clone());
+        diags.sort_by_key(|d| (d.severity != Severity::Error, d.loc));
+        match spec {
+            Some(spec) if !diags.iter().any(|d| d.severity == Severity::Error) => Ok(Loaded {
+                spec,
+                warnings: diags,
+            }),
+            _ => Err(self.report(diags)),
+        }
+    }
+
     pub(crate) fn report(&self, diagnostics: Vec<Diagnostic>) -> Report {
         Report {
             files: self.files.clone(),
@@ -84,7 +145,7 @@ impl Sources {
     }
 
     /// The merged document: each file over the one it extends, the first file winning.
-    pub(crate) fn merged(&self) -> Node {
+    fn merged(&self) -> Node {
         let mut nodes = self.nodes.iter().rev();
         let mut doc = nodes
             .next()

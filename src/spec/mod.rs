@@ -1,12 +1,16 @@
 //! The spec: YAML in, a checked and typed model out (with file:line:col on every error).
+//!
+//! `yaml` parses with positions, `load` follows `extends` and expands `${ARG}`s,
+//! `convert` checks every section into the `model`; `format` lists the keys, defaults and
+//! ranges that `convert` and the JSON `schema` share; `validate` holds the one-value rules.
 
-pub mod convert;
+mod convert;
+pub mod format;
 pub mod load;
 pub mod model;
 pub mod schema;
 pub mod validate;
 pub mod yaml;
 
-pub use convert::{LoadOptions, Loaded, load_file, load_str};
-pub use load::Sources;
+pub use load::{LoadOptions, Loaded, Sources, load_file, load_str};
 pub use model::*;

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::diag::{Loc, SourceFile};
+use crate::diag::{Diagnostic, Loc, SourceFile, did_you_mean};
 
 /// A value and where it was written.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -44,6 +44,23 @@ impl Spec {
         self.variants.iter().find(|v| v.name.v == name)
     }
 
+    /// The variant `--target` names (`None` or empty: `default_variant`). Errors: an
+    /// unknown name, with the spec's variants and the closest one.
+    pub fn target(&self, name: Option<&str>) -> Result<&Variant, Diagnostic> {
+        let name = name
+            .filter(|n| !n.is_empty())
+            .unwrap_or(&self.default_variant);
+        self.variant(name).ok_or_else(|| {
+            let known: Vec<&str> = self.variants.iter().map(|v| v.name.v.as_str()).collect();
+            let help = match did_you_mean(name, known.iter().copied()) {
+                Some(s) => format!("did you mean `{s}`? the targets are: {}", known.join(", ")),
+                None => format!("the targets are the spec's variants: {}", known.join(", ")),
+            };
+            let file = Loc::default();
+            Diagnostic::error(file, format!("unknown target `{name}`"), help)
+        })
+    }
+
     pub fn group(&self, name: &str) -> Option<&Group> {
         self.groups.iter().find(|g| g.name.v == name)
     }
@@ -62,6 +79,16 @@ pub struct Arg {
 pub enum Installer {
     Pip,
     Uv,
+}
+
+impl std::fmt::Display for Installer {
+    /// The spec's spelling: `pip` or `uv`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Installer::Pip => "pip",
+            Installer::Uv => "uv",
+        })
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -130,7 +157,7 @@ pub struct Healthcheck {
 
 /// Ids of build secrets (`--secret id=...`) the build steps mount. Their bytes never
 /// enter a layer, the definition or the image config.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct BuildSecrets {
     /// A PEM CA bundle for pip's and uv's HTTPS (corporate proxies, TLS interception).
     pub ca_bundle: Option<String>,

@@ -1,7 +1,15 @@
 //! The JSON Schema of a spec, for editors (`# yaml-language-server: $schema=...`).
-//! Its key lists are tested against the ones the loader accepts, so the two cannot drift.
+//! Defaults and ranges come from `format`, as the loader's do; the test below compares
+//! every section's keys, and every default and range, with what the loader accepts.
 
 use serde_json::{Value, json};
+
+use super::format::*;
+
+/// An integer property with the loader's range and default.
+fn int(range: IntRange, description: &str) -> Value {
+    json!({"type": "integer", "minimum": range.min, "maximum": range.max, "default": range.default, "description": description})
+}
 
 fn strings(description: &str) -> Value {
     json!({"type": "array", "items": {"type": "string"}, "description": description})
@@ -23,8 +31,8 @@ fn python() -> Value {
             "base": {"type": "string", "description": "Base image with Python, e.g. python:3.12-slim. ${ARG}s allowed."},
             "version": {"type": "string", "pattern": "^[0-9]+\\.[0-9]+$", "description": "major.minor; checked against the base's interpreter during the build."},
             "installer": {"enum": ["pip", "uv"], "default": "pip", "description": "pip, or uv (installed in the builder and on PATH wherever it is used)."},
-            "uv_version": {"type": "string", "default": crate::spec::convert::DEFAULT_UV_VERSION},
-            "venv": {"type": "string", "default": "/opt/venv", "description": "Where the virtual environment lives."}
+            "uv_version": {"type": "string", "default": DEFAULT_UV_VERSION},
+            "venv": {"type": "string", "default": DEFAULT_VENV, "description": "Where the virtual environment lives."}
         }
     })
 }
@@ -46,10 +54,10 @@ fn pip() -> Value {
         "properties": {
             "index_url": {"type": "string", "format": "uri", "description": "No credentials here: use build_secrets.netrc."},
             "extra_index_urls": {"type": "array", "items": {"type": "string", "format": "uri"}},
-            "timeout": {"type": "integer", "minimum": 1, "default": 60},
-            "retries": {"type": "integer", "minimum": 0, "default": 5},
+            "timeout": int(PIP_TIMEOUT, "Seconds per network operation."),
+            "retries": int(PIP_RETRIES, "Retries per download."),
             "constraints": {"type": ["string", "null"], "description": "A constraints file in the build context."},
-            "check": {"type": "boolean", "default": true, "description": "Run `pip check` after each install."}
+            "check": {"type": "boolean", "default": DEFAULT_PIP_CHECK, "description": "Run `pip check` after each install."}
         }
     })
 }
@@ -63,7 +71,7 @@ pub fn schema() -> Value {
         "additionalProperties": false,
         "required": ["version", "name", "python"],
         "properties": {
-            "version": {"const": 1},
+            "version": {"const": SPEC_VERSION},
             "name": {"type": "string", "pattern": "^[a-z0-9][a-z0-9._-]*$"},
             "description": {"type": "string"},
             "extends": {"type": "string", "description": "A spec with shared defaults; this file wins key by key."},
@@ -84,13 +92,13 @@ pub fn schema() -> Value {
                 "properties": {
                     "src": strings("Paths in the context, copied to workdir/<path>, last and owned by the user."),
                     "exclude": strings("Globs left out (on top of .dockerignore)."),
-                    "workdir": {"type": "string", "default": "/app"}
+                    "workdir": {"type": "string", "default": DEFAULT_WORKDIR}
                 }
             },
             "user": {"oneOf": [
                 {"const": "root"},
-                {"type": "object", "additionalProperties": false, "properties": {"name": {"type": "string"}, "uid": {"type": "integer", "minimum": 1}, "gid": {"type": "integer", "minimum": 0}}}
-            ], "description": "The runtime user; default app, uid and gid 10001."},
+                {"type": "object", "additionalProperties": false, "properties": {"name": {"type": "string", "default": DEFAULT_USER}, "uid": int(USER_ID, "0 only with the name root."), "gid": int(USER_ID, "Default: the uid.")}}
+            ], "description": format!("The runtime user; default {DEFAULT_USER}, uid and gid {DEFAULT_UID}.")},
             "env": string_map("Environment of the image."),
             "entrypoint": command("Entrypoint: a list (exec form) or a string (run by /bin/sh -c)."),
             "cmd": command("Command: a list (exec form) or a string (run by /bin/sh -c)."),
@@ -98,10 +106,10 @@ pub fn schema() -> Value {
                 "type": "object", "additionalProperties": false, "required": ["cmd"],
                 "properties": {
                     "cmd": command("The probe."),
-                    "interval": {"type": "string", "default": "30s"},
-                    "timeout": {"type": "string", "default": "30s"},
-                    "retries": {"type": "integer", "minimum": 1, "default": 3},
-                    "start_period": {"type": "string", "default": "0s"}
+                    "interval": {"type": "string", "default": HEALTHCHECK_INTERVAL},
+                    "timeout": {"type": "string", "default": HEALTHCHECK_TIMEOUT},
+                    "retries": int(HEALTHCHECK_RETRIES, "Failures in a row before unhealthy."),
+                    "start_period": {"type": "string", "default": HEALTHCHECK_START_PERIOD}
                 }
             },
             "ports": {"type": "array", "items": {"type": ["integer", "string"]}},
@@ -140,7 +148,6 @@ pub fn schema() -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spec::convert::*;
 
     fn keys(v: &Value) -> Vec<String> {
         let mut k: Vec<String> = v["properties"]
@@ -179,5 +186,74 @@ mod tests {
             keys(&p["requirements"]["additionalProperties"]["oneOf"][1]),
             sorted(GROUP_KEYS)
         );
+    }
+
+    /// Every default and range the schema states is the one `kiln check` applies: each
+    /// spec below sets nothing, or a bound, and the loaded values are compared.
+    #[test]
+    fn schema_defaults_and_ranges_match_the_loader() {
+        use crate::spec::{LoadOptions, load_str};
+        let s = schema();
+        let p = &s["properties"];
+        let load = |extra: &str| {
+            let yaml = format!("version: 1\nname: w\npython: {{base: python:3}}\n{extra}");
+            load_str("t.yaml", &yaml, &LoadOptions::default())
+        };
+        let spec = load("app: {src: [app]}\nhealthcheck: {cmd: [x]}\n")
+            .unwrap()
+            .spec;
+        let v = &spec.variants[0];
+        let py = &p["python"]["properties"];
+        assert_eq!(py["installer"]["default"], "pip");
+        assert_eq!(v.python.installer, crate::spec::Installer::Pip);
+        assert_eq!(py["uv_version"]["default"], v.python.uv_version.as_str());
+        assert_eq!(py["venv"]["default"], v.python.venv.as_str());
+        let pip = &p["pip"]["properties"];
+        assert_eq!(pip["timeout"]["default"], v.pip.timeout);
+        assert_eq!(pip["retries"]["default"], v.pip.retries);
+        assert_eq!(pip["check"]["default"], v.pip.check);
+        assert_eq!(
+            p["app"]["properties"]["workdir"]["default"],
+            spec.app.unwrap().workdir.as_str()
+        );
+        let user = &p["user"]["oneOf"][1]["properties"];
+        assert_eq!(user["name"]["default"], spec.user.name.as_str());
+        assert_eq!(user["uid"]["default"], spec.user.uid);
+        let hc = &p["healthcheck"]["properties"];
+        let h = spec.healthcheck.unwrap();
+        let ns = |v: &Value| crate::spec::validate::duration_ns(v.as_str().unwrap()).unwrap();
+        assert_eq!(ns(&hc["interval"]["default"]), h.interval_ns);
+        assert_eq!(ns(&hc["timeout"]["default"]), h.timeout_ns);
+        assert_eq!(ns(&hc["start_period"]["default"]), h.start_period_ns);
+        assert_eq!(hc["retries"]["default"], h.retries);
+
+        // Each range: its bounds load, one past them does not.
+        let ranges = [
+            (&pip["timeout"], "pip: {timeout: N}"),
+            (&pip["retries"], "pip: {retries: N}"),
+            (&user["uid"], "user: {name: root, uid: N}"),
+            (&user["gid"], "user: {name: u, uid: 10001, gid: N}"),
+            (&hc["retries"], "healthcheck: {cmd: [x], retries: N}"),
+        ];
+        for (prop, template) in ranges {
+            let (min, max) = (
+                prop["minimum"].as_i64().unwrap(),
+                prop["maximum"].as_i64().unwrap(),
+            );
+            let at = |n: i64| load(&format!("{}\n", template.replace('N', &n.to_string())));
+            // uid 0 is root: its minimum is checked with the name root, its maximum with another name.
+            let at_max = |n: i64| {
+                load(&format!(
+                    "{}\n",
+                    template
+                        .replace("name: root", "name: u")
+                        .replace('N', &n.to_string())
+                ))
+            };
+            assert!(at(min).is_ok(), "{template} at its minimum {min}");
+            assert!(at_max(max).is_ok(), "{template} at its maximum {max}");
+            assert!(at(min - 1).is_err(), "{template} below {min}");
+            assert!(at_max(max + 1).is_err(), "{template} above {max}");
+        }
     }
 }

@@ -1,0 +1,106 @@
+//! What the build reads from the client: the spec (and every file it extends) from the
+//! spec directory, and `.dockerignore` from the context. Each file comes through a local
+//! source that follows only that path, solved and read with `ReadFile`.
+
+use super::bridge::{Bridge, Failure};
+use super::opts::Options;
+use crate::diag::Report;
+use crate::dockerignore;
+use crate::llb::{self, Local, Meta};
+use crate::spec::{LoadOptions, Loaded, Sources};
+
+/// Everything the build reads before it plans: the checked spec and the context's
+/// exclude patterns.
+pub struct Inputs {
+    pub loaded: Loaded,
+    /// `.dockerignore` patterns (empty when the spec copies no app, or there is none).
+    pub dockerignore: Vec<String>,
+}
+
+/// Read the spec, then `.dockerignore` when the spec copies app code.
+pub async fn read_inputs(bridge: &mut Bridge, opts: &Options) -> Result<Inputs, Failure> {
+    let loaded = read_spec(bridge, opts).await?;
+    let dockerignore = match &loaded.spec.app {
+        Some(_) => read_local(bridge, opts, &opts.context_local, ".dockerignore")
+            .await
+            .map(|b| dockerignore::parse(&String::from_utf8_lossy(&b)))
+            .unwrap_or_default(),
+        None => vec![],
+    };
+    Ok(Inputs {
+        loaded,
+        dockerignore,
+    })
+}
+
+/// Read the spec and every file it extends from the spec local. Errors: `InvalidArgument`
+/// with each diagnostic as `file:line:col: error: ...`.
+pub async fn read_spec(bridge: &mut Bridge, opts: &Options) -> Result<Loaded, Failure> {
+    let mut sources = Sources::new();
+    let mut name = opts.filename.clone();
+    let mut first = true;
+    loop {
+        if name.starts_with("../") || name.starts_with('/') {
+            return Err(Failure::invalid(
+                sources
+                    .missing("files outside the spec's directory are not sent to the build")
+                    .to_string(),
+            ));
+        }
+        let bytes = match read_local(bridge, opts, &opts.spec_local, &name).await {
+            Ok(b) => b,
+            Err(e) if first => {
+                return Err(Failure::invalid(format!(
+                    "cannot read the spec `{name}` from the build's `{}` directory: {e}; check `-f`/`--file` (docker build) or `--opt filename=` (buildctl)",
+                    opts.spec_local
+                )));
+            }
+            Err(e) => return Err(Failure::invalid(sources.missing(&e).to_string())),
+        };
+        first = false;
+        match sources.add(&name, &bytes).map_err(report_failure)? {
+            Some(next) => name = next,
+            None => break,
+        }
+    }
+    sources
+        .finish(&LoadOptions {
+            build_args: opts.build_args.clone(),
+        })
+        .map_err(report_failure)
+}
+
+fn report_failure(r: Report) -> Failure {
+    Failure::invalid(r.one_line())
+}
+
+/// One file of a local directory, sent by the client for this purpose only.
+async fn read_local(
+    bridge: &mut Bridge,
+    opts: &Options,
+    local: &str,
+    path: &str,
+) -> Result<Vec<u8>, String> {
+    let st = llb::local(
+        Local {
+            name: local.into(),
+            follow_paths: vec![path.into()],
+            shared_key_hint: Some(format!("{local}-{path}")),
+            session_id: opts.session_id.clone(),
+            differ_none: bridge.has_llb("source.local.differ"),
+            ..Default::default()
+        },
+        Meta {
+            name: Some(format!("[internal] load {path}")),
+            ..Default::default()
+        },
+    );
+    let r = bridge
+        .solve(llb::marshal(&st, &[]), false)
+        .await
+        .map_err(|f| f.message)?;
+    bridge
+        .read_file(&r, path)
+        .await
+        .map_err(|s| s.message().to_string())
+}

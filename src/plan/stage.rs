@@ -1,0 +1,164 @@
+//! What each stage does, as plain data. A stage holds everything its lowering needs (no
+//! going back to the spec) and nothing about where it was written: equal work compares
+//! equal, so the plan makes it once. Positions live on `Stage`, beside this.
+
+use std::collections::BTreeMap;
+
+use crate::spec::{BuildSecrets, Installer};
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum StageKind {
+    /// The Python base image, as written in the spec (resolved and pinned when lowered).
+    Base { image: String },
+    /// `apt-get install` with cache mounts.
+    Apt(AptStep),
+    /// Check the interpreter version, create the venv, install the installer (uv).
+    Python(PythonStep),
+    /// Install one requirement group into the venv, on top of the previous group (the
+    /// first group: on the builder, with the Python stage's venv copied in from `deps`).
+    Install(InstallStep),
+    /// The image of one variant: runtime branch + user + venv + app, and its config.
+    Final(FinalStep),
+    /// A `verify` command run against a finished image (not part of the image).
+    Verify { variant: String, command: String },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum AptRole {
+    /// Build tools and headers: builder branch only.
+    Build,
+    /// Shared libraries the final image needs.
+    Runtime,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct AptStep {
+    pub role: AptRole,
+    pub packages: Vec<String>,
+}
+
+/// The installer and the venv it fills; the same for every step of one variant.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Toolchain {
+    pub installer: Installer,
+    /// The uv release installed in the builder (with `installer: uv`).
+    pub uv_version: String,
+    /// Where the venv lives, in the builder and in the image.
+    pub venv: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PythonStep {
+    /// `major.minor` the base's interpreter must have.
+    pub version: Option<String>,
+    pub toolchain: Toolchain,
+    /// The step downloads (pip or uv itself), so it mounts the CA and netrc secrets.
+    pub secrets: BuildSecrets,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct InstallStep {
+    pub group: String,
+    pub source: GroupSource,
+    pub pip: PipOptions,
+    pub toolchain: Toolchain,
+    pub secrets: BuildSecrets,
+}
+
+/// Where a group's requirements come from. Each kind of source lowers to its own mounts
+/// and installer arguments (`plan/lower.rs`, `install`).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum GroupSource {
+    /// Requirement files in the build context (`-r`), inline requirement lines, and an
+    /// optional constraints file (`-c`), as pip and `uv pip install` read them.
+    Requirements {
+        files: Vec<String>,
+        packages: Vec<String>,
+        constraints: Option<String>,
+    },
+}
+
+impl GroupSource {
+    /// The context files the install step reads: only these invalidate it.
+    pub fn context_files(&self) -> Vec<String> {
+        match self {
+            GroupSource::Requirements {
+                files, constraints, ..
+            } => files.iter().chain(constraints).cloned().collect(),
+        }
+    }
+}
+
+/// The `pip:` settings, which both installers follow.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PipOptions {
+    pub index_url: Option<String>,
+    pub extra_index_urls: Vec<String>,
+    /// Seconds per network operation.
+    pub timeout: u32,
+    pub retries: u32,
+    /// Run `pip check` (or `uv pip check`) after the install.
+    pub check: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct FinalStep {
+    pub variant: String,
+    pub venv: String,
+    pub user: RuntimeUser,
+    pub app: Option<AppCopy>,
+    pub config: ImageSettings,
+}
+
+/// The user the image runs as; made in the image unless it is root.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RuntimeUser {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+impl RuntimeUser {
+    pub fn is_root(&self) -> bool {
+        self.uid == 0
+    }
+}
+
+/// The app's code: context paths copied under `workdir`, keeping their layout.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct AppCopy {
+    pub src: Vec<String>,
+    /// Patterns left out on top of the context's `.dockerignore`.
+    pub exclude: Vec<String>,
+    pub workdir: String,
+}
+
+/// What the spec sets in the image config; `plan/config.rs` lays it over the base's.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ImageSettings {
+    /// `org.opencontainers.image.title`: the spec's name.
+    pub title: String,
+    pub description: Option<String>,
+    /// The base image as written (`org.opencontainers.image.base.name`).
+    pub base: String,
+    pub env: BTreeMap<String, String>,
+    pub labels: BTreeMap<String, String>,
+    pub workdir: Option<String>,
+    pub entrypoint: Option<Vec<String>>,
+    pub cmd: Option<Vec<String>>,
+    pub healthcheck: Option<HealthcheckSettings>,
+    /// `8000/tcp` form.
+    pub ports: Vec<String>,
+    pub stop_signal: Option<String>,
+}
+
+/// A health check in image-config form; durations in nanoseconds.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct HealthcheckSettings {
+    /// `["CMD", ...]` or `["CMD-SHELL", "..."]`.
+    pub test: Vec<String>,
+    pub interval_ns: u64,
+    pub timeout_ns: u64,
+    pub start_period_ns: u64,
+    pub retries: u32,
+}

@@ -1,0 +1,318 @@
+//! `variants:` and `default_variant`. The spec-wide `python`, `pip`, `system`, `env` and
+//! `labels` are read once; each variant is those values with its own laid on top:
+//! `python`/`pip` key by key, `system` lists added, `env`/`labels` merged, `requirements`
+//! replaced. Without `variants`, one variant named `default` is the spec-wide values.
+
+use std::collections::BTreeMap;
+
+use super::python::{PipFields, PythonFields};
+use super::{Cx, Fields};
+use crate::diag::did_you_mean;
+use crate::spec::format::*;
+use crate::spec::load::key;
+use crate::spec::model::*;
+use crate::spec::validate;
+use crate::spec::yaml::{Key, Node, Value};
+
+/// Apt packages for the builder (`build`) and for the image (`runtime`).
+#[derive(Default)]
+struct System {
+    build: Vec<S<String>>,
+    runtime: Vec<S<String>>,
+}
+
+/// The spec-wide values a variant starts from.
+struct Shared {
+    python: PythonFields,
+    pip: PipFields,
+    system: System,
+    env: BTreeMap<String, S<String>>,
+    labels: BTreeMap<String, S<String>>,
+}
+
+impl Cx {
+    /// Every variant, resolved, and the default one's name.
+    pub(super) fn variants(
+        &mut self,
+        doc: &Node,
+        top: Fields,
+        groups: &[Group],
+    ) -> (Vec<Variant>, String) {
+        let shared = Shared {
+            python: top
+                .get("python")
+                .map(|p| self.python_fields(p))
+                .unwrap_or_default(),
+            pip: top
+                .get("pip")
+                .map(|p| self.pip_fields(p))
+                .unwrap_or_default(),
+            system: top
+                .get("system")
+                .map(|s| self.system(s, "system"))
+                .unwrap_or_default(),
+            env: top
+                .get("env")
+                .map(|e| self.env(e, "env"))
+                .unwrap_or_default(),
+            labels: top
+                .get("labels")
+                .map(|l| self.string_map(l, "labels"))
+                .unwrap_or_default(),
+        };
+        let nodes: Vec<(Key, Node)> = match top.get("variants") {
+            Some(v) => match &v.value {
+                Value::Map(e) if !e.is_empty() => e.clone(),
+                Value::Map(_) | Value::Null => {
+                    self.err(
+                        v.loc,
+                        "`variants` is empty",
+                        "add at least one variant, or remove `variants` to build one image",
+                    );
+                    vec![]
+                }
+                _ => {
+                    self.err(
+                        v.loc,
+                        format!("variants must be a mapping, found {}", v.type_name()),
+                        "write `variants: {minimal: {requirements: [core]}}`",
+                    );
+                    vec![]
+                }
+            },
+            None => vec![(
+                key("default", doc.loc),
+                Node {
+                    value: Value::Map(vec![]),
+                    loc: doc.loc,
+                },
+            )],
+        };
+
+        let mut variants = Vec::new();
+        let mut baseless = false;
+        for (vk, vnode) in &nodes {
+            if !validate::is_variant_name(&vk.name) {
+                self.err(
+                    vk.loc,
+                    format!("invalid variant name `{}`", vk.name),
+                    "use lowercase letters, digits, '-' and '_' (it is the --target name)",
+                );
+            }
+            match self.variant(vk, vnode, &shared, groups) {
+                Some(v) => variants.push(v),
+                None => baseless = true,
+            }
+        }
+        // A base is needed by every variant; one error says so, where it belongs.
+        match top.get("python") {
+            None => self.err(
+                doc.loc,
+                "missing `python`",
+                "add `python: {base: python:3.12-slim, version: \"3.12\"}`",
+            ),
+            Some(p) if baseless && shared.python.base.is_none() => self.err(
+                p.loc,
+                "missing `python.base`",
+                "name the Python base image, e.g. `base: python:3.12-slim`",
+            ),
+            Some(_) => {}
+        }
+        let default = self.default_variant(top, &nodes);
+        (variants, default)
+    }
+
+    /// One variant; `None` when it ends up without a base image.
+    fn variant(
+        &mut self,
+        vk: &Key,
+        vnode: &Node,
+        shared: &Shared,
+        groups: &[Group],
+    ) -> Option<Variant> {
+        let f = self.fields(vnode, &format!("variant `{}`", vk.name), VARIANT_KEYS);
+        let name = &vk.name;
+
+        let mut python = f
+            .get("python")
+            .map(|p| self.python_fields(p))
+            .unwrap_or_default();
+        if let Some(b) = f.get("base") {
+            python.base = self.base(b);
+        }
+        let python = python.over(&shared.python).finish()?;
+
+        let own = f
+            .get("system")
+            .map(|s| self.system(s, "the variant's system"))
+            .unwrap_or_default();
+        let pip = f
+            .get("pip")
+            .map(|p| self.pip_fields(p))
+            .unwrap_or_default()
+            .over(&shared.pip)
+            .finish();
+        let mut env = shared.env.clone();
+        if let Some(e) = f.get("env") {
+            env.extend(self.env(e, &format!("variants.{name}.env")));
+        }
+        let mut labels = shared.labels.clone();
+        if let Some(l) = f.get("labels") {
+            labels.extend(self.string_map(l, &format!("variants.{name}.labels")));
+        }
+        let groups = match f.get("requirements") {
+            Some(r) => self.group_names(r, name, groups),
+            None => groups.iter().map(|g| g.name.clone()).collect(),
+        };
+        let description = f
+            .get("description")
+            .and_then(|d| self.text(d, "description"))
+            .map(|s| s.v)
+            .unwrap_or_default();
+        Some(Variant {
+            name: S::new(name.clone(), vk.loc),
+            description,
+            python,
+            build_packages: unique(&shared.system.build, &own.build),
+            runtime_packages: unique(&shared.system.runtime, &own.runtime),
+            groups,
+            pip,
+            env: env.into_iter().map(|(k, v)| (k, v.v)).collect(),
+            labels: labels.into_iter().map(|(k, v)| (k, v.v)).collect(),
+        })
+    }
+
+    fn system(&mut self, node: &Node, what: &str) -> System {
+        let f = self.fields(node, what, SYSTEM_KEYS);
+        let mut packages = |which: &str| -> Vec<S<String>> {
+            let list = f
+                .get(which)
+                .map(|l| self.list(l, &format!("system.{which}")))
+                .unwrap_or_default();
+            for p in &list {
+                if !validate::is_apt_package(&p.v) {
+                    self.err(p.loc, format!("invalid apt package name `{}`", p.v), "Debian package names use a-z, 0-9, '+', '-', '.', optionally `=version` or `:arch`");
+                }
+            }
+            list
+        };
+        System {
+            build: packages("build"),
+            runtime: packages("runtime"),
+        }
+    }
+
+    /// A variant's `requirements`: names of groups, each checked.
+    fn group_names(&mut self, node: &Node, variant: &str, groups: &[Group]) -> Vec<S<String>> {
+        let names = self.list(node, &format!("variants.{variant}.requirements"));
+        for n in &names {
+            if groups.iter().any(|g| g.name.v == n.v) {
+                continue;
+            }
+            let help = match did_you_mean(&n.v, groups.iter().map(|g| g.name.v.as_str())) {
+                Some(s) => format!("did you mean `{s}`?"),
+                None if groups.is_empty() => {
+                    "define it under `requirements:` (the spec has no groups yet)".to_string()
+                }
+                None => format!(
+                    "define it under `requirements:`; known groups: {}",
+                    groups
+                        .iter()
+                        .map(|g| g.name.v.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            };
+            self.err(n.loc, format!("unknown requirement group `{}`", n.v), help);
+        }
+        names
+    }
+
+    fn default_variant(&mut self, top: Fields, nodes: &[(Key, Node)]) -> String {
+        let Some(d) = top.get("default_variant") else {
+            return nodes
+                .first()
+                .map(|(k, _)| k.name.clone())
+                .unwrap_or_default();
+        };
+        match self.text(d, "default_variant") {
+            Some(s) if nodes.iter().any(|(k, _)| k.name == s.v) => s.v,
+            Some(s) => {
+                let names: Vec<&str> = nodes.iter().map(|(k, _)| k.name.as_str()).collect();
+                self.err(
+                    s.loc,
+                    format!("default_variant `{}` is not a variant", s.v),
+                    format!("use one of: {}", names.join(", ")),
+                );
+                String::new()
+            }
+            None => String::new(),
+        }
+    }
+}
+
+/// `first` then `then`, each package once (the first mention wins).
+fn unique(first: &[S<String>], then: &[S<String>]) -> Vec<S<String>> {
+    let mut seen = std::collections::BTreeSet::new();
+    first
+        .iter()
+        .chain(then)
+        .filter(|p| seen.insert(p.v.clone()))
+        .cloned()
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::spec::{LoadOptions, load_str};
+
+    /// Spec-wide values are read once, so each mistake in them is one error, however
+    /// many variants build on them.
+    #[test]
+    fn a_spec_wide_mistake_is_one_error_for_all_variants() {
+        let yaml = "version: 1\nname: w\npython: {base: python:3, version: \"3\"}\n\
+                    system: {runtime: [\"Bad Name\"]}\npip: {timeout: 0}\nenv: {\"1X\": y}\n\
+                    variants: {a: {}, b: {}, c: {pip: {retries: 1}}}\n";
+        let err = load_str("t.yaml", yaml, &LoadOptions::default()).unwrap_err();
+        let messages: Vec<&str> = err.errors().map(|d| d.message.as_str()).collect();
+        assert_eq!(messages.len(), 4, "{}", err.render());
+        for want in [
+            "invalid python.version `3`",
+            "invalid apt package name `Bad Name`",
+            "pip.timeout is 0",
+            "invalid environment variable name `1X`",
+        ] {
+            assert_eq!(
+                messages.iter().filter(|m| m.starts_with(want)).count(),
+                1,
+                "{want}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_variant_overrides_python_and_pip_key_by_key() {
+        let yaml = "version: 1\nname: w\n\
+                    python: {base: python:3, installer: uv, venv: /v}\n\
+                    pip: {timeout: 9, constraints: c.txt}\n\
+                    variants: {a: {base: other:1, pip: {retries: 1, constraints: null}}, b: {}}\n";
+        let spec = load_str("t.yaml", yaml, &LoadOptions::default())
+            .unwrap()
+            .spec;
+        let (a, b) = (&spec.variants[0], &spec.variants[1]);
+        assert_eq!(a.python.base.v, "other:1");
+        assert_eq!(
+            (a.python.installer, a.python.venv.as_str()),
+            (crate::spec::Installer::Uv, "/v")
+        );
+        assert_eq!(
+            (a.pip.timeout, a.pip.retries, a.pip.constraints.is_none()),
+            (9, 1, true)
+        );
+        assert_eq!(b.python.base.v, "python:3");
+        assert_eq!(
+            b.pip.constraints.as_ref().map(|c| c.v.as_str()),
+            Some("c.txt")
+        );
+    }
+}

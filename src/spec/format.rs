@@ -1,0 +1,105 @@
+//! The spec format as data: which keys each section has, and the defaults and ranges of
+//! its values. The loader (`convert`) and the JSON Schema (`schema`) both read these, and
+//! the schema's test compares the two, so an editor never promises what `kiln check` refuses.
+
+/// The spec format version this kiln reads.
+pub const SPEC_VERSION: i64 = 1;
+
+pub const TOP_KEYS: &[&str] = &[
+    "version",
+    "name",
+    "description",
+    "extends",
+    "args",
+    "python",
+    "system",
+    "requirements",
+    "pip",
+    "app",
+    "user",
+    "env",
+    "entrypoint",
+    "cmd",
+    "healthcheck",
+    "ports",
+    "labels",
+    "stop_signal",
+    "verify",
+    "variants",
+    "default_variant",
+    "build_secrets",
+];
+pub const PYTHON_KEYS: &[&str] = &["base", "version", "installer", "uv_version", "venv"];
+pub const SYSTEM_KEYS: &[&str] = &["build", "runtime"];
+pub const PIP_KEYS: &[&str] = &[
+    "index_url",
+    "extra_index_urls",
+    "timeout",
+    "retries",
+    "constraints",
+    "check",
+];
+pub const GROUP_KEYS: &[&str] = &["files", "packages"];
+pub const APP_KEYS: &[&str] = &["src", "exclude", "workdir"];
+pub const USER_KEYS: &[&str] = &["name", "uid", "gid"];
+pub const HEALTHCHECK_KEYS: &[&str] = &["cmd", "interval", "timeout", "retries", "start_period"];
+pub const SECRETS_KEYS: &[&str] = &["ca_bundle", "netrc"];
+/// What a variant may override or add to; everything else is spec-wide.
+pub const VARIANT_KEYS: &[&str] = &[
+    "description",
+    "base",
+    "python",
+    "requirements",
+    "system",
+    "pip",
+    "env",
+    "labels",
+];
+
+pub const DEFAULT_UV_VERSION: &str = "0.9.7";
+pub const DEFAULT_VENV: &str = "/opt/venv";
+pub const DEFAULT_WORKDIR: &str = "/app";
+/// The runtime user when the spec names none: a non-root user, as the seed's images wanted.
+pub const DEFAULT_USER: &str = "app";
+pub const DEFAULT_UID: u32 = 10001;
+/// `pip.check`: run `pip check` / `uv pip check` after every install.
+pub const DEFAULT_PIP_CHECK: bool = true;
+
+/// An integer key: its inclusive range and its default.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IntRange {
+    pub min: i64,
+    pub max: i64,
+    pub default: i64,
+}
+
+/// `pip.timeout`, seconds per network operation (pip's `--timeout`, uv's `UV_HTTP_TIMEOUT`).
+pub const PIP_TIMEOUT: IntRange = IntRange {
+    min: 1,
+    max: 86_400,
+    default: 60,
+};
+/// `pip.retries` (pip's `--retries`, uv's `UV_HTTP_RETRIES`).
+pub const PIP_RETRIES: IntRange = IntRange {
+    min: 0,
+    max: 100,
+    default: 5,
+};
+/// `user.uid` and `user.gid`: 0 is allowed only as root (`user: root` or name root);
+/// 4294967295 is (uid_t)-1, which means "no change" to the kernel.
+pub const USER_ID: IntRange = IntRange {
+    min: 0,
+    max: 4_294_967_294,
+    default: DEFAULT_UID as i64,
+};
+/// `healthcheck.retries` (Docker's default is 3).
+pub const HEALTHCHECK_RETRIES: IntRange = IntRange {
+    min: 1,
+    max: 1000,
+    default: 3,
+};
+
+/// Health check durations and their defaults, as Docker's HEALTHCHECK has them.
+pub const HEALTHCHECK_INTERVAL: &str = "30s";
+pub const HEALTHCHECK_TIMEOUT: &str = "30s";
+pub const HEALTHCHECK_START_PERIOD: &str = "0s";
