@@ -102,32 +102,31 @@ impl Diagnostic {
             self.message,
             self.position(files)
         );
-        if let Some(file) = files.get(self.loc.file as usize) {
-            if self.loc.line > 0 {
-                if let Some(text) = file.text.lines().nth(self.loc.line as usize - 1) {
-                    let gutter = self.loc.line.to_string();
-                    let pad = " ".repeat(gutter.len());
-                    // Tabs are shown as one space so the caret lines up; a long line is
-                    // cut to a window around the column.
-                    let chars: Vec<char> = text
-                        .chars()
-                        .map(|c| if c == '\t' { ' ' } else { c })
-                        .collect();
-                    let col = (self.loc.col.saturating_sub(1) as usize).min(chars.len());
-                    let start = col.saturating_sub(SNIPPET_WIDTH / 2);
-                    let end = (start + SNIPPET_WIDTH).min(chars.len());
-                    let mut shown: String = chars[start..end].iter().collect();
-                    if start > 0 {
-                        shown.insert_str(0, "...");
-                    }
-                    if end < chars.len() {
-                        shown.push_str("...");
-                    }
-                    let lead = if start > 0 { 3 } else { 0 };
-                    let caret = " ".repeat(col - start + lead);
-                    out.push_str(&format!("{pad} |\n{gutter} | {shown}\n{pad} | {caret}^\n"));
-                }
+        if let Some(file) = files.get(self.loc.file as usize)
+            && self.loc.line > 0
+            && let Some(text) = file.text.lines().nth(self.loc.line as usize - 1)
+        {
+            let gutter = self.loc.line.to_string();
+            let pad = " ".repeat(gutter.len());
+            // Tabs are shown as one space so the caret lines up; a long line is
+            // cut to a window around the column.
+            let chars: Vec<char> = text
+                .chars()
+                .map(|c| if c == '\t' { ' ' } else { c })
+                .collect();
+            let col = (self.loc.col.saturating_sub(1) as usize).min(chars.len());
+            let start = col.saturating_sub(SNIPPET_WIDTH / 2);
+            let end = (start + SNIPPET_WIDTH).min(chars.len());
+            let mut shown: String = chars[start..end].iter().collect();
+            if start > 0 {
+                shown.insert_str(0, "...");
             }
+            if end < chars.len() {
+                shown.push_str("...");
+            }
+            let lead = if start > 0 { 3 } else { 0 };
+            let caret = " ".repeat(col - start + lead);
+            out.push_str(&format!("{pad} |\n{gutter} | {shown}\n{pad} | {caret}^\n"));
         }
         out.push_str(&format!("  = help: {}\n", self.help));
         out

@@ -30,16 +30,15 @@ pub fn validate(s: &str) -> Result<(), &'static str> {
         Some(i) => (&name_tag[..slash + i], Some(&name_tag[slash + i + 1..])),
         None => (name_tag, None),
     };
-    if let Some(t) = tag {
-        if t.is_empty()
+    if let Some(t) = tag
+        && (t.is_empty()
             || t.len() > 128
             || !t
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
-            || t.starts_with(['.', '-'])
-        {
-            return Err("invalid tag");
-        }
+            || t.starts_with(['.', '-']))
+    {
+        return Err("invalid tag");
     }
     let mut comps: Vec<&str> = name.split('/').collect();
     if comps.len() > 1 && (comps[0].contains(['.', ':']) || comps[0] == "localhost") {

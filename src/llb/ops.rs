@@ -142,22 +142,20 @@ pub fn local(l: Local, meta: Meta) -> State {
     }
 }
 
+/// How concurrent steps share one cache mount (BuildKit's `CacheSharingOpt`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Sharing {
+    /// Used by several steps at once (pip's and uv's caches lock their own files).
     Shared,
-    Private,
+    /// One step at a time; others wait (apt's cache and lists).
     Locked,
 }
 
 #[derive(Clone, Debug)]
 pub enum Mount {
-    /// Another state mounted at `dest` (read-only: its changes are thrown away).
-    Bind {
-        dest: String,
-        src: State,
-        selector: Option<String>,
-        readonly: bool,
-    },
+    /// Another state mounted read-only at `dest`: the step can read it, not change it,
+    /// and it leaves nothing in the step's result.
+    Bind { dest: String, src: State },
     /// A persistent cache directory shared between builds (`id` names it).
     Cache {
         dest: String,
@@ -173,18 +171,14 @@ pub enum Mount {
         uid: u32,
         gid: u32,
     },
-    Tmpfs {
-        dest: String,
-    },
 }
 
 impl Mount {
     fn dest(&self) -> &str {
         match self {
-            Mount::Bind { dest, .. }
-            | Mount::Cache { dest, .. }
-            | Mount::Secret { dest, .. }
-            | Mount::Tmpfs { dest } => dest,
+            Mount::Bind { dest, .. } | Mount::Cache { dest, .. } | Mount::Secret { dest, .. } => {
+                dest
+            }
         }
     }
 }
@@ -198,11 +192,11 @@ pub struct Exec {
     pub user: String,
     pub mounts: Vec<Mount>,
     pub network_none: bool,
-    pub platform: Option<pb::Platform>,
     pub meta: Meta,
 }
 
-/// The result of `run`: the root filesystem and any writable mounts.
+/// The result of `run`; its root filesystem is the step's output (kiln mounts nothing
+/// writable besides caches, which have no output).
 #[derive(Clone, Debug)]
 pub struct ExecState {
     node: Rc<Node>,
@@ -220,10 +214,6 @@ impl ExecState {
 }
 
 impl State {
-    pub fn is_scratch(&self) -> bool {
-        self.out.is_none()
-    }
-
     /// Run `exec` with this state as its root filesystem.
     pub fn run(&self, exec: Exec) -> ExecState {
         let mut inputs: Vec<Output> = Vec::new();
@@ -247,31 +237,15 @@ impl State {
         // and the encoding does not depend on the order the caller listed them.
         let mut extra = exec.mounts.clone();
         extra.sort_by(|a, b| a.dest().cmp(b.dest()));
-        let mut next_output = 1;
         for m in &extra {
             let pm = match m {
-                Mount::Bind {
-                    dest,
-                    src,
-                    selector,
-                    readonly,
-                } => {
+                Mount::Bind { dest, src } => {
                     caps.insert("exec.mount.bind");
-                    let output = if *readonly {
-                        NONE
-                    } else {
-                        next_output += 1;
-                        next_output - 1
-                    };
-                    if selector.is_some() {
-                        caps.insert("exec.mount.selector");
-                    }
                     pb::Mount {
                         input: input_of(src, &mut inputs),
                         dest: dest.clone(),
-                        output,
-                        readonly: *readonly,
-                        selector: selector.clone().unwrap_or_default(),
+                        output: NONE,
+                        readonly: true,
                         ..Default::default()
                     }
                 }
@@ -280,7 +254,6 @@ impl State {
                     caps.insert("exec.mount.cache.sharing");
                     let sharing = match sharing {
                         Sharing::Shared => pb::CacheSharingOpt::Shared,
-                        Sharing::Private => pb::CacheSharingOpt::Private,
                         Sharing::Locked => pb::CacheSharingOpt::Locked,
                     };
                     pb::Mount {
@@ -319,16 +292,6 @@ impl State {
                         ..Default::default()
                     }
                 }
-                Mount::Tmpfs { dest } => {
-                    caps.insert("exec.mount.tmpfs");
-                    pb::Mount {
-                        input: NONE,
-                        dest: dest.clone(),
-                        output: NONE,
-                        mount_type: pb::MountType::Tmpfs as i32,
-                        ..Default::default()
-                    }
-                }
             };
             mounts.push(pm);
         }
@@ -351,7 +314,7 @@ impl State {
             },
             ..Default::default()
         };
-        let platform = exec.platform.or_else(|| self.platform());
+        let platform = self.platform();
         let out = node(Kind::Exec(op), inputs, platform, exec.meta, caps);
         ExecState { node: out.node }
     }
@@ -383,8 +346,6 @@ pub struct CopyOpts {
     pub contents_only: bool,
     pub create_dest_path: bool,
     pub allow_wildcard: bool,
-    pub allow_empty_wildcard: bool,
-    pub follow_symlinks: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -400,10 +361,6 @@ enum Action {
         mode: i32,
         parents: bool,
         owner: Option<Owner>,
-    },
-    Rm {
-        path: String,
-        allow_not_found: bool,
     },
 }
 
@@ -443,14 +400,6 @@ impl FileOps {
             mode,
             parents,
             owner,
-        });
-        self
-    }
-
-    pub fn rm(mut self, path: &str, allow_not_found: bool) -> Self {
-        self.actions.push(Action::Rm {
-            path: path.into(),
-            allow_not_found,
         });
         self
     }
@@ -509,11 +458,11 @@ impl FileOps {
                             dest: to.clone(),
                             owner: chown(&opts.owner),
                             mode: NONE as i32,
-                            follow_symlink: opts.follow_symlinks,
+                            follow_symlink: false,
                             dir_copy_contents: opts.contents_only,
                             create_dest_path: opts.create_dest_path,
                             allow_wildcard: opts.allow_wildcard,
-                            allow_empty_wildcard: opts.allow_empty_wildcard,
+                            allow_empty_wildcard: false,
                             timestamp: NONE,
                             ..Default::default()
                         }),
@@ -531,17 +480,6 @@ impl FileOps {
                             make_parents: *parents,
                             owner: chown(owner),
                             timestamp: NONE,
-                        }),
-                    ),
-                    Action::Rm {
-                        path,
-                        allow_not_found,
-                    } => (
-                        NONE,
-                        pb::file_action::Action::Rm(pb::FileActionRm {
-                            path: path.clone(),
-                            allow_not_found: *allow_not_found,
-                            allow_wildcard: false,
                         }),
                     ),
                 };

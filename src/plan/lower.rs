@@ -368,7 +368,7 @@ fn toolchain_into(builder: &State, python: &State, toolchain: &Toolchain, meta: 
         .file(Meta {
             name: Some(format!("venv {venv} into the builder")),
             ignore_cache: meta.ignore_cache,
-            loc: meta.loc.clone(),
+            loc: meta.loc,
         })
         .copy(python, venv, venv, copy.clone());
     if toolchain.installer == Installer::Uv {
@@ -414,8 +414,6 @@ fn install(
         mounts.push(Mount::Bind {
             dest: REQ_MOUNT.into(),
             src: req,
-            selector: None,
-            readonly: true,
         });
     }
     let python = format!("{venv}/bin/python");
@@ -487,7 +485,7 @@ fn final_image(
     meta: Meta,
 ) -> State {
     let (user, venv, variant) = (&step.user, &step.venv, &step.variant);
-    let owner = (!user.is_root()).then(|| Owner {
+    let owner = (!user.is_root()).then_some(Owner {
         uid: user.uid,
         gid: user.gid,
     });

@@ -232,14 +232,10 @@ pub(crate) fn expand(
     diags: &mut Vec<Diagnostic>,
 ) {
     match &mut node.value {
-        Value::Str(s) => {
-            if s.contains('$') {
-                match expand_str(s, args) {
-                    Ok(v) => *s = v,
-                    Err((msg, help)) => diags.push(Diagnostic::error(node.loc, msg, help)),
-                }
-            }
-        }
+        Value::Str(s) if s.contains('$') => match expand_str(s, args) {
+            Ok(v) => *s = v,
+            Err((msg, help)) => diags.push(Diagnostic::error(node.loc, msg, help)),
+        },
         Value::Seq(items) => items.iter_mut().for_each(|i| expand(i, args, diags)),
         Value::Map(entries) => entries.iter_mut().for_each(|(_, v)| expand(v, args, diags)),
         _ => {}

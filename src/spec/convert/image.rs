@@ -95,10 +95,10 @@ impl Cx {
         }
         let f = self.fields(node, "user", USER_KEYS);
         let name = f.get("name").and_then(|n| self.text(n, "user.name"));
-        if let Some(n) = &name {
-            if !validate::is_user_name(&n.v) {
-                self.err(n.loc, format!("invalid user name `{}`", n.v), "start with a lowercase letter or _, then lowercase letters, digits, _ or - (at most 32)");
-            }
+        if let Some(n) = &name
+            && !validate::is_user_name(&n.v)
+        {
+            self.err(n.loc, format!("invalid user name `{}`", n.v), "start with a lowercase letter or _, then lowercase letters, digits, _ or - (at most 32)");
         }
         let uid = f
             .get("uid")

@@ -311,14 +311,14 @@ impl Cx {
                 None
             }
         };
-        if let Some(n) = &name {
-            if !validate::is_image_name_part(&n.v) {
-                self.err(
-                    n.loc,
-                    format!("invalid name `{}`", n.v),
-                    "use lowercase letters, digits, '.', '_' and '-'",
-                );
-            }
+        if let Some(n) = &name
+            && !validate::is_image_name_part(&n.v)
+        {
+            self.err(
+                n.loc,
+                format!("invalid name `{}`", n.v),
+                "use lowercase letters, digits, '.', '_' and '-'",
+            );
         }
         let description = top
             .get("description")
