@@ -9,7 +9,7 @@ use prost::Message;
 
 use kiln::llb::platform;
 use kiln::plan::lower::LowerOpts;
-use kiln::plan::{Plan, compile, graph};
+use kiln::plan::{self, Plan, compile};
 use kiln::spec::{self, LoadOptions};
 
 #[derive(Parser)]
@@ -133,20 +133,7 @@ fn main() -> ExitCode {
 
 fn run(command: Command) -> Result<ExitCode, ExitCode> {
     match command {
-        Command::Check { specs, build_args } => {
-            let mut failed = false;
-            for s in &specs {
-                match load(s, &build_args) {
-                    Ok(_) => eprintln!("{s}: ok"),
-                    Err(_) => failed = true,
-                }
-            }
-            Ok(if failed {
-                ExitCode::from(2)
-            } else {
-                ExitCode::SUCCESS
-            })
-        }
+        Command::Check { specs, build_args } => Ok(check(&specs, &build_args)),
         Command::Llb {
             spec,
             target,
@@ -157,11 +144,6 @@ fn run(command: Command) -> Result<ExitCode, ExitCode> {
             merge,
         } => {
             let loaded = load(&spec, &build_args)?;
-            let spec = &loaded.spec;
-            let variant = spec.target(target.as_deref()).map_err(|d| {
-                eprint!("{}", d.render(&spec.files));
-                ExitCode::from(2)
-            })?;
             let platform = match platform {
                 Some(p) => platform::parse(&p).map_err(|e| {
                     eprintln!("error: {e}");
@@ -176,52 +158,14 @@ fn run(command: Command) -> Result<ExitCode, ExitCode> {
             {
                 opts.dockerignore = kiln::dockerignore::parse(&text);
             }
-            let built = compile(spec, variant, &opts);
-            let mut out = std::io::stdout().lock();
-            let res = match format {
-                LlbFormat::Pb => out.write_all(&built.def.encode_to_vec()),
-                LlbFormat::Json => {
-                    let mut v = kiln::llb::to_json(&built.def);
-                    v["image_config"] = built.config;
-                    writeln!(out, "{}", serde_json::to_string_pretty(&v).expect("json"))
-                }
-            };
-            res.map_err(|e| {
-                eprintln!("error: writing the definition: {e}");
-                ExitCode::FAILURE
-            })?;
-            Ok(ExitCode::SUCCESS)
+            llb(&loaded.spec, target.as_deref(), &opts, format)
         }
         Command::Graph {
             spec,
             target,
             build_args,
             format,
-        } => {
-            let loaded = load(&spec, &build_args)?;
-            let spec = &loaded.spec;
-            let variants = if target.is_empty() {
-                spec.variants.iter().collect()
-            } else {
-                target
-                    .iter()
-                    .map(|t| spec.target(Some(t)))
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(|d| {
-                        eprint!("{}", d.render(&spec.files));
-                        ExitCode::from(2)
-                    })?
-            };
-            let plan = Plan::new(spec, &variants);
-            print!(
-                "{}",
-                match format {
-                    GraphFormat::Dot => graph::dot(&plan),
-                    GraphFormat::Mermaid => graph::mermaid(&plan),
-                }
-            );
-            Ok(ExitCode::SUCCESS)
-        }
+        } => graph(&load(&spec, &build_args)?.spec, &target, format),
         Command::Schema => {
             println!(
                 "{}",
@@ -231,4 +175,77 @@ fn run(command: Command) -> Result<ExitCode, ExitCode> {
         }
         Command::Frontend => Ok(kiln::frontend::main()),
     }
+}
+
+/// `kiln check`: every spec, each reported; exit 2 when any is wrong.
+fn check(specs: &[String], build_args: &[String]) -> ExitCode {
+    let mut failed = false;
+    for s in specs {
+        match load(s, build_args) {
+            Ok(_) => eprintln!("{s}: ok"),
+            Err(_) => failed = true,
+        }
+    }
+    if failed {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// A diagnostic on stderr, rendered against the spec; exit 2.
+fn refuse(spec: &kiln::spec::Spec, d: kiln::diag::Diagnostic) -> ExitCode {
+    eprint!("{}", d.render(&spec.files));
+    ExitCode::from(2)
+}
+
+/// `kiln llb`: the definition of one target on stdout, protobuf or JSON.
+fn llb(
+    spec: &kiln::spec::Spec,
+    target: Option<&str>,
+    opts: &LowerOpts,
+    format: LlbFormat,
+) -> Result<ExitCode, ExitCode> {
+    let variant = spec.target(target).map_err(|d| refuse(spec, d))?;
+    let built = compile(spec, variant, opts);
+    let mut out = std::io::stdout().lock();
+    let res = match format {
+        LlbFormat::Pb => out.write_all(&built.def.encode_to_vec()),
+        LlbFormat::Json => {
+            let mut v = kiln::llb::to_json(&built.def);
+            v["image_config"] = built.config;
+            writeln!(out, "{}", serde_json::to_string_pretty(&v).expect("json"))
+        }
+    };
+    res.map_err(|e| {
+        eprintln!("error: writing the definition: {e}");
+        ExitCode::FAILURE
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `kiln graph`: the stages of the named variants (all when none is named).
+fn graph(
+    spec: &kiln::spec::Spec,
+    targets: &[String],
+    format: GraphFormat,
+) -> Result<ExitCode, ExitCode> {
+    let variants = if targets.is_empty() {
+        spec.variants.iter().collect()
+    } else {
+        targets
+            .iter()
+            .map(|t| spec.target(Some(t)))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|d| refuse(spec, d))?
+    };
+    let plan = Plan::new(spec, &variants);
+    print!(
+        "{}",
+        match format {
+            GraphFormat::Dot => plan::graph::dot(&plan),
+            GraphFormat::Mermaid => plan::graph::mermaid(&plan),
+        }
+    );
+    Ok(ExitCode::SUCCESS)
 }

@@ -181,6 +181,77 @@ impl Mount {
             }
         }
     }
+
+    /// This mount as an ExecOp mount; a bind's source joins `inputs`, and the caps it
+    /// needs join `caps`.
+    fn encode(&self, inputs: &mut Vec<Output>, caps: &mut BTreeSet<&'static str>) -> pb::Mount {
+        match self {
+            Mount::Bind { dest, src } => {
+                caps.insert("exec.mount.bind");
+                pb::Mount {
+                    input: input_of(src, inputs),
+                    dest: dest.clone(),
+                    output: NONE,
+                    readonly: true,
+                    ..Default::default()
+                }
+            }
+            Mount::Cache { dest, id, sharing } => {
+                caps.insert("exec.mount.cache");
+                caps.insert("exec.mount.cache.sharing");
+                let sharing = match sharing {
+                    Sharing::Shared => pb::CacheSharingOpt::Shared,
+                    Sharing::Locked => pb::CacheSharingOpt::Locked,
+                };
+                pb::Mount {
+                    input: NONE,
+                    dest: dest.clone(),
+                    output: NONE,
+                    mount_type: pb::MountType::Cache as i32,
+                    cache_opt: Some(pb::CacheOpt {
+                        id: id.clone(),
+                        sharing: sharing as i32,
+                    }),
+                    ..Default::default()
+                }
+            }
+            Mount::Secret {
+                dest,
+                id,
+                optional,
+                mode,
+                uid,
+                gid,
+            } => {
+                caps.insert("exec.mount.secret");
+                pb::Mount {
+                    input: NONE,
+                    dest: dest.clone(),
+                    output: NONE,
+                    mount_type: pb::MountType::Secret as i32,
+                    secret_opt: Some(pb::SecretOpt {
+                        id: id.clone(),
+                        uid: *uid,
+                        gid: *gid,
+                        mode: *mode,
+                        optional: *optional,
+                    }),
+                    ..Default::default()
+                }
+            }
+        }
+    }
+}
+
+/// The index `s` gets among `inputs` (appended), or NONE for scratch.
+fn input_of(s: &State, inputs: &mut Vec<Output>) -> i64 {
+    match &s.out {
+        None => NONE,
+        Some(o) => {
+            inputs.push(o.clone());
+            inputs.len() as i64 - 1
+        }
+    }
 }
 
 /// A process to run on a state.
@@ -218,15 +289,6 @@ impl State {
     pub fn run(&self, exec: Exec) -> ExecState {
         let mut inputs: Vec<Output> = Vec::new();
         let mut caps = BTreeSet::from(["exec.meta.base"]);
-        let input_of = |s: &State, inputs: &mut Vec<Output>| -> i64 {
-            match &s.out {
-                None => NONE,
-                Some(o) => {
-                    inputs.push(o.clone());
-                    inputs.len() as i64 - 1
-                }
-            }
-        };
         let mut mounts = vec![pb::Mount {
             input: input_of(self, &mut inputs),
             dest: "/".into(),
@@ -238,62 +300,7 @@ impl State {
         let mut extra = exec.mounts.clone();
         extra.sort_by(|a, b| a.dest().cmp(b.dest()));
         for m in &extra {
-            let pm = match m {
-                Mount::Bind { dest, src } => {
-                    caps.insert("exec.mount.bind");
-                    pb::Mount {
-                        input: input_of(src, &mut inputs),
-                        dest: dest.clone(),
-                        output: NONE,
-                        readonly: true,
-                        ..Default::default()
-                    }
-                }
-                Mount::Cache { dest, id, sharing } => {
-                    caps.insert("exec.mount.cache");
-                    caps.insert("exec.mount.cache.sharing");
-                    let sharing = match sharing {
-                        Sharing::Shared => pb::CacheSharingOpt::Shared,
-                        Sharing::Locked => pb::CacheSharingOpt::Locked,
-                    };
-                    pb::Mount {
-                        input: NONE,
-                        dest: dest.clone(),
-                        output: NONE,
-                        mount_type: pb::MountType::Cache as i32,
-                        cache_opt: Some(pb::CacheOpt {
-                            id: id.clone(),
-                            sharing: sharing as i32,
-                        }),
-                        ..Default::default()
-                    }
-                }
-                Mount::Secret {
-                    dest,
-                    id,
-                    optional,
-                    mode,
-                    uid,
-                    gid,
-                } => {
-                    caps.insert("exec.mount.secret");
-                    pb::Mount {
-                        input: NONE,
-                        dest: dest.clone(),
-                        output: NONE,
-                        mount_type: pb::MountType::Secret as i32,
-                        secret_opt: Some(pb::SecretOpt {
-                            id: id.clone(),
-                            uid: *uid,
-                            gid: *gid,
-                            mode: *mode,
-                            optional: *optional,
-                        }),
-                        ..Default::default()
-                    }
-                }
-            };
-            mounts.push(pm);
+            mounts.push(m.encode(&mut inputs, &mut caps));
         }
         if exec.network_none {
             caps.insert("exec.meta.network");
@@ -362,6 +369,41 @@ enum Action {
         parents: bool,
         owner: Option<Owner>,
     },
+}
+
+impl Action {
+    /// The action's body; no timestamps (they would make the bytes differ per build).
+    fn encode(&self) -> pb::file_action::Action {
+        match self {
+            Action::Copy { from, to, opts, .. } => {
+                pb::file_action::Action::Copy(pb::FileActionCopy {
+                    src: from.clone(),
+                    dest: to.clone(),
+                    owner: chown(&opts.owner),
+                    mode: NONE as i32,
+                    follow_symlink: false,
+                    dir_copy_contents: opts.contents_only,
+                    create_dest_path: opts.create_dest_path,
+                    allow_wildcard: opts.allow_wildcard,
+                    allow_empty_wildcard: false,
+                    timestamp: NONE,
+                    ..Default::default()
+                })
+            }
+            Action::Mkdir {
+                path,
+                mode,
+                parents,
+                owner,
+            } => pb::file_action::Action::Mkdir(pb::FileActionMkDir {
+                path: path.clone(),
+                mode: *mode,
+                make_parents: *parents,
+                owner: chown(owner),
+                timestamp: NONE,
+            }),
+        }
+    }
 }
 
 /// A chain of file actions that becomes one FileOp.
@@ -451,37 +493,8 @@ impl FileOps {
                 };
                 let output = if i == last { 0 } else { NONE };
                 let (secondary_input, action) = match a {
-                    Action::Copy { from, to, opts, .. } => (
-                        copies.next().unwrap_or(NONE),
-                        pb::file_action::Action::Copy(pb::FileActionCopy {
-                            src: from.clone(),
-                            dest: to.clone(),
-                            owner: chown(&opts.owner),
-                            mode: NONE as i32,
-                            follow_symlink: false,
-                            dir_copy_contents: opts.contents_only,
-                            create_dest_path: opts.create_dest_path,
-                            allow_wildcard: opts.allow_wildcard,
-                            allow_empty_wildcard: false,
-                            timestamp: NONE,
-                            ..Default::default()
-                        }),
-                    ),
-                    Action::Mkdir {
-                        path,
-                        mode,
-                        parents,
-                        owner,
-                    } => (
-                        NONE,
-                        pb::file_action::Action::Mkdir(pb::FileActionMkDir {
-                            path: path.clone(),
-                            mode: *mode,
-                            make_parents: *parents,
-                            owner: chown(owner),
-                            timestamp: NONE,
-                        }),
-                    ),
+                    Action::Copy { .. } => (copies.next().unwrap_or(NONE), a.encode()),
+                    Action::Mkdir { .. } => (NONE, a.encode()),
                 };
                 pb::FileAction {
                     input,

@@ -60,13 +60,35 @@ pub fn image_config(
         _ => Map::new(),
     };
 
+    let env = image_env(image, base);
+    cfg.insert("Env".into(), json!(env));
+    process(&mut cfg, image);
+    let labels = labels(&cfg, image, extra_labels);
+    cfg.insert("Labels".into(), Value::Object(labels));
+
+    out.insert("config".into(), Value::Object(cfg));
+    out.insert("os".into(), json!(platform.os));
+    out.insert("architecture".into(), json!(platform.architecture));
+    if !platform.variant.is_empty() {
+        out.insert("variant".into(), json!(platform.variant));
+    } else {
+        out.remove("variant");
+    }
+    out.entry("rootfs")
+        .or_insert_with(|| json!({"type": "layers", "diff_ids": []}));
+    // The base's creation time says nothing about this image; the exporter fills history.
+    out.remove("created");
+    Value::Object(out)
+}
+
+/// The base's environment with the venv first on `PATH`, `VIRTUAL_ENV` and the spec's env.
+fn image_env(image: &FinalStep, base: &Value) -> Vec<String> {
     let mut env = base_env(base);
     let path = env
         .iter()
         .find_map(|e| e.strip_prefix("PATH="))
         .unwrap_or(DEFAULT_PATH)
         .to_string();
-    let settings = &image.config;
     let venv_bin = format!("{}/bin", image.venv);
     // The venv first on PATH: `python`, `pip` and the app's console scripts are the venv's.
     let path = if path.split(':').next() == Some(venv_bin.as_str()) {
@@ -76,11 +98,15 @@ pub fn image_config(
     };
     set_env(&mut env, "PATH", &path);
     set_env(&mut env, "VIRTUAL_ENV", &image.venv);
-    for (k, val) in &settings.env {
+    for (k, val) in &image.config.env {
         set_env(&mut env, k, val);
     }
-    cfg.insert("Env".into(), json!(env));
+    env
+}
 
+/// How the image runs: user, workdir, entrypoint/cmd, health check, ports, stop signal.
+fn process(cfg: &mut Map<String, Value>, image: &FinalStep) {
+    let settings = &image.config;
     let user = &image.user;
     cfg.insert(
         "User".into(),
@@ -123,6 +149,16 @@ pub fn image_config(
     if let Some(s) = &settings.stop_signal {
         cfg.insert("StopSignal".into(), json!(s));
     }
+}
+
+/// The base's labels, kiln's (title, description, base name, variant), the spec's, then
+/// the build's `--label`s, each later one winning.
+fn labels(
+    cfg: &Map<String, Value>,
+    image: &FinalStep,
+    extra_labels: &BTreeMap<String, String>,
+) -> Map<String, Value> {
+    let settings = &image.config;
     let mut labels = match cfg.get("Labels") {
         Some(Value::Object(m)) => m.clone(),
         _ => Map::new(),
@@ -142,19 +178,5 @@ pub fn image_config(
     for (k, val) in settings.labels.iter().chain(extra_labels) {
         labels.insert(k.clone(), json!(val));
     }
-    cfg.insert("Labels".into(), Value::Object(labels));
-
-    out.insert("config".into(), Value::Object(cfg));
-    out.insert("os".into(), json!(platform.os));
-    out.insert("architecture".into(), json!(platform.architecture));
-    if !platform.variant.is_empty() {
-        out.insert("variant".into(), json!(platform.variant));
-    } else {
-        out.remove("variant");
-    }
-    out.entry("rootfs")
-        .or_insert_with(|| json!({"type": "layers", "diff_ids": []}));
-    // The base's creation time says nothing about this image; the exporter fills history.
-    out.remove("created");
-    Value::Object(out)
+    labels
 }

@@ -377,6 +377,34 @@ fn toolchain_into(builder: &State, python: &State, toolchain: &Toolchain, meta: 
     ops.done()
 }
 
+/// What the installer is told to install: index options, then the source's requirements
+/// (files as mounted at `REQ_MOUNT`).
+fn installer_args(source: &GroupSource, pip: &PipOptions) -> Vec<String> {
+    let mut args: Vec<String> = vec![];
+    if let Some(u) = &pip.index_url {
+        args.extend(["--index-url".into(), u.clone()]);
+    }
+    for u in &pip.extra_index_urls {
+        args.extend(["--extra-index-url".into(), u.clone()]);
+    }
+    match source {
+        GroupSource::Requirements {
+            files,
+            packages,
+            constraints,
+        } => {
+            if let Some(c) = constraints {
+                args.extend(["-c".into(), format!("{REQ_MOUNT}/{c}")]);
+            }
+            for f in files {
+                args.extend(["-r".into(), format!("{REQ_MOUNT}/{f}")]);
+            }
+            args.extend(packages.iter().cloned());
+        }
+    }
+    args
+}
+
 /// Install one group into the venv on `parent`: only the group's own context files
 /// enter the step, through their own local source, so editing the app or another group's
 /// file does not rerun it.
@@ -417,28 +445,7 @@ fn install(
         });
     }
     let python = format!("{venv}/bin/python");
-    let mut args: Vec<String> = vec![];
-    if let Some(u) = &pip.index_url {
-        args.extend(["--index-url".into(), u.clone()]);
-    }
-    for u in &pip.extra_index_urls {
-        args.extend(["--extra-index-url".into(), u.clone()]);
-    }
-    match source {
-        GroupSource::Requirements {
-            files,
-            packages,
-            constraints,
-        } => {
-            if let Some(c) = constraints {
-                args.extend(["-c".into(), format!("{REQ_MOUNT}/{c}")]);
-            }
-            for f in files {
-                args.extend(["-r".into(), format!("{REQ_MOUNT}/{f}")]);
-            }
-            args.extend(packages.iter().cloned());
-        }
-    }
+    let args = installer_args(source, pip);
     let (install, check) = match installer {
         Installer::Pip => {
             mounts.push(pip_cache());
@@ -484,88 +491,20 @@ fn final_image(
     opts: &LowerOpts,
     meta: Meta,
 ) -> State {
-    let (user, venv, variant) = (&step.user, &step.venv, &step.variant);
-    let owner = (!user.is_root()).then_some(Owner {
-        uid: user.uid,
-        gid: user.gid,
-    });
     let named = |what: &str| Meta {
-        name: Some(format!("[{variant}] {what}")),
+        name: Some(format!("[{}] {what}", step.variant)),
         ..meta.clone()
     };
-
-    // The runtime user, made with the base's own tools (no network needed).
-    let with_user = if user.is_root() {
-        runtime.clone()
-    } else {
-        let script = format!(
-            "set -eu\n\
-             getent group {gid} >/dev/null || groupadd --gid {gid} {name}\n\
-             id -u {name} >/dev/null 2>&1 || useradd --uid {uid} --gid {gid} --create-home --home-dir /home/{name} --shell /usr/sbin/nologin {name}\n",
-            gid = user.gid,
-            uid = user.uid,
-            name = quote(&user.name),
-        );
-        let exec = Exec {
-            network_none: true,
-            ..sh(
-                script,
-                vec![format!("PATH={DEFAULT_PATH}")],
-                vec![],
-                named(&format!("user {} {}:{}", user.name, user.uid, user.gid)),
-            )
-        };
-        runtime.run(exec).root()
-    };
-
-    let dir_copy = CopyOpts {
-        contents_only: true,
-        create_dest_path: true,
-        allow_wildcard: true,
-        ..Default::default()
-    };
+    let with_user = user_layer(runtime, &step.user, &named);
     // The venv is owned by root: the app may read it, not change it.
     let venv_layer = |on: &State| {
         on.file(named("venv"))
-            .copy(venv_state, venv, venv, dir_copy.clone())
+            .copy(venv_state, &step.venv, &step.venv, dir_copy(None))
             .done()
     };
-    let app_layer = |on: &State| -> State {
-        let Some(app) = &step.app else {
-            return on.clone();
-        };
-        let mut exclude = opts.dockerignore.clone();
-        exclude.extend(app.exclude.iter().cloned());
-        let ctx = llb::local(
-            Local {
-                name: opts.context.clone(),
-                include: app.src.clone(),
-                exclude,
-                shared_key_hint: Some(opts.context.clone()),
-                session_id: opts.session_id.clone(),
-                ..Default::default()
-            },
-            Meta {
-                name: Some("app source".into()),
-                ..Default::default()
-            },
-        );
-        let mut ops = on
-            .file(named("app"))
-            .mkdir(&app.workdir, 0o755, true, owner.clone());
-        for src in &app.src {
-            let to = format!("{}/{src}", app.workdir.trim_end_matches('/'));
-            ops = ops.copy(
-                &ctx,
-                &format!("/{src}"),
-                &to,
-                CopyOpts {
-                    owner: owner.clone(),
-                    ..dir_copy.clone()
-                },
-            );
-        }
-        ops.done()
+    let app_layer = |on: &State| match &step.app {
+        Some(app) => app_layer(on, app, &step.user, opts, named("app")),
+        None => on.clone(),
     };
     if opts.merge {
         // Independent layers: a new runtime package does not recopy the venv or the app.
@@ -580,6 +519,74 @@ fn final_image(
     } else {
         app_layer(&venv_layer(&with_user))
     }
+}
+
+/// A directory's contents copied to the same layout, owned by `owner` (root when `None`).
+fn dir_copy(owner: Option<Owner>) -> CopyOpts {
+    CopyOpts {
+        owner,
+        contents_only: true,
+        create_dest_path: true,
+        allow_wildcard: true,
+    }
+}
+
+/// The runtime user, made with the base's own tools (no network needed); root needs none.
+fn user_layer(runtime: &State, user: &RuntimeUser, named: &dyn Fn(&str) -> Meta) -> State {
+    if user.is_root() {
+        return runtime.clone();
+    }
+    let script = format!(
+        "set -eu\n\
+         getent group {gid} >/dev/null || groupadd --gid {gid} {name}\n\
+         id -u {name} >/dev/null 2>&1 || useradd --uid {uid} --gid {gid} --create-home --home-dir /home/{name} --shell /usr/sbin/nologin {name}\n",
+        gid = user.gid,
+        uid = user.uid,
+        name = quote(&user.name),
+    );
+    let exec = Exec {
+        network_none: true,
+        ..sh(
+            script,
+            vec![format!("PATH={DEFAULT_PATH}")],
+            vec![],
+            named(&format!("user {} {}:{}", user.name, user.uid, user.gid)),
+        )
+    };
+    runtime.run(exec).root()
+}
+
+/// The app's paths from their own context source (`.dockerignore` and `exclude` left
+/// out) under `workdir`, owned by the runtime user.
+fn app_layer(on: &State, app: &AppCopy, user: &RuntimeUser, opts: &LowerOpts, meta: Meta) -> State {
+    let owner = (!user.is_root()).then_some(Owner {
+        uid: user.uid,
+        gid: user.gid,
+    });
+    let mut exclude = opts.dockerignore.clone();
+    exclude.extend(app.exclude.iter().cloned());
+    let ctx = llb::local(
+        Local {
+            name: opts.context.clone(),
+            include: app.src.clone(),
+            exclude,
+            shared_key_hint: Some(opts.context.clone()),
+            session_id: opts.session_id.clone(),
+            ..Default::default()
+        },
+        Meta {
+            name: Some("app source".into()),
+            ..Default::default()
+        },
+    );
+    let mut ops = on
+        .file(meta)
+        .mkdir(&app.workdir, 0o755, true, owner.clone());
+    for src in &app.src {
+        let to = format!("{}/{src}", app.workdir.trim_end_matches('/'));
+        ops = ops.copy(&ctx, &format!("/{src}"), &to, dir_copy(owner.clone()));
+    }
+    ops.done()
 }
 
 /// A verify command on the image, as the image's user, with its env and workdir.
