@@ -200,35 +200,8 @@ impl Builder {
             vec![],
             py.version.as_ref().map(|s| s.loc).unwrap_or(py.base.loc),
         );
-        let pip = PipOptions {
-            index_url: v.pip.index_url.clone(),
-            extra_index_urls: v.pip.extra_index_urls.clone(),
-            timeout: v.pip.timeout,
-            retries: v.pip.retries,
-            check: v.pip.check,
-        };
-        let mut venv = python;
-        for (i, name) in v.groups.iter().enumerate() {
-            let group = spec
-                .group(&name.v)
-                .expect("variant groups are checked at load");
-            let kind = StageKind::Install(InstallStep {
-                group: name.v.clone(),
-                source: GroupSource::Requirements {
-                    files: group.files.iter().map(|f| f.v.clone()).collect(),
-                    packages: group.packages.iter().map(|p| p.v.clone()).collect(),
-                    constraints: v.pip.constraints.as_ref().map(|c| c.v.clone()),
-                },
-                pip: pip.clone(),
-                toolchain: toolchain.clone(),
-                secrets: spec.secrets.clone(),
-            });
-            venv = if i == 0 && builder != base {
-                self.add(kind, Some(builder), vec![python], group.name.loc)
-            } else {
-                self.add(kind, Some(venv), vec![], group.name.loc)
-            };
-        }
+        let first = (builder != base).then_some((builder, python));
+        let venv = self.installs(spec, v, &toolchain, first, python);
         let image = self.add(
             StageKind::Final(final_step(spec, v)),
             Some(runtime),
@@ -255,6 +228,49 @@ impl Builder {
             image,
             verify,
         }
+    }
+
+    /// The variant's groups, each installed on the previous one. The first runs on the
+    /// builder with the venv copied in (`first`: builder and Python stage) when there are
+    /// build packages, else on the Python stage (`venv`) itself. Returns the last stage.
+    fn installs(
+        &mut self,
+        spec: &Spec,
+        v: &Variant,
+        toolchain: &Toolchain,
+        first: Option<(StageId, StageId)>,
+        mut venv: StageId,
+    ) -> StageId {
+        let pip = PipOptions {
+            index_url: v.pip.index_url.clone(),
+            extra_index_urls: v.pip.extra_index_urls.clone(),
+            timeout: v.pip.timeout,
+            retries: v.pip.retries,
+            check: v.pip.check,
+        };
+        for (i, name) in v.groups.iter().enumerate() {
+            let group = spec
+                .group(&name.v)
+                .expect("variant groups are checked at load");
+            let kind = StageKind::Install(InstallStep {
+                group: name.v.clone(),
+                source: GroupSource::Requirements {
+                    files: group.files.iter().map(|f| f.v.clone()).collect(),
+                    packages: group.packages.iter().map(|p| p.v.clone()).collect(),
+                    constraints: v.pip.constraints.as_ref().map(|c| c.v.clone()),
+                },
+                pip: pip.clone(),
+                toolchain: toolchain.clone(),
+                secrets: spec.secrets.clone(),
+            });
+            venv = match first {
+                Some((builder, python)) if i == 0 => {
+                    self.add(kind, Some(builder), vec![python], group.name.loc)
+                }
+                _ => self.add(kind, Some(venv), vec![], group.name.loc),
+            };
+        }
+        venv
     }
 
     /// An apt step on `base`, or `base` itself when there is nothing to install.

@@ -285,8 +285,8 @@ impl Cx {
         out
     }
 
-    fn spec(&mut self, doc: &Node, args: Vec<Arg>, files: Vec<SourceFile>) -> Option<Spec> {
-        let top = self.fields(doc, "the spec", TOP_KEYS);
+    /// `version`, `name` and `description`.
+    fn identity(&mut self, doc: &Node, top: Fields) -> (Option<S<String>>, Option<String>) {
         match top.get("version") {
             None => self.err(
                 doc.loc,
@@ -324,6 +324,40 @@ impl Cx {
             .get("description")
             .and_then(|d| self.text(d, "description"))
             .map(|s| s.v);
+        (name, description)
+    }
+
+    /// What is allowed but probably not meant: a root image, a group no variant installs.
+    fn usage_warnings(&mut self, user: &User, groups: &[Group], variants: &[Variant]) {
+        if user.is_root() {
+            self.warn(
+                user.loc,
+                "the image runs as root",
+                "remove `user: root` to run as the non-root uid 10001",
+            );
+        }
+        // Groups that no variant installs are probably a mistake.
+        for g in groups {
+            if !variants
+                .iter()
+                .any(|v| v.groups.iter().any(|n| n.v == g.name.v))
+            {
+                self.warn(
+                    g.name.loc,
+                    format!(
+                        "requirement group `{}` is not used by any variant",
+                        g.name.v
+                    ),
+                    "add it to a variant's `requirements`, or remove it",
+                );
+            }
+        }
+
+    }
+
+    fn spec(&mut self, doc: &Node, args: Vec<Arg>, files: Vec<SourceFile>) -> Option<Spec> {
+        let top = self.fields(doc, "the spec", TOP_KEYS);
+        let (name, description) = self.identity(doc, top);
         let groups = top
             .get("requirements")
             .map(|r| self.groups(r))
@@ -344,30 +378,7 @@ impl Cx {
         let secrets = self.secrets(top.get("build_secrets"));
         let (variants, default_variant) = self.variants(doc, top, &groups);
 
-        if user.is_root() {
-            self.warn(
-                user.loc,
-                "the image runs as root",
-                "remove `user: root` to run as the non-root uid 10001",
-            );
-        }
-        // Groups that no variant installs are probably a mistake.
-        for g in &groups {
-            if !variants
-                .iter()
-                .any(|v| v.groups.iter().any(|n| n.v == g.name.v))
-            {
-                self.warn(
-                    g.name.loc,
-                    format!(
-                        "requirement group `{}` is not used by any variant",
-                        g.name.v
-                    ),
-                    "add it to a variant's `requirements`, or remove it",
-                );
-            }
-        }
-
+        self.usage_warnings(&user, &groups, &variants);
         Some(Spec {
             files,
             name: name?,

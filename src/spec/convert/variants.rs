@@ -60,35 +60,7 @@ impl Cx {
                 .map(|l| self.string_map(l, "labels"))
                 .unwrap_or_default(),
         };
-        let nodes: Vec<(Key, Node)> = match top.get("variants") {
-            Some(v) => match &v.value {
-                Value::Map(e) if !e.is_empty() => e.clone(),
-                Value::Map(_) | Value::Null => {
-                    self.err(
-                        v.loc,
-                        "`variants` is empty",
-                        "add at least one variant, or remove `variants` to build one image",
-                    );
-                    vec![]
-                }
-                _ => {
-                    self.err(
-                        v.loc,
-                        format!("variants must be a mapping, found {}", v.type_name()),
-                        "write `variants: {minimal: {requirements: [core]}}`",
-                    );
-                    vec![]
-                }
-            },
-            None => vec![(
-                key("default", doc.loc),
-                Node {
-                    value: Value::Map(vec![]),
-                    loc: doc.loc,
-                },
-            )],
-        };
-
+        let nodes = self.variant_nodes(doc, top);
         let mut variants = Vec::new();
         let mut baseless = false;
         for (vk, vnode) in &nodes {
@@ -120,6 +92,38 @@ impl Cx {
         }
         let default = self.default_variant(top, &nodes);
         (variants, default)
+    }
+
+    /// The `variants` entries; without the key, one `default` variant with no overrides.
+    fn variant_nodes(&mut self, doc: &Node, top: Fields) -> Vec<(Key, Node)> {
+        match top.get("variants") {
+            Some(v) => match &v.value {
+                Value::Map(e) if !e.is_empty() => e.clone(),
+                Value::Map(_) | Value::Null => {
+                    self.err(
+                        v.loc,
+                        "`variants` is empty",
+                        "add at least one variant, or remove `variants` to build one image",
+                    );
+                    vec![]
+                }
+                _ => {
+                    self.err(
+                        v.loc,
+                        format!("variants must be a mapping, found {}", v.type_name()),
+                        "write `variants: {minimal: {requirements: [core]}}`",
+                    );
+                    vec![]
+                }
+            },
+            None => vec![(
+                key("default", doc.loc),
+                Node {
+                    value: Value::Map(vec![]),
+                    loc: doc.loc,
+                },
+            )],
+        }
     }
 
     /// One variant; `None` when it ends up without a base image.
