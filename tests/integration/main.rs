@@ -4,6 +4,7 @@
 //! `cargo test --test integration graph::`. Regenerate the golden definitions with
 //! `KILN_UPDATE_GOLDEN=1 cargo test --test integration golden`.
 
+mod common;
 mod frontend_fake;
 mod golden;
 mod graph;
