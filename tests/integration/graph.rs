@@ -24,14 +24,14 @@ fn image_lineage(g: &Graph) -> Vec<&pb::Op> {
         match &op.op {
             Some(pb::op::Op::Exec(e)) => {
                 let root = &e.mounts[0];
+                assert_eq!(root.dest, "/", "the root mount comes first");
                 if root.input >= 0 {
                     todo.push(op.inputs[root.input as usize].digest.clone());
                 }
             }
-            Some(pb::op::Op::File(f)) => {
-                if f.actions[0].input >= 0 && (f.actions[0].input as usize) < op.inputs.len() {
-                    todo.push(op.inputs[f.actions[0].input as usize].digest.clone());
-                }
+            // The first action's base is an input of the op (or scratch, -1).
+            Some(pb::op::Op::File(f)) if f.actions[0].input >= 0 => {
+                todo.push(op.inputs[f.actions[0].input as usize].digest.clone());
             }
             Some(pb::op::Op::Merge(m)) => {
                 for i in &m.inputs {

@@ -135,6 +135,7 @@ fn cli_check_graph_schema() {
         String::from_utf8_lossy(&ok.stderr)
     );
     let graph = kiln(&["graph", "specs/worker.yaml"]);
+    assert!(graph.status.success());
     let dot = String::from_utf8(graph.stdout).unwrap();
     assert!(
         dot.starts_with("digraph kiln {") && dot.contains("uv install: core"),
