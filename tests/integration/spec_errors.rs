@@ -1,8 +1,6 @@
 //! Every validation error: its message and the line:col it points at.
 
-use std::collections::BTreeMap;
-
-use kiln::spec::{LoadOptions, load_str};
+use crate::common::{Installer, load, load_path, load_with_args};
 
 const GOOD: &str = "version: 1\nname: w\npython:\n  base: python:3.12-slim\n";
 
@@ -306,7 +304,7 @@ fn cases() -> Vec<(String, &'static str, u32, u32)> {
 fn every_error_has_message_and_position() {
     let mut failures = vec![];
     for (yaml, want, line, col) in cases() {
-        match load_str("t.yaml", &yaml, &LoadOptions::default()) {
+        match load("t.yaml", &yaml) {
             Ok(_) => failures.push(format!("accepted:\n{yaml}\nwanted: {want}")),
             Err(report) => {
                 let found = report.errors().find(|d| d.message.contains(want));
@@ -336,12 +334,7 @@ fn every_error_has_message_and_position() {
 
 #[test]
 fn unknown_keys_suggest_the_right_one() {
-    let err = load_str(
-        "t.yaml",
-        &format!("{GOOD}requirments: {{}}\n"),
-        &LoadOptions::default(),
-    )
-    .unwrap_err();
+    let err = load("t.yaml", &format!("{GOOD}requirments: {{}}\n")).unwrap_err();
     let d = err.errors().next().unwrap();
     assert_eq!(d.help, "did you mean `requirements`?");
     let rendered = err.render();
@@ -352,17 +345,14 @@ fn unknown_keys_suggest_the_right_one() {
 #[test]
 fn all_errors_are_reported_at_once() {
     let yaml = format!("{GOOD}system:\n  build: [\"Bad\"]\nports: [0]\nuser: {{name: X}}\n");
-    let err = load_str("t.yaml", &yaml, &LoadOptions::default()).unwrap_err();
+    let err = load("t.yaml", &yaml).unwrap_err();
     assert_eq!(err.errors().count(), 3, "{}", err.render());
 }
 
 #[test]
 fn build_args_override_defaults_and_reach_every_string() {
     let yaml = "version: 1\nname: w\nargs: {IMG: python:3.12-slim, TAG: a}\npython:\n  base: ${IMG}\nenv: {T: \"${TAG}-$${TAG}\"}\n";
-    let opts = LoadOptions {
-        build_args: BTreeMap::from([("IMG".to_string(), "python:3.11-slim".to_string())]),
-    };
-    let loaded = load_str("t.yaml", yaml, &opts).unwrap();
+    let loaded = load_with_args("t.yaml", yaml, &[("IMG", "python:3.11-slim")]).unwrap();
     let v = &loaded.spec.variants[0];
     assert_eq!(v.python.base.v, "python:3.11-slim");
     assert_eq!(v.env["T"], "a-${TAG}");
@@ -371,12 +361,7 @@ fn build_args_override_defaults_and_reach_every_string() {
 
 #[test]
 fn root_user_is_a_warning_not_an_error() {
-    let loaded = load_str(
-        "t.yaml",
-        &format!("{GOOD}user: root\n"),
-        &LoadOptions::default(),
-    )
-    .unwrap();
+    let loaded = load("t.yaml", &format!("{GOOD}user: root\n")).unwrap();
     assert!(loaded.spec.user.is_root());
     assert!(
         loaded
@@ -388,19 +373,14 @@ fn root_user_is_a_warning_not_an_error() {
 
 #[test]
 fn default_user_is_non_root_10001() {
-    let loaded = load_str("t.yaml", GOOD, &LoadOptions::default()).unwrap();
+    let loaded = load("t.yaml", GOOD).unwrap();
     assert_eq!((loaded.spec.user.uid, loaded.spec.user.gid), (10001, 10001));
 }
 
 #[test]
 fn one_error_per_position() {
     // The undefined argument explains why the image reference is wrong: say it once.
-    let err = load_str(
-        "t.yaml",
-        "version: 1\nname: w\npython:\n  base: ${IMAGE}\n",
-        &LoadOptions::default(),
-    )
-    .unwrap_err();
+    let err = load("t.yaml", "version: 1\nname: w\npython:\n  base: ${IMAGE}\n").unwrap_err();
     assert_eq!(err.errors().count(), 1, "{}", err.render());
 }
 
@@ -411,11 +391,7 @@ fn extends_cycles_and_chains() {
     let write = |name: &str, text: &str| std::fs::write(dir.join(name), text).unwrap();
     write("a.yaml", "version: 1\nextends: platform/b.yaml\nname: a\n");
     write("platform/b.yaml", "version: 1\nextends: ../a.yaml\n");
-    let err = kiln::spec::load_file(
-        dir.join("a.yaml").to_str().unwrap(),
-        &LoadOptions::default(),
-    )
-    .unwrap_err();
+    let err = load_path(&dir.join("a.yaml")).unwrap_err();
     let d = err.errors().next().unwrap();
     assert!(
         d.message.contains("`extends` cycle") && d.message.contains("a.yaml -> "),
@@ -437,14 +413,10 @@ fn extends_cycles_and_chains() {
         "a.yaml",
         "version: 1\nextends: platform/b.yaml\nname: a\nsystem: {runtime: [libpq5]}\nenv: {B: \"2\"}\n",
     );
-    let loaded = kiln::spec::load_file(
-        dir.join("a.yaml").to_str().unwrap(),
-        &LoadOptions::default(),
-    )
-    .unwrap();
+    let loaded = load_path(&dir.join("a.yaml")).unwrap();
     let v = &loaded.spec.variants[0];
     assert_eq!(loaded.spec.name.v, "a");
-    assert_eq!(v.python.installer, kiln::spec::Installer::Uv);
+    assert_eq!(v.python.installer, Installer::Uv);
     assert_eq!(
         v.runtime_packages
             .iter()

@@ -10,10 +10,11 @@ use bollard_buildkit_proto::moby::buildkit::v1::frontend::{
     self as gw,
     llb_bridge_server::{LlbBridge, LlbBridgeServer},
 };
-use bollard_buildkit_proto::pb;
-use kiln::frontend::opts::Options;
-use prost::Message;
 use tonic::{Request, Response, Status};
+
+use crate::common::{
+    Options, frontend_options, frontend_options_without_session, frontend_over, ops, pb,
+};
 
 const SPEC: &str = "version: 1\nname: w\npython:\n  base: python:3.12-slim\n  version: \"3.12\"\nsystem:\n  runtime: [libpq5]\nrequirements:\n  core: [req.txt]\napp: {src: [app]}\ncmd: [python, -m, app]\nverify: [\"python -c 'import app'\"]\nvariants:\n  minimal: {requirements: [core]}\n  full: {requirements: [core], env: {FULL: \"1\"}}\n";
 const DIGEST: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
@@ -266,9 +267,9 @@ fn fake(llb: &[&'static str], frontend: &[&'static str]) -> Fake {
 }
 
 fn opts(pairs: &[(&str, &str)]) -> Options {
-    let mut all = vec![("filename".to_string(), "worker.yaml".to_string())];
-    all.extend(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-    Options::parse(all, Some("session-1".into())).unwrap()
+    let mut all = vec![("filename", "worker.yaml")];
+    all.extend_from_slice(pairs);
+    frontend_options(&all)
 }
 
 /// The fake engine answering on one end of an in-memory pipe.
@@ -286,20 +287,12 @@ fn serve_fake(f: &Fake, io: tokio::io::DuplexStream) {
 async fn run(f: &Fake, o: Options) -> gw::ReturnRequest {
     let (client, server) = tokio::io::duplex(1 << 20);
     serve_fake(f, server);
-    let channel = kiln::frontend::channel_over(client).await.unwrap();
-    kiln::frontend::serve(channel, Ok(o)).await.unwrap();
+    frontend_over(client, o).await.await.unwrap();
     f.0.lock()
         .unwrap()
         .returned
         .clone()
         .expect("the frontend returned")
-}
-
-fn ops(def: &pb::Definition) -> Vec<pb::Op> {
-    def.def
-        .iter()
-        .map(|b| pb::Op::decode(b.as_slice()).unwrap())
-        .collect()
 }
 
 fn error_message(r: &gw::ReturnRequest) -> String {
@@ -447,7 +440,7 @@ async fn unknown_target_and_missing_spec_are_clear() {
     let msg = error_message(
         &run(
             &f,
-            Options::parse(vec![("filename".into(), "nope.yaml".into())], None).unwrap(),
+            frontend_options_without_session(&[("filename", "nope.yaml")]),
         )
         .await,
     );
@@ -597,8 +590,7 @@ async fn serve_raw(
             .await
             .ok();
     });
-    let channel = kiln::frontend::channel_over(client).await.unwrap();
-    (kiln::frontend::serve(channel, Ok(o)), wire)
+    (frontend_over(client, o).await, wire)
 }
 
 #[tokio::test(start_paused = true)]
@@ -609,7 +601,11 @@ async fn a_silent_engine_is_given_up_on_after_15_seconds() {
     let started = tokio::time::Instant::now();
     let err = frontend.await.unwrap_err();
     assert!(err.contains("did not answer Ping within 15 s"), "{err}");
-    assert!(started.elapsed() < std::time::Duration::from_secs(16));
+    let waited = started.elapsed();
+    assert!(
+        waited >= std::time::Duration::from_secs(15) && waited < std::time::Duration::from_secs(16),
+        "{waited:?}"
+    );
 }
 
 #[tokio::test]

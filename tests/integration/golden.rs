@@ -1,11 +1,12 @@
 //! Golden definitions of the example specs: the same spec gives the same bytes in every
 //! process, and those bytes only change when a reviewed golden file changes with them.
-//! Regenerate with `KILN_UPDATE_GOLDEN=1 cargo test --test golden`.
+//! Regenerate with `KILN_UPDATE_GOLDEN=1 cargo test --test integration golden`.
 
 use std::path::Path;
-use std::process::Command;
 
 use sha2::{Digest, Sha256};
+
+use crate::common::{ROOT, kiln_ok};
 
 const CASES: &[(&str, &str, &[&str])] = &[
     ("specs/worker.yaml", "minimal", &[]),
@@ -14,20 +15,6 @@ const CASES: &[(&str, &str, &[&str])] = &[
     ("specs/api.yaml", "default", &[]),
     ("specs/batch.yaml", "pdf", &[]),
 ];
-
-fn kiln(args: &[&str]) -> Vec<u8> {
-    let out = Command::new(env!("CARGO_BIN_EXE_kiln"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "kiln {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
-}
 
 fn golden_name(spec: &str, target: &str, extra: &[&str]) -> String {
     let stem = Path::new(spec)
@@ -46,13 +33,13 @@ fn golden_name(spec: &str, target: &str, extra: &[&str]) -> String {
 #[test]
 fn definitions_are_byte_identical_across_processes_and_match_golden() {
     let update = std::env::var_os("KILN_UPDATE_GOLDEN").is_some();
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let root = Path::new(ROOT);
     let mut stale = vec![];
     for (spec, target, extra) in CASES {
         let mut args = vec!["llb", spec, "--target", target, "--platform", "linux/amd64"];
         args.extend_from_slice(extra);
-        let first = kiln(&args);
-        let second = kiln(&args);
+        let first = kiln_ok(&args);
+        let second = kiln_ok(&args);
         assert!(!first.is_empty());
         assert_eq!(
             first, second,
@@ -61,7 +48,7 @@ fn definitions_are_byte_identical_across_processes_and_match_golden() {
 
         let mut json_args = args.clone();
         json_args.extend(["--format", "json"]);
-        let json = kiln(&json_args);
+        let json = kiln_ok(&json_args);
         let digest = format!("{}\n", hex::encode(Sha256::digest(&first)));
         let base = root.join(golden_name(spec, target, extra));
         let (digest_path, json_path) = (base.with_extension("sha256"), base.with_extension("json"));
@@ -79,7 +66,7 @@ fn definitions_are_byte_identical_across_processes_and_match_golden() {
     }
     assert!(
         stale.is_empty(),
-        "definitions changed for: {}\nreview `git diff tests/golden` after KILN_UPDATE_GOLDEN=1 cargo test --test golden",
+        "definitions changed for: {}\nreview `git diff tests/golden` after KILN_UPDATE_GOLDEN=1 cargo test --test integration golden",
         stale.join(", ")
     );
 }

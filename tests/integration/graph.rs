@@ -2,40 +2,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use kiln::llb::{self, pb};
-use kiln::plan::lower::{LowerOpts, lower};
-use kiln::plan::{AptRole, Plan, StageKind};
-use kiln::spec::{LoadOptions, Spec, load_file};
 use prost::Message;
 
-fn spec(path: &str) -> Spec {
-    let p = format!("{}/{path}", env!("CARGO_MANIFEST_DIR"));
-    load_file(&p, &LoadOptions::default()).unwrap().spec
-}
-
-struct Graph {
-    ops: BTreeMap<String, pb::Op>,
-    root: String,
-}
-
-fn graph(def: &pb::Definition) -> Graph {
-    let mut ops = BTreeMap::new();
-    let mut last = None;
-    for bytes in &def.def {
-        let op = pb::Op::decode(bytes.as_slice()).unwrap();
-        last = Some(op.clone());
-        ops.insert(llb::digest_of(bytes), op);
-    }
-    let root = last.unwrap().inputs[0].digest.clone();
-    Graph { ops, root }
-}
-
-fn exec_script(op: &pb::Op) -> Option<String> {
-    match &op.op {
-        Some(pb::op::Op::Exec(e)) => Some(e.meta.as_ref().unwrap().args.join(" ")),
-        _ => None,
-    }
-}
+use crate::common::{
+    AptRole, Graph, ROOT, StageKind, TEST_CA_PEM, build, definition, exec_script, graph,
+    image_config, images_in_one_definition, kiln_command, load, ops, pb, pem_fragments, plan, spec,
+};
 
 /// The ops whose filesystem becomes the image: follow root mounts and file-op bases
 /// (and every merge input), never the source side of a copy or a read-only mount.
@@ -52,14 +24,14 @@ fn image_lineage(g: &Graph) -> Vec<&pb::Op> {
         match &op.op {
             Some(pb::op::Op::Exec(e)) => {
                 let root = &e.mounts[0];
+                assert_eq!(root.dest, "/", "the root mount comes first");
                 if root.input >= 0 {
                     todo.push(op.inputs[root.input as usize].digest.clone());
                 }
             }
-            Some(pb::op::Op::File(f)) => {
-                if f.actions[0].input >= 0 && (f.actions[0].input as usize) < op.inputs.len() {
-                    todo.push(op.inputs[f.actions[0].input as usize].digest.clone());
-                }
+            // The first action's base is an input of the op (or scratch, -1).
+            Some(pb::op::Op::File(f)) if f.actions[0].input >= 0 => {
+                todo.push(op.inputs[f.actions[0].input as usize].digest.clone());
             }
             Some(pb::op::Op::Merge(m)) => {
                 for i in &m.inputs {
@@ -72,20 +44,12 @@ fn image_lineage(g: &Graph) -> Vec<&pb::Op> {
     out
 }
 
-fn built(spec: &Spec, target: &str, merge: bool) -> pb::Definition {
-    let mut opts = LowerOpts::offline(llb::platform("linux", "amd64", ""));
-    opts.merge = merge;
-    kiln::plan::lower::build(spec, Some(target), &opts)
-        .unwrap()
-        .def
-}
-
 #[test]
 fn no_build_package_in_any_runtime_branch() {
     let s = spec("specs/worker.yaml");
     for target in ["minimal", "cuda"] {
         for merge in [false, true] {
-            let g = graph(&built(&s, target, merge));
+            let g = graph(&definition(&s, target, merge));
             let lineage = image_lineage(&g);
             let scripts: Vec<String> = lineage.iter().filter_map(|o| exec_script(o)).collect();
             assert!(
@@ -119,7 +83,7 @@ fn no_build_package_in_any_runtime_branch() {
 #[test]
 fn requirement_sources_never_include_app_files() {
     let s = spec("specs/worker.yaml");
-    let g = graph(&built(&s, "cuda", false));
+    let g = graph(&definition(&s, "cuda", false));
     let mut install_sources = 0;
     for op in g.ops.values() {
         let Some(pb::op::Op::Exec(e)) = &op.op else {
@@ -149,7 +113,7 @@ fn requirement_sources_never_include_app_files() {
 #[test]
 fn shared_group_is_installed_once_for_both_variants() {
     let s = spec("specs/worker.yaml");
-    let plan = Plan::new(&s, &["minimal".into(), "cuda".into()]).unwrap();
+    let plan = plan(&s, &["minimal", "cuda"]);
     let installs: Vec<&str> = plan
         .stages
         .iter()
@@ -175,19 +139,7 @@ fn shared_group_is_installed_once_for_both_variants() {
     assert_eq!(apts, 1);
 
     // And in LLB: one graph holding both images has one core install op.
-    let lowered = lower(
-        &s,
-        &plan,
-        &LowerOpts::offline(llb::platform("linux", "amd64", "")),
-    );
-    let both = llb::merge(
-        &[
-            lowered.images["minimal"].clone(),
-            lowered.images["cuda"].clone(),
-        ],
-        Default::default(),
-    );
-    let g = graph(&llb::marshal(&both, &s.files));
+    let g = graph(&images_in_one_definition(&s, &["minimal", "cuda"]));
     let core = g
         .ops
         .values()
@@ -215,51 +167,217 @@ fn shared_group_is_installed_once_for_both_variants() {
     );
 }
 
+const CA_PATH: &str = "/run/secrets/kiln-ca.pem";
+const NETRC_PATH: &str = "/root/.netrc";
+
+/// The secret mounts of an exec op, as (mount path, secret id).
+fn secret_mounts(op: &pb::Op) -> BTreeSet<(String, String)> {
+    match &op.op {
+        Some(pb::op::Op::Exec(e)) => e
+            .mounts
+            .iter()
+            .filter_map(|m| {
+                m.secret_opt
+                    .as_ref()
+                    .map(|s| (m.dest.clone(), s.id.clone()))
+            })
+            .collect(),
+        _ => BTreeSet::new(),
+    }
+}
+
 #[test]
 fn caches_and_secrets_are_mounts_not_layers() {
     let s = spec("specs/worker.yaml");
-    let def = built(&s, "minimal", false);
-    let g = graph(&def);
-    let mut seen = BTreeMap::new();
+    let g = graph(&definition(&s, "cuda", false));
+    let sharing = BTreeMap::from([
+        ("/var/cache/apt", pb::CacheSharingOpt::Locked),
+        ("/var/lib/apt/lists", pb::CacheSharingOpt::Locked),
+        ("/root/.cache/pip", pb::CacheSharingOpt::Shared),
+        ("/root/.cache/uv", pb::CacheSharingOpt::Shared),
+    ]);
+    let mut cache_dests = BTreeSet::new();
+    let mut secret_steps = vec![];
     for op in g.ops.values() {
         let Some(pb::op::Op::Exec(e)) = &op.op else {
             continue;
         };
         for m in &e.mounts {
             if let Some(c) = &m.cache_opt {
-                seen.insert(m.dest.clone(), (c.id.clone(), c.sharing));
+                // Every cache mount, not only the last one seen per path.
+                assert_eq!(m.mount_type, pb::MountType::Cache as i32, "{}", m.dest);
                 assert_eq!(m.output, -1, "cache mounts produce no layer");
+                let want = sharing.get(m.dest.as_str()).map(|s| *s as i32);
+                assert_eq!(Some(c.sharing), want, "{} ({})", m.dest, c.id);
+                cache_dests.insert(m.dest.as_str());
             }
             if let Some(sec) = &m.secret_opt {
-                let want = match m.dest.as_str() {
-                    "/run/secrets/kiln-ca.pem" => "pipca",
-                    "/root/.netrc" => "netrc",
+                let (id, mode) = match m.dest.as_str() {
+                    CA_PATH => ("pipca", 0o444),
+                    NETRC_PATH => ("netrc", 0o400),
                     other => panic!("unexpected secret mount {other}"),
                 };
-                assert_eq!(sec.id, want);
+                assert_eq!(m.mount_type, pb::MountType::Secret as i32);
+                assert_eq!((sec.id.as_str(), sec.mode), (id, mode), "{}", m.dest);
+                assert_eq!((sec.uid, sec.gid), (0, 0), "{}", m.dest);
                 assert!(sec.optional);
                 assert_eq!(m.output, -1, "secret mounts produce no layer");
             }
         }
+        let secrets = secret_mounts(op);
+        if !secrets.is_empty() {
+            secret_steps.push((exec_script(op).unwrap(), secrets));
+        }
     }
-    assert_eq!(seen["/var/cache/apt"].1, pb::CacheSharingOpt::Locked as i32);
     assert_eq!(
-        seen["/var/lib/apt/lists"].1,
-        pb::CacheSharingOpt::Locked as i32
+        cache_dests,
+        sharing.keys().copied().collect(),
+        "every cache is mounted somewhere"
     );
+    // Both secrets are mounted on every step that downloads packages (the venv step and
+    // each install: core and ml), and nowhere else.
+    let both = BTreeSet::from([
+        (CA_PATH.to_string(), "pipca".to_string()),
+        (NETRC_PATH.to_string(), "netrc".to_string()),
+    ]);
+    assert_eq!(secret_steps.len(), 3, "{secret_steps:#?}");
+    for (script, secrets) in &secret_steps {
+        assert_eq!(secrets, &both, "{script}");
+        assert!(
+            script.contains(" -m venv") || script.contains("uv pip install"),
+            "a secret on a step that downloads nothing: {script}"
+        );
+    }
+}
+
+#[test]
+fn secret_files_are_only_read_where_they_are_mounted() {
+    // The bytes of a secret could reach a layer by a step that copies the mounted file
+    // (into the venv, a pip config or a system CA store). Steps may only test the file
+    // (`[ -s PATH ]`) and point tools at it (`VAR=PATH`), in the step that mounts it.
+    let s = spec("specs/worker.yaml");
+    for target in ["minimal", "cuda"] {
+        for merge in [false, true] {
+            let mut uses_of_ca = 0;
+            let built = build(&s, target, merge);
+            let g = graph(&built.def);
+            for op in g.ops.values() {
+                let mounted = secret_mounts(op);
+                let text = match &op.op {
+                    Some(pb::op::Op::Exec(e)) => {
+                        let meta = e.meta.as_ref().unwrap();
+                        format!("{}\n{}", meta.args.join(" "), meta.env.join("\n"))
+                    }
+                    Some(pb::op::Op::File(f)) => format!("{f:?}"),
+                    Some(pb::op::Op::Source(so)) => format!("{so:?}"),
+                    _ => String::new(),
+                };
+                for path in [CA_PATH, NETRC_PATH] {
+                    if !text.contains(path) {
+                        continue;
+                    }
+                    uses_of_ca += usize::from(path == CA_PATH);
+                    assert!(
+                        mounted.iter().any(|(dest, _)| dest == path),
+                        "{target}: {path} used by a step that does not mount it:\n{text}"
+                    );
+                    let rest = text
+                        .replace(&format!("[ -s {path} ]"), "")
+                        .replace(&format!("={path}"), "");
+                    assert!(
+                        !rest.contains(path),
+                        "{target}: {path} used other than tested or pointed at:\n{text}"
+                    );
+                }
+            }
+            // The check above ran on real uses: the venv step and each install use the CA.
+            let installs = if target == "cuda" { 2 } else { 1 };
+            assert_eq!(uses_of_ca, 1 + installs, "{target}");
+            let config = built.config.to_string();
+            assert!(
+                !config.contains("/run/secrets") && !config.contains(".netrc"),
+                "{target}: the image config refers to a secret: {config}"
+            );
+        }
+    }
+}
+
+#[test]
+fn secret_bytes_given_to_kiln_reach_no_definition() {
+    // The definition holds secret ids and mount paths only. Feed a real certificate
+    // through the inputs `kiln llb` has besides the spec (an undeclared build arg, the
+    // environment variables tools read CAs and credentials from, and a file in the
+    // context inside the app's source), and check no part of it comes out.
+    let dir = std::env::temp_dir().join(format!("kiln-secret-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("app")).unwrap();
+    std::fs::create_dir_all(dir.join("requirements")).unwrap();
+    let pem_path = dir.join("app").join("ca.pem");
+    std::fs::write(&pem_path, TEST_CA_PEM).unwrap();
+    std::fs::write(dir.join("requirements/core.txt"), "arq==0.26.1\n").unwrap();
+    std::fs::write(dir.join(".dockerignore"), "*.tmp\n").unwrap();
+    let spec_path = dir.join("svc.yaml");
+    std::fs::write(
+        &spec_path,
+        "version: 1\nname: svc\npython: {base: python:3.12-slim, installer: uv}\n\
+         requirements: {core: [requirements/core.txt]}\n\
+         build_secrets: {ca_bundle: pipca, netrc: netrc}\napp: {src: [app]}\n",
+    )
+    .unwrap();
+    let pem_arg = format!("CA_PEM={TEST_CA_PEM}");
+    let pem_file = pem_path.to_str().unwrap();
+    let args = |format: &str| {
+        let mut c = kiln_command(&[
+            "llb",
+            spec_path.to_str().unwrap(),
+            "--platform",
+            "linux/amd64",
+            "--format",
+            format,
+            "--build-arg",
+            &pem_arg,
+            "--context",
+            dir.to_str().unwrap(),
+        ]);
+        for var in ["PIP_CERT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "NETRC"] {
+            c.env(var, pem_file);
+        }
+        c.env("KILN_CA_PEM", TEST_CA_PEM);
+        let out = c.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    };
+    let pb_bytes = args("pb");
+    let json = String::from_utf8(args("json")).unwrap();
+    let def = pb::Definition::decode(pb_bytes.as_slice()).unwrap();
+    let pb_text = String::from_utf8_lossy(&pb_bytes);
+    for fragment in pem_fragments() {
+        assert!(!pb_text.contains(fragment), "in the definition: {fragment}");
+        assert!(
+            !json.contains(fragment),
+            "in the JSON view or config: {fragment}"
+        );
+    }
+    assert!(!pb_text.contains(pem_file) && !json.contains(pem_file));
+    // What the definition does hold: each secret's id at its mount path.
+    let mounted: BTreeSet<_> = ops(&def).iter().flat_map(secret_mounts).collect();
     assert_eq!(
-        seen["/root/.cache/pip"].1,
-        pb::CacheSharingOpt::Shared as i32
+        mounted,
+        BTreeSet::from([
+            (CA_PATH.to_string(), "pipca".to_string()),
+            (NETRC_PATH.to_string(), "netrc".to_string()),
+        ])
     );
-    // No secret bytes or paths on the host side end up in the definition.
-    let bytes = def.encode_to_vec();
-    assert!(!String::from_utf8_lossy(&bytes).contains("BEGIN CERTIFICATE"));
+    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
 fn uv_is_on_path_in_every_step_that_uses_it() {
     let s = spec("specs/api.yaml");
-    let g = graph(&built(&s, "default", false));
+    let g = graph(&definition(&s, "default", false));
     let mut uv_steps = 0;
     for op in g.ops.values() {
         let Some(pb::op::Op::Exec(e)) = &op.op else {
@@ -278,7 +396,7 @@ fn uv_is_on_path_in_every_step_that_uses_it() {
 #[test]
 fn the_two_apt_steps_lock_separate_caches() {
     // Locked per role: the build branch never queues behind the runtime branch's apt.
-    let g = graph(&built(&spec("specs/worker.yaml"), "minimal", false));
+    let g = graph(&definition(&spec("specs/worker.yaml"), "minimal", false));
     let mut ids: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for op in g.ops.values() {
         let Some(pb::op::Op::Exec(e)) = &op.op else {
@@ -313,7 +431,7 @@ fn the_two_apt_steps_lock_separate_caches() {
 #[test]
 fn a_uv_venv_gets_no_pip_and_a_pip_venv_gets_the_pinned_pip() {
     let venv_script = |path: &str, target: &str| {
-        let g = graph(&built(&spec(path), target, false));
+        let g = graph(&definition(&spec(path), target, false));
         g.ops
             .values()
             .filter_map(exec_script)
@@ -332,13 +450,11 @@ fn a_uv_venv_gets_no_pip_and_a_pip_venv_gets_the_pinned_pip() {
 #[test]
 fn image_config_carries_base_and_spec() {
     let s = spec("specs/worker.yaml");
-    let v = s.variant("cuda").unwrap();
     let base = serde_json::json!({"architecture": "amd64", "os": "linux", "config": {"Env": ["PATH=/usr/local/bin:/usr/bin", "LANG=C.UTF-8", "PYTHON_VERSION=3.12.8"], "Cmd": ["python3"], "Labels": {"from.base": "yes"}}, "rootfs": {"type": "layers", "diff_ids": ["sha256:aa"]}});
-    let cfg = kiln::plan::config::image_config(
+    let cfg = image_config(
         &s,
-        v,
+        "cuda",
         &base,
-        &llb::platform("linux", "amd64", ""),
         &BTreeMap::from([("team".into(), "ml".into())]),
     );
     let c = &cfg["config"];
@@ -369,19 +485,9 @@ fn image_config_carries_base_and_spec() {
     assert_eq!(c["StopSignal"], "SIGTERM");
 }
 
-/// One target as the frontend gets it: image definition plus verify definitions.
-fn built_with_verify(path: &str, target: &str) -> kiln::plan::lower::Built {
-    kiln::plan::lower::build(
-        &spec(path),
-        Some(target),
-        &LowerOpts::offline(llb::platform("linux", "amd64", "")),
-    )
-    .unwrap()
-}
-
 #[test]
 fn verify_steps_follow_the_image_in_spec_order() {
-    let built = built_with_verify("specs/worker.yaml", "minimal");
+    let built = build(&spec("specs/worker.yaml"), "minimal", false);
     let cmds: Vec<&str> = built.verify.iter().map(|(c, _)| c.v.as_str()).collect();
     assert_eq!(
         cmds,
@@ -402,7 +508,7 @@ fn verify_steps_follow_the_image_in_spec_order() {
 #[test]
 fn each_verify_step_stands_on_the_image_alone() {
     // Not chained: the frontend solves them at once, and one failing names only itself.
-    let built = built_with_verify("specs/worker.yaml", "minimal");
+    let built = build(&spec("specs/worker.yaml"), "minimal", false);
     let image = graph(&built.def).root;
     assert_eq!(built.verify.len(), 2);
     for (cmd, def) in &built.verify {
@@ -421,47 +527,68 @@ fn each_verify_step_stands_on_the_image_alone() {
 fn the_venv_is_made_beside_the_build_packages_not_after_them() {
     // The Python stage stands on the base, so BuildKit runs it while apt installs the
     // build packages; the first install gets the venv by a copy into the builder.
-    for path in ["specs/worker.yaml", "specs/api.yaml"] {
+    // Each target is checked on its own chain (batch.yaml has a variant on another base).
+    let is_build_apt = |k: &StageKind| {
+        matches!(
+            k,
+            StageKind::Apt {
+                role: AptRole::Build,
+                ..
+            }
+        )
+    };
+    let mut checked = 0;
+    for path in ["specs/worker.yaml", "specs/api.yaml", "specs/batch.yaml"] {
         let s = spec(path);
-        let plan = Plan::new(&s, &[]).unwrap();
+        let plan = plan(&s, &[]);
+        assert!(!plan.targets.is_empty());
         for t in &plan.targets {
-            let py: Vec<_> = plan
-                .stages
-                .iter()
-                .filter(|st| matches!(st.kind, StageKind::Python { .. }))
-                .collect();
-            assert!(!py.is_empty());
-            for p in &py {
-                assert_eq!(p.parent, Some(t.base), "{path}: python stage on the base");
+            let at = format!("{path} {}", t.variant);
+            // Down the venv chain to this target's first install.
+            let mut first = plan.stage(t.venv);
+            assert!(matches!(first.kind, StageKind::Install { .. }), "{at}");
+            while let Some(p) = first.parent.map(|p| plan.stage(p))
+                && matches!(p.kind, StageKind::Install { .. })
+            {
+                first = p;
             }
-            let first = plan
-                .stages
-                .iter()
-                .find(|st| matches!(st.kind, StageKind::Install { .. }))
-                .unwrap();
             let parent = plan.stage(first.parent.unwrap());
-            if matches!(
-                parent.kind,
-                StageKind::Apt {
-                    role: AptRole::Build,
-                    ..
-                }
-            ) {
-                assert_eq!(first.deps, vec![py[0].id], "{path}: venv copied in");
+            let py = if is_build_apt(&parent.kind) {
+                assert_eq!(parent.parent, Some(t.base), "{at}: build apt on the base");
+                assert_eq!(first.deps.len(), 1, "{at}: venv copied in");
+                plan.stage(first.deps[0])
             } else {
-                assert!(matches!(parent.kind, StageKind::Python { .. }), "{path}");
-            }
+                assert!(first.deps.is_empty(), "{at}");
+                parent
+            };
+            assert!(
+                matches!(py.kind, StageKind::Python { .. }),
+                "{at}: {:?}",
+                py.kind
+            );
+            assert_eq!(py.parent, Some(t.base), "{at}: python stage on the base");
+            checked += 1;
         }
     }
+    assert_eq!(
+        checked,
+        2 + 1 + 3,
+        "worker: minimal, cuda; api: default; batch: 3"
+    );
     // In the LLB: the python exec and the build apt exec share the base as their root.
-    let def = built(&spec("specs/worker.yaml"), "minimal", false);
+    let def = definition(&spec("specs/worker.yaml"), "minimal", false);
     let g = graph(&def);
     let root_input = |pred: &dyn Fn(&str) -> bool| {
-        g.ops
+        let op = g
+            .ops
             .values()
             .find(|op| exec_script(op).is_some_and(|s| pred(&s)))
-            .map(|op| op.inputs[0].digest.clone())
-            .unwrap()
+            .unwrap();
+        let Some(pb::op::Op::Exec(e)) = &op.op else {
+            unreachable!()
+        };
+        assert_eq!(e.mounts[0].dest, "/");
+        op.inputs[e.mounts[0].input as usize].digest.clone()
     };
     let py = root_input(&|s| s.contains("-m venv"));
     let apt = root_input(&|s| s.contains("build-essential"));
@@ -472,27 +599,25 @@ fn the_venv_is_made_beside_the_build_packages_not_after_them() {
 #[test]
 fn moving_spec_lines_changes_no_op() {
     // Positions live in metadata and source maps, never in op bytes (the cache keys).
-    let path = format!("{}/specs/worker.yaml", env!("CARGO_MANIFEST_DIR"));
+    let path = format!("{ROOT}/specs/worker.yaml");
     let text = std::fs::read_to_string(&path).unwrap();
     let shifted = text.replacen("version: 1\n", "# a new comment\n\nversion: 1\n", 1);
-    let opts = LowerOpts::offline(llb::platform("linux", "amd64", ""));
+    let a = load("worker.yaml", &text).unwrap().spec;
+    let b = load("other-name.yaml", &shifted).unwrap().spec;
     for target in ["minimal", "cuda"] {
-        let a = kiln::spec::load_str("worker.yaml", &text, &LoadOptions::default())
-            .unwrap()
-            .spec;
-        let b = kiln::spec::load_str("other-name.yaml", &shifted, &LoadOptions::default())
-            .unwrap()
-            .spec;
-        let da = kiln::plan::lower::build(&a, Some(target), &opts)
-            .unwrap()
-            .def;
-        let db = kiln::plan::lower::build(&b, Some(target), &opts)
-            .unwrap()
-            .def;
+        let da = definition(&a, target, false);
+        let db = definition(&b, target, false);
         assert_eq!(
             da.def, db.def,
             "{target}: op bytes depend on spec positions"
         );
-        assert_ne!(da.source, db.source, "source maps do follow the lines");
+        // The source maps do follow: every op's line moves down by the two new lines.
+        let (la, lb) = (&da.source.unwrap().locations, &db.source.unwrap().locations);
+        assert!(!la.is_empty());
+        assert_eq!(la.keys().collect::<Vec<_>>(), lb.keys().collect::<Vec<_>>());
+        for (digest, loc) in la {
+            let line = |l: &pb::Locations| l.locations[0].ranges[0].start.unwrap().line;
+            assert_eq!(line(&lb[digest]), line(loc) + 2, "{target}: {digest}");
+        }
     }
 }
