@@ -1,7 +1,8 @@
 //! Spec bytes in, a definition or diagnostics out: never a panic, a hang or a blow-up.
 #![no_main]
 
-use kiln::plan::lower::{build, LowerOpts};
+use kiln::plan::compile;
+use kiln::plan::lower::LowerOpts;
 use kiln::spec::{LoadOptions, Sources};
 use libfuzzer_sys::fuzz_target;
 
@@ -16,9 +17,8 @@ fuzz_target!(|data: &[u8]| {
         Ok(loaded) => {
             let opts = LowerOpts::offline(kiln::llb::platform("linux", "amd64", ""));
             for v in &loaded.spec.variants {
-                if let Ok(built) = build(&loaded.spec, Some(&v.name.v), &opts) {
-                    assert!(!built.def.def.is_empty());
-                }
+                let built = compile(&loaded.spec, v, &opts);
+                assert!(!built.def.def.is_empty());
             }
             for w in &loaded.warnings {
                 let _ = w.render(&loaded.spec.files);

@@ -13,8 +13,8 @@ use prost::Message;
 
 pub use kiln::frontend::opts::Options;
 pub use kiln::llb::pb;
-pub use kiln::plan::lower::Built;
-pub use kiln::plan::{AptRole, Plan, StageKind};
+pub use kiln::plan::Compiled as Built;
+pub use kiln::plan::{AptRole, AptStep, Plan, StageKind};
 pub use kiln::spec::{Installer, Loaded, Spec};
 
 /// The repository root: the tests' working directory for the binary and spec paths.
@@ -92,8 +92,15 @@ pub fn amd64() -> pb::Platform {
 
 /// The plan of some variants (all of them when `targets` is empty).
 pub fn plan(spec: &Spec, targets: &[&str]) -> Plan {
-    let targets: Vec<String> = targets.iter().map(|t| t.to_string()).collect();
-    Plan::new(spec, &targets).expect("the plan")
+    let variants: Vec<_> = if targets.is_empty() {
+        spec.variants.iter().collect()
+    } else {
+        targets
+            .iter()
+            .map(|t| spec.target(Some(t)).expect("a variant of the spec"))
+            .collect()
+    };
+    Plan::new(spec, &variants)
 }
 
 /// One target as `kiln llb` and the frontend build it, offline for linux/amd64: the
@@ -101,8 +108,8 @@ pub fn plan(spec: &Spec, targets: &[&str]) -> Plan {
 pub fn build(spec: &Spec, target: &str, merge: bool) -> Built {
     let mut opts = kiln::plan::lower::LowerOpts::offline(amd64());
     opts.merge = merge;
-    match kiln::plan::lower::build(spec, Some(target), &opts) {
-        Ok(built) => built,
+    match spec.target(Some(target)) {
+        Ok(variant) => kiln::plan::compile(spec, variant, &opts),
         Err(d) => panic!("{target}: {}", d.render(&spec.files)),
     }
 }
@@ -116,8 +123,7 @@ pub fn definition(spec: &Spec, target: &str, merge: bool) -> pb::Definition {
 /// definition (a merge of them), so work they share shows as shared ops.
 pub fn images_in_one_definition(spec: &Spec, targets: &[&str]) -> pb::Definition {
     let plan = plan(spec, targets);
-    let lowered =
-        kiln::plan::lower::lower(spec, &plan, &kiln::plan::lower::LowerOpts::offline(amd64()));
+    let lowered = kiln::plan::lower::lower(&plan, &kiln::plan::lower::LowerOpts::offline(amd64()));
     let images: Vec<_> = targets.iter().map(|t| lowered.images[*t].clone()).collect();
     kiln::llb::marshal(&kiln::llb::merge(&images, Default::default()), &spec.files)
 }
@@ -129,8 +135,12 @@ pub fn image_config(
     base: &serde_json::Value,
     labels: &BTreeMap<String, String>,
 ) -> serde_json::Value {
-    let v = spec.variant(variant).expect("a variant of the spec");
-    kiln::plan::config::image_config(spec, v, base, &amd64(), labels)
+    let plan = plan(spec, &[variant]);
+    let image = plan.stage(plan.targets[0].image);
+    let kiln::plan::StageKind::Final(step) = &image.kind else {
+        panic!("a target's image is a final stage")
+    };
+    kiln::plan::config::image_config(step, base, &amd64(), labels)
 }
 
 // ---- reading definitions ----

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use prost::Message;
 
 use crate::common::{
-    AptRole, Graph, ROOT, StageKind, TEST_CA_PEM, build, definition, exec_script, graph,
+    AptRole, AptStep, Graph, ROOT, StageKind, TEST_CA_PEM, build, definition, exec_script, graph,
     image_config, images_in_one_definition, kiln_command, load, ops, pb, pem_fragments, plan, spec,
 };
 
@@ -118,7 +118,7 @@ fn shared_group_is_installed_once_for_both_variants() {
         .stages
         .iter()
         .filter_map(|st| match &st.kind {
-            StageKind::Install { group, .. } => Some(group.as_str()),
+            StageKind::Install(step) => Some(step.group.as_str()),
             _ => None,
         })
         .collect();
@@ -129,10 +129,10 @@ fn shared_group_is_installed_once_for_both_variants() {
         .filter(|st| {
             matches!(
                 st.kind,
-                StageKind::Apt {
+                StageKind::Apt(AptStep {
                     role: AptRole::Build,
                     ..
-                }
+                })
             )
         })
         .count();
@@ -531,10 +531,10 @@ fn the_venv_is_made_beside_the_build_packages_not_after_them() {
     let is_build_apt = |k: &StageKind| {
         matches!(
             k,
-            StageKind::Apt {
+            StageKind::Apt(AptStep {
                 role: AptRole::Build,
                 ..
-            }
+            })
         )
     };
     let mut checked = 0;
@@ -546,9 +546,9 @@ fn the_venv_is_made_beside_the_build_packages_not_after_them() {
             let at = format!("{path} {}", t.variant);
             // Down the venv chain to this target's first install.
             let mut first = plan.stage(t.venv);
-            assert!(matches!(first.kind, StageKind::Install { .. }), "{at}");
+            assert!(matches!(first.kind, StageKind::Install(_)), "{at}");
             while let Some(p) = first.parent.map(|p| plan.stage(p))
-                && matches!(p.kind, StageKind::Install { .. })
+                && matches!(p.kind, StageKind::Install(_))
             {
                 first = p;
             }
@@ -562,7 +562,7 @@ fn the_venv_is_made_beside_the_build_packages_not_after_them() {
                 parent
             };
             assert!(
-                matches!(py.kind, StageKind::Python { .. }),
+                matches!(py.kind, StageKind::Python(_)),
                 "{at}: {:?}",
                 py.kind
             );

@@ -352,7 +352,6 @@ impl Cx {
                 );
             }
         }
-
     }
 
     fn spec(&mut self, doc: &Node, args: Vec<Arg>, files: Vec<SourceFile>) -> Option<Spec> {
