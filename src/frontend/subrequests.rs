@@ -8,6 +8,7 @@ use super::bridge::{Bridge, Failure, Refs, Returned};
 use super::context::read_spec;
 use super::opts::Options;
 use crate::diag::{Loc, Severity};
+use crate::spec::Loaded;
 
 const VERSION: &str = "1.0.0";
 
@@ -32,97 +33,13 @@ fn result(json_value: Value, text: String, extra: &[(&str, String)]) -> Returned
     }
 }
 
+/// Answer the subrequest `id` (`docker build --call ...`) instead of building.
 pub async fn handle(bridge: &mut Bridge, opts: &Options, id: &str) -> Result<Returned, Failure> {
     match id {
-        "frontend.subrequests.describe" => {
-            let list = [
-                (
-                    "frontend.subrequests.describe",
-                    "List available subrequest types",
-                ),
-                (
-                    "frontend.outline",
-                    "List the spec's build arguments and secrets",
-                ),
-                ("frontend.targets", "List the variants this spec can build"),
-                ("frontend.lint", "Check the spec and report warnings"),
-            ];
-            let requests: Vec<Value> = list
-                .iter()
-                .map(|(name, desc)| json!({"name": name, "version": VERSION, "type": "type.rpc", "description": desc, "metadata": [{"name": "result.json"}, {"name": "result.txt"}]}))
-                .collect();
-            let text = list.iter().map(|(n, d)| format!("{n:32} {d}\n")).collect();
-            Ok(result(json!(requests), text, &[]))
-        }
-        "frontend.targets" => {
-            let loaded = read_spec(bridge, opts).await?;
-            let spec = &loaded.spec;
-            let targets: Vec<Value> = spec
-                .variants
-                .iter()
-                .map(|v| {
-                    json!({"name": v.name.v, "default": v.name.v == spec.default_variant, "description": v.description, "base": v.python.base.v, "location": location(v.name.loc)})
-                })
-                .collect();
-            let mut text = String::from("TARGET            DESCRIPTION\n");
-            for v in &spec.variants {
-                let name = if v.name.v == spec.default_variant {
-                    format!("{} (default)", v.name.v)
-                } else {
-                    v.name.v.clone()
-                };
-                text.push_str(&format!("{name:17} {}\n", v.description));
-            }
-            Ok(result(
-                json!({"targets": targets, "sources": sources(&loaded)}),
-                text,
-                &[],
-            ))
-        }
-        "frontend.outline" => {
-            let loaded = read_spec(bridge, opts).await?;
-            let spec = &loaded.spec;
-            let args: Vec<Value> = spec
-                .args
-                .iter()
-                .map(|a| json!({"name": a.name, "value": a.value, "location": location(a.loc)}))
-                .collect();
-            let secrets: Vec<Value> = [&spec.secrets.ca_bundle, &spec.secrets.netrc]
-                .into_iter()
-                .flatten()
-                .map(|id| json!({"name": id, "required": false}))
-                .collect();
-            let mut text = String::from("BUILD ARG         VALUE\n");
-            for a in &spec.args {
-                text.push_str(&format!("{:17} {}\n", a.name, a.value));
-            }
-            Ok(result(
-                json!({"name": spec.name.v, "description": spec.description, "args": args, "secrets": secrets, "sources": sources(&loaded)}),
-                text,
-                &[],
-            ))
-        }
-        "frontend.lint" => {
-            let loaded = read_spec(bridge, opts).await?;
-            let spec = &loaded.spec;
-            let warnings: Vec<Value> = loaded
-                .warnings
-                .iter()
-                .filter(|w| w.severity == Severity::Warning)
-                .map(|w| json!({"ruleName": "KilnSpec", "description": w.message, "detail": w.help, "location": location(w.loc)}))
-                .collect();
-            let text: String = loaded
-                .warnings
-                .iter()
-                .map(|w| format!("{}\n", w.one_line(&spec.files)))
-                .collect();
-            let status = if warnings.is_empty() { "0" } else { "1" };
-            Ok(result(
-                json!({"warnings": warnings, "sources": sources(&loaded)}),
-                text,
-                &[("result.statuscode", status.to_string())],
-            ))
-        }
+        "frontend.subrequests.describe" => Ok(describe()),
+        "frontend.targets" => Ok(targets(&read_spec(bridge, opts).await?)),
+        "frontend.outline" => Ok(outline(&read_spec(bridge, opts).await?)),
+        "frontend.lint" => Ok(lint(&read_spec(bridge, opts).await?)),
         other => Err(Failure {
             code: tonic::Code::Unimplemented,
             message: format!("kiln does not support the subrequest `{other}`"),
@@ -130,7 +47,100 @@ pub async fn handle(bridge: &mut Bridge, opts: &Options, id: &str) -> Result<Ret
     }
 }
 
-fn sources(loaded: &crate::spec::Loaded) -> Vec<Value> {
+fn describe() -> Returned {
+    let list = [
+        (
+            "frontend.subrequests.describe",
+            "List available subrequest types",
+        ),
+        (
+            "frontend.outline",
+            "List the spec's build arguments and secrets",
+        ),
+        ("frontend.targets", "List the variants this spec can build"),
+        ("frontend.lint", "Check the spec and report warnings"),
+    ];
+    let requests: Vec<Value> = list
+        .iter()
+        .map(|(name, desc)| json!({"name": name, "version": VERSION, "type": "type.rpc", "description": desc, "metadata": [{"name": "result.json"}, {"name": "result.txt"}]}))
+        .collect();
+    let text = list.iter().map(|(n, d)| format!("{n:32} {d}\n")).collect();
+    result(json!(requests), text, &[])
+}
+
+/// The variants, the default marked.
+fn targets(loaded: &Loaded) -> Returned {
+    let spec = &loaded.spec;
+    let targets: Vec<Value> = spec
+        .variants
+        .iter()
+        .map(|v| {
+            json!({"name": v.name.v, "default": v.name.v == spec.default_variant, "description": v.description, "base": v.python.base.v, "location": location(v.name.loc)})
+        })
+        .collect();
+    let mut text = String::from("TARGET            DESCRIPTION\n");
+    for v in &spec.variants {
+        let name = if v.name.v == spec.default_variant {
+            format!("{} (default)", v.name.v)
+        } else {
+            v.name.v.clone()
+        };
+        text.push_str(&format!("{name:17} {}\n", v.description));
+    }
+    result(
+        json!({"targets": targets, "sources": sources(loaded)}),
+        text,
+        &[],
+    )
+}
+
+/// The build args (with their values) and the secrets the spec uses.
+fn outline(loaded: &Loaded) -> Returned {
+    let spec = &loaded.spec;
+    let args: Vec<Value> = spec
+        .args
+        .iter()
+        .map(|a| json!({"name": a.name, "value": a.value, "location": location(a.loc)}))
+        .collect();
+    let secrets: Vec<Value> = [&spec.secrets.ca_bundle, &spec.secrets.netrc]
+        .into_iter()
+        .flatten()
+        .map(|id| json!({"name": id, "required": false}))
+        .collect();
+    let mut text = String::from("BUILD ARG         VALUE\n");
+    for a in &spec.args {
+        text.push_str(&format!("{:17} {}\n", a.name, a.value));
+    }
+    result(
+        json!({"name": spec.name.v, "description": spec.description, "args": args, "secrets": secrets, "sources": sources(loaded)}),
+        text,
+        &[],
+    )
+}
+
+/// The spec's warnings.
+fn lint(loaded: &Loaded) -> Returned {
+    let spec = &loaded.spec;
+    let warnings: Vec<Value> = loaded
+        .warnings
+        .iter()
+        .filter(|w| w.severity == Severity::Warning)
+        .map(|w| json!({"ruleName": "KilnSpec", "description": w.message, "detail": w.help, "location": location(w.loc)}))
+        .collect();
+    let text: String = loaded
+        .warnings
+        .iter()
+        .map(|w| format!("{}\n", w.one_line(&spec.files)))
+        .collect();
+    let status = if warnings.is_empty() { "0" } else { "1" };
+    result(
+        json!({"warnings": warnings, "sources": sources(loaded)}),
+        text,
+        &[("result.statuscode", status.to_string())],
+    )
+}
+
+fn sources(loaded: &Loaded) -> Vec<Value> {
     loaded
         .spec
         .files

@@ -85,7 +85,7 @@ impl Writer {
             .collect();
         let op = match &node.kind {
             Kind::Source(s) => pb::op::Op::Source(s.clone()),
-            Kind::Exec(e) => pb::op::Op::Exec(e.clone()),
+            Kind::Exec(e) => pb::op::Op::Exec((**e).clone()),
             Kind::File(f) => pb::op::Op::File(f.clone()),
             Kind::Merge(m) => pb::op::Op::Merge(m.clone()),
         };

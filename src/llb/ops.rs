@@ -25,7 +25,7 @@ pub struct Meta {
 #[derive(Debug)]
 pub(crate) enum Kind {
     Source(pb::SourceOp),
-    Exec(pb::ExecOp),
+    Exec(Box<pb::ExecOp>),
     File(pb::FileOp),
     Merge(pb::MergeOp),
 }
@@ -322,7 +322,7 @@ impl State {
             ..Default::default()
         };
         let platform = self.platform();
-        let out = node(Kind::Exec(op), inputs, platform, exec.meta, caps);
+        let out = node(Kind::Exec(Box::new(op)), inputs, platform, exec.meta, caps);
         ExecState { node: out.node }
     }
 

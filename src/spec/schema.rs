@@ -62,6 +62,7 @@ fn pip() -> Value {
     })
 }
 
+/// The schema as one JSON literal: long, but it reads as the schema it produces.
 pub fn schema() -> Value {
     json!({
         "$schema": "http://json-schema.org/draft-07/schema#",
