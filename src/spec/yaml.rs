@@ -36,6 +36,16 @@ pub struct Key {
     pub loc: Loc,
 }
 
+impl Key {
+    /// A key made in code (e.g. the implicit `default` variant), at `loc`.
+    pub fn new(name: &str, loc: Loc) -> Self {
+        Key {
+            name: name.to_string(),
+            loc,
+        }
+    }
+}
+
 impl Node {
     pub fn type_name(&self) -> &'static str {
         match self.value {

@@ -420,7 +420,7 @@ pub(crate) fn convert(
     if let Value::Map(entries) = &mut doc.value {
         for (k, v) in entries.iter_mut() {
             if k.name != "args" {
-                super::load::expand(v, &values, &mut expand_errors);
+                super::expand::expand(v, &values, &mut expand_errors);
             }
         }
     }

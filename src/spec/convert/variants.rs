@@ -9,7 +9,6 @@ use super::python::{PipFields, PythonFields};
 use super::{Cx, Fields};
 use crate::diag::did_you_mean;
 use crate::spec::format::*;
-use crate::spec::load::key;
 use crate::spec::model::*;
 use crate::spec::validate;
 use crate::spec::yaml::{Key, Node, Value};
@@ -117,7 +116,7 @@ impl Cx {
                 }
             },
             None => vec![(
-                key("default", doc.loc),
+                Key::new("default", doc.loc),
                 Node {
                     value: Value::Map(vec![]),
                     loc: doc.loc,
