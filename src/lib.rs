@@ -4,8 +4,8 @@
 //! The pipeline: `spec` (YAML -> checked, typed model) -> `plan` (model -> stage graph)
 //! -> `llb` (stage graph -> BuildKit definition). `frontend` runs it inside BuildKit.
 
+pub mod context;
 pub mod diag;
-pub mod dockerignore;
 pub mod frontend;
 pub mod llb;
 pub mod plan;

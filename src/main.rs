@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 use prost::Message;
 
+use kiln::context::{ContextInfo, Gather};
 use kiln::llb::platform;
 use kiln::plan::lower::LowerOpts;
 use kiln::plan::{self, Plan, compile};
@@ -32,6 +33,10 @@ enum Command {
         /// NAME=VALUE, overriding a default under `args:`.
         #[arg(long = "build-arg", value_name = "NAME=VALUE")]
         build_args: Vec<String>,
+        /// The build context: also check the files the spec names there (requirement
+        /// files and their includes, lock files and projects), as a build would.
+        #[arg(long)]
+        context: Option<String>,
     },
     /// Print the LLB definition of one variant (for `buildctl build`).
     Llb {
@@ -46,9 +51,10 @@ enum Command {
         platform: Option<String>,
         #[arg(long, value_enum, default_value = "pb")]
         format: LlbFormat,
-        /// The build context directory, for its .dockerignore (default: the current directory).
-        #[arg(long, default_value = ".")]
-        context: String,
+        /// The build context directory: its .dockerignore, and the requirement files the
+        /// spec names with their includes, are read as the frontend reads them.
+        #[arg(long)]
+        context: Option<String>,
         /// Layer venv and app with MergeOp (needs BuildKit >= 0.10).
         #[arg(long)]
         merge: bool,
@@ -133,7 +139,11 @@ fn main() -> ExitCode {
 
 fn run(command: Command) -> Result<ExitCode, ExitCode> {
     match command {
-        Command::Check { specs, build_args } => Ok(check(&specs, &build_args)),
+        Command::Check {
+            specs,
+            build_args,
+            context,
+        } => Ok(check(&specs, &build_args, context.as_deref())),
         Command::Llb {
             spec,
             target,
@@ -153,12 +163,11 @@ fn run(command: Command) -> Result<ExitCode, ExitCode> {
             };
             let mut opts = LowerOpts::offline(platform);
             opts.merge = merge;
-            if let Ok(text) =
-                std::fs::read_to_string(std::path::Path::new(&context).join(".dockerignore"))
-            {
-                opts.dockerignore = kiln::dockerignore::parse(&text);
-            }
-            llb(&loaded.spec, target.as_deref(), &opts, format)
+            let context = match &context {
+                Some(dir) => read_context(&loaded.spec, dir)?,
+                None => ContextInfo::default(),
+            };
+            llb(&loaded.spec, target.as_deref(), &context, &opts, format)
         }
         Command::Graph {
             spec,
@@ -177,12 +186,17 @@ fn run(command: Command) -> Result<ExitCode, ExitCode> {
     }
 }
 
-/// `kiln check`: every spec, each reported; exit 2 when any is wrong.
-fn check(specs: &[String], build_args: &[String]) -> ExitCode {
+/// `kiln check`: every spec, each reported (with what it names in `context`, when
+/// given); exit 2 when any is wrong.
+fn check(specs: &[String], build_args: &[String], context: Option<&str>) -> ExitCode {
     let mut failed = false;
     for s in specs {
-        match load(s, build_args) {
-            Ok(_) => eprintln!("{s}: ok"),
+        let checked = load(s, build_args).and_then(|loaded| match context {
+            Some(dir) => read_context(&loaded.spec, dir).map(|_| ()),
+            None => Ok(()),
+        });
+        match checked {
+            Ok(()) => eprintln!("{s}: ok"),
             Err(_) => failed = true,
         }
     }
@@ -199,15 +213,56 @@ fn refuse(spec: &kiln::spec::Spec, d: kiln::diag::Diagnostic) -> ExitCode {
     ExitCode::from(2)
 }
 
+/// What the spec names in the context directory `dir`, read from disk as the frontend
+/// reads it from the client: nothing outside `dir` (a symlink that leaves it counts as
+/// missing). Errors: each problem rendered at its spec line; exit 2.
+fn read_context(spec: &kiln::spec::Spec, dir: &str) -> Result<ContextInfo, ExitCode> {
+    let root = std::fs::canonicalize(dir).map_err(|e| {
+        eprintln!("error: cannot read the context `{dir}`: {e}");
+        ExitCode::from(2)
+    })?;
+    let read = |path: &str| -> Option<Vec<u8>> {
+        let full = std::fs::canonicalize(root.join(path)).ok()?;
+        if !full.starts_with(&root) {
+            return None;
+        }
+        let mut bytes = vec![];
+        let file = std::fs::File::open(full).ok()?;
+        std::io::Read::read_to_end(
+            &mut std::io::Read::take(file, kiln::context::MAX_FILE_BYTES as u64),
+            &mut bytes,
+        )
+        .ok()?;
+        Some(bytes)
+    };
+    let mut gather = Gather::new(spec);
+    loop {
+        let wanted = gather.wanted();
+        if wanted.is_empty() {
+            break;
+        }
+        for path in wanted {
+            gather.give(&path, read(&path).as_deref());
+        }
+    }
+    gather.finish().map_err(|diags| {
+        for d in diags {
+            eprint!("{}", d.render(&spec.files));
+        }
+        ExitCode::from(2)
+    })
+}
+
 /// `kiln llb`: the definition of one target on stdout, protobuf or JSON.
 fn llb(
     spec: &kiln::spec::Spec,
     target: Option<&str>,
+    context: &ContextInfo,
     opts: &LowerOpts,
     format: LlbFormat,
 ) -> Result<ExitCode, ExitCode> {
     let variant = spec.target(target).map_err(|d| refuse(spec, d))?;
-    let built = compile(spec, variant, opts);
+    let built = compile(spec, variant, context, opts);
     let mut out = std::io::stdout().lock();
     let res = match format {
         LlbFormat::Pb => out.write_all(&built.def.encode_to_vec()),
@@ -239,7 +294,7 @@ fn graph(
             .collect::<Result<Vec<_>, _>>()
             .map_err(|d| refuse(spec, d))?
     };
-    let plan = Plan::new(spec, &variants);
+    let plan = Plan::new(spec, &variants, &ContextInfo::default());
     print!(
         "{}",
         match format {

@@ -17,7 +17,7 @@ fuzz_target!(|data: &[u8]| {
         Ok(loaded) => {
             let opts = LowerOpts::offline(kiln::llb::platform("linux", "amd64", ""));
             for v in &loaded.spec.variants {
-                let built = compile(&loaded.spec, v, &opts);
+                let built = compile(&loaded.spec, v, &Default::default(), &opts);
                 assert!(!built.def.def.is_empty());
             }
             for w in &loaded.warnings {

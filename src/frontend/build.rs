@@ -102,7 +102,6 @@ async fn build_image(
         )]),
         context: opts.context_local.clone(),
         session_id: opts.session_id.clone(),
-        dockerignore: inputs.dockerignore.clone(),
         merge: bridge.has_llb("mergeop"),
         no_cache: opts.no_cache,
         labels: opts.labels.clone(),
@@ -112,7 +111,7 @@ async fn build_image(
         def,
         config,
         verify,
-    } = compile(spec, variant, &lower_opts);
+    } = compile(spec, variant, &inputs.context, &lower_opts);
     eprintln!(
         "kiln: definition for {} made in {} us",
         variant.name.v,

@@ -4,33 +4,75 @@
 
 use super::bridge::{Bridge, Failure};
 use super::opts::Options;
+use crate::context::{ContextInfo, Gather};
 use crate::diag::Report;
-use crate::dockerignore;
 use crate::llb::{self, Local, Meta};
 use crate::spec::{LoadOptions, Loaded, Sources};
 
-/// Everything the build reads before it plans: the checked spec and the context's
-/// exclude patterns.
+/// Everything the build reads before it plans: the checked spec and what it needs from
+/// the context.
 pub struct Inputs {
     pub loaded: Loaded,
-    /// `.dockerignore` patterns (empty when the spec copies no app, or there is none).
-    pub dockerignore: Vec<String>,
+    /// `.dockerignore`, requirement includes, lock projects (see `context::Gather`).
+    pub context: ContextInfo,
 }
 
-/// Read the spec, then `.dockerignore` when the spec copies app code.
+/// Read the spec, then from the context what it names. Errors: `InvalidArgument` with
+/// each problem at the spec line that named the file.
 pub async fn read_inputs(bridge: &mut Bridge, opts: &Options) -> Result<Inputs, Failure> {
     let loaded = read_spec(bridge, opts).await?;
-    let dockerignore = match &loaded.spec.app {
-        Some(_) => read_local(bridge, opts, &opts.context_local, ".dockerignore")
-            .await
-            .map(|b| dockerignore::parse(&String::from_utf8_lossy(&b)))
-            .unwrap_or_default(),
-        None => vec![],
-    };
-    Ok(Inputs {
-        loaded,
-        dockerignore,
-    })
+    let spec = &loaded.spec;
+    let mut gather = Gather::new(spec);
+    loop {
+        let wanted = gather.wanted();
+        if wanted.is_empty() {
+            break;
+        }
+        let found = read_files(bridge, opts, &opts.context_local, &wanted).await?;
+        for (path, content) in wanted.iter().zip(found) {
+            gather.give(path, content.as_deref());
+        }
+    }
+    let context = gather.finish().map_err(|diags| {
+        Failure::invalid(
+            diags
+                .iter()
+                .map(|d| d.one_line(&spec.files))
+                .collect::<Vec<_>>()
+                .join("\n"),
+        )
+    })?;
+    Ok(Inputs { loaded, context })
+}
+
+/// Several files of a local directory, sent by the client for this purpose only: one
+/// solve, then one `ReadFile` each (`None` for a file the client does not have).
+async fn read_files(
+    bridge: &mut Bridge,
+    opts: &Options,
+    local: &str,
+    paths: &[String],
+) -> Result<Vec<Option<Vec<u8>>>, Failure> {
+    let st = llb::local(
+        Local {
+            name: local.into(),
+            follow_paths: paths.to_vec(),
+            shared_key_hint: Some(format!("{local}-kiln-inputs")),
+            session_id: opts.session_id.clone(),
+            differ_none: bridge.has_llb("source.local.differ"),
+            ..Default::default()
+        },
+        Meta {
+            name: Some(format!("[internal] load {}", paths.join(", "))),
+            ..Default::default()
+        },
+    );
+    let r = bridge.solve(llb::marshal(&st, &[]), false).await?;
+    let mut out = vec![];
+    for p in paths {
+        out.push(bridge.read_file(&r, p).await.ok());
+    }
+    Ok(out)
 }
 
 /// Read the spec and every file it extends from the spec local. Errors: `InvalidArgument`

@@ -5,7 +5,10 @@ use super::{Plan, StageKind};
 fn shape(kind: &StageKind) -> &'static str {
     match kind {
         StageKind::Base { .. } => "box3d",
-        StageKind::Apt { .. } | StageKind::Python { .. } | StageKind::Install { .. } => "box",
+        StageKind::Apt(_)
+        | StageKind::Python(_)
+        | StageKind::Install(_)
+        | StageKind::Project(_) => "box",
         StageKind::Final { .. } => "doubleoctagon",
         StageKind::Verify { .. } => "note",
     }

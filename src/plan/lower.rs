@@ -18,6 +18,10 @@ const NETRC_PATH: &str = "/root/.netrc";
 const REQ_MOUNT: &str = "/kiln/req";
 /// uv lives in its own venv in the builder, on PATH for every step that uses it.
 const UV_HOME: &str = "/opt/kiln-uv";
+/// Poetry lives in its own venv in the builder, for `poetry.lock` groups.
+const POETRY_HOME: &str = "/opt/kiln-poetry";
+/// Where the app's project is mounted for its wheel build.
+const PROJECT_MOUNT: &str = "/kiln/project";
 /// The pip kiln puts in every venv it creates with `installer: pip`.
 pub const PIP_VERSION: &str = "25.1.1";
 
@@ -39,8 +43,6 @@ pub struct LowerOpts {
     /// The local that holds the build context (docker build's `context`).
     pub context: String,
     pub session_id: Option<String>,
-    /// Patterns from the context's .dockerignore.
-    pub dockerignore: Vec<String>,
     /// Layer venv and app with MergeOp (engines with the `mergeop` cap) instead of copies.
     pub merge: bool,
     pub no_cache: bool,
@@ -55,7 +57,6 @@ impl LowerOpts {
             images: BTreeMap::new(),
             context: "context".into(),
             session_id: None,
-            dockerignore: vec![],
             merge: false,
             no_cache: false,
             labels: BTreeMap::new(),
@@ -107,6 +108,15 @@ pub fn lower(plan: &Plan, opts: &LowerOpts) -> Lowered {
                     None => parent,
                 };
                 install(&on, step, opts, &env, meta)
+            }
+            StageKind::Project(step) => {
+                let on = match stage.deps.first() {
+                    Some(python) => {
+                        toolchain_into(&parent, &states[*python], &step.toolchain, &meta)
+                    }
+                    None => parent,
+                };
+                project(&on, step, opts, &env, meta)
             }
             StageKind::Final(step) => {
                 let config = image_config(step, &info.config, &opts.platform, &opts.labels);
@@ -259,7 +269,8 @@ fn uv_cache() -> Mount {
     }
 }
 
-fn installer_env(env: &[String], installer: Installer, pip: Option<&PipOptions>) -> Vec<String> {
+fn installer_env(env: &[String], toolchain: &Toolchain, pip: Option<&PipOptions>) -> Vec<String> {
+    let installer = toolchain.installer;
     let mut out: Vec<String> = env
         .iter()
         .filter(|e| !e.starts_with("PATH="))
@@ -302,6 +313,7 @@ fn python(parent: &State, step: &PythonStep, env: &[String], meta: Meta) -> Stat
         installer,
         uv_version,
         venv,
+        poetry,
     } = &step.toolchain;
     let installer = *installer;
     let mut script = String::from("set -eu\n");
@@ -345,10 +357,16 @@ fn python(parent: &State, step: &PythonStep, env: &[String], meta: Meta) -> Stat
             script.push_str("uv --version\n");
         }
     }
+    if let Some(version) = poetry {
+        script.push_str(&format!(
+            "\"$PY\" -m venv {POETRY_HOME}\n{POETRY_HOME}/bin/python -m pip install -q {}\n",
+            quote(&format!("poetry=={version}"))
+        ));
+    }
     parent
         .run(sh(
             script,
-            installer_env(env, installer, None),
+            installer_env(env, &step.toolchain, None),
             mounts,
             meta,
         ))
@@ -371,15 +389,17 @@ fn toolchain_into(builder: &State, python: &State, toolchain: &Toolchain, meta: 
             loc: meta.loc,
         })
         .copy(python, venv, venv, copy.clone());
+    if toolchain.poetry.is_some() {
+        ops = ops.copy(python, POETRY_HOME, POETRY_HOME, copy.clone());
+    }
     if toolchain.installer == Installer::Uv {
         ops = ops.copy(python, UV_HOME, UV_HOME, copy);
     }
     ops.done()
 }
 
-/// What the installer is told to install: index options, then the source's requirements
-/// (files as mounted at `REQ_MOUNT`).
-fn installer_args(source: &GroupSource, pip: &PipOptions) -> Vec<String> {
+/// `--index-url`/`--extra-index-url` from `pip:`, for pip, `uv pip` and `uv build`.
+fn index_args(pip: &PipOptions) -> Vec<String> {
     let mut args: Vec<String> = vec![];
     if let Some(u) = &pip.index_url {
         args.extend(["--index-url".into(), u.clone()]);
@@ -387,22 +407,122 @@ fn installer_args(source: &GroupSource, pip: &PipOptions) -> Vec<String> {
     for u in &pip.extra_index_urls {
         args.extend(["--extra-index-url".into(), u.clone()]);
     }
+    args
+}
+
+/// The shell command that installs `source` into the venv (files as mounted at
+/// `REQ_MOUNT`), and its cache mount.
+fn install_command(source: &GroupSource, step: &InstallStep) -> (String, Mount) {
+    let Toolchain {
+        installer, venv, ..
+    } = &step.toolchain;
+    let python = format!("{venv}/bin/python");
+    let pip = &step.pip;
+    let in_mount = |path: &str| match path {
+        "" => REQ_MOUNT.to_string(),
+        p => format!("{REQ_MOUNT}/{p}"),
+    };
     match source {
         GroupSource::Requirements {
             files,
             packages,
             constraints,
+            require_hashes,
+            ..
         } => {
+            let mut args = index_args(pip);
+            if *require_hashes {
+                args.push("--require-hashes".into());
+            }
             if let Some(c) = constraints {
-                args.extend(["-c".into(), format!("{REQ_MOUNT}/{c}")]);
+                args.extend(["-c".into(), in_mount(c)]);
             }
             for f in files {
-                args.extend(["-r".into(), format!("{REQ_MOUNT}/{f}")]);
+                args.extend(["-r".into(), in_mount(f)]);
             }
             args.extend(packages.iter().cloned());
+            match installer {
+                Installer::Pip => (
+                    format!(
+                        "{} -m pip install --timeout {} --retries {} {}",
+                        quote(&python),
+                        pip.timeout,
+                        pip.retries,
+                        join(&args)
+                    ),
+                    pip_cache(),
+                ),
+                Installer::Uv => (
+                    format!("uv pip install --python {} {}", quote(&python), join(&args)),
+                    uv_cache(),
+                ),
+            }
         }
+        // Never re-resolved: `--locked` fails when pyproject.toml and the lock disagree;
+        // `--inexact` keeps what earlier groups installed.
+        GroupSource::UvLock {
+            project,
+            extras,
+            groups,
+            ..
+        } => {
+            let mut args: Vec<String> = vec![
+                "--locked".into(),
+                "--inexact".into(),
+                "--no-install-workspace".into(),
+                "--no-default-groups".into(),
+            ];
+            for e in extras {
+                args.extend(["--extra".into(), e.clone()]);
+            }
+            for g in groups {
+                args.extend(["--group".into(), g.clone()]);
+            }
+            (
+                format!(
+                    "cd {}
+UV_PROJECT_ENVIRONMENT={} uv sync --python {} {}",
+                    quote(&in_mount(project)),
+                    quote(venv),
+                    quote(&python),
+                    join(&args)
+                ),
+                uv_cache(),
+            )
+        }
+        GroupSource::Pylock { lock } => (
+            format!(
+                "uv pip install --python {} -r {}",
+                quote(&python),
+                quote(&in_mount(lock))
+            ),
+            uv_cache(),
+        ),
+        // Poetry installs into the active venv when it makes none of its own.
+        GroupSource::PoetryLock { project, groups, .. } => (
+            format!(
+                "cd {}
+VIRTUAL_ENV={venv} PATH={venv}/bin:$PATH POETRY_VIRTUALENVS_CREATE=false POETRY_CACHE_DIR=/root/.cache/pypoetry {POETRY_HOME}/bin/poetry install --no-root --no-interaction --only {}",
+                quote(&in_mount(project)),
+                quote(&groups.join(",")),
+                venv = quote(venv),
+            ),
+            Mount::Cache {
+                dest: "/root/.cache/pypoetry".into(),
+                id: "kiln-poetry".into(),
+                sharing: Sharing::Shared,
+            },
+        ),
     }
-    args
+}
+
+/// `pip check` for the venv, with the installer's own tool.
+fn check_command(installer: Installer, venv: &str) -> String {
+    let python = format!("{venv}/bin/python");
+    match installer {
+        Installer::Pip => format!("{} -m pip check", quote(&python)),
+        Installer::Uv => format!("uv pip check --python {}", quote(&python)),
+    }
 }
 
 /// Install one group into the venv on `parent`: only the group's own context files
@@ -444,30 +564,9 @@ fn install(
             src: req,
         });
     }
-    let python = format!("{venv}/bin/python");
-    let args = installer_args(source, pip);
-    let (install, check) = match installer {
-        Installer::Pip => {
-            mounts.push(pip_cache());
-            (
-                format!(
-                    "{} -m pip install --timeout {} --retries {} {}",
-                    quote(&python),
-                    pip.timeout,
-                    pip.retries,
-                    join(&args)
-                ),
-                format!("{} -m pip check", quote(&python)),
-            )
-        }
-        Installer::Uv => {
-            mounts.push(uv_cache());
-            (
-                format!("uv pip install --python {} {}", quote(&python), join(&args)),
-                format!("uv pip check --python {}", quote(&python)),
-            )
-        }
-    };
+    let (install, cache) = install_command(source, step);
+    mounts.push(cache);
+    let check = check_command(installer, venv);
     let mut script = format!("set -eu\n{secret_script}{install}\n");
     if pip.check {
         script.push_str(&format!("{check}\n"));
@@ -475,7 +574,94 @@ fn install(
     parent
         .run(sh(
             script,
-            installer_env(env, installer, Some(pip)),
+            installer_env(env, toolchain, Some(pip)),
+            mounts,
+            meta,
+        ))
+        .root()
+}
+
+/// Build the app's project as a wheel from a writable copy of its files (so no build
+/// backend writes into the context), and install it without dependencies: those came
+/// from the groups, installed before.
+fn project(
+    parent: &State,
+    step: &ProjectStep,
+    opts: &LowerOpts,
+    env: &[String],
+    meta: Meta,
+) -> State {
+    let Toolchain {
+        installer, venv, ..
+    } = &step.toolchain;
+    let python = format!("{venv}/bin/python");
+    let src = llb::local(
+        Local {
+            name: opts.context.clone(),
+            include: if step.dir.is_empty() {
+                vec![]
+            } else {
+                vec![step.dir.clone()]
+            },
+            exclude: step.exclude.clone(),
+            shared_key_hint: Some(format!("{}-project", opts.context)),
+            session_id: opts.session_id.clone(),
+            ..Default::default()
+        },
+        Meta {
+            name: Some("project source".into()),
+            ..Default::default()
+        },
+    );
+    let (mut mounts, secret_script) = secret_setup(&step.secrets);
+    mounts.push(Mount::Bind {
+        dest: PROJECT_MOUNT.into(),
+        src,
+    });
+    let from = match step.dir.as_str() {
+        "" => PROJECT_MOUNT.to_string(),
+        d => format!("{PROJECT_MOUNT}/{d}"),
+    };
+    let index = join(&index_args(&step.pip));
+    let (build, install) = match installer {
+        Installer::Uv => {
+            mounts.push(uv_cache());
+            (
+                format!(
+                    "uv build --wheel --python {py} --out-dir /tmp/kiln-wheels {index} /tmp/kiln-project",
+                    py = quote(&python)
+                ),
+                format!(
+                    "uv pip install --python {} --no-deps /tmp/kiln-wheels/*.whl",
+                    quote(&python)
+                ),
+            )
+        }
+        Installer::Pip => {
+            mounts.push(pip_cache());
+            (
+                format!(
+                    "{py} -m pip wheel --no-deps --wheel-dir /tmp/kiln-wheels {index} /tmp/kiln-project",
+                    py = quote(&python)
+                ),
+                format!(
+                    "{} -m pip install --no-deps /tmp/kiln-wheels/*.whl",
+                    quote(&python)
+                ),
+            )
+        }
+    };
+    let mut script = format!(
+        "set -eu\n{secret_script}rm -rf /tmp/kiln-project /tmp/kiln-wheels\ncp -a {}/. /tmp/kiln-project\n{build}\n{install}\nrm -rf /tmp/kiln-project /tmp/kiln-wheels\n",
+        quote(&from)
+    );
+    if step.pip.check {
+        script.push_str(&format!("{}\n", check_command(*installer, venv)));
+    }
+    parent
+        .run(sh(
+            script,
+            installer_env(env, &step.toolchain, Some(&step.pip)),
             mounts,
             meta,
         ))
@@ -563,8 +749,7 @@ fn app_layer(on: &State, app: &AppCopy, user: &RuntimeUser, opts: &LowerOpts, me
         uid: user.uid,
         gid: user.gid,
     });
-    let mut exclude = opts.dockerignore.clone();
-    exclude.extend(app.exclude.iter().cloned());
+    let exclude = app.exclude.clone();
     let ctx = llb::local(
         Local {
             name: opts.context.clone(),

@@ -15,9 +15,10 @@ use std::collections::BTreeMap;
 
 pub use stage::*;
 
+use crate::context::ContextInfo;
 use crate::diag::{Loc, SourceFile};
 use crate::llb::{self, pb};
-use crate::spec::{S, Spec, Variant};
+use crate::spec::{self, LockKind, S, Spec, Variant};
 use lower::{LowerOpts, lower};
 
 pub type StageId = usize;
@@ -59,6 +60,10 @@ impl Stage {
                 format!("python:{check} venv {}{tool}", p.toolchain.venv)
             }
             StageKind::Install(i) => format!("{} install: {}", i.toolchain.installer, i.group),
+            StageKind::Project(p) => {
+                let dir = if p.dir.is_empty() { "." } else { &p.dir };
+                format!("{} install: project {dir}", p.toolchain.installer)
+            }
             StageKind::Final(f) => format!("image {}", f.variant),
             StageKind::Verify { variant, command } => format!("verify {variant}: {command}"),
         }
@@ -86,9 +91,15 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// The plan for `variants` (typically from `Spec::target`, or all of `spec.variants`).
-    pub fn new(spec: &Spec, variants: &[&Variant]) -> Plan {
-        let mut b = Builder::default();
+    /// The plan for `variants` (typically from `Spec::target`, or all of `spec.variants`);
+    /// `context` is what was read from the build context (`ContextInfo::default()` when
+    /// it was not: then each requirement file stands for itself alone).
+    pub fn new(spec: &Spec, variants: &[&Variant], context: &ContextInfo) -> Plan {
+        let mut b = Builder {
+            stages: vec![],
+            memo: BTreeMap::new(),
+            context,
+        };
         let targets = variants.iter().map(|v| b.variant(spec, v)).collect();
         Plan {
             stages: b.stages,
@@ -111,10 +122,15 @@ pub struct Compiled {
     pub verify: Vec<(S<String>, pb::Definition)>,
 }
 
-/// Plan, lower and marshal one variant: the pipeline from a checked spec to what BuildKit
-/// solves.
-pub fn compile(spec: &Spec, variant: &Variant, opts: &LowerOpts) -> Compiled {
-    let plan = Plan::new(spec, &[variant]);
+/// Plan, lower and marshal one variant: the pipeline from a checked spec (and what was
+/// read from the context) to what BuildKit solves.
+pub fn compile(
+    spec: &Spec,
+    variant: &Variant,
+    context: &ContextInfo,
+    opts: &LowerOpts,
+) -> Compiled {
+    let plan = Plan::new(spec, &[variant], context);
     let mut lowered = lower(&plan, opts);
     let target = &variant.name.v;
     let image = lowered
@@ -138,13 +154,13 @@ pub fn compile(spec: &Spec, variant: &Variant, opts: &LowerOpts) -> Compiled {
 /// Identity of a stage: what it does, what it starts from, what else it reads.
 type StageKey = (StageKind, Option<StageId>, Vec<StageId>);
 
-#[derive(Default)]
-struct Builder {
+struct Builder<'c> {
     stages: Vec<Stage>,
     memo: BTreeMap<StageKey, StageId>,
+    context: &'c ContextInfo,
 }
 
-impl Builder {
+impl Builder<'_> {
     /// The stage for this work, made once: a second request returns the first one's id.
     fn add(
         &mut self,
@@ -183,10 +199,14 @@ impl Builder {
         );
         let runtime = self.apt(base, AptRole::Runtime, &v.runtime_packages);
         let builder = self.apt(base, AptRole::Build, &v.build_packages);
+        let uses_poetry = v.groups.iter().any(|g| {
+            matches!(&spec.group(&g.v).map(|g| &g.source), Some(spec::GroupSource::Lock(l)) if l.kind == LockKind::Poetry)
+        });
         let toolchain = Toolchain {
             installer: py.installer,
             uv_version: py.uv_version.clone(),
             venv: py.venv.clone(),
+            poetry: uses_poetry.then(|| spec::format::POETRY_VERSION.to_string()),
         };
         // The venv (and uv) are made on the base, beside the build packages rather than
         // after them: the first install copies them into the builder.
@@ -201,9 +221,24 @@ impl Builder {
             py.version.as_ref().map(|s| s.loc).unwrap_or(py.base.loc),
         );
         let first = (builder != base).then_some((builder, python));
-        let venv = self.installs(spec, v, &toolchain, first, python);
+        let mut venv = self.installs(spec, v, &toolchain, first, python);
+        if let Some(dir) = spec.app.as_ref().and_then(|a| a.project.as_ref()) {
+            let step = ProjectStep {
+                dir: dir.v.clone(),
+                exclude: self.app_exclude(spec),
+                pip: pip_options(v),
+                toolchain: toolchain.clone(),
+                secrets: spec.secrets.clone(),
+            };
+            // With no group to install, the venv still has to reach the builder.
+            let (on, deps) = match first {
+                Some((builder, python)) if venv == python => (builder, vec![python]),
+                _ => (venv, vec![]),
+            };
+            venv = self.add(StageKind::Project(step), Some(on), deps, dir.loc);
+        }
         let image = self.add(
-            StageKind::Final(final_step(spec, v)),
+            StageKind::Final(final_step(spec, v, self.app_exclude(spec))),
             Some(runtime),
             vec![venv],
             v.name.loc,
@@ -241,24 +276,14 @@ impl Builder {
         first: Option<(StageId, StageId)>,
         mut venv: StageId,
     ) -> StageId {
-        let pip = PipOptions {
-            index_url: v.pip.index_url.clone(),
-            extra_index_urls: v.pip.extra_index_urls.clone(),
-            timeout: v.pip.timeout,
-            retries: v.pip.retries,
-            check: v.pip.check,
-        };
+        let pip = pip_options(v);
         for (i, name) in v.groups.iter().enumerate() {
             let group = spec
                 .group(&name.v)
                 .expect("variant groups are checked at load");
             let kind = StageKind::Install(InstallStep {
                 group: name.v.clone(),
-                source: GroupSource::Requirements {
-                    files: group.files.iter().map(|f| f.v.clone()).collect(),
-                    packages: group.packages.iter().map(|p| p.v.clone()).collect(),
-                    constraints: v.pip.constraints.as_ref().map(|c| c.v.clone()),
-                },
+                source: self.source(&group.source, v),
                 pip: pip.clone(),
                 toolchain: toolchain.clone(),
                 secrets: spec.secrets.clone(),
@@ -271,6 +296,71 @@ impl Builder {
             };
         }
         venv
+    }
+
+    /// A group's source as the install step needs it: every context file it reads.
+    fn source(&self, source: &spec::GroupSource, v: &Variant) -> GroupSource {
+        let names = |list: &[S<String>]| list.iter().map(|s| s.v.clone()).collect::<Vec<_>>();
+        match source {
+            spec::GroupSource::Requirements {
+                files,
+                packages,
+                require_hashes,
+            } => {
+                let constraints = v.pip.constraints.as_ref().map(|c| c.v.clone());
+                let mut reached: Vec<String> = vec![];
+                for f in files.iter().map(|f| &f.v).chain(&constraints) {
+                    for r in self.context.requirement_closure(f) {
+                        if !reached.contains(&r) {
+                            reached.push(r);
+                        }
+                    }
+                }
+                GroupSource::Requirements {
+                    files: names(files),
+                    packages: names(packages),
+                    constraints,
+                    reached,
+                    require_hashes: require_hashes.unwrap_or(v.pip.require_hashes),
+                }
+            }
+            spec::GroupSource::Lock(lock) => {
+                let (path, project) = (lock.path.v.clone(), lock.project_dir().to_string());
+                match lock.kind {
+                    LockKind::Uv => GroupSource::UvLock {
+                        members: self
+                            .context
+                            .workspace_files
+                            .get(&path)
+                            .cloned()
+                            .unwrap_or_default(),
+                        lock: path,
+                        project,
+                        extras: names(&lock.extras),
+                        groups: names(&lock.groups),
+                    },
+                    LockKind::Poetry => GroupSource::PoetryLock {
+                        lock: path,
+                        project,
+                        groups: if lock.groups.is_empty() {
+                            vec!["main".into()]
+                        } else {
+                            names(&lock.groups)
+                        },
+                    },
+                    LockKind::Pylock => GroupSource::Pylock { lock: path },
+                }
+            }
+        }
+    }
+
+    /// What app copies leave out: `.dockerignore`, then `app.exclude`.
+    fn app_exclude(&self, spec: &Spec) -> Vec<String> {
+        let mut out = self.context.dockerignore.clone();
+        if let Some(app) = &spec.app {
+            out.extend(app.exclude.iter().cloned());
+        }
+        out
     }
 
     /// An apt step on `base`, or `base` itself when there is nothing to install.
@@ -286,8 +376,19 @@ impl Builder {
     }
 }
 
-/// Everything the final image of `v` is made of, from the spec-wide and variant settings.
-fn final_step(spec: &Spec, v: &Variant) -> FinalStep {
+fn pip_options(v: &Variant) -> PipOptions {
+    PipOptions {
+        index_url: v.pip.index_url.clone(),
+        extra_index_urls: v.pip.extra_index_urls.clone(),
+        timeout: v.pip.timeout,
+        retries: v.pip.retries,
+        check: v.pip.check,
+    }
+}
+
+/// Everything the final image of `v` is made of, from the spec-wide and variant settings;
+/// `exclude` is what the app's copy leaves out.
+fn final_step(spec: &Spec, v: &Variant, exclude: Vec<String>) -> FinalStep {
     let user = &spec.user;
     FinalStep {
         variant: v.name.v.clone(),
@@ -299,7 +400,7 @@ fn final_step(spec: &Spec, v: &Variant) -> FinalStep {
         },
         app: spec.app.as_ref().map(|a| AppCopy {
             src: a.src.iter().map(|s| s.v.clone()).collect(),
-            exclude: a.exclude.clone(),
+            exclude,
             workdir: a.workdir.clone(),
         }),
         config: ImageSettings {
@@ -334,7 +435,7 @@ mod tests {
             .unwrap()
             .spec;
         let all: Vec<&Variant> = spec.variants.iter().collect();
-        Plan::new(&spec, &all)
+        Plan::new(&spec, &all, &ContextInfo::default())
     }
 
     fn count(plan: &Plan, what: fn(&StageKind) -> bool) -> usize {

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::context::join;
 use crate::spec::{BuildSecrets, Installer};
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -17,6 +18,9 @@ pub enum StageKind {
     /// Install one requirement group into the venv, on top of the previous group (the
     /// first group: on the builder, with the Python stage's venv copied in from `deps`).
     Install(InstallStep),
+    /// Build the app's own project as a wheel and install it into the venv, after the
+    /// dependencies.
+    Project(ProjectStep),
     /// The image of one variant: runtime branch + user + venv + app, and its config.
     Final(FinalStep),
     /// A `verify` command run against a finished image (not part of the image).
@@ -45,6 +49,8 @@ pub struct Toolchain {
     pub uv_version: String,
     /// Where the venv lives, in the builder and in the image.
     pub venv: String,
+    /// The Poetry release installed in the builder, when a group is a `poetry.lock`.
+    pub poetry: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -66,7 +72,7 @@ pub struct InstallStep {
 }
 
 /// Where a group's requirements come from. Each kind of source lowers to its own mounts
-/// and installer arguments (`plan/lower.rs`, `install`).
+/// and installer command (`plan/lower.rs`, `install`).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum GroupSource {
     /// Requirement files in the build context (`-r`), inline requirement lines, and an
@@ -75,18 +81,61 @@ pub enum GroupSource {
         files: Vec<String>,
         packages: Vec<String>,
         constraints: Option<String>,
+        /// Every context file those read, their includes too: what the step mounts.
+        reached: Vec<String>,
+        require_hashes: bool,
     },
+    /// A uv project's lock: `uv sync --locked` of the project's dependencies (not the
+    /// project itself), with the extras and groups asked for.
+    UvLock {
+        lock: String,
+        project: String,
+        /// The `pyproject.toml` of each workspace member.
+        members: Vec<String>,
+        extras: Vec<String>,
+        groups: Vec<String>,
+    },
+    /// A Poetry project's lock: `poetry install --no-root --only GROUPS`.
+    PoetryLock {
+        lock: String,
+        project: String,
+        groups: Vec<String>,
+    },
+    /// A PEP 751 lock, installed as locked with `uv pip install -r`.
+    Pylock { lock: String },
 }
 
 impl GroupSource {
     /// The context files the install step reads: only these invalidate it.
     pub fn context_files(&self) -> Vec<String> {
         match self {
-            GroupSource::Requirements {
-                files, constraints, ..
-            } => files.iter().chain(constraints).cloned().collect(),
+            GroupSource::Requirements { reached, .. } => reached.clone(),
+            GroupSource::UvLock {
+                lock,
+                project,
+                members,
+                ..
+            } => [join(project, "pyproject.toml"), lock.clone()]
+                .into_iter()
+                .chain(members.iter().cloned())
+                .collect(),
+            GroupSource::PoetryLock { lock, project, .. } => {
+                vec![join(project, "pyproject.toml"), lock.clone()]
+            }
+            GroupSource::Pylock { lock } => vec![lock.clone()],
         }
     }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ProjectStep {
+    /// The project directory in the context (`""`: the context root).
+    pub dir: String,
+    /// Patterns left out of the project's files (`.dockerignore`, `app.exclude`).
+    pub exclude: Vec<String>,
+    pub pip: PipOptions,
+    pub toolchain: Toolchain,
+    pub secrets: BuildSecrets,
 }
 
 /// The `pip:` settings, which both installers follow.

@@ -38,9 +38,19 @@ pub const PIP_KEYS: &[&str] = &[
     "retries",
     "constraints",
     "check",
+    "require_hashes",
 ];
-pub const GROUP_KEYS: &[&str] = &["files", "packages"];
-pub const APP_KEYS: &[&str] = &["src", "exclude", "workdir"];
+/// A group is requirement files and lines (`files`, `packages`, `require_hashes`) or a
+/// lock file (`lock`, `extras`, `groups`).
+pub const GROUP_KEYS: &[&str] = &[
+    "files",
+    "packages",
+    "require_hashes",
+    "lock",
+    "extras",
+    "groups",
+];
+pub const APP_KEYS: &[&str] = &["src", "project", "exclude", "workdir"];
 pub const USER_KEYS: &[&str] = &["name", "uid", "gid"];
 pub const HEALTHCHECK_KEYS: &[&str] = &["cmd", "interval", "timeout", "retries", "start_period"];
 pub const SECRETS_KEYS: &[&str] = &["ca_bundle", "netrc"];
@@ -64,6 +74,10 @@ pub const DEFAULT_USER: &str = "app";
 pub const DEFAULT_UID: u32 = 10001;
 /// `pip.check`: run `pip check` / `uv pip check` after every install.
 pub const DEFAULT_PIP_CHECK: bool = true;
+/// `pip.require_hashes`: off, as in pip (a hashed file turns it on by itself in pip).
+pub const DEFAULT_REQUIRE_HASHES: bool = false;
+/// The Poetry kiln installs in the builder for `poetry.lock` groups.
+pub const POETRY_VERSION: &str = "2.2.1";
 
 /// An integer key: its inclusive range and its default.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

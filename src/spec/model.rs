@@ -110,21 +110,86 @@ pub struct Pip {
     pub retries: u32,
     pub constraints: Option<S<String>>,
     pub check: bool,
+    /// `--require-hashes` for requirement-file groups that do not say otherwise.
+    pub require_hashes: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Group {
     pub name: S<String>,
-    /// Requirement files, relative to the build context.
-    pub files: Vec<S<String>>,
-    /// Inline requirement lines (`arq==0.26.1`).
-    pub packages: Vec<S<String>>,
+    pub source: GroupSource,
+}
+
+/// Where one requirement group's packages come from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GroupSource {
+    /// Requirement files in the build context (their `-r`/`-c` includes followed) and
+    /// inline requirement lines (`arq==0.26.1`), as pip and `uv pip install` read them.
+    Requirements {
+        files: Vec<S<String>>,
+        packages: Vec<S<String>>,
+        /// `--require-hashes` for this group; `None`: as `pip.require_hashes` says.
+        require_hashes: Option<bool>,
+    },
+    /// A lock file in the build context, installed exactly as locked.
+    Lock(Lock),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Lock {
+    /// The lock file, relative to the context; its directory holds the project's
+    /// `pyproject.toml` (for uv and Poetry).
+    pub path: S<String>,
+    pub kind: LockKind,
+    /// Optional-dependency extras to install (PEP 621 `optional-dependencies`).
+    pub extras: Vec<S<String>>,
+    /// Dependency groups (PEP 735, Poetry groups). uv: added to the project's
+    /// dependencies; Poetry: exactly these (default `main`).
+    pub groups: Vec<S<String>>,
+}
+
+impl Lock {
+    /// The project directory (`""` for the context root).
+    pub fn project_dir(&self) -> &str {
+        self.path.v.rsplit_once('/').map(|(d, _)| d).unwrap_or("")
+    }
+}
+
+/// The tool whose lock format a lock file is, from its file name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum LockKind {
+    /// `uv.lock`, installed with `uv sync --locked`.
+    Uv,
+    /// `poetry.lock`, installed with `poetry install --no-root`.
+    Poetry,
+    /// PEP 751 `pylock.toml` / `pylock.NAME.toml`, installed with `uv pip sync`.
+    Pylock,
+}
+
+impl LockKind {
+    /// The kind named by a lock file's name. Errors: the names kiln reads.
+    pub fn of(path: &str) -> Result<LockKind, String> {
+        let name = path.rsplit('/').next().unwrap_or(path);
+        match name {
+            "uv.lock" => Ok(LockKind::Uv),
+            "poetry.lock" => Ok(LockKind::Poetry),
+            n if n == "pylock.toml" || (n.starts_with("pylock.") && n.ends_with(".toml")) => {
+                Ok(LockKind::Pylock)
+            }
+            _ => Err(format!(
+                "`{name}` is not a lock file kiln reads: name uv.lock, poetry.lock or a PEP 751 pylock.toml"
+            )),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct App {
     /// Paths in the context, copied to `workdir/<path>` keeping their layout.
     pub src: Vec<S<String>>,
+    /// A Python project (directory with `pyproject.toml`, `""` for the context root) built
+    /// as a wheel in the builder and installed into the venv after the dependencies.
+    pub project: Option<S<String>>,
     pub exclude: Vec<String>,
     pub workdir: String,
     pub loc: Loc,

@@ -57,7 +57,8 @@ fn pip() -> Value {
             "timeout": int(PIP_TIMEOUT, "Seconds per network operation."),
             "retries": int(PIP_RETRIES, "Retries per download."),
             "constraints": {"type": ["string", "null"], "description": "A constraints file in the build context."},
-            "check": {"type": "boolean", "default": DEFAULT_PIP_CHECK, "description": "Run `pip check` after each install."}
+            "check": {"type": "boolean", "default": DEFAULT_PIP_CHECK, "description": "Run `pip check` after each install."},
+            "require_hashes": {"type": "boolean", "default": DEFAULT_REQUIRE_HASHES, "description": "--require-hashes for requirement-file groups (pip and uv alike)."}
         }
     })
 }
@@ -84,14 +85,22 @@ pub fn schema() -> Value {
                 "description": "Named requirement groups, installed in the order a variant lists them.",
                 "additionalProperties": {"oneOf": [
                     {"type": "array", "items": {"type": "string"}, "minItems": 1, "description": "Requirement files in the build context."},
-                    {"type": "object", "additionalProperties": false, "properties": {"files": strings("Requirement files."), "packages": strings("Requirement lines.")}}
+                    {"type": "object", "additionalProperties": false, "properties": {
+                        "files": strings("Requirement files in the context; their -r/-c includes are followed."),
+                        "packages": strings("Requirement lines."),
+                        "require_hashes": {"type": "boolean", "description": "--require-hashes for this group (pip and uv alike); default: pip.require_hashes."},
+                        "lock": {"type": "string", "description": "A lock file in the context: uv.lock, poetry.lock or a PEP 751 pylock.toml; its directory holds the project."},
+                        "extras": strings("Optional-dependency extras to install from the lock (uv, Poetry)."),
+                        "groups": strings("Dependency groups: uv adds them to the project's dependencies; Poetry installs exactly these (default main).")
+                    }}
                 ]}
             },
             "pip": pip(),
             "app": {
-                "type": "object", "additionalProperties": false, "required": ["src"],
+                "type": "object", "additionalProperties": false, "anyOf": [{"required": ["src"]}, {"required": ["project"]}],
                 "properties": {
                     "src": strings("Paths in the context, copied to workdir/<path>, last and owned by the user."),
+                    "project": {"type": "string", "description": "A Python project directory in the context (`.` for the context itself): built as a wheel in the builder and installed into the venv after the dependencies."},
                     "exclude": strings("Globs left out (on top of .dockerignore)."),
                     "workdir": {"type": "string", "default": DEFAULT_WORKDIR}
                 }
@@ -213,6 +222,7 @@ mod tests {
         assert_eq!(pip["timeout"]["default"], v.pip.timeout);
         assert_eq!(pip["retries"]["default"], v.pip.retries);
         assert_eq!(pip["check"]["default"], v.pip.check);
+        assert_eq!(pip["require_hashes"]["default"], v.pip.require_hashes);
         assert_eq!(
             p["app"]["properties"]["workdir"]["default"],
             spec.app.unwrap().workdir.as_str()

@@ -23,6 +23,17 @@ pub fn is_image_name_part(s: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-'))
 }
 
+/// A PEP 508 project name (also the form of PEP 685 extras and PEP 735 group names):
+/// letters and digits, with `.`, `_`, `-` inside.
+pub fn is_package_name(s: &str) -> bool {
+    let ends_ok = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric());
+    s.len() <= 128
+        && ends_ok(s.chars().next())
+        && ends_ok(s.chars().last())
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
 /// Debian policy: name `[a-z0-9][a-z0-9+.-]+`, then optionally `:arch` and `=version`.
 pub fn is_apt_package(s: &str) -> bool {
     let (name_arch, version) = match s.split_once('=') {

@@ -100,7 +100,7 @@ pub fn plan(spec: &Spec, targets: &[&str]) -> Plan {
             .map(|t| spec.target(Some(t)).expect("a variant of the spec"))
             .collect()
     };
-    Plan::new(spec, &variants)
+    Plan::new(spec, &variants, &Default::default())
 }
 
 /// One target as `kiln llb` and the frontend build it, offline for linux/amd64: the
@@ -109,7 +109,7 @@ pub fn build(spec: &Spec, target: &str, merge: bool) -> Built {
     let mut opts = kiln::plan::lower::LowerOpts::offline(amd64());
     opts.merge = merge;
     match spec.target(Some(target)) {
-        Ok(variant) => kiln::plan::compile(spec, variant, &opts),
+        Ok(variant) => kiln::plan::compile(spec, variant, &Default::default(), &opts),
         Err(d) => panic!("{target}: {}", d.render(&spec.files)),
     }
 }

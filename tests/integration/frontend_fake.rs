@@ -263,6 +263,8 @@ fn fake(llb: &[&'static str], frontend: &[&'static str]) -> Fake {
     };
     s.files
         .insert("worker.yaml".into(), SPEC.as_bytes().to_vec());
+    // The context's requirement file: kiln reads it (and its includes) before planning.
+    s.files.insert("req.txt".into(), b"arq==0.26.3\n".to_vec());
     Fake(Arc::new(Mutex::new(s)))
 }
 

@@ -11,6 +11,9 @@ use crate::spec::yaml::{Node, Value};
 impl Cx {
     pub(super) fn app(&mut self, node: &Node) -> Option<App> {
         let f = self.fields(node, "app", APP_KEYS);
+        let project = f
+            .get("project")
+            .and_then(|p| self.context_dir(p, "app.project"));
         let src: Vec<S<String>> = match f.get("src") {
             Some(n) => match &n.value {
                 Value::Seq(items) => items
@@ -26,11 +29,12 @@ impl Cx {
                     vec![]
                 }
             },
+            None if project.is_some() || f.get("project").is_some() => vec![],
             None => {
                 self.err(
                     node.loc,
                     "missing `app.src`",
-                    "list the code to copy, e.g. src: [app/]",
+                    "list the code to copy, e.g. src: [app/], or name a Python project with `project: .`",
                 );
                 vec![]
             }
@@ -48,21 +52,13 @@ impl Cx {
                 );
             }
         }
-        let workdir = match f.get("workdir").and_then(|w| self.text(w, "app.workdir")) {
-            Some(w) => {
-                if let Err(why) = validate::abs_path(&w.v) {
-                    self.err(
-                        w.loc,
-                        format!("invalid app.workdir `{}`: {why}", w.v),
-                        "use an absolute path such as /app",
-                    );
-                }
-                w.v
-            }
-            None => DEFAULT_WORKDIR.into(),
-        };
+        let workdir = f
+            .get("workdir")
+            .and_then(|w| self.abs_path(w, "app.workdir", DEFAULT_WORKDIR))
+            .unwrap_or_else(|| DEFAULT_WORKDIR.into());
         Some(App {
             src,
+            project,
             exclude: exclude.into_iter().map(|s| s.v).collect(),
             workdir,
             loc: node.loc,

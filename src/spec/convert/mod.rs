@@ -238,6 +238,16 @@ impl Cx {
         }
     }
 
+    /// A directory inside the build context; `.` (the context itself) is `""`.
+    pub(crate) fn context_dir(&mut self, node: &Node, what: &str) -> Option<S<String>> {
+        match &node.value {
+            Value::Str(s) if s.trim_end_matches('/') == "." => {
+                Some(S::new(String::new(), node.loc))
+            }
+            _ => self.context_path(node, what),
+        }
+    }
+
     /// An absolute path in the image (`app.workdir`, `python.venv`).
     pub(crate) fn abs_path(&mut self, node: &Node, what: &str, example: &str) -> Option<String> {
         let s = self.text(node, what)?;

@@ -54,6 +54,7 @@ pub(super) struct PipFields {
     pub retries: Option<u32>,
     pub constraints: Option<Option<S<String>>>,
     pub check: Option<bool>,
+    pub require_hashes: Option<bool>,
 }
 
 impl PipFields {
@@ -66,6 +67,7 @@ impl PipFields {
             retries: self.retries.or(under.retries),
             constraints: self.constraints.or(under.constraints),
             check: self.check.or(under.check),
+            require_hashes: self.require_hashes.or(under.require_hashes),
         }
     }
 
@@ -77,6 +79,7 @@ impl PipFields {
             retries: self.retries.unwrap_or(PIP_RETRIES.default as u32),
             constraints: self.constraints.flatten(),
             check: self.check.unwrap_or(DEFAULT_PIP_CHECK),
+            require_hashes: self.require_hashes.unwrap_or(DEFAULT_REQUIRE_HASHES),
         }
     }
 }
@@ -179,6 +182,9 @@ impl Cx {
                 _ => self.context_path(n, "pip.constraints"),
             }),
             check: f.get("check").and_then(|n| self.bool(n, "pip.check")),
+            require_hashes: f
+                .get("require_hashes")
+                .and_then(|n| self.bool(n, "pip.require_hashes")),
         }
     }
 

@@ -1,6 +1,6 @@
-//! `requirements:`: named groups of requirement files and lines.
+//! `requirements:`: named groups, each from requirement files and lines or from a lock file.
 
-use super::Cx;
+use super::{Cx, Fields};
 use crate::spec::format::GROUP_KEYS;
 use crate::spec::model::*;
 use crate::spec::validate;
@@ -19,44 +19,133 @@ impl Cx {
                 );
             }
             let what = format!("requirements.{}", k.name);
-            let (files, packages) = match &v.value {
-                Value::Seq(_) => (self.files(v, &what), vec![]),
+            let source = match &v.value {
+                Value::Seq(_) => Some(GroupSource::Requirements {
+                    files: self.files(v, &what),
+                    packages: vec![],
+                    require_hashes: None,
+                }),
                 Value::Map(_) => {
                     let f = self.fields(v, &what, GROUP_KEYS);
-                    let files = f
-                        .get("files")
-                        .map(|n| self.files(n, &format!("{what}.files")))
-                        .unwrap_or_default();
-                    let packages = f
-                        .get("packages")
-                        .map(|n| self.list(n, &format!("{what}.packages")))
-                        .unwrap_or_default();
-                    (files, packages)
+                    match f.get("lock") {
+                        Some(lock) => self.lock(lock, f, &what).map(GroupSource::Lock),
+                        None => Some(self.requirement_lines(f, &what)),
+                    }
                 }
                 _ => {
-                    self.err(v.loc, format!("requirement group `{}` must be a list of files or {{files, packages}}", k.name), "write core: [requirements/core.txt] or core: {packages: [\"arq==0.26.1\"]}");
-                    (vec![], vec![])
+                    self.err(v.loc, format!("requirement group `{}` must be a list of files or a mapping", k.name), "write core: [requirements/core.txt], core: {packages: [\"arq==0.26.1\"]} or core: {lock: uv.lock}");
+                    None
                 }
             };
-            for p in &packages {
-                if let Err(why) = validate::requirement_line(&p.v) {
-                    self.err(p.loc, format!("invalid requirement `{}`: {why}", p.v), "write one requirement per entry, e.g. \"arq==0.26.1\"; pip options belong under `pip:`");
+            let Some(source) = source else { continue };
+            if let GroupSource::Requirements {
+                files, packages, ..
+            } = &source
+            {
+                if files.is_empty() && packages.is_empty() {
+                    self.err(
+                        v.loc,
+                        format!("requirement group `{}` is empty", k.name),
+                        "list requirement files or packages, or remove the group",
+                    );
                 }
-            }
-            if files.is_empty() && packages.is_empty() {
-                self.err(
-                    v.loc,
-                    format!("requirement group `{}` is empty", k.name),
-                    "list requirement files or packages, or remove the group",
-                );
             }
             out.push(Group {
                 name: S::new(k.name.clone(), k.loc),
-                files,
-                packages,
+                source,
             });
         }
         out
+    }
+
+    /// `{files, packages, require_hashes}`; lock-only keys are refused here.
+    fn requirement_lines(&mut self, f: Fields, what: &str) -> GroupSource {
+        for key in ["extras", "groups"] {
+            if let Some(n) = f.get(key) {
+                self.err(
+                    n.loc,
+                    format!("`{key}` selects from a lock file, and {what} has no `lock`"),
+                    "add `lock: uv.lock` (or poetry.lock), or list the packages under `packages`",
+                );
+            }
+        }
+        let files = f
+            .get("files")
+            .map(|n| self.files(n, &format!("{what}.files")))
+            .unwrap_or_default();
+        let packages = f
+            .get("packages")
+            .map(|n| self.list(n, &format!("{what}.packages")))
+            .unwrap_or_default();
+        for p in &packages {
+            if let Err(why) = validate::requirement_line(&p.v) {
+                self.err(p.loc, format!("invalid requirement `{}`: {why}", p.v), "write one requirement per entry, e.g. \"arq==0.26.1\"; pip options belong under `pip:`");
+            }
+        }
+        let require_hashes = f
+            .get("require_hashes")
+            .and_then(|n| self.bool(n, &format!("{what}.require_hashes")));
+        GroupSource::Requirements {
+            files,
+            packages,
+            require_hashes,
+        }
+    }
+
+    /// `{lock, extras, groups}`.
+    fn lock(&mut self, node: &Node, f: Fields, what: &str) -> Option<Lock> {
+        for key in ["files", "packages", "require_hashes"] {
+            if let Some(n) = f.get(key) {
+                let help = match key {
+                    "require_hashes" => {
+                        "lock files carry their hashes and kiln always checks them: remove it"
+                    }
+                    _ => {
+                        "a group is a lock file or requirement files and lines, not both: make two groups"
+                    }
+                };
+                self.err(n.loc, format!("`{key}` cannot be used with `lock`"), help);
+            }
+        }
+        let path = self.context_path(node, &format!("{what}.lock"))?;
+        let kind = match LockKind::of(&path.v) {
+            Ok(k) => k,
+            Err(why) => {
+                self.err(path.loc, why, "point `lock` at the project's lock file");
+                return None;
+            }
+        };
+        let mut names = |key: &str| -> Vec<S<String>> {
+            let list = f
+                .get(key)
+                .map(|n| self.list(n, &format!("{what}.{key}")))
+                .unwrap_or_default();
+            for n in &list {
+                if !validate::is_package_name(&n.v) {
+                    self.err(n.loc, format!("invalid name `{}` in {what}.{key}", n.v), "extras and groups are names of letters, digits, '-', '_' and '.' (PEP 685, PEP 735)");
+                }
+            }
+            list
+        };
+        let extras = names("extras");
+        let groups = names("groups");
+        if kind == LockKind::Pylock {
+            for (key, list) in [("extras", &extras), ("groups", &groups)] {
+                if let Some(first) = list.first() {
+                    self.err(
+                        first.loc,
+                        format!("`{key}` cannot select from a pylock.toml"),
+                        "a PEP 751 lock is installed as it was exported: choose extras and groups when you export it (`uv export --extra ...`)",
+                    );
+                }
+            }
+        }
+        Some(Lock {
+            path,
+            kind,
+            extras,
+            groups,
+        })
     }
 
     /// A list of requirement files in the build context.

@@ -89,6 +89,7 @@ impl Cx {
             ),
             Some(_) => {}
         }
+        self.lock_installers(&variants, groups);
         let default = self.default_variant(top, &nodes);
         (variants, default)
     }
@@ -183,6 +184,32 @@ impl Cx {
             env: env.into_iter().map(|(k, v)| (k, v.v)).collect(),
             labels: labels.into_iter().map(|(k, v)| (k, v.v)).collect(),
         })
+    }
+
+    /// `uv.lock` and `pylock.toml` are installed by uv: a variant that installs one with
+    /// `installer: pip` is refused, once per lock group, at the lock's line.
+    fn lock_installers(&mut self, variants: &[Variant], groups: &[Group]) {
+        for g in groups {
+            let GroupSource::Lock(lock) = &g.source else {
+                continue;
+            };
+            if lock.kind == LockKind::Poetry {
+                continue;
+            }
+            let pip = variants.iter().find(|v| {
+                v.python.installer == Installer::Pip && v.groups.iter().any(|n| n.v == g.name.v)
+            });
+            if let Some(v) = pip {
+                self.err(
+                    lock.path.loc,
+                    format!(
+                        "`{}` is installed by uv, and variant `{}` uses installer pip",
+                        lock.path.v, v.name.v
+                    ),
+                    "set `python.installer: uv` (kiln puts uv in the builder; the image gets only the venv)",
+                );
+            }
+        }
     }
 
     fn system(&mut self, node: &Node, what: &str) -> System {

@@ -1,0 +1,442 @@
+//! The build context as kiln reads it before planning: `.dockerignore` (when the spec
+//! copies app code), the requirement
+//! files a spec names and every file they include, the lock files and the projects
+//! beside them. `Gather` says which files it needs next and learns from each one given
+//! (the CLI reads the disk, the frontend the client's context), so both check the same
+//! things: a missing file or an include that leaves the context is an error at the spec
+//! line that named the file, before any step runs.
+
+pub mod dockerignore;
+pub mod pyproject;
+pub mod requirements;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::diag::{Diagnostic, Loc};
+use crate::spec::{GroupSource, LockKind, Spec};
+
+/// What the context adds to the spec.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ContextInfo {
+    /// `.dockerignore` as exclude patterns.
+    pub dockerignore: Vec<String>,
+    /// A requirement or constraints file the spec names -> every context file installing
+    /// it reads: itself, then its `-r`/`-c` includes, depth-first, each once.
+    pub requirement_files: BTreeMap<String, Vec<String>>,
+    /// A `uv.lock` -> the `pyproject.toml` of each member of its workspace (what
+    /// `uv sync --locked` compares with the lock, besides the root's).
+    pub workspace_files: BTreeMap<String, Vec<String>>,
+}
+
+impl ContextInfo {
+    /// The files installing `file` reads; just `file` when the context was not read.
+    pub fn requirement_closure(&self, file: &str) -> Vec<String> {
+        self.requirement_files
+            .get(file)
+            .cloned()
+            .unwrap_or_else(|| vec![file.to_string()])
+    }
+}
+
+/// At most this many files are read from the context for one spec, each at most
+/// `MAX_FILE_BYTES` (a spec can include a lot, but not unboundedly much).
+pub const MAX_FILES: usize = 1000;
+pub const MAX_FILE_BYTES: usize = 1 << 20;
+
+/// Why a file is read.
+#[derive(Clone, Debug)]
+enum Why {
+    /// A requirement file; its includes are followed.
+    Requirements,
+    /// A project's `pyproject.toml`; `lock` is set for a uv lock, whose workspace members
+    /// are then read too.
+    Project { lock: Option<String>, loc: Loc },
+    /// A file that must exist (a lock file, a workspace member's `pyproject.toml`).
+    Present { what: &'static str, loc: Loc },
+    /// The context's `.dockerignore`, when there is one.
+    Dockerignore,
+}
+
+/// Reads what a spec needs from the context, file by file.
+pub struct Gather {
+    /// Requirement files named by the spec, with where.
+    roots: Vec<(String, Loc)>,
+    queue: Vec<(String, Why)>,
+    asked: BTreeSet<String>,
+    /// The includes of each requirement file read: line and resolved path (or why not).
+    includes: BTreeMap<String, Vec<(u32, String, Result<String, &'static str>)>>,
+    missing: BTreeSet<String>,
+    /// Each file given so far: its text, or `None` when the context has no such file.
+    given: BTreeMap<String, Option<String>>,
+    info: ContextInfo,
+    diags: Vec<Diagnostic>,
+}
+
+impl Gather {
+    pub fn new(spec: &Spec) -> Gather {
+        let mut g = Gather {
+            roots: vec![],
+            queue: vec![],
+            asked: BTreeSet::new(),
+            includes: BTreeMap::new(),
+            missing: BTreeSet::new(),
+            given: BTreeMap::new(),
+            info: ContextInfo::default(),
+            diags: vec![],
+        };
+        for group in &spec.groups {
+            match &group.source {
+                GroupSource::Requirements { files, .. } => {
+                    for f in files {
+                        g.root(&f.v, f.loc);
+                    }
+                }
+                GroupSource::Lock(lock) => {
+                    let loc = lock.path.loc;
+                    g.want(
+                        &lock.path.v,
+                        Why::Present {
+                            what: "lock file",
+                            loc,
+                        },
+                    );
+                    let uv = (lock.kind == LockKind::Uv).then(|| lock.path.v.clone());
+                    if lock.kind != LockKind::Pylock {
+                        let pyproject = join(lock.project_dir(), "pyproject.toml");
+                        g.want(&pyproject, Why::Project { lock: uv, loc });
+                    }
+                }
+            }
+        }
+        for v in &spec.variants {
+            if let Some(c) = &v.pip.constraints {
+                g.root(&c.v, c.loc);
+            }
+        }
+        if spec.app.is_some() {
+            g.want(".dockerignore", Why::Dockerignore);
+        }
+        if let Some(p) = spec.app.as_ref().and_then(|a| a.project.as_ref()) {
+            let pyproject = join(&p.v, "pyproject.toml");
+            g.want(
+                &pyproject,
+                Why::Project {
+                    lock: None,
+                    loc: p.loc,
+                },
+            );
+        }
+        g
+    }
+
+    fn root(&mut self, path: &str, loc: Loc) {
+        self.roots.push((path.to_string(), loc));
+        self.want(path, Why::Requirements);
+    }
+
+    fn want(&mut self, path: &str, why: Why) {
+        match self.given.get(path).cloned() {
+            // Read already (an include cycle, a file named twice): learn from it again.
+            Some(text) => self.learn(path, why, text.as_deref()),
+            None => self.queue.push((path.to_string(), why)),
+        }
+    }
+
+    /// The files to read next (each asked for once); empty when nothing is left.
+    pub fn wanted(&mut self) -> Vec<String> {
+        let mut out = vec![];
+        for (path, _) in &self.queue {
+            if self.asked.len() + out.len() >= MAX_FILES {
+                break;
+            }
+            if !self.asked.contains(path) && !out.contains(path) {
+                out.push(path.clone());
+            }
+        }
+        self.asked.extend(out.iter().cloned());
+        out
+    }
+
+    /// The content of a file `wanted` named; `None` when the context has no such file.
+    pub fn give(&mut self, path: &str, content: Option<&[u8]>) {
+        let text = content
+            .map(|c| String::from_utf8_lossy(&c[..c.len().min(MAX_FILE_BYTES)]).into_owned());
+        self.given.insert(path.to_string(), text.clone());
+        let mut reasons = vec![];
+        self.queue.retain(|(p, w)| {
+            let here = p == path;
+            if here {
+                reasons.push(w.clone());
+            }
+            !here
+        });
+        for why in reasons {
+            self.learn(path, why, text.as_deref());
+        }
+    }
+
+    fn learn(&mut self, path: &str, why: Why, text: Option<&str>) {
+        match (&why, text) {
+            (Why::Requirements, None) => {
+                self.missing.insert(path.to_string());
+            }
+            (Why::Requirements, Some(text)) => {
+                if !self.includes.contains_key(path) {
+                    self.requirements(path, text)
+                }
+            }
+            (Why::Project { loc, .. } | Why::Present { loc, .. }, None) => {
+                let what = match why {
+                    Why::Present { what, .. } => what,
+                    _ => "project file",
+                };
+                self.diags.push(Diagnostic::error(
+                    *loc,
+                    format!("{what} `{path}` is not in the build context"),
+                    "check the path (relative to the context) and that .dockerignore does not exclude it",
+                ));
+            }
+            (
+                Why::Project {
+                    lock: Some(lock),
+                    loc,
+                },
+                Some(text),
+            ) => self.members(lock, path, text, *loc),
+            _ => {}
+        }
+    }
+
+    fn requirements(&mut self, path: &str, text: &str) {
+        let mut found = vec![];
+        for inc in requirements::includes(text) {
+            let resolved = requirements::resolve(path, &inc.path);
+            if let Ok(r) = &resolved {
+                self.want(r, Why::Requirements);
+            }
+            found.push((inc.line, inc.path, resolved));
+        }
+        self.includes.insert(path.to_string(), found);
+    }
+
+    fn members(&mut self, lock: &str, pyproject: &str, text: &str, loc: Loc) {
+        let dir = pyproject.strip_suffix("pyproject.toml").unwrap_or("");
+        let members = match pyproject::workspace_members(text) {
+            Ok(m) => m,
+            Err(e) => {
+                let msg = format!("cannot read `{pyproject}`: {e}");
+                self.diags.push(Diagnostic::error(
+                    loc,
+                    msg,
+                    "fix the TOML; uv would refuse it too",
+                ));
+                return;
+            }
+        };
+        let mut files = vec![];
+        for m in members {
+            if m.contains(['*', '?', '[']) {
+                self.diags.push(Diagnostic::error(
+                    loc,
+                    format!("workspace member pattern `{m}` in `{pyproject}`: kiln reads members named one by one"),
+                    "list each member directory in [tool.uv.workspace] members",
+                ));
+                continue;
+            }
+            match requirements::resolve(pyproject, &format!("{m}/pyproject.toml")) {
+                Ok(f) => {
+                    self.want(
+                        &f,
+                        Why::Present {
+                            what: "workspace member",
+                            loc,
+                        },
+                    );
+                    files.push(f);
+                }
+                Err(why) => self.diags.push(Diagnostic::error(
+                    loc,
+                    format!("workspace member `{m}` of `{dir}pyproject.toml`: {why}"),
+                    "keep workspace members inside the build context",
+                )),
+            }
+        }
+        self.info.workspace_files.insert(lock.to_string(), files);
+    }
+
+    /// What was learned, or every problem found (each at the spec line that named the
+    /// file it concerns).
+    pub fn finish(mut self) -> Result<ContextInfo, Vec<Diagnostic>> {
+        if !self.queue.is_empty() {
+            let loc = self.roots.first().map(|r| r.1).unwrap_or_default();
+            self.diags.push(Diagnostic::error(
+                loc,
+                format!("the spec reaches more than {MAX_FILES} files in the build context"),
+                "include fewer requirement files",
+            ));
+        }
+        let roots = std::mem::take(&mut self.roots);
+        for (root, loc) in &roots {
+            let reached = self.closure(root, *loc);
+            self.info.requirement_files.insert(root.clone(), reached);
+        }
+        if self.diags.is_empty() {
+            Ok(self.info)
+        } else {
+            Err(self.diags)
+        }
+    }
+
+    /// `root` and every file it includes, depth-first; problems reported at `loc`.
+    fn closure(&mut self, root: &str, loc: Loc) -> Vec<String> {
+        let mut out: Vec<String> = vec![];
+        let mut stack = vec![(root.to_string(), None::<(String, u32)>)];
+        while let Some((file, by)) = stack.pop() {
+            if out.contains(&file) {
+                continue;
+            }
+            let from = by
+                .as_ref()
+                .map(|(f, l)| format!(" (included at {f}:{l})"))
+                .unwrap_or_default();
+            if self.missing.contains(&file) {
+                self.diags.push(Diagnostic::error(
+                    loc,
+                    format!("requirement file `{file}`{from} is not in the build context"),
+                    "check the path (includes are relative to the including file) and that .dockerignore does not exclude it",
+                ));
+                continue;
+            }
+            out.push(file.clone());
+            let includes = self.includes.get(&file).cloned().unwrap_or_default();
+            for (line, written, resolved) in includes.into_iter().rev() {
+                match resolved {
+                    Ok(path) => stack.push((path, Some((file.clone(), line)))),
+                    Err(why) => self.diags.push(Diagnostic::error(
+                        loc,
+                        format!("`{file}`:{line} includes `{written}`: {why}"),
+                        "include only files inside the build context, by a relative path",
+                    )),
+                }
+            }
+        }
+        out
+    }
+}
+
+/// `name` inside the context directory `dir` (`""` is the context root).
+pub fn join(dir: &str, name: &str) -> String {
+    if dir.is_empty() {
+        name.to_string()
+    } else {
+        format!("{dir}/{name}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::{LoadOptions, load_str};
+
+    fn gather(spec: &str, files: &[(&str, &str)]) -> Result<ContextInfo, Vec<Diagnostic>> {
+        let spec = load_str("t.yaml", spec, &LoadOptions::default())
+            .unwrap()
+            .spec;
+        let mut g = Gather::new(&spec);
+        loop {
+            let wanted = g.wanted();
+            if wanted.is_empty() {
+                break;
+            }
+            for w in wanted {
+                let found = files
+                    .iter()
+                    .find(|(p, _)| *p == w)
+                    .map(|(_, t)| t.as_bytes());
+                g.give(&w, found);
+            }
+        }
+        g.finish()
+    }
+
+    const SPEC: &str = "version: 1\nname: w\npython: {base: python:3, installer: uv}\n";
+
+    #[test]
+    fn includes_are_followed_relative_to_their_file() {
+        let spec = format!("{SPEC}requirements: {{core: [req/core.txt]}}\n");
+        let info = gather(
+            &spec,
+            &[
+                ("req/core.txt", "-r base.txt\narq\n-c ../pins.txt\n"),
+                ("req/base.txt", "-r core.txt\nhttpx\n"),
+                ("pins.txt", "httpx<1\n"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            info.requirement_files["req/core.txt"],
+            ["req/core.txt", "req/base.txt", "pins.txt"]
+        );
+    }
+
+    #[test]
+    fn a_missing_or_escaping_include_is_an_error_at_the_group() {
+        let spec = format!("{SPEC}requirements: {{core: [core.txt]}}\n");
+        let errs = gather(
+            &spec,
+            &[("core.txt", "-r gone.txt\n-r /root/.netrc\n-r ../up.txt\n")],
+        )
+        .unwrap_err();
+        let msgs: Vec<&str> = errs.iter().map(|d| d.message.as_str()).collect();
+        assert_eq!(msgs.len(), 3, "{msgs:?}");
+        assert!(msgs.iter().any(|m| {
+            m.contains("`gone.txt` (included at core.txt:1) is not in the build context")
+        }));
+        assert!(
+            msgs.iter()
+                .any(|m| m.contains("`core.txt`:2 includes `/root/.netrc`"))
+        );
+        assert!(
+            msgs.iter()
+                .any(|m| m.contains("`core.txt`:3 includes `../up.txt`"))
+        );
+        assert!(errs.iter().all(|d| d.loc.line == 4), "at the group's line");
+        let errs = gather(&spec, &[]).unwrap_err();
+        assert!(
+            errs[0]
+                .message
+                .contains("`core.txt` is not in the build context")
+        );
+    }
+
+    #[test]
+    fn a_uv_lock_needs_its_project_and_reads_its_workspace() {
+        let spec = format!("{SPEC}requirements: {{core: {{lock: svc/uv.lock}}}}\n");
+        let root = "[project]\nname = \"svc\"\n[tool.uv.workspace]\nmembers = [\"libs/a\"]\n";
+        let info = gather(
+            &spec,
+            &[
+                ("svc/uv.lock", "version = 1\n"),
+                ("svc/pyproject.toml", root),
+                ("svc/libs/a/pyproject.toml", ""),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            info.workspace_files["svc/uv.lock"],
+            ["svc/libs/a/pyproject.toml"]
+        );
+        let errs = gather(&spec, &[("svc/pyproject.toml", root)]).unwrap_err();
+        let msgs: Vec<&str> = errs.iter().map(|d| d.message.as_str()).collect();
+        assert!(
+            msgs.contains(&"lock file `svc/uv.lock` is not in the build context"),
+            "{msgs:?}"
+        );
+        assert!(
+            msgs.contains(
+                &"workspace member `svc/libs/a/pyproject.toml` is not in the build context"
+            ),
+            "{msgs:?}"
+        );
+    }
+}
