@@ -8,6 +8,7 @@ cd "$(dirname "$0")/../.."
 FRONTEND=kiln/frontend:e2e
 BASE=kiln-local/python:3.11
 scripts/frontend-image.sh "$FRONTEND" >/dev/null || { echo "cannot build the frontend image"; exit 1; }
+build_progress_reader
 "$DOCKER" image inspect "$BASE" >/dev/null 2>&1 || { echo "no $BASE: run scripts/engine.sh up"; exit 1; }
 
 # A private copy of the context and spec, so the tests can edit them.
