@@ -13,30 +13,25 @@ impl Bench {
         self.run.prune_before_retry = true;
         for v in ["minimal", "cuda"] {
             self.scenario(&format!("cold build, {v}"));
-            let (mut ks, mut ps) = (Vec::new(), Vec::new());
+            // Samples per tool, indexed by `Tool as usize`.
+            let mut samples = [Vec::new(), Vec::new()];
             for i in 1..=self.runs {
                 for who in turns(i) {
                     self.run.prune();
-                    match who {
-                        Tool::Kiln => {
-                            let name = format!("cold-kiln-{v}-{i}");
-                            if let Some(ms) = self.run.build(self.kiln(&name, v))
-                                && self.cold_ok(&name, KILN_HEAVY)
-                            {
-                                ks.push(ms);
-                            }
-                        }
-                        Tool::Peer => {
-                            let name = format!("cold-peer-{v}-{i}");
-                            if let Some(ms) = self.run.build(self.peer(&name, v))
-                                && self.cold_ok(&name, PEER_HEAVY)
-                            {
-                                ps.push(ms);
-                            }
-                        }
+                    let name = format!("cold-{}-{v}-{i}", who.label());
+                    let heavy = if who == Tool::Kiln {
+                        KILN_HEAVY
+                    } else {
+                        PEER_HEAVY
+                    };
+                    if let Some(ms) = self.run.build(self.job(who, &name, v))
+                        && self.cold_ok(&name, heavy)
+                    {
+                        samples[who as usize].push(ms);
                     }
                 }
             }
+            let [ks, ps] = samples;
             self.row(Row::new(format!("cold build, {v}"), Unit::Secs, &ks, &ps));
             if v == "minimal" {
                 self.cold_kiln_minimal = ks;

@@ -44,9 +44,19 @@ impl Mode {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Tool {
     /// kiln, through its frontend image.
-    Kiln,
+    Kiln = 0,
     /// The hand-written Dockerfile.
-    Peer,
+    Peer = 1,
+}
+
+impl Tool {
+    /// The name in build names (`cold-kiln-minimal-1`) and image tags.
+    pub fn label(self) -> &'static str {
+        match self {
+            Tool::Kiln => "kiln",
+            Tool::Peer => "peer",
+        }
+    }
 }
 
 /// Who builds first in run `i` (1-based): they alternate, so neither always gets the
@@ -266,6 +276,14 @@ impl Bench {
             &self.peer_minimal
         };
         self.peer_with(name, df, &format!("bench/peer:{variant}"))
+    }
+
+    /// The example build of `variant` by `who`.
+    fn job(&self, who: Tool, name: &str, variant: &str) -> Job {
+        match who {
+            Tool::Kiln => self.kiln(name, variant),
+            Tool::Peer => self.peer(name, variant),
+        }
     }
 
     /// The steps of build `name` (none when its log is missing).

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use super::{Bench, Mode, Tool, append, turns};
+use super::{Bench, Mode, append, turns};
 use crate::report::{Row, Unit, num};
 use crate::stats::median;
 
@@ -119,7 +119,7 @@ impl Bench {
         self.run.build(self.kiln("warm2-kiln", "minimal"));
         self.run.build(self.peer("warm2-peer", "minimal"));
         self.run.disturbed = 0;
-        let (mut ks, mut ps) = (vec![], vec![]);
+        let mut samples = [vec![], vec![]];
         for i in 1..=self.runs {
             self.restore_ctx()?;
             // The comment makes the file new to the engine even if an earlier bench added
@@ -131,18 +131,11 @@ impl Bench {
             );
             append(&self.ctx.join("requirements/core.txt"), &line)?;
             for who in turns(i) {
-                match who {
-                    Tool::Kiln => ks.extend(
-                        self.run
-                            .build(self.kiln(&format!("req-kiln-{i}"), "minimal")),
-                    ),
-                    Tool::Peer => ps.extend(
-                        self.run
-                            .build(self.peer(&format!("req-peer-{i}"), "minimal")),
-                    ),
-                }
+                let job = self.job(who, &format!("req-{}-{i}", who.label()), "minimal");
+                samples[who as usize].extend(self.run.build(job));
             }
         }
+        let [ks, ps] = samples;
         self.restore_ctx()?;
         self.row(Row::new("one requirement added", Unit::Secs, &ks, &ps));
         let r = self.runs;
