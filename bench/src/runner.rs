@@ -53,7 +53,7 @@ impl<E: Engine> Runner<E> {
         eprintln!("bench [{}s]: {msg}", self.started.elapsed().as_secs());
     }
 
-    /// Seconds since the start.
+    /// Time since the start.
     pub fn elapsed(&self) -> Duration {
         self.started.elapsed()
     }

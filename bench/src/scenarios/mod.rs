@@ -506,7 +506,7 @@ fn copy_dir(from: &Path, to: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// Replaces every line equal to `from` by `to`; `None` when no line matched (the file
+/// Replaces every line that `matches` by `to`; `None` when no line matched (the file
 /// changed shape and the edit would silently measure nothing).
 fn replace_line(text: &str, matches: impl Fn(&str) -> bool, to: &str) -> Option<String> {
     let mut hit = false;
