@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
 
 echo "== cargo test" >&2
-cargo test --locked 2>&1 | tee /tmp/kiln-cargo-test.log
+cargo test --workspace --locked 2>&1 | tee /tmp/kiln-cargo-test.log
 echo "== engine" >&2
 scripts/engine.sh up
 echo "== end-to-end (real engine)" >&2

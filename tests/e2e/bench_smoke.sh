@@ -2,7 +2,7 @@
 # Smoke test of the benchmark harness: `bench/run.sh --smoke` (one run: no-op rebuild,
 # app-code change, frontend cost and LLB generation; no cold builds, no prune) must finish
 # and print its table with numbers in every cell it promises. Under a minute on a warm
-# engine (after tests/e2e/run.sh); up to three when the frontend must compile first. Ends with "N passed, N failed"; exits non-zero on any failure.
+# engine (after tests/e2e/run.sh); up to three when the frontend and the harness (kiln-bench) must compile first. Ends with "N passed, N failed"; exits non-zero on any failure.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 . tests/e2e/lib.sh

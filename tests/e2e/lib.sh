@@ -2,6 +2,7 @@
 # Source it; call `finish` last (prints "N passed, N failed", exits non-zero on failures).
 #   engine_up                          scripts/engine.sh up (dockerd + base image), or exit 1
 #   dbuild LOGNAME args...             DOCKER_BUILDKIT=1 docker build --progress=plain args...
+#   build_progress_reader; step_cached / step_ran LOGNAME "step"   what the progress log shows
 #   assert_eq / assert_contains / assert_not_contains / check / ok / fail
 # The client is /usr/bin/docker (20.10, from docker.io): a newer `docker` on PATH may lack
 # buildx and refuse BuildKit builds.
@@ -60,18 +61,22 @@ engine_up() {
 
 log_of() { cat "$E2E_WORK/logs/$1.log"; }
 
-# step_cached LOGNAME "step name": the progress shows that vertex as CACHED.
-step_cached() {
-  local log="$E2E_WORK/logs/$1.log" name="$2" ids id
-  ids=$(grep -F -- "$name" "$log" | sed -n 's/^#\([0-9]*\) .*/\1/p' | sort -u)
-  [ -n "$ids" ] || { echo "no step named [$name] in $log"; return 1; }
-  for id in $ids; do grep -qx "#$id CACHED" "$log" && return 0; done
-  return 1
+# "Was this step cached / did it run" has one reader: kiln-bench's progress parser
+# (bench/src/progress.rs), which the benchmark uses too. build_progress_reader builds it
+# once per run; call it before the first step_cached/step_ran.
+KILN_BENCH="${CARGO_TARGET_DIR:-$E2E_ROOT/target}/release/kiln-bench"
+build_progress_reader() {
+  if ! (cd "$E2E_ROOT" && cargo build --release --locked -q -p kiln-bench); then
+    echo "e2e: cannot build kiln-bench (the progress log reader)" >&2
+    exit 1
+  fi
 }
 
-step_ran() { # the step is in the log and not cached
-  grep -qF -- "$2" "$E2E_WORK/logs/$1.log" && ! step_cached "$1" "$2"
-}
+# step_cached LOGNAME "step name": the progress shows a step with that name as CACHED.
+step_cached() { "$KILN_BENCH" progress "$E2E_WORK/logs/$1.log" --step "$2" --cached; }
+
+# step_ran LOGNAME "step name": such a step ran in that build, and none was CACHED.
+step_ran() { "$KILN_BENCH" progress "$E2E_WORK/logs/$1.log" --step "$2" --ran; }
 
 config() { "$DOCKER" image inspect -f "$2" "$1"; }
 

@@ -8,6 +8,7 @@ cd "$(dirname "$0")/../.."
 FRONTEND=kiln/frontend:e2e
 BASE=kiln-local/python:3.11
 scripts/frontend-image.sh "$FRONTEND" >/dev/null || { echo "cannot build the frontend image"; exit 1; }
+build_progress_reader
 "$DOCKER" image inspect "$BASE" >/dev/null 2>&1 || { echo "no $BASE: run scripts/engine.sh up"; exit 1; }
 
 # A private copy of the context and spec, so the tests can edit them.
@@ -177,12 +178,37 @@ check "build b has its package" "$DOCKER" run --rm kiln-e2e/para:b sh -c 'comman
 check "both images are healthy" bash -c "$DOCKER run --rm kiln-e2e/para:a python -m app.health && $DOCKER run --rm kiln-e2e/para:b python -m app.health"
 
 echo "== the CA bundle and netrc secrets are in no layer, config or history"
+# scan_layers DIR: "LAYERS HITS" for the layers of an unpacked `docker save`, in the
+# legacy layout (*/layer.tar, Docker 20.10) or OCI (blobs/sha256/*, Docker 25+). GNU tar
+# unpacks gzip layers by itself and refuses configs and manifests, which are blobs too;
+# -type f skips layer.tar symlinks into blobs/, so no layer counts twice.
+scan_layers() {
+  local layers=0 hits=0 blob n
+  while IFS= read -r -d '' blob; do
+    tar -tf "$blob" >/dev/null 2>&1 || continue
+    layers=$((layers + 1))
+    # grep -c reads to the end: with -q, tar could die of SIGPIPE and pipefail hide the hit.
+    n=$(tar -xOf "$blob" 2>/dev/null | grep -caF -- "$MARKER")
+    [ "${n:-0}" -gt 0 ] && hits=$((hits + 1))
+  done < <(find "$1" -type f \( -path '*/layer.tar' -o -path '*/blobs/sha256/*' \) -print0)
+  echo "$layers $hits"
+}
+# The OCI path cannot come from this engine's `docker save`: a small OCI layout with a
+# gzip layer that holds the marker and one that does not must give "2 1".
+oci="$E2E_WORK/oci-scan"; mkdir -p "$oci/blobs/sha256" "$oci/l1" "$oci/l2"
+echo "$MARKER" >"$oci/l1/f"; echo clean >"$oci/l2/f"; echo '{"config": 1}' >"$oci/blobs/sha256/c0"
+tar -C "$oci/l1" -c f | gzip >"$oci/blobs/sha256/a1"; tar -C "$oci/l2" -c f >"$oci/blobs/sha256/a2"
+rm -r "$oci/l1" "$oci/l2"
+assert_eq "the layer scan reads OCI layouts (gzip and plain layers)" "2 1" "$(scan_layers "$oci")"
 for tag in minimal cuda; do
   dir="$E2E_WORK/save-$tag"; mkdir -p "$dir"
   if "$DOCKER" save "$IMG:$tag" | tar -x -C "$dir"; then
-    hits=0
-    for layer in "$dir"/*/layer.tar; do tar -xOf "$layer" 2>/dev/null | grep -qaF "$MARKER" && hits=$((hits + 1)); done
-    assert_eq "$tag: secret in no layer" "0" "$hits"
+    read -r layers hits < <(scan_layers "$dir")
+    if [ "$layers" -eq 0 ]; then
+      fail "$tag: secret in no layer: no layer found to search in the saved image"
+    else
+      assert_eq "$tag: secret in no layer ($layers layers searched)" "0" "$hits"
+    fi
     check "$tag: secret not in config or manifest" bash -c "! grep -rqaF '$MARKER' '$dir' --include='*.json'"
     assert_not_contains "$tag: secret not in history" "$("$DOCKER" history --no-trunc "$IMG:$tag")" "$MARKER"
   else
