@@ -57,14 +57,18 @@ enum Why {
     Dockerignore,
 }
 
+/// One include: its line, the path as written, and the context path it names (or why
+/// it names none).
+type Resolved = (u32, String, Result<String, &'static str>);
+
 /// Reads what a spec needs from the context, file by file.
 pub struct Gather {
     /// Requirement files named by the spec, with where.
     roots: Vec<(String, Loc)>,
     queue: Vec<(String, Why)>,
     asked: BTreeSet<String>,
-    /// The includes of each requirement file read: line and resolved path (or why not).
-    includes: BTreeMap<String, Vec<(u32, String, Result<String, &'static str>)>>,
+    /// The includes of each requirement file read.
+    includes: BTreeMap<String, Vec<Resolved>>,
     missing: BTreeSet<String>,
     /// Each file given so far: its text, or `None` when the context has no such file.
     given: BTreeMap<String, Option<String>>,
@@ -180,10 +184,8 @@ impl Gather {
             (Why::Requirements, None) => {
                 self.missing.insert(path.to_string());
             }
-            (Why::Requirements, Some(text)) => {
-                if !self.includes.contains_key(path) {
-                    self.requirements(path, text)
-                }
+            (Why::Requirements, Some(text)) if !self.includes.contains_key(path) => {
+                self.requirements(path, text)
             }
             (Why::Project { loc, .. } | Why::Present { loc, .. }, None) => {
                 let what = match why {

@@ -41,14 +41,14 @@ impl Cx {
             if let GroupSource::Requirements {
                 files, packages, ..
             } = &source
+                && files.is_empty()
+                && packages.is_empty()
             {
-                if files.is_empty() && packages.is_empty() {
-                    self.err(
-                        v.loc,
-                        format!("requirement group `{}` is empty", k.name),
-                        "list requirement files or packages, or remove the group",
-                    );
-                }
+                self.err(
+                    v.loc,
+                    format!("requirement group `{}` is empty", k.name),
+                    "list requirement files or packages, or remove the group",
+                );
             }
             out.push(Group {
                 name: S::new(k.name.clone(), k.loc),
