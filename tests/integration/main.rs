@@ -5,6 +5,7 @@
 //! `KILN_UPDATE_GOLDEN=1 cargo test --test integration golden`.
 
 mod common;
+mod context;
 mod frontend_fake;
 mod golden;
 mod graph;

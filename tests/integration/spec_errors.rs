@@ -7,6 +7,9 @@ const GOOD: &str = "version: 1\nname: w\npython:\n  base: python:3.12-slim\n";
 /// (spec, expected message fragment, line, col)
 fn cases() -> Vec<(String, &'static str, u32, u32)> {
     let with = |extra: &str| format!("{GOOD}{extra}");
+    let uv = |extra: &str| {
+        format!("version: 1\nname: w\npython: {{base: python:3, installer: uv}}\n{extra}")
+    };
     vec![
         ("".into(), "spec file is empty", 1, 1),
         ("- a\n- b\n".into(), "must be a mapping", 1, 1),
@@ -297,6 +300,50 @@ fn cases() -> Vec<(String, &'static str, u32, u32)> {
             2,
             10,
         ),
+        // Lock files and projects.
+        (
+            uv("requirements: {core: {lock: deps/Pipfile.lock}}\n"),
+            "`Pipfile.lock` is not a lock file kiln reads",
+            4,
+            29,
+        ),
+        (
+            with("requirements: {core: {lock: uv.lock}}\n"),
+            "`uv.lock` is installed by uv, and variant `default` uses installer pip",
+            5,
+            29,
+        ),
+        (
+            uv("requirements: {core: {lock: uv.lock, packages: [arq]}}\n"),
+            "`packages` cannot be used with `lock`",
+            4,
+            48,
+        ),
+        (
+            with("requirements: {core: {files: [r.txt], extras: [ml]}}\n"),
+            "`extras` selects from a lock file, and requirements.core has no `lock`",
+            5,
+            47,
+        ),
+        (
+            uv("requirements: {core: {lock: pylock.toml, groups: [gpu]}}\n"),
+            "`groups` cannot select from a pylock.toml",
+            4,
+            51,
+        ),
+        (
+            uv("requirements: {core: {lock: uv.lock, extras: [\"m l\"]}}\n"),
+            "invalid name `m l` in requirements.core.extras",
+            4,
+            47,
+        ),
+        (
+            with("requirements: {core: {files: [r.txt], require_hashes: 1}}\n"),
+            "requirements.core.require_hashes must be true or false",
+            5,
+            55,
+        ),
+        (with("app: {workdir: /srv}\n"), "missing `app.src`", 5, 6),
     ]
 }
 

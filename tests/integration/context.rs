@@ -1,0 +1,141 @@
+//! What kiln reads from the build context before any step runs (`kiln check --context`,
+//! `kiln llb --context`): requirement includes followed and mounted, and every file the
+//! spec names checked, each problem at the spec line that named it.
+
+use std::path::{Path, PathBuf};
+
+use crate::common::{exec_script, graph, kiln};
+
+/// A fresh context directory holding `files` (path, text), and a spec in it.
+fn context(name: &str, spec: &str, files: &[(&str, &str)]) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("kiln-ctx-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("spec.yaml"), spec).unwrap();
+    for (path, text) in files {
+        let p = dir.join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+    dir
+}
+
+fn check(dir: &Path) -> (bool, String) {
+    let spec = dir.join("spec.yaml");
+    let out = kiln(&[
+        "check",
+        spec.to_str().unwrap(),
+        "--context",
+        dir.to_str().unwrap(),
+    ]);
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+const SPEC: &str =
+    "version: 1\nname: w\npython: {base: python:3}\nrequirements:\n  core: [req/core.txt]\n";
+
+#[test]
+fn check_with_context_follows_includes_and_names_the_group_line() {
+    let dir = context(
+        "ok",
+        SPEC,
+        &[
+            ("req/core.txt", "-r base.txt\narq\n"),
+            ("req/base.txt", "httpx\n"),
+        ],
+    );
+    let (ok, err) = check(&dir);
+    assert!(ok, "{err}");
+
+    let dir = context("missing", SPEC, &[("req/core.txt", "arq\n-r base.txt\n")]);
+    let (ok, err) = check(&dir);
+    assert!(!ok);
+    assert!(err.contains("requirement file `req/base.txt` (included at req/core.txt:2) is not in the build context"), "{err}");
+    assert!(
+        err.contains("spec.yaml:5:10"),
+        "at the group's entry: {err}"
+    );
+    // Without --context nothing is read: the spec alone is fine.
+    let out = kiln(&["check", dir.join("spec.yaml").to_str().unwrap()]);
+    assert!(out.status.success());
+}
+
+#[test]
+fn includes_that_leave_the_context_are_refused() {
+    for (name, include) in [
+        ("abs", "/root/.netrc"),
+        ("up", "../../etc/passwd"),
+        ("url", "https://example.com/r.txt"),
+    ] {
+        let dir = context(name, SPEC, &[("req/core.txt", &format!("-r {include}\n"))]);
+        let (ok, err) = check(&dir);
+        assert!(!ok, "{include}");
+        assert!(
+            err.contains(&format!("`req/core.txt`:1 includes `{include}`")),
+            "{err}"
+        );
+    }
+    // A symlink out of the context reads as missing, as it does in the build.
+    let dir = context("link", SPEC, &[("req/core.txt", "-r base.txt\n")]);
+    std::os::unix::fs::symlink("/etc/passwd", dir.join("req/base.txt")).unwrap();
+    let (ok, err) = check(&dir);
+    assert!(!ok);
+    assert!(
+        err.contains("`req/base.txt` (included at req/core.txt:1) is not in the build context"),
+        "{err}"
+    );
+}
+
+#[test]
+fn every_file_an_install_reads_is_mounted_and_nothing_else() {
+    let spec = "version: 1\nname: w\npython: {base: python:3}\nrequirements:\n  core: [req/core.txt]\npip: {constraints: pins.txt}\n";
+    let dir = context(
+        "mount",
+        spec,
+        &[
+            ("req/core.txt", "-r base.txt\narq\n"),
+            ("req/base.txt", "-c ../pins.txt\nhttpx\n"),
+            ("pins.txt", "httpx<1\n"),
+            ("other.txt", "x\n"),
+        ],
+    );
+    let out = kiln(&[
+        "llb",
+        dir.join("spec.yaml").to_str().unwrap(),
+        "--context",
+        dir.to_str().unwrap(),
+        "--platform",
+        "linux/amd64",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let def: kiln::llb::pb::Definition = prost::Message::decode(out.stdout.as_slice()).unwrap();
+    let g = graph(&def);
+    let includes: Vec<String> = g
+        .ops
+        .values()
+        .filter_map(|op| match &op.op {
+            Some(kiln::llb::pb::op::Op::Source(s)) if s.identifier == "local://context" => {
+                s.attrs.get("local.includepattern").cloned()
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(includes, [r#"["req/core.txt","req/base.txt","pins.txt"]"#]);
+    let install = g
+        .ops
+        .values()
+        .filter_map(exec_script)
+        .find(|s| s.contains("pip install"))
+        .unwrap();
+    assert!(
+        install.contains("-c /kiln/req/pins.txt -r /kiln/req/req/core.txt"),
+        "{install}"
+    );
+}
