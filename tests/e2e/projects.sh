@@ -1,0 +1,252 @@
+#!/usr/bin/env bash
+# End-to-end: the example projects built from their lock files by the kiln frontend on a
+# real BuildKit (Docker's): examples/uv-project (uv.lock, app.project), examples/poetry-project
+# (poetry.lock, app.project) and examples/pylock-service (PEP 751 pylock.toml, app.src).
+# Needs the engine (scripts/engine.sh up) and builds the frontend image.
+#   KILN_E2E_FRONTEND=kiln/frontend:e2e   the frontend image tag to build and use
+#   KILN_E2E_RELOCK=0                     skip the check that re-locks with the host's uv
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+. tests/e2e/lib.sh
+
+FRONTEND="${KILN_E2E_FRONTEND:-kiln/frontend:e2e}"
+BASE=kiln-local/python:3.11
+scripts/frontend-image.sh "$FRONTEND" >/dev/null || { echo "cannot build the frontend image"; exit 1; }
+"$DOCKER" image inspect "$BASE" >/dev/null 2>&1 || { echo "no $BASE: run scripts/engine.sh up"; exit 1; }
+
+ARGS=(--build-arg "PYTHON_IMAGE=$BASE" --build-arg PYTHON_VERSION=3.11 --secret "id=pipca,src=/etc/ssl/certs/ca-certificates.crt")
+IMG=kiln-e2e/projects
+RUN_ID="$(date +%s%N)"
+VENV=/opt/venv
+# The install steps' names as kiln prints them: "{installer} install: {group}".
+install_step() { echo "uv install: $1"; }
+
+# prepare NAME [COPY]: a private copy of examples/NAME at $E2E_WORK/COPY (default NAME) and
+# of specs/NAME.yaml at $E2E_WORK/specs/COPY.yaml with this run's `# syntax=` line.
+mkdir -p "$E2E_WORK/specs"
+prepare() {
+  local name="$1" copy="${2:-$1}"
+  rm -rf "${E2E_WORK:?}/$copy"
+  cp -r "examples/$name" "$E2E_WORK/$copy"
+  { echo "# syntax=$FRONTEND"; tail -n +2 "specs/$name.yaml"; } >"$E2E_WORK/specs/$copy.yaml"
+}
+
+drun() { "$DOCKER" run --rm "$@" 2>&1; }
+# untag IMAGE: before a build that must fail, so that "nothing exported" means this run.
+untag() { "$DOCKER" image rm "$1" >/dev/null 2>&1 || true; }
+
+# project_checks LABEL IMAGE: what any app.project image must show a user.
+project_checks() {
+  local label="$1" image="$2" out
+  out=$(drun "$image" svc-health)
+  assert_contains "$label: the console script runs (svc-health)" "$out" "healthy: svc 0.1.0"
+  assert_eq "$label: runs as uid 10001" "10001" "$(drun "$image" id -u)"
+  assert_eq "$label: svc-health is on PATH, from the venv" "$VENV/bin/svc-health" "$(drun "$image" sh -c 'command -v svc-health')"
+  assert_eq "$label: svc-serve is on PATH, from the venv" "$VENV/bin/svc-serve" "$(drun "$image" sh -c 'command -v svc-serve')"
+  assert_not_contains "$label: no PYTHONPATH in the image config" "$(config "$image" '{{json .Config.Env}}')" "PYTHONPATH"
+  out=$(drun -w / "$image" python -c 'import svc; print(svc.__file__)')
+  assert_eq "$label: import svc from / finds the installed package" "$VENV/lib/python3.11/site-packages/svc/__init__.py" "$out"
+  out=$(drun "$image" python -c 'import importlib.metadata as m; print(m.distribution("svc").read_text("direct_url.json") or "no direct_url")')
+  assert_not_contains "$label: the project is not an editable install" "$out" '"editable": true'
+  assert_eq "$label: no copy of src/ in the image, only the installed package" "" \
+    "$(drun -u 0 "$image" sh -c "find / -xdev -path '*/svc/health.py' ! -path '$VENV/lib/*' 2>/dev/null")"
+  check "$label: no dev-group package (pytest)" bash -c "! $DOCKER run --rm $image python -c 'import pytest'"
+  assert_eq "$label: cmd is the console script" '["svc-serve"]' "$(config "$image" '{{json .Config.Cmd}}')"
+  assert_eq "$label: health check is the console script" '["CMD","svc-health"]' "$(config "$image" '{{json .Config.Healthcheck.Test}}')"
+}
+
+# bump_lock FILE: a comment line unique to this run (TOML; uv and Poetry accept it and
+# still see the lock as up to date), so that the first build installs for real: the
+# engine's cache outlives a run.
+bump_lock() { echo "# e2e run $RUN_ID" >>"$1"; }
+
+# tamper_hash FILE PACKAGE-WHEEL-PREFIX: replace the sha256 of one wheel with another
+# (valid-looking) digest.
+tamper_hash() {
+  local file="$1" wheel="$2" old new
+  old=$(grep -F -- "$wheel" "$file" | grep -oE '[0-9a-f]{64}' | head -n 1)
+  new=$(printf 'tampered %s' "$RUN_ID" | sha256sum | cut -c1-64)
+  [ -n "$old" ] && sed -i "s/$old/$new/" "$file"
+}
+
+# ---------------------------------------------------------------------------------------
+echo "== uv project: minimal (core = the project's default dependencies)"
+prepare uv-project uv
+CTX="$E2E_WORK/uv"; SPEC="$E2E_WORK/specs/uv.yaml"
+bump_lock "$CTX/uv.lock"
+if dbuild uv-minimal -f "$SPEC" --target minimal -t "$IMG-uv:minimal" "${ARGS[@]}" "$CTX"; then
+  ok "uv: minimal builds"
+  check "uv: the core group installed for real in this run" step_ran uv-minimal "$(install_step core)"
+  project_checks "uv minimal" "$IMG-uv:minimal"
+  check "uv minimal: no ml extra (numpy)" bash -c "! $DOCKER run --rm $IMG-uv:minimal python -c 'import numpy'"
+  check "uv minimal: no gpu group (tabulate)" bash -c "! $DOCKER run --rm $IMG-uv:minimal python -c 'import tabulate'"
+  # The default cmd (svc-serve) runs, reports healthy and stops cleanly on `docker stop`.
+  cid=$("$DOCKER" run -d --health-interval 1s --health-start-period 0s -e SVC_INTERVAL=1 "$IMG-uv:minimal")
+  status=starting
+  for _ in $(seq 1 30); do
+    status=$("$DOCKER" inspect -f '{{.State.Health.Status}}' "$cid"); [ "$status" = starting ] || break; sleep 1
+  done
+  assert_eq "uv minimal: the health check passes while svc-serve runs" "healthy" "$status"
+  "$DOCKER" stop -t 10 "$cid" >/dev/null
+  assert_eq "uv minimal: svc-serve exits 0 on SIGTERM" "0" "$("$DOCKER" inspect -f '{{.State.ExitCode}}' "$cid")"
+  assert_contains "uv minimal: svc-serve logged its heartbeat and its stop" "$("$DOCKER" logs "$cid" 2>&1)" "svc: stopped"
+  "$DOCKER" rm -f "$cid" >/dev/null
+else
+  fail "uv: minimal builds: $(tail -n 15 "$E2E_WORK/logs/uv-minimal.log")"
+fi
+
+echo "== uv project: ml (core + the ml extra + the gpu group)"
+if dbuild uv-ml -f "$SPEC" --target ml -t "$IMG-uv:ml" "${ARGS[@]}" "$CTX"; then
+  ok "uv: ml builds"
+  check "uv ml: the shared core install was reused (CACHED)" step_cached uv-ml "$(install_step core)"
+  check "uv ml: the ml group installed" step_ran uv-ml "$(install_step ml)"
+  out=$(drun "$IMG-uv:ml" svc-health)
+  assert_contains "uv ml: numpy (the ml extra) present" "$out" "numpy 2."
+  assert_contains "uv ml: tabulate (the gpu group) present" "$out" "tabulate 0."
+  check "uv ml: no dev-group package (pytest)" bash -c "! $DOCKER run --rm $IMG-uv:ml python -c 'import pytest'"
+  assert_eq "uv ml: runs as uid 10001" "10001" "$(drun "$IMG-uv:ml" id -u)"
+else
+  fail "uv: ml builds: $(tail -n 15 "$E2E_WORK/logs/uv-ml.log")"
+fi
+
+echo "== uv project: an app-only edit reruns no dependency install"
+echo "# touched by the e2e test $RUN_ID" >>"$CTX/src/svc/health.py"
+if dbuild uv-app-edit -f "$SPEC" --target minimal -t "$IMG-uv:minimal" "${ARGS[@]}" "$CTX"; then
+  check "uv app edit: [$(install_step core)] CACHED" step_cached uv-app-edit "$(install_step core)"
+  check "uv app edit: the edit is in the installed package" "$DOCKER" run --rm "$IMG-uv:minimal" \
+    sh -c "grep -q 'touched by the e2e test $RUN_ID' $VENV/lib/python3.11/site-packages/svc/health.py"
+  assert_contains "uv app edit: still healthy" "$(drun "$IMG-uv:minimal" svc-health)" "healthy: svc"
+else
+  fail "uv: rebuild after an app edit: $(tail -n 15 "$E2E_WORK/logs/uv-app-edit.log")"
+fi
+
+echo "== uv project: a dependency added to the gpu group and re-locked reruns only that group"
+# Realistic, so done with the real uv: edit pyproject.toml, `uv lock`, rebuild.
+if [ "${KILN_E2E_RELOCK:-1}" = 0 ] || ! command -v uv >/dev/null; then
+  echo "  note: no uv on this host (or KILN_E2E_RELOCK=0): re-lock check skipped"
+elif ! sed -i 's/^gpu = \["tabulate>=0.9"\]$/gpu = ["tabulate>=0.9", "humanize>=4"]/' "$CTX/pyproject.toml" \
+  || ! grep -q humanize "$CTX/pyproject.toml"; then
+  fail "uv re-lock: could not add humanize to the gpu group in pyproject.toml"
+elif ! (cd "$CTX" && SSL_CERT_FILE="${SSL_CERT_FILE:-/etc/ssl/certs/ca-certificates.crt}" UV_PYTHON_DOWNLOADS=never uv lock) >"$E2E_WORK/logs/uv-relock.log" 2>&1; then
+  echo "  note: \`uv lock\` failed on this host (no PyPI?): re-lock check skipped; see logs/uv-relock.log"
+else
+  if dbuild uv-relock-ml -f "$SPEC" --target ml -t "$IMG-uv:ml" "${ARGS[@]}" "$CTX"; then
+    check "uv re-lock: [$(install_step core)] CACHED" step_cached uv-relock-ml "$(install_step core)"
+    check "uv re-lock: [$(install_step ml)] ran again" step_ran uv-relock-ml "$(install_step ml)"
+    check "uv re-lock: the new gpu-group package is installed" "$DOCKER" run --rm "$IMG-uv:ml" python -c 'import humanize'
+    check "uv re-lock: numpy still there" "$DOCKER" run --rm "$IMG-uv:ml" python -c 'import numpy'
+  else
+    fail "uv re-lock: ml builds: $(tail -n 15 "$E2E_WORK/logs/uv-relock-ml.log")"
+  fi
+fi
+
+echo "== uv project: a stale lock (a dependency added without \`uv lock\`) fails the build"
+prepare uv-project uv-stale
+sed -i 's/^    "httpx>=0.28",$/    "httpx>=0.28",\n    "humanize>=4",/' "$E2E_WORK/uv-stale/pyproject.toml"
+untag "$IMG-uv:stale"
+if ! grep -q humanize "$E2E_WORK/uv-stale/pyproject.toml"; then
+  fail "uv stale lock: could not edit pyproject.toml"
+elif dbuild uv-stale -f "$E2E_WORK/specs/uv-stale.yaml" --target minimal -t "$IMG-uv:stale" "${ARGS[@]}" "$E2E_WORK/uv-stale"; then
+  fail "uv stale lock: the build must fail"
+else
+  assert_contains "uv stale lock: uv's own message" "$(log_of uv-stale)" "needs to be updated"
+  check "uv stale lock: nothing exported" bash -c "! $DOCKER image inspect $IMG-uv:stale"
+fi
+
+echo "== uv project: a tampered hash in uv.lock fails the build"
+prepare uv-project uv-hash
+tamper_hash "$E2E_WORK/uv-hash/uv.lock" "anyio-4.16.0-py3-none-any.whl" || fail "uv hash: no anyio wheel hash in uv.lock"
+untag "$IMG-uv:hash"
+if dbuild uv-hash -f "$E2E_WORK/specs/uv-hash.yaml" --target minimal -t "$IMG-uv:hash" "${ARGS[@]}" "$E2E_WORK/uv-hash"; then
+  fail "uv hash: a wrong hash in uv.lock must fail the build"
+else
+  assert_contains "uv hash: the log reports a hash mismatch" "$(log_of uv-hash)" "Hash mismatch"
+fi
+
+# ---------------------------------------------------------------------------------------
+echo "== Poetry project: minimal (the main group)"
+prepare poetry-project poetry
+CTX="$E2E_WORK/poetry"; SPEC="$E2E_WORK/specs/poetry.yaml"
+bump_lock "$CTX/poetry.lock"
+if dbuild poetry-minimal -f "$SPEC" --target minimal -t "$IMG-poetry:minimal" "${ARGS[@]}" "$CTX"; then
+  ok "poetry: minimal builds"
+  check "poetry: the main group installed for real in this run" step_ran poetry-minimal "$(install_step main)"
+  project_checks "poetry minimal" "$IMG-poetry:minimal"
+  assert_contains "poetry minimal: it is the Poetry build" "$(drun "$IMG-poetry:minimal" svc-health)" "(poetry)"
+  check "poetry minimal: no worker group (tabulate)" bash -c "! $DOCKER run --rm $IMG-poetry:minimal python -c 'import tabulate'"
+else
+  fail "poetry: minimal builds: $(tail -n 15 "$E2E_WORK/logs/poetry-minimal.log")"
+fi
+
+echo "== Poetry project: worker (main + the worker group)"
+if dbuild poetry-worker -f "$SPEC" --target worker -t "$IMG-poetry:worker" "${ARGS[@]}" "$CTX"; then
+  ok "poetry: worker builds"
+  check "poetry worker: the shared main install was reused (CACHED)" step_cached poetry-worker "$(install_step main)"
+  assert_contains "poetry worker: tabulate (the worker group) present" "$(drun "$IMG-poetry:worker" svc-health)" "tabulate 0."
+  check "poetry worker: no dev-group package (pytest)" bash -c "! $DOCKER run --rm $IMG-poetry:worker python -c 'import pytest'"
+else
+  fail "poetry: worker builds: $(tail -n 15 "$E2E_WORK/logs/poetry-worker.log")"
+fi
+
+echo "== Poetry project: an app-only edit reruns no dependency install"
+echo "# touched by the e2e test $RUN_ID" >>"$CTX/src/svc/serve.py"
+if dbuild poetry-app-edit -f "$SPEC" --target worker -t "$IMG-poetry:worker" "${ARGS[@]}" "$CTX"; then
+  check "poetry app edit: [$(install_step main)] CACHED" step_cached poetry-app-edit "$(install_step main)"
+  check "poetry app edit: [$(install_step worker)] CACHED" step_cached poetry-app-edit "$(install_step worker)"
+  check "poetry app edit: the edit is in the installed package" "$DOCKER" run --rm "$IMG-poetry:worker" \
+    sh -c "grep -q 'touched by the e2e test $RUN_ID' $VENV/lib/python3.11/site-packages/svc/serve.py"
+else
+  fail "poetry: rebuild after an app edit: $(tail -n 15 "$E2E_WORK/logs/poetry-app-edit.log")"
+fi
+
+echo "== Poetry project: a stale lock (a dependency added without \`poetry lock\`) fails the build"
+prepare poetry-project poetry-stale
+sed -i 's/^    "httpx>=0.28",$/    "httpx>=0.28",\n    "humanize>=4",/' "$E2E_WORK/poetry-stale/pyproject.toml"
+untag "$IMG-poetry:stale"
+if ! grep -q humanize "$E2E_WORK/poetry-stale/pyproject.toml"; then
+  fail "poetry stale lock: could not edit pyproject.toml"
+elif dbuild poetry-stale -f "$E2E_WORK/specs/poetry-stale.yaml" --target minimal -t "$IMG-poetry:stale" "${ARGS[@]}" "$E2E_WORK/poetry-stale"; then
+  fail "poetry stale lock: the build must fail"
+else
+  assert_contains "poetry stale lock: Poetry's own message" "$(log_of poetry-stale)" "changed significantly since poetry.lock was last generated"
+  check "poetry stale lock: nothing exported" bash -c "! $DOCKER image inspect $IMG-poetry:stale"
+fi
+
+# ---------------------------------------------------------------------------------------
+echo "== pylock service: builds from pylock.toml"
+prepare pylock-service pylock
+CTX="$E2E_WORK/pylock"; SPEC="$E2E_WORK/specs/pylock.yaml"
+bump_lock "$CTX/pylock.toml"
+if dbuild pylock -f "$SPEC" -t "$IMG-pylock:default" "${ARGS[@]}" "$CTX"; then
+  ok "pylock: builds"
+  check "pylock: the core group installed for real in this run" step_ran pylock "$(install_step core)"
+  assert_contains "pylock: healthy (python -m app.health)" "$(drun "$IMG-pylock:default" python -m app.health)" "healthy: pylock-service"
+  assert_eq "pylock: runs as uid 10001" "10001" "$(drun "$IMG-pylock:default" id -u)"
+  assert_eq "pylock: the locked versions are installed" "0.28.1 2.14.4" \
+    "$(drun "$IMG-pylock:default" python -c 'import importlib.metadata as m; print(m.version("httpx"), m.version("pydantic"))')"
+  assert_eq "pylock: app code copied to /app, owned by the user" "10001:10001" "$(drun "$IMG-pylock:default" stat -c %u:%g /app/app/health.py)"
+else
+  fail "pylock: builds: $(tail -n 15 "$E2E_WORK/logs/pylock.log")"
+fi
+
+echo "== pylock service: an app-only edit reruns no dependency install"
+echo "# touched by the e2e test $RUN_ID" >>"$CTX/app/health.py"
+if dbuild pylock-app-edit -f "$SPEC" -t "$IMG-pylock:default" "${ARGS[@]}" "$CTX"; then
+  check "pylock app edit: [$(install_step core)] CACHED" step_cached pylock-app-edit "$(install_step core)"
+  check "pylock app edit: the edit is in the image" "$DOCKER" run --rm "$IMG-pylock:default" grep -q "touched by the e2e test $RUN_ID" /app/app/health.py
+else
+  fail "pylock: rebuild after an app edit: $(tail -n 15 "$E2E_WORK/logs/pylock-app-edit.log")"
+fi
+
+echo "== pylock service: a tampered hash in pylock.toml fails the build"
+prepare pylock-service pylock-hash
+tamper_hash "$E2E_WORK/pylock-hash/pylock.toml" "anyio-4.16.0-py3-none-any.whl" || fail "pylock hash: no anyio wheel hash in pylock.toml"
+untag "$IMG-pylock:hash"
+if dbuild pylock-hash -f "$E2E_WORK/specs/pylock-hash.yaml" -t "$IMG-pylock:hash" "${ARGS[@]}" "$E2E_WORK/pylock-hash"; then
+  fail "pylock hash: a wrong hash in pylock.toml must fail the build"
+else
+  assert_contains "pylock hash: the log reports a hash mismatch" "$(log_of pylock-hash)" "Hash mismatch"
+  check "pylock hash: nothing exported" bash -c "! $DOCKER image inspect $IMG-pylock:hash"
+fi
+
+finish
