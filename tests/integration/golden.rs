@@ -14,6 +14,22 @@ const CASES: &[(&str, &str, &[&str])] = &[
     ("specs/worker.yaml", "cuda", &["--merge"]),
     ("specs/api.yaml", "default", &[]),
     ("specs/batch.yaml", "pdf", &[]),
+    // One per lock kind, reading their example contexts (includes, .dockerignore).
+    (
+        "specs/uv-project.yaml",
+        "ml",
+        &["--context", "examples/uv-project"],
+    ),
+    (
+        "specs/poetry-project.yaml",
+        "worker",
+        &["--context", "examples/poetry-project"],
+    ),
+    (
+        "specs/pylock-service.yaml",
+        "default",
+        &["--context", "examples/pylock-service"],
+    ),
 ];
 
 fn golden_name(spec: &str, target: &str, extra: &[&str]) -> String {
@@ -22,10 +38,11 @@ fn golden_name(spec: &str, target: &str, extra: &[&str]) -> String {
         .unwrap()
         .to_string_lossy()
         .to_string();
+    // Flags name the file (`-merge`); a flag's value (a context directory) does not.
     let flags: String = extra
         .iter()
-        .map(|f| f.trim_start_matches('-'))
-        .map(|f| format!("-{f}"))
+        .filter(|f| f.starts_with("--") && **f != "--context")
+        .map(|f| format!("-{}", f.trim_start_matches('-')))
         .collect();
     format!("tests/golden/{stem}-{target}{flags}")
 }
