@@ -113,7 +113,7 @@ impl Gather {
             }
         }
         for v in &spec.variants {
-            if let Some(c) = &v.pip.constraints {
+            for c in v.pip.constraints.iter().chain(&v.pip.build_constraints) {
                 g.root(&c.v, c.loc);
             }
         }

@@ -442,20 +442,43 @@ fn install_command(source: &GroupSource, step: &InstallStep) -> (String, Mount) 
             }
             args.extend(packages.iter().cloned());
             match installer {
-                Installer::Pip => (
-                    format!(
-                        "{} -m pip install --timeout {} --retries {} {}",
-                        quote(&python),
-                        pip.timeout,
-                        pip.retries,
-                        join(&args)
-                    ),
-                    pip_cache(),
-                ),
-                Installer::Uv => (
-                    format!("uv pip install --python {} {}", quote(&python), join(&args)),
-                    uv_cache(),
-                ),
+                Installer::Pip => {
+                    // pip hands PIP_CONSTRAINT on to the isolated build environments.
+                    let env = match &pip.build_constraints {
+                        Some(c) => format!("PIP_CONSTRAINT={} ", quote(&in_mount(c))),
+                        None => String::new(),
+                    };
+                    if !pip.no_build_isolation.is_empty() {
+                        args.insert(0, "--no-build-isolation".into());
+                    }
+                    (
+                        format!(
+                            "{env}{} -m pip install --timeout {} --retries {} {}",
+                            quote(&python),
+                            pip.timeout,
+                            pip.retries,
+                            join(&args)
+                        ),
+                        pip_cache(),
+                    )
+                }
+                Installer::Uv => {
+                    let mut uv_args = vec![];
+                    if let Some(c) = &pip.build_constraints {
+                        uv_args.extend(["--build-constraint".into(), in_mount(c)]);
+                    }
+                    if let Some(s) = &pip.index_strategy {
+                        uv_args.extend(["--index-strategy".into(), s.clone()]);
+                    }
+                    for p in &pip.no_build_isolation {
+                        uv_args.extend(["--no-build-isolation-package".into(), p.clone()]);
+                    }
+                    uv_args.extend(args);
+                    (
+                        format!("uv pip install --python {} {}", quote(&python), join(&uv_args)),
+                        uv_cache(),
+                    )
+                }
             }
         }
         // Never re-resolved: `--locked` fails when pyproject.toml and the lock disagree;

@@ -308,8 +308,9 @@ impl Builder<'_> {
                 require_hashes,
             } => {
                 let constraints = v.pip.constraints.as_ref().map(|c| c.v.clone());
+                let build = v.pip.build_constraints.as_ref().map(|c| &c.v);
                 let mut reached: Vec<String> = vec![];
-                for f in files.iter().map(|f| &f.v).chain(&constraints) {
+                for f in files.iter().map(|f| &f.v).chain(&constraints).chain(build) {
                     for r in self.context.requirement_closure(f) {
                         if !reached.contains(&r) {
                             reached.push(r);
@@ -383,6 +384,14 @@ fn pip_options(v: &Variant) -> PipOptions {
         timeout: v.pip.timeout,
         retries: v.pip.retries,
         check: v.pip.check,
+        build_constraints: v.pip.build_constraints.as_ref().map(|c| c.v.clone()),
+        index_strategy: v.pip.index_strategy.as_ref().map(|s| s.v.clone()),
+        no_build_isolation: v
+            .pip
+            .no_build_isolation
+            .iter()
+            .map(|p| p.v.clone())
+            .collect(),
     }
 }
 

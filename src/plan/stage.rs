@@ -148,6 +148,12 @@ pub struct PipOptions {
     pub retries: u32,
     /// Run `pip check` (or `uv pip check`) after the install.
     pub check: bool,
+    /// A constraints file for sdist build environments (mounted with the group's files).
+    pub build_constraints: Option<String>,
+    /// uv's `--index-strategy`.
+    pub index_strategy: Option<String>,
+    /// Packages built without build isolation.
+    pub no_build_isolation: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -39,7 +39,12 @@ pub const PIP_KEYS: &[&str] = &[
     "constraints",
     "check",
     "require_hashes",
+    "build_constraints",
+    "index_strategy",
+    "no_build_isolation",
 ];
+/// uv's `--index-strategy` values.
+pub const INDEX_STRATEGIES: &[&str] = &["first-index", "unsafe-first-match", "unsafe-best-match"];
 /// A group is requirement files and lines (`files`, `packages`, `require_hashes`) or a
 /// lock file (`lock`, `extras`, `groups`).
 pub const GROUP_KEYS: &[&str] = &[

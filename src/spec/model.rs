@@ -112,6 +112,14 @@ pub struct Pip {
     pub check: bool,
     /// `--require-hashes` for requirement-file groups that do not say otherwise.
     pub require_hashes: bool,
+    /// Constraints for the build environments of sdists (`Cython<3`): uv's
+    /// `--build-constraint`, pip's `PIP_CONSTRAINT`.
+    pub build_constraints: Option<S<String>>,
+    /// uv's `--index-strategy` (which index a package may come from).
+    pub index_strategy: Option<S<String>>,
+    /// Packages built without build isolation (their build dependencies installed by an
+    /// earlier group): uv's `--no-build-isolation-package`, pip's `--no-build-isolation`.
+    pub no_build_isolation: Vec<S<String>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

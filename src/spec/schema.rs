@@ -58,7 +58,10 @@ fn pip() -> Value {
             "retries": int(PIP_RETRIES, "Retries per download."),
             "constraints": {"type": ["string", "null"], "description": "A constraints file in the build context."},
             "check": {"type": "boolean", "default": DEFAULT_PIP_CHECK, "description": "Run `pip check` after each install."},
-            "require_hashes": {"type": "boolean", "default": DEFAULT_REQUIRE_HASHES, "description": "--require-hashes for requirement-file groups (pip and uv alike)."}
+            "require_hashes": {"type": "boolean", "default": DEFAULT_REQUIRE_HASHES, "description": "--require-hashes for requirement-file groups (pip and uv alike)."},
+            "build_constraints": {"type": ["string", "null"], "description": "Constraints for sdist build environments (e.g. Cython<3): uv --build-constraint, pip PIP_CONSTRAINT."},
+            "index_strategy": {"enum": INDEX_STRATEGIES, "description": "uv's --index-strategy (installer uv only)."},
+            "no_build_isolation": strings("Packages built without build isolation; install their build dependencies in an earlier group.")
         }
     })
 }

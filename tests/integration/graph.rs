@@ -621,3 +621,59 @@ fn moving_spec_lines_changes_no_op() {
         }
     }
 }
+
+/// `pip.build_constraints`, `index_strategy` and `no_build_isolation` reach each
+/// installer in its own terms, and the build constraints file is mounted with the group.
+#[test]
+fn installer_options_reach_pip_and_uv() {
+    for installer in ["uv", "pip"] {
+        let yaml = format!(
+            "version: 1\nname: w\npython: {{base: python:3, installer: {installer}}}\n\
+             requirements: {{core: [req.txt]}}\n\
+             pip: {{build_constraints: build.txt, no_build_isolation: [flash-attn]{}}}\n",
+            if installer == "uv" {
+                ", index_strategy: unsafe-best-match"
+            } else {
+                ""
+            }
+        );
+        let loaded = load("t.yaml", &yaml).unwrap();
+        let g = graph(&definition(&loaded.spec, "default", false));
+        let script = g
+            .ops
+            .values()
+            .filter_map(exec_script)
+            .find(|s| s.contains("install") && s.contains("/kiln/req/req.txt"))
+            .expect("the install step");
+        let want: &[&str] = if installer == "uv" {
+            &[
+                "--build-constraint /kiln/req/build.txt",
+                "--index-strategy unsafe-best-match",
+                "--no-build-isolation-package flash-attn",
+            ]
+        } else {
+            &["PIP_CONSTRAINT=/kiln/req/build.txt", "--no-build-isolation"]
+        };
+        for w in want {
+            assert!(script.contains(w), "{installer}: {w} in {script}");
+        }
+        let mounted = g.ops.values().any(|op| match &op.op {
+            Some(pb::op::Op::Source(s)) => s
+                .attrs
+                .get("local.includepattern")
+                .is_some_and(|p| p.contains("build.txt")),
+            _ => false,
+        });
+        assert!(mounted, "{installer}: build.txt mounted with the group");
+    }
+    let err = load(
+        "t.yaml",
+        "version: 1\nname: w\npython: {base: python:3}\npip: {index_strategy: unsafe-best-match}\n",
+    )
+    .unwrap_err();
+    assert!(
+        err.render().contains("pip.index_strategy is uv's"),
+        "{}",
+        err.render()
+    );
+}

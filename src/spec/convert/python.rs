@@ -55,6 +55,9 @@ pub(super) struct PipFields {
     pub constraints: Option<Option<S<String>>>,
     pub check: Option<bool>,
     pub require_hashes: Option<bool>,
+    pub build_constraints: Option<Option<S<String>>>,
+    pub index_strategy: Option<S<String>>,
+    pub no_build_isolation: Option<Vec<S<String>>>,
 }
 
 impl PipFields {
@@ -68,6 +71,9 @@ impl PipFields {
             constraints: self.constraints.or(under.constraints),
             check: self.check.or(under.check),
             require_hashes: self.require_hashes.or(under.require_hashes),
+            build_constraints: self.build_constraints.or(under.build_constraints),
+            index_strategy: self.index_strategy.or(under.index_strategy),
+            no_build_isolation: self.no_build_isolation.or(under.no_build_isolation),
         }
     }
 
@@ -80,6 +86,9 @@ impl PipFields {
             constraints: self.constraints.flatten(),
             check: self.check.unwrap_or(DEFAULT_PIP_CHECK),
             require_hashes: self.require_hashes.unwrap_or(DEFAULT_REQUIRE_HASHES),
+            build_constraints: self.build_constraints.flatten(),
+            index_strategy: self.index_strategy,
+            no_build_isolation: self.no_build_isolation.unwrap_or_default(),
         }
     }
 }
@@ -185,7 +194,38 @@ impl Cx {
             require_hashes: f
                 .get("require_hashes")
                 .and_then(|n| self.bool(n, "pip.require_hashes")),
+            build_constraints: f.get("build_constraints").map(|n| match n.value {
+                Value::Null => None,
+                _ => self.context_path(n, "pip.build_constraints"),
+            }),
+            index_strategy: f.get("index_strategy").and_then(|n| self.index_strategy(n)),
+            no_build_isolation: f.get("no_build_isolation").map(|n| {
+                let list = self.list(n, "pip.no_build_isolation");
+                for p in &list {
+                    if !validate::is_package_name(&p.v) {
+                        self.err(
+                            p.loc,
+                            format!("invalid package name `{}` in pip.no_build_isolation", p.v),
+                            "name the packages to build without isolation, e.g. [flash-attn]",
+                        );
+                    }
+                }
+                list
+            }),
         }
+    }
+
+    fn index_strategy(&mut self, node: &Node) -> Option<S<String>> {
+        let s = self.text(node, "pip.index_strategy")?;
+        if INDEX_STRATEGIES.contains(&s.v.as_str()) {
+            return Some(s);
+        }
+        self.err(
+            s.loc,
+            format!("unknown pip.index_strategy `{}`", s.v),
+            format!("use one of uv's: {}", INDEX_STRATEGIES.join(", ")),
+        );
+        None
     }
 
     fn index_url(&mut self, node: &Node, what: &str) -> Option<String> {

@@ -189,6 +189,15 @@ impl Cx {
     /// `uv.lock` and `pylock.toml` are installed by uv: a variant that installs one with
     /// `installer: pip` is refused, once per lock group, at the lock's line.
     fn lock_installers(&mut self, variants: &[Variant], groups: &[Group]) {
+        // uv's index strategy has no pip counterpart: say so once, where it is written.
+        let mut reported = std::collections::BTreeSet::new();
+        for v in variants {
+            if let Some(s) = &v.pip.index_strategy {
+                if v.python.installer == Installer::Pip && reported.insert(s.loc) {
+                    self.err(s.loc, format!("pip.index_strategy is uv's, and variant `{}` uses installer pip", v.name.v), "set `python.installer: uv`, or remove index_strategy (pip takes the best match across indexes)");
+                }
+            }
+        }
         for g in groups {
             let GroupSource::Lock(lock) = &g.source else {
                 continue;
