@@ -26,6 +26,9 @@ pub struct ContextInfo {
     /// A `uv.lock` -> the `pyproject.toml` of each member of its workspace (what
     /// `uv sync --locked` compares with the lock, besides the root's).
     pub workspace_files: BTreeMap<String, Vec<String>>,
+    /// Requirement files with a `--hash=` option: pip then requires hashes for every
+    /// requirement of the install, and kiln asks uv to do the same.
+    pub hashed_files: BTreeSet<String>,
 }
 
 impl ContextInfo {
@@ -210,6 +213,9 @@ impl Gather {
     }
 
     fn requirements(&mut self, path: &str, text: &str) {
+        if text.contains("--hash=") || text.contains("--hash ") {
+            self.info.hashed_files.insert(path.to_string());
+        }
         let mut found = vec![];
         for inc in requirements::includes(text) {
             let resolved = requirements::resolve(path, &inc.path);

@@ -317,12 +317,16 @@ impl Builder<'_> {
                         }
                     }
                 }
+                // As pip does by itself once a file has a hash, so that uv does too.
+                let hashed = reached
+                    .iter()
+                    .any(|f| self.context.hashed_files.contains(f));
                 GroupSource::Requirements {
                     files: names(files),
                     packages: names(packages),
                     constraints,
                     reached,
-                    require_hashes: require_hashes.unwrap_or(v.pip.require_hashes),
+                    require_hashes: require_hashes.unwrap_or(v.pip.require_hashes || hashed),
                 }
             }
             spec::GroupSource::Lock(lock) => {

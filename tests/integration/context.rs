@@ -139,3 +139,52 @@ fn every_file_an_install_reads_is_mounted_and_nothing_else() {
         "{install}"
     );
 }
+
+/// pip requires hashes for a whole install once one file has one; uv does not by itself,
+/// so kiln asks it to, and an explicit `require_hashes: false` still wins.
+#[test]
+fn a_hashed_file_makes_uv_require_hashes_as_pip_does() {
+    let spec = "version: 1\nname: w\npython: {base: python:3, installer: uv}\nrequirements:\n  core: [core.txt]\n  loose: {files: [loose.txt], require_hashes: false}\n";
+    let dir = context(
+        "hashes",
+        spec,
+        &[
+            ("core.txt", "-r pinned.txt\n"),
+            (
+                "pinned.txt",
+                "arq==0.26.3 \\\n    --hash=sha256:0000000000000000000000000000000000000000000000000000000000000000\n",
+            ),
+            ("loose.txt", "-r pinned.txt\n"),
+        ],
+    );
+    let out = kiln(&[
+        "llb",
+        dir.join("spec.yaml").to_str().unwrap(),
+        "--context",
+        dir.to_str().unwrap(),
+        "--platform",
+        "linux/amd64",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let def: kiln::llb::pb::Definition = prost::Message::decode(out.stdout.as_slice()).unwrap();
+    let scripts: Vec<String> = graph(&def)
+        .ops
+        .values()
+        .filter_map(exec_script)
+        .filter(|s| s.contains("uv pip install"))
+        .collect();
+    let core = scripts
+        .iter()
+        .find(|s| s.contains("/kiln/req/core.txt"))
+        .unwrap();
+    let loose = scripts
+        .iter()
+        .find(|s| s.contains("/kiln/req/loose.txt"))
+        .unwrap();
+    assert!(core.contains("--require-hashes"), "{core}");
+    assert!(!loose.contains("--require-hashes"), "{loose}");
+}
