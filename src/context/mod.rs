@@ -24,7 +24,8 @@ pub struct ContextInfo {
     /// it reads: itself, then its `-r`/`-c` includes, depth-first, each once.
     pub requirement_files: BTreeMap<String, Vec<String>>,
     /// A `uv.lock` -> the `pyproject.toml` of each member of its workspace (what
-    /// `uv sync --locked` compares with the lock, besides the root's).
+    /// `uv sync --locked` compares with the lock, besides the root's); a member written
+    /// as a glob stays a glob (an include pattern).
     pub workspace_files: BTreeMap<String, Vec<String>>,
     /// Requirement files with a `--hash=` option: pip then requires hashes for every
     /// requirement of the install, and kiln asks uv to do the same.
@@ -420,7 +421,7 @@ mod tests {
     #[test]
     fn a_uv_lock_needs_its_project_and_reads_its_workspace() {
         let spec = format!("{SPEC}requirements: {{core: {{lock: svc/uv.lock}}}}\n");
-        let root = "[project]\nname = \"svc\"\n[tool.uv.workspace]\nmembers = [\"libs/a\"]\n";
+        let root = "[project]\nname = \"svc\"\n[tool.uv.workspace]\nmembers = [\"libs/a\", \"packages/*\"]\n";
         let info = gather(
             &spec,
             &[
