@@ -244,15 +244,10 @@ impl Gather {
         };
         let mut files = vec![];
         for m in members {
-            if m.contains(['*', '?', '[']) {
-                self.diags.push(Diagnostic::error(
-                    loc,
-                    format!("workspace member pattern `{m}` in `{pyproject}`: kiln reads members named one by one"),
-                    "list each member directory in [tool.uv.workspace] members",
-                ));
-                continue;
-            }
             match requirements::resolve(pyproject, &format!("{m}/pyproject.toml")) {
+                // A glob (`packages/*`) stays a pattern: the local source includes every
+                // match, as uv would find them.
+                Ok(f) if m.contains(['*', '?', '[']) => files.push(f),
                 Ok(f) => {
                     self.want(
                         &f,
