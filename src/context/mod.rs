@@ -209,6 +209,7 @@ impl Gather {
                 },
                 Some(text),
             ) => self.members(lock, path, text, *loc),
+            (Why::Dockerignore, Some(text)) => self.info.dockerignore = dockerignore::parse(text),
             _ => {}
         }
     }
@@ -428,7 +429,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             info.workspace_files["svc/uv.lock"],
-            ["svc/libs/a/pyproject.toml"]
+            ["svc/libs/a/pyproject.toml", "svc/packages/*/pyproject.toml"]
         );
         let errs = gather(&spec, &[("svc/pyproject.toml", root)]).unwrap_err();
         let msgs: Vec<&str> = errs.iter().map(|d| d.message.as_str()).collect();

@@ -629,3 +629,30 @@ async fn a_bridge_closing_mid_solve_ends_the_frontend() {
     );
     assert!(f.0.lock().unwrap().returned.is_none());
 }
+
+/// The context's `.dockerignore` is read with the other inputs and leaves its patterns
+/// out of the app's copy.
+#[tokio::test]
+async fn dockerignore_patterns_reach_the_app_source() {
+    let f = fake(MODERN_LLB, MODERN_FRONTEND);
+    f.0.lock()
+        .unwrap()
+        .files
+        .insert(".dockerignore".into(), b"# notes\n**/*.md\n".to_vec());
+    let r = run(&f, opts(&[("target", "minimal")])).await;
+    assert!(r.error.is_none(), "{}", error_message(&r));
+    let s = f.0.lock().unwrap();
+    let excludes: Vec<String> = s
+        .solves
+        .iter()
+        .flat_map(|solve| ops(solve.definition.as_ref().unwrap()))
+        .filter_map(|o| match o.op {
+            Some(pb::op::Op::Source(src)) => src.attrs.get("local.excludepatterns").cloned(),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        excludes.iter().any(|e| e.contains("**/*.md")),
+        "{excludes:?}"
+    );
+}
