@@ -162,6 +162,9 @@ pub enum Mount {
         id: String,
         sharing: Sharing,
     },
+    /// An empty, writable directory whose contents become an output of the step (see
+    /// `ExecState::scratch`): a file a step makes for another step, without a layer.
+    Scratch { dest: String },
     /// A build secret as a file; never stored in a layer or the definition.
     Secret {
         dest: String,
@@ -176,16 +179,31 @@ pub enum Mount {
 impl Mount {
     fn dest(&self) -> &str {
         match self {
-            Mount::Bind { dest, .. } | Mount::Cache { dest, .. } | Mount::Secret { dest, .. } => {
-                dest
-            }
+            Mount::Bind { dest, .. }
+            | Mount::Cache { dest, .. }
+            | Mount::Scratch { dest }
+            | Mount::Secret { dest, .. } => dest,
         }
     }
 
     /// This mount as an ExecOp mount; a bind's source joins `inputs`, and the caps it
-    /// needs join `caps`.
-    fn encode(&self, inputs: &mut Vec<Output>, caps: &mut BTreeSet<&'static str>) -> pb::Mount {
+    /// needs join `caps`. `output` is the index a scratch mount's result gets.
+    fn encode(
+        &self,
+        inputs: &mut Vec<Output>,
+        caps: &mut BTreeSet<&'static str>,
+        output: i64,
+    ) -> pb::Mount {
         match self {
+            Mount::Scratch { dest } => {
+                caps.insert("exec.mount.bind");
+                pb::Mount {
+                    input: NONE,
+                    dest: dest.clone(),
+                    output,
+                    ..Default::default()
+                }
+            }
             Mount::Bind { dest, src } => {
                 caps.insert("exec.mount.bind");
                 pb::Mount {
@@ -266,11 +284,13 @@ pub struct Exec {
     pub meta: Meta,
 }
 
-/// The result of `run`; its root filesystem is the step's output (kiln mounts nothing
-/// writable besides caches, which have no output).
+/// The result of `run`: its root filesystem (output 0) and what it wrote into each
+/// `Mount::Scratch` (the next outputs, in mount order).
 #[derive(Clone, Debug)]
 pub struct ExecState {
     node: Rc<Node>,
+    /// Destination of each scratch mount -> its output index.
+    scratch: Vec<(String, i64)>,
 }
 
 impl ExecState {
@@ -279,6 +299,23 @@ impl ExecState {
             out: Some(Output {
                 node: self.node.clone(),
                 index: 0,
+            }),
+        }
+    }
+
+    /// What the step left in the scratch mount at `dest`, as a filesystem of its own.
+    /// Panics when no scratch mount is at `dest` (a bug in the caller, not in input).
+    pub fn scratch(&self, dest: &str) -> State {
+        let index = self
+            .scratch
+            .iter()
+            .find(|(d, _)| d == dest)
+            .map(|(_, i)| *i)
+            .expect("a scratch mount at this destination");
+        State {
+            out: Some(Output {
+                node: self.node.clone(),
+                index,
             }),
         }
     }
@@ -299,8 +336,16 @@ impl State {
         // and the encoding does not depend on the order the caller listed them.
         let mut extra = exec.mounts.clone();
         extra.sort_by(|a, b| a.dest().cmp(b.dest()));
+        let mut scratch = vec![];
         for m in &extra {
-            mounts.push(m.encode(&mut inputs, &mut caps));
+            let output = match m {
+                Mount::Scratch { dest } => {
+                    scratch.push((dest.clone(), scratch.len() as i64 + 1));
+                    scratch.len() as i64
+                }
+                _ => NONE,
+            };
+            mounts.push(m.encode(&mut inputs, &mut caps, output));
         }
         if exec.network_none {
             caps.insert("exec.meta.network");
@@ -323,7 +368,10 @@ impl State {
         };
         let platform = self.platform();
         let out = node(Kind::Exec(Box::new(op)), inputs, platform, exec.meta, caps);
-        ExecState { node: out.node }
+        ExecState {
+            node: out.node,
+            scratch,
+        }
     }
 
     fn platform(&self) -> Option<pb::Platform> {

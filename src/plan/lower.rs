@@ -20,6 +20,8 @@ const REQ_MOUNT: &str = "/kiln/req";
 const UV_HOME: &str = "/opt/kiln-uv";
 /// Poetry lives in its own venv in the builder, for `poetry.lock` groups.
 const POETRY_HOME: &str = "/opt/kiln-poetry";
+/// Where a uv lock's exported requirements reach the install step.
+const EXPORT_MOUNT: &str = "/kiln/export";
 /// Where the app's project is mounted for its wheel build.
 const PROJECT_MOUNT: &str = "/kiln/project";
 /// The pip kiln puts in every venv it creates with `installer: pip`.
@@ -481,38 +483,14 @@ fn install_command(source: &GroupSource, step: &InstallStep) -> (String, Mount) 
                 }
             }
         }
-        // Never re-resolved: `--locked` fails when pyproject.toml and the lock disagree;
-        // `--inexact` keeps what earlier groups installed.
-        GroupSource::UvLock {
-            project,
-            extras,
-            groups,
-            ..
-        } => {
-            let mut args: Vec<String> = vec![
-                "--locked".into(),
-                "--inexact".into(),
-                "--no-install-workspace".into(),
-                "--no-default-groups".into(),
-            ];
-            for e in extras {
-                args.extend(["--extra".into(), e.clone()]);
-            }
-            for g in groups {
-                args.extend(["--group".into(), g.clone()]);
-            }
-            (
-                format!(
-                    "cd {}
-UV_PROJECT_ENVIRONMENT={} uv sync --python {} {}",
-                    quote(&in_mount(project)),
-                    quote(venv),
-                    quote(&python),
-                    join(&args)
-                ),
-                uv_cache(),
-            )
-        }
+        // Exactly the exported set: no resolution, every file checked against its hash.
+        GroupSource::UvLock { .. } => (
+            format!(
+                "uv pip install --python {} --no-deps --require-hashes -r {EXPORT_MOUNT}/requirements.txt",
+                quote(&python)
+            ),
+            uv_cache(),
+        ),
         GroupSource::Pylock { lock } => (
             format!(
                 "uv pip install --python {} -r {}",
@@ -537,6 +515,74 @@ VIRTUAL_ENV={venv} PATH={venv}/bin:$PATH POETRY_VIRTUALENVS_CREATE=false POETRY_
             },
         ),
     }
+}
+
+/// `uv export` of one group from a uv lock, as a hash-pinned requirements file at
+/// `EXPORT_MOUNT/requirements.txt` in the returned state. `--locked`: a lock that no
+/// longer matches `pyproject.toml` fails here with uv's own message.
+fn uv_export(
+    on: &State,
+    project_files: State,
+    step: &InstallStep,
+    env: &[String],
+    meta: &Meta,
+) -> State {
+    let GroupSource::UvLock {
+        project,
+        extras,
+        groups,
+        ..
+    } = &step.source
+    else {
+        unreachable!("uv_export is called for uv locks")
+    };
+    let mut args: Vec<String> = vec![
+        "--locked".into(),
+        "--format".into(),
+        "requirements-txt".into(),
+        "--no-emit-workspace".into(),
+        "--no-default-groups".into(),
+    ];
+    for e in extras {
+        args.extend(["--extra".into(), e.clone()]);
+    }
+    for g in groups {
+        args.extend(["--group".into(), g.clone()]);
+    }
+    args.extend([
+        "--output-file".into(),
+        format!("{EXPORT_MOUNT}/requirements.txt"),
+    ]);
+    let dir = match project.as_str() {
+        "" => REQ_MOUNT.to_string(),
+        p => format!("{REQ_MOUNT}/{p}"),
+    };
+    let script = format!(
+        "set -eu\ncd {}\nuv export --quiet {}\n",
+        quote(&dir),
+        join(&args)
+    );
+    let mounts = vec![
+        Mount::Bind {
+            dest: REQ_MOUNT.into(),
+            src: project_files,
+        },
+        Mount::Scratch {
+            dest: EXPORT_MOUNT.into(),
+        },
+        uv_cache(),
+    ];
+    let meta = Meta {
+        name: Some(format!("uv export: {}", step.group)),
+        ..meta.clone()
+    };
+    on.run(sh(
+        script,
+        installer_env(env, &step.toolchain, Some(&step.pip)),
+        mounts,
+        meta,
+    ))
+    .scratch(EXPORT_MOUNT)
 }
 
 /// `pip check` for the venv, with the installer's own tool.
@@ -582,10 +628,26 @@ fn install(
                 ..Default::default()
             },
         );
-        mounts.push(Mount::Bind {
-            dest: REQ_MOUNT.into(),
-            src: req,
-        });
+        let src = match source {
+            // The group's exact set, exported from the lock by its own step: the install
+            // reads only that file, so a lock edit that leaves this group's set alone
+            // leaves its install cached (BuildKit keys read-only mounts by content).
+            GroupSource::UvLock { .. } => {
+                let exported = uv_export(parent, req, step, env, &meta);
+                mounts.push(Mount::Bind {
+                    dest: EXPORT_MOUNT.into(),
+                    src: exported,
+                });
+                None
+            }
+            _ => Some(req),
+        };
+        if let Some(src) = src {
+            mounts.push(Mount::Bind {
+                dest: REQ_MOUNT.into(),
+                src,
+            });
+        }
     }
     let (install, cache) = install_command(source, step);
     mounts.push(cache);
