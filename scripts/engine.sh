@@ -9,7 +9,9 @@
 #                                     kiln/frontend:TAG) and make it pullable on NAME; prints
 #                                     the name for `# syntax=` (localhost:5000/kiln/frontend:TAG)
 #   scripts/engine.sh status [NAME]   versions, images; without NAME docker20 and a line per engine
-#   scripts/engine.sh down NAME       stop and remove NAME's container (its volume stays: --volumes drops it)
+#   scripts/engine.sh down NAME [--volumes|--purge]   stop and remove NAME's container; its
+#                                     volume (images, build cache) stays unless --volumes; --purge
+#                                     also drops the cached rootfs, client and images (next up from nothing)
 # Engines:
 #   docker20              the host's dockerd: Debian bookworm docker.io 20.10 (BuildKit 0.8), no buildx
 #   docker26              Debian trixie docker.io 26.1 + buildx 0.13, containerd image store
@@ -356,6 +358,8 @@ engine_frontend() {
   "$DOCKER" save "$img" | inner "$name" load -q >/dev/null || die "loading $img into $name failed"
   inner "$name" tag "$img" "$ref"
   inner "$name" push -q "$ref" >/dev/null || die "pushing $ref in $name failed"
+  # Only the registry keeps it: a build resolves it there, as it would a user's registry.
+  inner "$name" rmi "$img" "$ref" >/dev/null
   say "frontend $ref ready on $name"
   echo "$ref"
 }
@@ -417,15 +421,32 @@ engine_down() {
     say "stopping and removing $c"
     "$DOCKER" rm -f "$c" >/dev/null
   fi
-  if [ "${2:-}" = --volumes ]; then
-    "$DOCKER" volume rm -f "$(volume_of "$name")" >/dev/null
-    rm -f "$CACHE/engines/$name/base-id"
-    say "removed volume $(volume_of "$name")"
-  fi
+  case "${2:-}" in
+    --volumes|--purge)
+      "$DOCKER" volume rm -f "$(volume_of "$name")" >/dev/null
+      rm -f "$CACHE/engines/$name/base-id"
+      say "removed volume $(volume_of "$name")" ;;
+    "") ;;
+    *) usage ;;
+  esac
   rm -rf "${RUN_DIR:?}/$name"
+  [ "${2:-}" = --purge ] || return 0
+  # Everything `up NAME` made, so that the next one starts from nothing; the suite's
+  # rootfs, client and images stay while another engine of that suite has a container.
+  local suite other
+  suite=$(suite_of "$name")
+  rm -rf "${CACHE:?}/engines/$name"
+  for other in $ENGINES; do
+    [ "$other" != "$name" ] && [ "$(suite_of "$other")" = "$suite" ] \
+      && "$DOCKER" container inspect "$(container_of "$other")" >/dev/null 2>&1 \
+      && { say "keeping the $suite rootfs and images: $other uses them"; return 0; }
+  done
+  "$DOCKER" rmi "kiln-local/engine:$suite" "kiln-local/engine-root:$suite" >/dev/null 2>&1 || true
+  rm -rf "$CACHE/engines/rootfs-$suite-"* "$CACHE/engines/client-$suite-"*
+  say "removed the $suite rootfs, client and images"
 }
 
-usage() { echo "usage: $0 [up [NAME] | env NAME | frontend NAME TAG | status [NAME] | down NAME [--volumes]]" >&2; exit 2; }
+usage() { echo "usage: $0 [up [NAME] | env NAME | frontend NAME TAG | status [NAME] | down NAME [--volumes|--purge]]" >&2; exit 2; }
 
 case "${1:-up}" in
   up) engine_up "${2:-docker20}" ;;
