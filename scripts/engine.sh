@@ -146,8 +146,9 @@ store_of() { case "$1" in *-graphdriver) echo graphdriver ;; *) echo containerd 
 # The major.minor the name promises: a suite that moved on fails `up` instead of lying.
 want_version() { case "$1" in docker26*) echo 26.1 ;; docker28*) echo 28.5 ;; esac; }
 packages_of() {
-  # qemu-user-static joins this list with arm64 (its binfmt registration goes in init.sh).
-  echo "docker.io docker-cli docker-buildx containerd runc tini iptables docker-registry"
+  # git: BuildKit's git sources. qemu-user-static joins this list with arm64 (its binfmt
+  # registration goes in init.sh).
+  echo "docker.io docker-cli docker-buildx containerd runc tini iptables docker-registry git"
 }
 container_of() { echo "kiln-engine-$1"; }
 volume_of() { echo "kiln-engine-$1"; }
