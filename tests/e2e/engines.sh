@@ -9,9 +9,9 @@
 # never counted (kiln's answer to the targets subrequest does not decode yet).
 # Environment: KILN_E2E_ENGINES (engines to test, default "docker26 docker28"),
 # KILN_E2E_FRESH=1 (`down NAME --purge` first: times `up` from nothing).
-# Time on 2 busy cores: from nothing (KILN_E2E_FRESH=1) about 13 minutes for both engines
-# (each `up` about 3 minutes: debootstrap and apt in a chroot; the first builds about 2.5),
-# with the engines and their build caches kept about 1.5 minutes.
+# Time on 2 busy cores: from nothing (KILN_E2E_FRESH=1) 13 to 15 minutes for both engines
+# (786 and 884 s measured; each `up` 3 to 5 minutes: debootstrap and apt in a chroot; the
+# first builds about 3), with the engines and their build caches kept about 1.5 (95 s).
 # Ends with "N passed, N failed"; exits non-zero on any failure.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
