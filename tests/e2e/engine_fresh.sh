@@ -4,7 +4,7 @@
 # mounted read-only, CI=true and no stdin. Checks the loud failures first (a dockerd that
 # dies, one that never answers), then a real `up` (apt-get install, dockerd, debootstrap,
 # base image), then that a second `up` is a quick no-op, and the named-engine commands that
-# need no second engine. About 4.5 minutes (267 s measured on 2 busy cores); needs the host
+# need no second engine. About 4 to 4.5 minutes (246 and 267 s measured, 2 busy cores); needs the host
 # engine (engine_up) and network to deb.debian.org. Leaves nothing behind.
 # Ends with "N passed, N failed"; exits non-zero on any failure.
 set -uo pipefail
