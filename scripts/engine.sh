@@ -1,12 +1,29 @@
 #!/usr/bin/env bash
-# The engine kiln builds on: Docker's embedded BuildKit, plus a local Python base image
-# (no registry is reachable here). Idempotent; run as root on Debian; needs no stdin.
-#   scripts/engine.sh [up]     install docker.io + debootstrap if missing, start dockerd,
-#                              make kiln-local/python:3.11 (the default command)
-#   scripts/engine.sh status   docker version and which kiln-local images exist
-# Environment: KILN_ENGINE_CACHE (default /var/cache/kiln: debootstrap tarball, logs),
+# The engines kiln builds on, and the local Python base image (no registry is reachable
+# here). Idempotent; run as root on Debian; needs no stdin. One `up` at a time (flock).
+#   scripts/engine.sh up [NAME]       start engine NAME (default docker20), installing what it
+#                                     needs; every engine gets kiln-local/python:3.11
+#   scripts/engine.sh env NAME        shell settings for NAME's client: eval "$(scripts/engine.sh env NAME)"
+#                                     (DOCKER_HOST, DOCKER_CONFIG with its buildx, PATH)
+#   scripts/engine.sh frontend NAME TAG   build the frontend (scripts/frontend-image.sh
+#                                     kiln/frontend:TAG) and make it pullable on NAME; prints
+#                                     the name for `# syntax=` (localhost:5000/kiln/frontend:TAG)
+#   scripts/engine.sh status [NAME]   versions, images; without NAME docker20 and a line per engine
+#   scripts/engine.sh down NAME [--volumes|--purge]   stop and remove NAME's container; its
+#                                     volume (images, build cache) stays unless --volumes; --purge
+#                                     also drops the cached rootfs, client and images (next up from nothing)
+# Engines:
+#   docker20              the host's dockerd: Debian bookworm docker.io 20.10 (BuildKit 0.8), no buildx
+#   docker26              Debian trixie docker.io 26.1 + buildx 0.13, containerd image store
+#   docker26-graphdriver  the same with the classic overlay2 image store
+#   docker28              Debian sid docker.io 28.5 + buildx 0.29, containerd image store
+#   docker28-graphdriver  the same with the classic overlay2 image store
+# A modern engine runs in a container on docker20 (docker-in-docker, --restart unless-stopped)
+# with a registry on its localhost:5000; its socket is /run/kiln/NAME/docker.sock.
+# Environment: KILN_ENGINE_CACHE (default /var/cache/kiln: rootfs tarballs, clients, logs),
 # KILN_DOCKERD_LOG (default /var/log/kiln-dockerd.log), KILN_DOCKERD_WAIT (seconds, default 60).
 set -euo pipefail
+CALLER_PATH=$PATH
 cd "$(dirname "$0")/.."
 # debootstrap and dockerd live in sbin, which a CI shell's PATH may lack.
 export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
@@ -20,6 +37,8 @@ BASE_PY=kiln-local/python:3.11
 BASE_DOCKERFILE=scripts/base/Dockerfile.python
 MIRROR=http://deb.debian.org/debian
 WAIT_S=${KILN_DOCKERD_WAIT:-60}
+ENGINES="docker20 docker26 docker26-graphdriver docker28 docker28-graphdriver"
+RUN_DIR=/run/kiln
 
 say() { echo "engine: $*" >&2; }
 die() { say "ERROR: $*"; exit 1; }
@@ -107,7 +126,246 @@ make_base() {
   fi
 }
 
-status() {
+host_up() {
+  install_packages
+  mkdir -p "$CACHE"
+  # One `up` at a time (CI jobs, tests and the benchmark may all call it).
+  exec 9>"$CACHE/engine.lock"
+  flock 9
+  start_dockerd
+  make_base
+}
+
+# ---- modern engines: Docker from a newer Debian suite, in a container on docker20 ----
+
+known_engine() {
+  case " $ENGINES " in *" $1 "*) ;; *) die "unknown engine '$1' (engines: $ENGINES)" ;; esac
+}
+suite_of() { case "$1" in docker26*) echo trixie ;; docker28*) echo sid ;; esac; }
+store_of() { case "$1" in *-graphdriver) echo graphdriver ;; *) echo containerd ;; esac; }
+# The major.minor the name promises: a suite that moved on fails `up` instead of lying.
+want_version() { case "$1" in docker26*) echo 26.1 ;; docker28*) echo 28.5 ;; esac; }
+packages_of() {
+  # git: BuildKit's git sources. qemu-user-static joins this list with arm64 (its binfmt
+  # registration goes in init.sh).
+  echo "docker.io docker-cli docker-buildx containerd runc tini iptables docker-registry git"
+}
+container_of() { echo "kiln-engine-$1"; }
+volume_of() { echo "kiln-engine-$1"; }
+sock_of() { echo "$RUN_DIR/$1/docker.sock"; }
+# The rootfs recipe's identity: a change to the suite or the package list makes a new one.
+rootfs_key() { printf 'v1 %s %s' "$1" "$(packages_of "$1")" | sha256sum | cut -c1-12; }
+# The engine image's identity: its rootfs plus the files scripts/engines adds.
+image_key() {
+  { rootfs_key "$1"; cat scripts/engines/Dockerfile scripts/engines/init.sh scripts/engines/registry.yml; } \
+    | sha256sum | cut -c1-12
+}
+inner() { # inner NAME docker-args...: the host's client, talking to NAME's dockerd
+  local name=$1; shift
+  "$DOCKER" -H "unix://$(sock_of "$name")" "$@"
+}
+inner_answers() { inner "$1" version >/dev/null 2>&1; }
+
+# Debian SUITE with Docker installed, as a tarball in the cache (made once per recipe).
+engine_rootfs() {
+  local suite=$1 key tarball root log
+  key=$(rootfs_key "$suite")
+  tarball="$CACHE/engines/rootfs-$suite-$key.tar"
+  log="$CACHE/engines/rootfs-$suite.log"
+  [ -s "$tarball" ] && { echo "$tarball"; return; }
+  mkdir -p "$CACHE/engines"
+  root=$(mktemp -d "/tmp/kiln-engine-$suite.XXXXXX")
+  say "debootstrap --variant=minbase $suite, then $(packages_of "$suite" | wc -w) packages in a chroot (a few minutes; log $log)"
+  if ! debootstrap --variant=minbase --include=ca-certificates "$suite" "$root" "$MIRROR" >"$log" 2>&1; then
+    tail -n 20 "$log" >&2; rm -rf "$root"; die "debootstrap $suite failed (log $log)"
+  fi
+  # No service starts in the chroot (policy-rc.d 101). /proc is mounted for the maintainer
+  # scripts but /proc/sys is read-only: a postinst applying sysctls must not reach the host.
+  # Private mounts in their own namespace vanish with it. sid's Release file may be past
+  # its Valid-Until on the mirror.
+  printf '#!/bin/sh\nexit 101\n' >"$root/usr/sbin/policy-rc.d"
+  chmod +x "$root/usr/sbin/policy-rc.d"
+  cp /etc/resolv.conf "$root/etc/resolv.conf"
+  # shellcheck disable=SC2016
+  if ! unshare --mount --propagation private sh -euc '
+      root=$1; shift
+      mount -t proc proc "$root/proc"
+      mount --bind "$root/proc/sys" "$root/proc/sys"
+      mount -o remount,bind,ro "$root/proc/sys" "$root/proc/sys"
+      chroot "$root" apt-get -o Acquire::Check-Valid-Until=false update
+      chroot "$root" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$@"
+      chroot "$root" apt-get clean
+    ' sh "$root" $(packages_of "$suite") >>"$log" 2>&1 </dev/null; then
+    tail -n 20 "$log" >&2; rm -rf "$root"; die "installing Docker in the $suite chroot failed (log $log)"
+  fi
+  rm -rf "$root"/var/lib/apt/lists/* "$root/usr/sbin/policy-rc.d"
+  : >"$root/etc/resolv.conf"
+  chroot "$root" dpkg-query -W docker.io docker-cli docker-buildx containerd runc docker-registry \
+    >"$CACHE/engines/rootfs-$suite-$key.versions"
+  tar -C "$root" -cf "$tarball.tmp" . && mv "$tarball.tmp" "$tarball"
+  rm -rf "$root"
+  echo "$tarball"
+}
+
+# The client side on the host: NAME's docker CLI and buildx plugin, from its rootfs.
+engine_client() {
+  local name=$1 suite key dir tarball
+  suite=$(suite_of "$name"); key=$(rootfs_key "$suite")
+  dir="$CACHE/engines/client-$suite-$key"
+  if [ ! -x "$dir/bin/docker" ]; then
+    tarball=$(engine_rootfs "$suite")
+    rm -rf "$dir.tmp"; mkdir -p "$dir.tmp/bin" "$dir.tmp/cli-plugins"
+    tar -xOf "$tarball" ./usr/bin/docker >"$dir.tmp/bin/docker"
+    tar -xOf "$tarball" ./usr/libexec/docker/cli-plugins/docker-buildx >"$dir.tmp/cli-plugins/docker-buildx"
+    chmod +x "$dir.tmp/bin/docker" "$dir.tmp/cli-plugins/docker-buildx"
+    rm -rf "$dir"; mv "$dir.tmp" "$dir"
+  fi
+  # Per engine: PATH directory and DOCKER_CONFIG (buildx keeps its state there).
+  mkdir -p "$CACHE/engines/$name/config"
+  ln -sfn "$dir/bin" "$CACHE/engines/$name/bin"
+  ln -sfn "$dir/cli-plugins" "$CACHE/engines/$name/config/cli-plugins"
+}
+
+engine_image() {
+  local name=$1 suite rkey ikey root img tarball have
+  suite=$(suite_of "$name"); rkey=$(rootfs_key "$suite"); ikey=$(image_key "$suite")
+  root="kiln-local/engine-root:$suite"; img="kiln-local/engine:$suite"
+  have=$("$DOCKER" image inspect -f '{{index .Config.Labels "dev.kiln.engine"}}' "$img" 2>/dev/null || true)
+  if [ "$have" != "$ikey" ]; then
+    have=$("$DOCKER" image inspect -f '{{index .Config.Labels "dev.kiln.rootfs"}}' "$root" 2>/dev/null || true)
+    if [ "$have" != "$rkey" ]; then
+      tarball=$(engine_rootfs "$suite")
+      say "importing $root"
+      "$DOCKER" import -c "LABEL dev.kiln.rootfs=$rkey" "$tarball" "$root" >/dev/null || die "docker import $root failed"
+    fi
+    say "building $img"
+    DOCKER_BUILDKIT=1 "$DOCKER" build -q --build-arg "ROOT=$root" --label "dev.kiln.engine=$ikey" \
+      -t "$img" scripts/engines >/dev/null </dev/null || die "building $img failed"
+  fi
+  echo "$img"
+}
+
+engine_start() {
+  local name=$1 img ikey c have state waited=0
+  img=$(engine_image "$name"); ikey=$(image_key "$(suite_of "$name")")
+  c=$(container_of "$name")
+  have=$("$DOCKER" container inspect -f '{{index .Config.Labels "dev.kiln.engine"}}' "$c" 2>/dev/null || true)
+  if [ -n "$have" ] && [ "$have" != "$ikey" ]; then
+    say "$c runs an older engine image: replacing it (its volume $(volume_of "$name") stays)"
+    "$DOCKER" rm -f "$c" >/dev/null
+    have=""
+  fi
+  if [ -z "$have" ]; then
+    say "starting $c ($(store_of "$name") image store; socket $(sock_of "$name"))"
+    mkdir -p "$RUN_DIR/$name"
+    # Docker in Docker without --privileged (refused here: no CAP_SYS_RESOURCE to grant):
+    # every other capability, no seccomp/AppArmor filter, writable /proc/sys and cgroups.
+    # /var/lib/docker on a volume: overlayfs cannot sit on the container's overlay root.
+    "$DOCKER" run -d --name "$c" --hostname "kiln-$name" --init --restart unless-stopped \
+      --label "dev.kiln.engine=$ikey" --label "dev.kiln.engine.name=$name" \
+      --cap-add ALL --cap-drop SYS_RESOURCE --security-opt seccomp=unconfined \
+      --security-opt apparmor=unconfined --security-opt systempaths=unconfined \
+      -v /sys/fs/cgroup:/sys/fs/cgroup:rw \
+      -v "$(volume_of "$name"):/var/lib/docker" -v "$RUN_DIR/$name:/run/kiln" \
+      -e "KILN_ENGINE=$name" -e "KILN_STORE=$(store_of "$name")" \
+      "$img" >/dev/null || die "docker run $c failed"
+  else
+    state=$("$DOCKER" container inspect -f '{{.State.Status}}' "$c")
+    if [ "$state" != running ]; then
+      say "$c is $state: starting it"
+      mkdir -p "$RUN_DIR/$name"
+      "$DOCKER" start "$c" >/dev/null || die "docker start $c failed"
+    fi
+  fi
+  until inner_answers "$name" && "$DOCKER" exec "$c" bash -c 'exec 3<>/dev/tcp/127.0.0.1/5000' 2>/dev/null; do
+    if [ "$waited" -ge "$WAIT_S" ] || [ "$("$DOCKER" container inspect -f '{{.State.Running}}' "$c")" != true ]; then
+      say "$name did not come up within ${waited} s; last lines of docker logs $c:"
+      "$DOCKER" logs --tail 40 "$c" >&2 2>&1 || true
+      die "no $name engine"
+    fi
+    sleep 1
+    waited=$((waited + 1))
+  done
+  local version
+  version=$(inner "$name" version --format '{{.Server.Version}}')
+  case "$version" in
+    "$(want_version "$name")".*) ;;
+    *) die "$name runs Docker $version, not $(want_version "$name").x: Debian's $(suite_of "$name") moved on; update engine.sh" ;;
+  esac
+}
+
+# kiln-local/python:3.11 in NAME's image store, copied from the host when its id changed.
+engine_base() {
+  local name=$1 id mark
+  id=$("$DOCKER" image inspect -f '{{.Id}}' "$BASE_PY")
+  mark="$CACHE/engines/$name/base-id"
+  if [ "$(cat "$mark" 2>/dev/null)" = "$id" ] && inner "$name" image inspect "$BASE_PY" >/dev/null 2>&1; then
+    return
+  fi
+  say "copying $BASE_PY to $name (docker save | docker load)"
+  "$DOCKER" save "$BASE_PY" | inner "$name" load -q >/dev/null || die "loading $BASE_PY into $name failed"
+  echo "$id" >"$mark"
+}
+
+engine_up() {
+  local name=$1 start=$SECONDS
+  known_engine "$name"
+  host_up
+  if [ "$name" = docker20 ]; then
+    say "ready: $("$DOCKER" version --format 'Docker {{.Server.Version}}'), base image $BASE_PY"
+    return
+  fi
+  engine_client "$name"
+  engine_start "$name"
+  engine_base "$name"
+  say "ready: $name, $(inner "$name" version --format 'Docker {{.Server.Version}}'), $(store_of "$name") store, base image $BASE_PY ($((SECONDS - start)) s)"
+}
+
+# PATH without the engine bin directories an earlier `env` put there.
+caller_path() {
+  local out="" dir
+  local IFS=:
+  for dir in $CALLER_PATH; do
+    case "$dir" in "$CACHE"/engines/*/bin) continue ;; esac
+    out="${out:+$out:}$dir"
+  done
+  echo "$out"
+}
+
+engine_env() {
+  local name=$1
+  known_engine "$name"
+  echo "export DOCKER_BUILDKIT=1"
+  if [ "$name" = docker20 ]; then
+    echo "export DOCKER_HOST=unix:///var/run/docker.sock"
+    case "${DOCKER_CONFIG:-}" in "$CACHE"/engines/*) echo "unset DOCKER_CONFIG" ;; esac
+    printf 'export PATH=%q\n' "/usr/bin:$(caller_path)"
+    return
+  fi
+  [ -x "$CACHE/engines/$name/bin/docker" ] || die "no client for $name yet: run $0 up $name"
+  inner_answers "$name" || say "warning: $name does not answer (start it with: $0 up $name)"
+  echo "export DOCKER_HOST=unix://$(sock_of "$name")"
+  printf 'export DOCKER_CONFIG=%q\n' "$CACHE/engines/$name/config"
+  printf 'export PATH=%q\n' "$CACHE/engines/$name/bin:$(caller_path)"
+}
+
+engine_frontend() {
+  local name=$1 tag=$2 img ref
+  known_engine "$name"
+  img=$(scripts/frontend-image.sh "kiln/frontend:$tag")
+  if [ "$name" = docker20 ]; then echo "$img"; return; fi
+  inner_answers "$name" || die "$name does not answer: run $0 up $name"
+  ref="localhost:5000/kiln/frontend:$tag"
+  "$DOCKER" save "$img" | inner "$name" load -q >/dev/null || die "loading $img into $name failed"
+  inner "$name" tag "$img" "$ref"
+  inner "$name" push -q "$ref" >/dev/null || die "pushing $ref in $name failed"
+  # Only the registry keeps it: a build resolves it there, as it would a user's registry.
+  inner "$name" rmi "$img" "$ref" >/dev/null
+  say "frontend $ref ready on $name"
+  echo "$ref"
+}
+
+host_status() {
   local rc=0 img
   echo "client: $("$DOCKER" version --format '{{.Client.Version}}' 2>/dev/null || echo "missing ($DOCKER)")"
   if answers; then
@@ -128,18 +386,88 @@ status() {
   return $rc
 }
 
+engine_line() { # one line about a modern engine; fails when it does not answer
+  local name=$1 c state
+  c=$(container_of "$name")
+  state=$("$DOCKER" container inspect -f '{{.State.Status}}' "$c" 2>/dev/null || echo absent)
+  if [ "$state" = running ] && inner_answers "$name"; then
+    echo "engine: $name running, $(inner "$name" version --format 'Docker {{.Server.Version}}, API {{.Server.APIVersion}}'), storage $(inner "$name" info --format '{{.Driver}}'), socket $(sock_of "$name")"
+  else
+    echo "engine: $name $state (start it with: $0 up $name)"
+    return 1
+  fi
+}
+
+engine_status() {
+  local name=$1 rc=0 buildx
+  engine_line "$name" || return 1
+  buildx=$("$CACHE/engines/$name/config/cli-plugins/docker-buildx" version 2>/dev/null || echo missing)
+  echo "client: $("$CACHE/engines/$name/bin/docker" --version 2>/dev/null || echo missing), buildx: $buildx"
+  if inner "$name" image inspect "$BASE_PY" >/dev/null 2>&1; then
+    echo "image: $BASE_PY $(inner "$name" image inspect -f '{{.Id}}' "$BASE_PY" | cut -c1-19)"
+  else
+    echo "image: $BASE_PY missing"; rc=1
+  fi
+  inner "$name" image ls --format '{{.Repository}}:{{.Tag}}' | grep -E '^(localhost:5000/)?kiln' | grep -vxF "$BASE_PY" \
+    | sed 's/^/other: /' || true
+  return $rc
+}
+
+engine_down() {
+  local name=$1 c
+  known_engine "$name"
+  [ "$name" = docker20 ] && die "docker20 is the host's dockerd, shared with everyone on this machine: not stopped by this script"
+  c=$(container_of "$name")
+  if "$DOCKER" container inspect "$c" >/dev/null 2>&1; then
+    say "stopping and removing $c"
+    "$DOCKER" rm -f "$c" >/dev/null
+  fi
+  case "${2:-}" in
+    --volumes|--purge)
+      "$DOCKER" volume rm -f "$(volume_of "$name")" >/dev/null
+      rm -f "$CACHE/engines/$name/base-id"
+      say "removed volume $(volume_of "$name")" ;;
+    "") ;;
+    *) usage ;;
+  esac
+  rm -rf "${RUN_DIR:?}/$name"
+  [ "${2:-}" = --purge ] || return 0
+  # Everything `up NAME` made, so that the next one starts from nothing; the suite's
+  # rootfs, client and images stay while another engine of that suite has a container.
+  local suite other
+  suite=$(suite_of "$name")
+  rm -rf "${CACHE:?}/engines/$name"
+  for other in $ENGINES; do
+    [ "$other" != "$name" ] && [ "$(suite_of "$other")" = "$suite" ] \
+      && "$DOCKER" container inspect "$(container_of "$other")" >/dev/null 2>&1 \
+      && { say "keeping the $suite rootfs and images: $other uses them"; return 0; }
+  done
+  "$DOCKER" rmi "kiln-local/engine:$suite" "kiln-local/engine-root:$suite" >/dev/null 2>&1 || true
+  rm -rf "$CACHE/engines/rootfs-$suite-"* "$CACHE/engines/client-$suite-"*
+  say "removed the $suite rootfs, client and images"
+}
+
+usage() { echo "usage: $0 [up [NAME] | env NAME | frontend NAME TAG | status [NAME] | down NAME [--volumes|--purge]]" >&2; exit 2; }
+
 case "${1:-up}" in
-  up)
-    install_packages
-    mkdir -p "$CACHE"
-    # One `up` at a time (CI jobs, tests and the benchmark may all call it).
-    exec 9>"$CACHE/engine.lock"
-    flock 9
-    start_dockerd
-    make_base
-    say "ready: $("$DOCKER" version --format 'Docker {{.Server.Version}}'), base image $BASE_PY"
+  up) engine_up "${2:-docker20}" ;;
+  env) [ $# -eq 2 ] || usage; engine_env "$2" ;;
+  frontend) [ $# -eq 3 ] || usage; engine_frontend "$2" "$3" ;;
+  status)
+    if [ -n "${2:-}" ] && [ "$2" != docker20 ]; then
+      known_engine "$2"; engine_status "$2"
+    else
+      rc=0; host_status || rc=$?
+      if [ -z "${2:-}" ]; then
+        for name in $ENGINES; do
+          [ "$name" = docker20 ] && continue
+          "$DOCKER" container inspect "$(container_of "$name")" >/dev/null 2>&1 && { engine_line "$name" || true; }
+        done
+      fi
+      exit $rc
+    fi
     ;;
-  status) status ;;
-  -h|--help) sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//' ;;
-  *) echo "usage: $0 [up|status]" >&2; exit 2 ;;
+  down) [ $# -ge 2 ] || usage; engine_down "$2" "${3:-}" ;;
+  -h|--help|help) sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//' ;;
+  *) usage ;;
 esac
