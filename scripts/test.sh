@@ -1,16 +1,39 @@
 #!/usr/bin/env bash
 # The whole test suite: unit, golden and fake-bridge tests (cargo), then end-to-end
-# builds on a real BuildKit (Docker's), which this script installs and starts when needed.
-# Fails, never skips, when the engine cannot start.
-set -euo pipefail
+# builds on real BuildKits: Docker 20.10 on this host (the example worker, the lock-file
+# projects, the benchmark harness), then Docker 26 and 28 with buildx (engines.sh). This
+# script installs and starts every engine it needs. Fails, never skips, when an engine
+# cannot start. Every suite runs even when an earlier one failed; the exit status says
+# whether all passed.
+set -uo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
 
+failed=()
+suite() { # suite NAME command...
+  local name="$1" start=$SECONDS
+  shift
+  echo "== $name" >&2
+  if "$@"; then
+    echo "== $name: passed in $((SECONDS - start)) s" >&2
+  else
+    echo "== $name: FAILED after $((SECONDS - start)) s" >&2
+    failed+=("$name")
+  fi
+}
+
 echo "== cargo test" >&2
 cargo test --workspace --locked 2>&1 | tee /tmp/kiln-cargo-test.log
-echo "== engine" >&2
-scripts/engine.sh up
-echo "== end-to-end (real engine)" >&2
-tests/e2e/run.sh
-echo "== benchmark smoke test" >&2
-tests/e2e/bench_smoke.sh
+[ "${PIPESTATUS[0]}" -eq 0 ] || failed+=("cargo test")
+echo "== engine (Docker 20.10 on this host)" >&2
+scripts/engine.sh up || { echo "the engine did not start" >&2; exit 1; }
+suite "end-to-end, example worker (Docker 20.10)" tests/e2e/run.sh
+suite "end-to-end, lock-file projects (Docker 20.10)" tests/e2e/projects.sh
+suite "benchmark smoke test" tests/e2e/bench_smoke.sh
+suite "end-to-end, modern engines (Docker 26 and 28, buildx)" tests/e2e/engines.sh
+
+if [ ${#failed[@]} -gt 0 ]; then
+  printf 'failed suites: %s\n' "${failed[*]}" >&2
+  exit 1
+fi
+echo "all suites passed" >&2
