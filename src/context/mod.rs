@@ -30,6 +30,9 @@ pub struct ContextInfo {
     /// Requirement files with a `--hash=` option: pip then requires hashes for every
     /// requirement of the install, and kiln asks uv to do the same.
     pub hashed_files: BTreeSet<String>,
+    /// The project's pinned Python (`major.minor` from its `.python-version`) and that
+    /// file, used where the spec sets no `python.version`.
+    pub python_pin: Option<(String, String)>,
 }
 
 impl ContextInfo {
@@ -59,6 +62,8 @@ enum Why {
     Present { what: &'static str, loc: Loc },
     /// The context's `.dockerignore`, when there is one.
     Dockerignore,
+    /// The project's `.python-version`, when there is one.
+    PythonPin,
 }
 
 /// One include: its line, the path as written, and the context path it names (or why
@@ -76,6 +81,11 @@ pub struct Gather {
     missing: BTreeSet<String>,
     /// Each file given so far: its text, or `None` when the context has no such file.
     given: BTreeMap<String, Option<String>>,
+    /// The `pyproject.toml` whose Python counts (the app's project, else the first lock's).
+    main_project: Option<String>,
+    /// Each `python.version` the spec sets, to hold against the project's.
+    versions: Vec<(String, Loc)>,
+    requires_python: Option<(String, String)>,
     info: ContextInfo,
     diags: Vec<Diagnostic>,
 }
@@ -89,9 +99,19 @@ impl Gather {
             includes: BTreeMap::new(),
             missing: BTreeSet::new(),
             given: BTreeMap::new(),
+            main_project: None,
+            versions: vec![],
+            requires_python: None,
             info: ContextInfo::default(),
             diags: vec![],
         };
+        for v in &spec.variants {
+            if let Some(s) = &v.python.version {
+                if !g.versions.iter().any(|(x, l)| *x == s.v && *l == s.loc) {
+                    g.versions.push((s.v.clone(), s.loc));
+                }
+            }
+        }
         for group in &spec.groups {
             match &group.source {
                 GroupSource::Requirements { files, .. } => {
@@ -111,6 +131,11 @@ impl Gather {
                     let uv = (lock.kind == LockKind::Uv).then(|| lock.path.v.clone());
                     if lock.kind != LockKind::Pylock {
                         let pyproject = join(lock.project_dir(), "pyproject.toml");
+                        if g.main_project.is_none()
+                            && spec.app.as_ref().and_then(|a| a.project.as_ref()).is_none()
+                        {
+                            g.main_project = Some(pyproject.clone());
+                        }
                         g.want(&pyproject, Why::Project { lock: uv, loc });
                     }
                 }
@@ -126,6 +151,7 @@ impl Gather {
         }
         if let Some(p) = spec.app.as_ref().and_then(|a| a.project.as_ref()) {
             let pyproject = join(&p.v, "pyproject.toml");
+            g.main_project = Some(pyproject.clone());
             g.want(
                 &pyproject,
                 Why::Project {
@@ -184,6 +210,9 @@ impl Gather {
     }
 
     fn learn(&mut self, path: &str, why: Why, text: Option<&str>) {
+        if let (Why::Project { .. }, Some(text)) = (&why, text) {
+            self.project_python(path, text);
+        }
         match (&why, text) {
             (Why::Requirements, None) => {
                 self.missing.insert(path.to_string());
@@ -210,8 +239,25 @@ impl Gather {
                 Some(text),
             ) => self.members(lock, path, text, *loc),
             (Why::Dockerignore, Some(text)) => self.info.dockerignore = dockerignore::parse(text),
+            (Why::PythonPin, Some(text)) => {
+                if let Some(v) = pyproject::pinned_version(text) {
+                    self.info.python_pin = Some((v, path.to_string()));
+                }
+            }
             _ => {}
         }
+    }
+
+    /// The main project's Python: its `requires-python`, and its `.python-version`.
+    fn project_python(&mut self, pyproject: &str, text: &str) {
+        if self.main_project.as_deref() != Some(pyproject) {
+            return;
+        }
+        if let Ok(Some(r)) = pyproject::requires_python(text) {
+            self.requires_python = Some((r, pyproject.to_string()));
+        }
+        let dir = pyproject.strip_suffix("pyproject.toml").unwrap_or("");
+        self.want(&format!("{dir}.python-version"), Why::PythonPin);
     }
 
     fn requirements(&mut self, path: &str, text: &str) {
@@ -280,6 +326,7 @@ impl Gather {
                 "include fewer requirement files",
             ));
         }
+        self.check_python();
         let roots = std::mem::take(&mut self.roots);
         for (root, loc) in &roots {
             let reached = self.closure(root, *loc);
@@ -289,6 +336,38 @@ impl Gather {
             Ok(self.info)
         } else {
             Err(self.diags)
+        }
+    }
+
+    /// The spec's `python.version` against the project's: its `.python-version` must
+    /// agree, its `requires-python` must allow it.
+    fn check_python(&mut self) {
+        for (version, loc) in self.versions.clone() {
+            if let Some((pin, file)) = &self.info.python_pin {
+                if *pin != version {
+                    self.diags.push(Diagnostic::error(
+                        loc,
+                        format!("python.version `{version}` conflicts with the project's `{file}` ({pin})"),
+                        "make them agree, or remove python.version to take the project's",
+                    ));
+                }
+            }
+            let Some((requires, file)) = &self.requires_python else {
+                continue;
+            };
+            let (Ok(spec), Ok(v)) = (
+                requires.parse::<pep440_rs::VersionSpecifiers>(),
+                version.parse::<pep440_rs::Version>(),
+            ) else {
+                continue;
+            };
+            if !spec.contains(&v) {
+                self.diags.push(Diagnostic::error(
+                    loc,
+                    format!("python.version `{version}` is outside the project's requires-python `{requires}` ({file})"),
+                    "pick a Python the project supports (and a base image that has it)",
+                ));
+            }
         }
     }
 
@@ -443,5 +522,44 @@ mod tests {
             ),
             "{msgs:?}"
         );
+    }
+
+    #[test]
+    fn the_projects_python_pin_and_requires_python_hold_against_the_spec() {
+        let files = [
+            ("uv.lock", "version = 1\n"),
+            (
+                "pyproject.toml",
+                "[project]\nname = \"a\"\nrequires-python = \">=3.11,<3.13\"\n",
+            ),
+            (".python-version", "3.11\n"),
+        ];
+        let lock = "requirements: {core: {lock: uv.lock}}\n";
+        let info = gather(&format!("{SPEC}{lock}"), &files).unwrap();
+        assert_eq!(
+            info.python_pin,
+            Some(("3.11".into(), ".python-version".into()))
+        );
+        let with = |v: &str| {
+            format!(
+                "version: 1\nname: w\npython: {{base: python:3, installer: uv, version: \"{v}\"}}\n{lock}"
+            )
+        };
+        assert!(gather(&with("3.11"), &files).is_ok());
+        let errs = gather(&with("3.12"), &files).unwrap_err();
+        assert_eq!(
+            errs[0].message,
+            "python.version `3.12` conflicts with the project's `.python-version` (3.11)"
+        );
+        assert_eq!(errs[0].loc.line, 3);
+        let no_pin = &files[..2];
+        let errs = gather(&with("3.13"), no_pin).unwrap_err();
+        assert!(
+            errs[0]
+                .message
+                .contains("outside the project's requires-python `>=3.11,<3.13`"),
+            "{errs:?}"
+        );
+        assert!(gather(&with("3.12"), no_pin).is_ok());
     }
 }

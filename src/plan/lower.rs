@@ -321,14 +321,17 @@ fn python(parent: &State, step: &PythonStep, env: &[String], meta: Meta) -> Stat
     let mut script = String::from("set -eu\n");
     script.push_str("PY=$(command -v python3 || command -v python || true)\n");
     script.push_str("if [ -z \"$PY\" ]; then echo 'kiln: the base image has no python3; use a Python base such as python:3.12-slim' >&2; exit 1; fi\n");
-    if let Some(v) = &step.version {
+    if let Some((v, from)) = &step.version {
         // No spec position in the script: op bytes must not change when lines move (the
         // step's progress name carries the position instead).
         script
             .push_str("have=$(\"$PY\" -c 'import sys; print(\"%d.%d\" % sys.version_info[:2])')\n");
         script.push_str(&format!(
-            "if [ \"$have\" != {want} ]; then echo \"kiln: base has Python $have, spec wants {v} (python.version); pick a base image with Python {v} or change python.version\" >&2; exit 1; fi\n",
+            "if [ \"$have\" != {want} ]; then echo \"kiln: base has Python $have, {who} wants {v} ({from}); pick a base image with Python {v} or change {from}\" >&2; exit 1; fi\n",
             want = quote(v),
+            // Both names are kiln's or a context path (no quote or `$` in either).
+            who = if from == "python.version" { "spec" } else { "the project" },
+            from = from.replace(['"', '$', '`', '\\'], ""),
         ));
     }
     // With uv the venv is uv's to fill: no pip or setuptools seeded into it (as `uv venv`

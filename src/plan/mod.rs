@@ -51,7 +51,7 @@ impl Stage {
                 let check = p
                     .version
                     .as_ref()
-                    .map(|v| format!(" {v} check,"))
+                    .map(|(v, _)| format!(" {v} check,"))
                     .unwrap_or_default();
                 let tool = match p.toolchain.installer {
                     crate::spec::Installer::Uv => " + uv",
@@ -212,7 +212,11 @@ impl Builder<'_> {
         // after them: the first install copies them into the builder.
         let python = self.add(
             StageKind::Python(PythonStep {
-                version: py.version.as_ref().map(|s| s.v.clone()),
+                version: match (&py.version, &self.context.python_pin) {
+                    (Some(v), _) => Some((v.v.clone(), "python.version".into())),
+                    (None, Some((pin, file))) => Some((pin.clone(), file.clone())),
+                    (None, None) => None,
+                },
                 toolchain: toolchain.clone(),
                 secrets: spec.secrets.clone(),
             }),

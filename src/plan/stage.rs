@@ -55,8 +55,9 @@ pub struct Toolchain {
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct PythonStep {
-    /// `major.minor` the base's interpreter must have.
-    pub version: Option<String>,
+    /// `major.minor` the base's interpreter must have, and what asks for it (`python.version`
+    /// or the project's `.python-version`), for the message when it does not.
+    pub version: Option<(String, String)>,
     pub toolchain: Toolchain,
     /// The step downloads (pip or uv itself), so it mounts the CA and netrc secrets.
     pub secrets: BuildSecrets,
