@@ -489,7 +489,7 @@ fn install_command(source: &GroupSource, step: &InstallStep) -> (String, Mount) 
         // Exactly the exported set: no resolution, every file checked against its hash.
         GroupSource::UvLock { .. } => (
             format!(
-                "uv pip install --python {} --no-deps --require-hashes -r {EXPORT_MOUNT}/requirements.txt",
+                "uv pip install --python {} -r {EXPORT_MOUNT}/pylock.toml",
                 quote(&python)
             ),
             uv_cache(),
@@ -520,8 +520,9 @@ VIRTUAL_ENV={venv} PATH={venv}/bin:$PATH POETRY_VIRTUALENVS_CREATE=false POETRY_
     }
 }
 
-/// `uv export` of one group from a uv lock, as a hash-pinned requirements file at
-/// `EXPORT_MOUNT/requirements.txt` in the returned state. `--locked`: a lock that no
+/// `uv export` of one group from a uv lock, as a PEP 751 lock at `EXPORT_MOUNT/pylock.toml`
+/// in the returned state: every file named by URL and hash, so the install takes exactly
+/// the locked file (a wrong hash fails; no quiet fallback to another file of the package). `--locked`: a lock that no
 /// longer matches `pyproject.toml` fails here with uv's own message.
 fn uv_export(
     on: &State,
@@ -542,7 +543,7 @@ fn uv_export(
     let mut args: Vec<String> = vec![
         "--locked".into(),
         "--format".into(),
-        "requirements-txt".into(),
+        "pylock.toml".into(),
         "--no-emit-workspace".into(),
         "--no-default-groups".into(),
     ];
@@ -560,12 +561,14 @@ fn uv_export(
         "" => REQ_MOUNT.to_string(),
         p => format!("{REQ_MOUNT}/{p}"),
     };
+    // A stale lock makes uv resolve to say so: the step may reach the index (CA, netrc).
+    let (mut mounts, secret_script) = secret_setup(&step.secrets);
     let script = format!(
-        "set -eu\ncd {}\nuv export --quiet {}\n",
+        "set -eu\n{secret_script}cd {}\nuv export --quiet {}\n",
         quote(&dir),
         join(&args)
     );
-    let mounts = vec![
+    mounts.extend([
         Mount::Bind {
             dest: REQ_MOUNT.into(),
             src: project_files,
@@ -574,7 +577,7 @@ fn uv_export(
             dest: EXPORT_MOUNT.into(),
         },
         uv_cache(),
-    ];
+    ]);
     let meta = Meta {
         name: Some(format!("uv export: {}", step.group)),
         ..meta.clone()
