@@ -79,6 +79,8 @@ pub struct Gather {
     /// The includes of each requirement file read.
     includes: BTreeMap<String, Vec<Resolved>>,
     missing: BTreeSet<String>,
+    /// Lines of requirement files that install a local directory.
+    local_lines: Vec<(String, requirements::Include)>,
     /// Each file given so far: its text, or `None` when the context has no such file.
     given: BTreeMap<String, Option<String>>,
     /// The `pyproject.toml` whose Python counts (the app's project, else the first lock's).
@@ -98,6 +100,7 @@ impl Gather {
             asked: BTreeSet::new(),
             includes: BTreeMap::new(),
             missing: BTreeSet::new(),
+            local_lines: vec![],
             given: BTreeMap::new(),
             main_project: None,
             versions: vec![],
@@ -264,6 +267,9 @@ impl Gather {
         if text.contains("--hash=") || text.contains("--hash ") {
             self.info.hashed_files.insert(path.to_string());
         }
+        for local in requirements::local_installs(text) {
+            self.local_lines.push((path.to_string(), local));
+        }
         let mut found = vec![];
         for inc in requirements::includes(text) {
             let resolved = requirements::resolve(path, &inc.path);
@@ -383,6 +389,13 @@ impl Gather {
                 .as_ref()
                 .map(|(f, l)| format!(" (included at {f}:{l})"))
                 .unwrap_or_default();
+            for (_, l) in self.local_lines.iter().filter(|(f, _)| *f == file) {
+                self.diags.push(Diagnostic::error(
+                    loc,
+                    format!("`{file}`:{} installs the local directory `{}`", l.line, l.path),
+                    "an install step sees only the requirement files; install the app with `app: {project: .}` and drop the line",
+                ));
+            }
             if self.missing.contains(&file) {
                 self.diags.push(Diagnostic::error(
                     loc,

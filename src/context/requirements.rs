@@ -50,6 +50,31 @@ fn strip_comment(line: &str) -> &str {
     line
 }
 
+/// Lines that install a local directory (`-e .`, `--editable ./lib`, `.`, `./pkg`): pip
+/// reads them relative to where it runs, which in a build step is not the project.
+pub fn local_installs(text: &str) -> Vec<Include> {
+    let mut out = vec![];
+    for (i, raw) in text.lines().enumerate() {
+        let line = strip_comment(raw).trim();
+        let target = line
+            .strip_prefix("--editable")
+            .or_else(|| line.strip_prefix("-e"))
+            .map(|r| r.trim_start_matches('=').trim())
+            .unwrap_or(line);
+        let local = target == "."
+            || target.starts_with("./")
+            || target.starts_with("../")
+            || target.starts_with("file:");
+        if local && !target.is_empty() {
+            out.push(Include {
+                line: i as u32 + 1,
+                path: target.to_string(),
+            });
+        }
+    }
+    out
+}
+
 fn include_of(line: &str) -> Option<&str> {
     for flag in ["--requirement", "--constraint", "-r", "-c"] {
         let Some(rest) = line.strip_prefix(flag) else {
@@ -125,6 +150,23 @@ mod tests {
                 (3, "more.txt".to_string()),
                 (4, "pins.txt".to_string()),
                 (5, "c/extra.txt".to_string()),
+            ]
+        );
+    }
+
+    #[test]
+    fn local_project_lines() {
+        let text = "arq\n-e .\n--editable=./libs/x  # dev\n./pkg\nhttpx @ https://h/x.whl\n# .\n";
+        let got: Vec<(u32, String)> = local_installs(text)
+            .into_iter()
+            .map(|i| (i.line, i.path))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (2, ".".to_string()),
+                (3, "./libs/x".into()),
+                (4, "./pkg".into())
             ]
         );
     }

@@ -188,3 +188,17 @@ fn a_hashed_file_makes_uv_require_hashes_as_pip_does() {
     assert!(core.contains("--require-hashes"), "{core}");
     assert!(!loose.contains("--require-hashes"), "{loose}");
 }
+
+/// `-e .` in a requirements file cannot work in an install step (only the requirement
+/// files are there): refused before the build, pointing at `app.project`.
+#[test]
+fn a_local_project_line_points_at_app_project() {
+    let dir = context("local", SPEC, &[("req/core.txt", "arq\n-e .\n")]);
+    let (ok, err) = check(&dir);
+    assert!(!ok);
+    assert!(
+        err.contains("`req/core.txt`:2 installs the local directory `.`"),
+        "{err}"
+    );
+    assert!(err.contains("app: {project: .}"), "{err}");
+}
