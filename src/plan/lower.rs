@@ -555,7 +555,7 @@ fn uv_export(
     }
     args.extend([
         "--output-file".into(),
-        format!("{EXPORT_MOUNT}/requirements.txt"),
+        format!("{EXPORT_MOUNT}/pylock.toml"),
     ]);
     let dir = match project.as_str() {
         "" => REQ_MOUNT.to_string(),
