@@ -677,3 +677,41 @@ fn installer_options_reach_pip_and_uv() {
         err.render()
     );
 }
+
+/// A uv lock group: one step exports the group's exact set (with the project files
+/// mounted), the install reads only that export, at the path the export wrote.
+#[test]
+fn a_uv_lock_group_installs_exactly_what_its_export_wrote() {
+    let s = spec("specs/uv-project.yaml");
+    let g = graph(&definition(&s, "ml", false));
+    let scripts: Vec<String> = g.ops.values().filter_map(exec_script).collect();
+    for group in [
+        "--extra ml --group gpu",
+        "--no-default-groups --output-file",
+    ] {
+        let export = scripts
+            .iter()
+            .find(|s| s.contains("uv export") && s.contains(group))
+            .unwrap_or_else(|| panic!("an export with {group}"));
+        assert!(export.contains("--locked --format pylock.toml"), "{export}");
+        let out = export
+            .split("--output-file ")
+            .nth(1)
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap();
+        assert!(
+            scripts.iter().any(|s| s.contains(&format!(
+                "uv pip install --python /opt/venv/bin/python -r {out}"
+            ))),
+            "an install reads {out}"
+        );
+    }
+    // The export step is the only one that sees pyproject.toml and uv.lock.
+    let installs = scripts
+        .iter()
+        .filter(|s| s.contains("uv pip install") && s.contains("/kiln/export/"))
+        .count();
+    assert_eq!(installs, 2);
+}
