@@ -3,6 +3,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
+use bollard_buildkit_proto::google::protobuf::Any;
 use bollard_buildkit_proto::google::rpc::Status;
 use bollard_buildkit_proto::moby::buildkit::v1::frontend::{
     self as gw, CacheOptionsEntry, llb_bridge_client::LlbBridgeClient, result::Result as ResultKind,
@@ -10,7 +11,9 @@ use bollard_buildkit_proto::moby::buildkit::v1::frontend::{
 use bollard_buildkit_proto::moby::buildkit::v1::types::WorkerRecord;
 use tonic::transport::Channel;
 
+use super::errdefs;
 use super::opts::CacheImport;
+use crate::diag::{Loc, SourceFile};
 use crate::llb::pb;
 
 /// BuildKit's default message limit is 16 MiB each way; tonic's own default is 4 MiB.
@@ -46,19 +49,44 @@ pub fn cap_since(cap: &str) -> &'static str {
 pub struct Failure {
     pub code: tonic::Code,
     pub message: String,
+    /// Typed details (`google.rpc.Status.details`): BuildKit's `errdefs.Source` for a spec
+    /// position, or whatever the engine attached to a failed solve (passed through).
+    pub details: Vec<Any>,
 }
 
 impl Failure {
-    pub fn invalid(message: impl Into<String>) -> Self {
+    pub fn new(code: tonic::Code, message: impl Into<String>) -> Self {
         Failure {
-            code: tonic::Code::InvalidArgument,
+            code,
             message: message.into(),
+            details: vec![],
         }
     }
+
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Failure::new(tonic::Code::InvalidArgument, message)
+    }
+
+    /// A failure at spec positions: each becomes an `errdefs.Source` detail, so buildx
+    /// prints the line with its snippet. The code is `Unknown`, which BuildKit's Go errors
+    /// print without a `Code: ` prefix (it would be repeated at every hop otherwise).
+    pub fn at(files: &[SourceFile], locs: &[Loc], message: impl Into<String>) -> Self {
+        Failure {
+            code: tonic::Code::Unknown,
+            message: message.into(),
+            details: locs
+                .iter()
+                .filter_map(|l| errdefs::source_detail(files, *l))
+                .collect(),
+        }
+    }
+
+    /// The engine's status, its code and details kept, its message after `what`.
     pub fn engine(what: &str, status: tonic::Status) -> Self {
         Failure {
             code: status.code(),
             message: format!("{what}: {}", status.message()),
+            details: errdefs::status_details(&status),
         }
     }
 }
@@ -85,9 +113,11 @@ impl Bridge {
             .max_encoding_message_size(MAX_MESSAGE);
         let pong = tokio::time::timeout(PING_TIMEOUT, client.ping(gw::PingRequest {}))
             .await
-            .map_err(|_| Failure {
-                code: tonic::Code::DeadlineExceeded,
-                message: "BuildKit did not answer Ping within 15 s".into(),
+            .map_err(|_| {
+                Failure::new(
+                    tonic::Code::DeadlineExceeded,
+                    "BuildKit did not answer Ping within 15 s",
+                )
             })?
             .map_err(|s| Failure::engine("ping BuildKit", s))?
             .into_inner();
@@ -136,13 +166,13 @@ impl Bridge {
             .iter()
             .map(|c| format!("{c} ({})", cap_since(c)))
             .collect();
-        Err(Failure {
-            code: tonic::Code::FailedPrecondition,
-            message: format!(
+        Err(Failure::new(
+            tonic::Code::FailedPrecondition,
+            format!(
                 "this BuildKit lacks LLB capabilities kiln needs: {}; upgrade the engine (see docs/usage.md)",
                 named.join(", ")
             ),
-        })
+        ))
     }
 
     pub async fn solve(&self, def: pb::Definition, evaluate: bool) -> Result<RefId, Failure> {
@@ -186,10 +216,10 @@ impl Bridge {
                     .await
                     .map_err(|s| Failure::engine("build failed", s))?;
             } else {
-                return Err(Failure {
-                    code: tonic::Code::FailedPrecondition,
-                    message: "this BuildKit can neither evaluate a solve nor stat a result, so `verify` cannot run; upgrade to BuildKit >= 0.8 (Docker >= 20.10)".into(),
-                });
+                return Err(Failure::new(
+                    tonic::Code::FailedPrecondition,
+                    "this BuildKit can neither evaluate a solve nor stat a result, so kiln cannot build the image before verifying it; upgrade to BuildKit >= 0.8 (Docker >= 20.10)",
+                ));
             }
         }
         Ok(id)
@@ -263,7 +293,7 @@ impl Bridge {
                 error: Some(Status {
                     code: f.code as i32,
                     message: f.message,
-                    details: vec![],
+                    details: f.details,
                 }),
             },
         };

@@ -7,8 +7,10 @@ use serde_json::{Value, json};
 
 use super::bridge::{Bridge, Failure, RefId, Refs, Returned};
 use super::context::{Inputs, read_inputs};
+use super::errdefs;
 use super::opts::{Options, is_builtin_arg};
 use super::subrequests;
+use crate::diag::{Loc, SourceFile};
 use crate::llb::{pb, platform};
 use crate::plan::lower::{ImageInfo, LowerOpts};
 use crate::plan::{Compiled, compile};
@@ -118,12 +120,84 @@ async fn build_image(
         variant.name.v,
         started.elapsed().as_micros()
     );
-    let image = bridge.solve(def, false).await?;
+    // Built now (evaluated), so a failing step is reported as that step, never as the
+    // verify command that would otherwise have built the image first.
+    let image = bridge
+        .solve(def.clone(), true)
+        .await
+        .map_err(|f| blame_step(&def, &spec.files, f))?;
     Ok(PlatformImage {
         platform,
         image,
         config,
         verify,
+    })
+}
+
+/// A failed image solve, named by the step that failed and its spec line: the op the
+/// engine's `errdefs.Vertex` detail names, else the exec whose command the message quotes
+/// (BuildKit 0.8 says `executor failed running [/bin/sh -c ...]`). The position comes
+/// from the definition's source map; an `errdefs.Source` detail is added when the engine
+/// sent none.
+pub fn blame_step(def: &pb::Definition, files: &[SourceFile], mut f: Failure) -> Failure {
+    let digest = errdefs::vertex_digests(&f.details)
+        .pop()
+        .or_else(|| exec_quoted_in(def, &f.message));
+    let Some(digest) = digest else {
+        return f;
+    };
+    let Some(name) = def
+        .metadata
+        .get(&digest)
+        .and_then(|m| m.description.get("llb.customname"))
+    else {
+        return f;
+    };
+    // Progress names end with ` (file:line)`; the position leads the message instead.
+    let name = match name.rsplit_once(" (") {
+        Some((n, tail)) if tail.ends_with(')') => n,
+        _ => name.as_str(),
+    };
+    let location = def.source.as_ref().and_then(|s| {
+        let l = s.locations.get(&digest)?.locations.first()?;
+        let line = l.ranges.first()?.start.as_ref()?.line;
+        Some((l.source_index, line))
+    });
+    let loc = location.and_then(|(file, line)| {
+        Some(Loc {
+            file: u16::try_from(file).ok()?,
+            line: u32::try_from(line).ok()?,
+            col: 1,
+        })
+    });
+    let position = match loc.and_then(|l| files.get(l.file as usize).map(|f| (f, l))) {
+        Some((file, l)) => format!("{}:{}: ", file.name, l.line),
+        None => String::new(),
+    };
+    let engine_said = f
+        .message
+        .strip_prefix("build failed: ")
+        .unwrap_or(&f.message);
+    f.message = format!("{position}step `{name}` failed: {engine_said}");
+    if let Some(l) = loc
+        && !errdefs::has_source(&f.details)
+        && let Some(d) = errdefs::source_detail(files, l)
+    {
+        f.details.push(d);
+    }
+    f
+}
+
+/// The digest of the exec op whose command line `message` quotes.
+fn exec_quoted_in(def: &pb::Definition, message: &str) -> Option<String> {
+    use prost::Message;
+    def.def.iter().find_map(|bytes| {
+        let op = pb::Op::decode(bytes.as_slice()).ok()?;
+        let Some(pb::op::Op::Exec(e)) = &op.op else {
+            return None;
+        };
+        let args = e.meta.as_ref()?.args.join(" ");
+        (!args.is_empty() && message.contains(&args)).then(|| crate::llb::digest_of(bytes))
     })
 }
 
@@ -160,10 +234,10 @@ async fn verify(
         .zip(failures)
         .filter_map(|((command, _), f)| f.map(|f| (command, f)))
         .collect();
-    let Some((_, first)) = failed.first() else {
+    if failed.is_empty() {
         return Ok(());
-    };
-    let code = first.code;
+    }
+    let locs: Vec<Loc> = failed.iter().map(|(c, _)| c.loc).collect();
     let message = failed
         .iter()
         .map(|(command, f)| {
@@ -177,7 +251,7 @@ async fn verify(
         })
         .collect::<Vec<_>>()
         .join("\n");
-    Err(Failure { code, message })
+    Err(Failure::at(&spec.files, &locs, message))
 }
 
 /// One image: a single ref and `containerimage.config`. Several platforms: a ref map keyed
@@ -198,10 +272,10 @@ fn result(
         });
     }
     if !bridge.has("returnmap") {
-        return Err(Failure {
-            code: tonic::Code::FailedPrecondition,
-            message: "this BuildKit cannot return several platforms at once (no `returnmap` cap); build one --platform at a time".into(),
-        });
+        return Err(Failure::new(
+            tonic::Code::FailedPrecondition,
+            "this BuildKit cannot return several platforms at once (no `returnmap` cap); build one --platform at a time",
+        ));
     }
     let mut refs = vec![];
     let mut listed = vec![];

@@ -70,8 +70,10 @@ pub async fn read_spec(bridge: &mut Bridge, opts: &Options) -> Result<Loaded, Fa
         .map_err(report_failure)
 }
 
+/// Every error of the report, one a line, each with its `errdefs.Source` detail.
 fn report_failure(r: Report) -> Failure {
-    Failure::invalid(r.one_line())
+    let locs: Vec<_> = r.errors().map(|d| d.loc).collect();
+    Failure::at(&r.files, &locs, r.one_line())
 }
 
 /// One file of a local directory, sent by the client for this purpose only.

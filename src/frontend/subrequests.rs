@@ -40,10 +40,10 @@ pub async fn handle(bridge: &mut Bridge, opts: &Options, id: &str) -> Result<Ret
         "frontend.targets" => Ok(targets(&read_spec(bridge, opts).await?)),
         "frontend.outline" => Ok(outline(&read_spec(bridge, opts).await?)),
         "frontend.lint" => Ok(lint(&read_spec(bridge, opts).await?)),
-        other => Err(Failure {
-            code: tonic::Code::Unimplemented,
-            message: format!("kiln does not support the subrequest `{other}`"),
-        }),
+        other => Err(Failure::new(
+            tonic::Code::Unimplemented,
+            format!("kiln does not support the subrequest `{other}`"),
+        )),
     }
 }
 

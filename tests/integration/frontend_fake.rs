@@ -5,11 +5,14 @@ use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
+use bollard_buildkit_proto::google::protobuf::Any as RpcAny;
+use bollard_buildkit_proto::google::rpc::Status as Rpc;
 use bollard_buildkit_proto::moby::buildkit::v1::apicaps::ApiCap;
 use bollard_buildkit_proto::moby::buildkit::v1::frontend::{
     self as gw,
     llb_bridge_server::{LlbBridge, LlbBridgeServer},
 };
+use serde::Deserialize;
 use tonic::{Request, Response, Status};
 
 use crate::common::{
@@ -37,10 +40,39 @@ struct State {
     ping_delay: Option<std::time::Duration>,
     /// Solve never answers (the engine or its connection is gone mid-solve).
     hang_solve: bool,
+    /// Failed solves carry BuildKit's typed details (`errdefs.Vertex` naming the op) and
+    /// a newer engine's message; otherwise BuildKit 0.8's bare `executor failed running`.
+    errdefs_details: bool,
 }
 
 #[derive(Clone)]
 struct Fake(Arc<Mutex<State>>);
+
+fn digest_of(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes)))
+}
+
+/// How an engine reports a failed exec: BuildKit >= 0.10 quotes the command Go-style and
+/// attaches `errdefs.Vertex` (JSON under its typeurl); 0.8 prints the args in brackets.
+fn engine_failure(digest: &str, args: &str, details: bool) -> Status {
+    if !details {
+        return Status::unknown(format!("executor failed running [{args}]: exit code: 100"));
+    }
+    let status = Rpc {
+        code: tonic::Code::Unknown as i32,
+        message: format!("process {args:?} did not complete successfully: exit code: 100"),
+        details: vec![RpcAny {
+            type_url: "github.com/moby/buildkit/errdefs.Vertex+json".into(),
+            value: format!(r#"{{"digest":"{digest}"}}"#).into_bytes(),
+        }],
+    };
+    Status::with_details(
+        tonic::Code::Unknown,
+        status.message.clone(),
+        prost::Message::encode_to_vec(&status).into(),
+    )
+}
 
 type ExecStream = Pin<Box<dyn tokio_stream::Stream<Item = Result<gw::ExecMessage, Status>> + Send>>;
 
@@ -96,13 +128,19 @@ impl LlbBridge for Fake {
         }
         let mut s = self.0.lock().unwrap();
         for needle in &s.fail_solves_containing {
-            let runs_it = req.definition.as_ref().is_some_and(|d| {
-                ops(d).iter().any(|o| matches!(&o.op, Some(pb::op::Op::Exec(e)) if e.meta.as_ref().unwrap().args.join(" ").contains(needle.as_str())))
+            let failing = req.definition.as_ref().and_then(|d| {
+                d.def.iter().find_map(|bytes| {
+                    let op = <pb::Op as prost::Message>::decode(bytes.as_slice()).ok()?;
+                    let Some(pb::op::Op::Exec(e)) = &op.op else {
+                        return None;
+                    };
+                    let args = e.meta.as_ref()?.args.join(" ");
+                    args.contains(needle.as_str())
+                        .then(|| (digest_of(bytes), args))
+                })
             });
-            if runs_it {
-                return Err(Status::unknown(format!(
-                    "process \"/bin/sh -c {needle}\" did not complete successfully: exit code: 1"
-                )));
+            if let Some((digest, args)) = failing {
+                return Err(engine_failure(&digest, &args, s.errdefs_details));
             }
         }
         s.solves.push(req);
@@ -255,6 +293,16 @@ const MODERN_FRONTEND: &[&str] = &[
     "gateway.solve.evaluate",
 ];
 
+/// BuildKit 0.8 (Docker 20.10): no evaluate, no refarray, no warnings.
+const OLD_FRONTEND: &[&str] = &[
+    "solve.base",
+    "resolveimage",
+    "readfile",
+    "return",
+    "returnmap",
+    "statfile",
+];
+
 fn fake(llb: &[&'static str], frontend: &[&'static str]) -> Fake {
     let mut s = State {
         llb_caps: llb.to_vec(),
@@ -393,7 +441,7 @@ async fn old_engine_gets_copies_deprecated_refs_and_statfile_evaluation() {
             .any(|o| matches!(o.op, Some(pb::op::Op::Merge(_))))
     );
     assert!(!s.solves[3].evaluate);
-    assert_eq!(s.stats, 1, "verify forced by StatFile");
+    assert_eq!(s.stats, 2, "the image, then verify, forced by StatFile");
 }
 
 #[tokio::test]
@@ -425,7 +473,8 @@ async fn spec_errors_come_back_with_file_line_and_column() {
         msg.starts_with("worker.yaml:6:13: error: invalid apt package name `Bad Pkg`"),
         "{msg}"
     );
-    assert_eq!(r.error.unwrap().code, tonic::Code::InvalidArgument as i32);
+    // Unknown: BuildKit prints other codes as a `InvalidArgument: ` prefix at each hop.
+    assert_eq!(r.error.unwrap().code, tonic::Code::Unknown as i32);
 }
 
 #[tokio::test]
@@ -626,4 +675,177 @@ async fn a_bridge_closing_mid_solve_ends_the_frontend() {
         "{err}"
     );
     assert!(f.0.lock().unwrap().returned.is_none());
+}
+
+// ---- BuildKit's Go types, as its encoding/json decodes what kiln sends ----
+
+/// Go's `[]byte` in JSON: a standard base64 string (or null); anything else is the
+/// error Go gives (`illegal base64 data`, or `cannot unmarshal object into ... []uint8`).
+fn go_bytes<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+    let v = serde_json::Value::deserialize(d)?;
+    let text = match v {
+        serde_json::Value::Null => return Ok(vec![]),
+        serde_json::Value::String(t) => t,
+        other => {
+            return Err(serde::de::Error::custom(format!(
+                "json: cannot unmarshal {other} into Go value of type []uint8"
+            )));
+        }
+    };
+    let val = |c: u8| match c {
+        b'A'..=b'Z' => Some(c - b'A'),
+        b'a'..=b'z' => Some(c - b'a' + 26),
+        b'0'..=b'9' => Some(c - b'0' + 52),
+        b'+' => Some(62),
+        b'/' => Some(63),
+        _ => None,
+    };
+    let body = text.trim_end_matches('=');
+    if text.len() % 4 != 0 || text.len() - body.len() > 2 {
+        return Err(serde::de::Error::custom("illegal base64 data"));
+    }
+    let mut bits = 0u32;
+    let mut n = 0;
+    let mut out = vec![];
+    for c in body.bytes() {
+        let v = val(c).ok_or_else(|| serde::de::Error::custom("illegal base64 data"))?;
+        bits = (bits << 6) | u32::from(v);
+        n += 6;
+        if n >= 8 {
+            n -= 8;
+            out.push((bits >> n) as u8);
+        }
+    }
+    Ok(out)
+}
+
+/// `errdefs.Source` (solver/errdefs/errdefs.proto: `pb.SourceInfo info = 1; repeated
+/// pb.Range ranges = 2`).
+#[derive(Deserialize, Debug)]
+struct GoSource {
+    info: GoSourceInfo,
+    ranges: Vec<GoRange>,
+}
+
+/// `pb.SourceInfo`.
+#[derive(Deserialize, Debug)]
+struct GoSourceInfo {
+    filename: String,
+    #[serde(default, deserialize_with = "go_bytes")]
+    data: Vec<u8>,
+    #[serde(default)]
+    language: String,
+}
+
+#[derive(Deserialize, Debug)]
+struct GoRange {
+    start: GoPosition,
+    #[allow(dead_code)]
+    end: GoPosition,
+}
+
+#[derive(Deserialize, Debug)]
+struct GoPosition {
+    #[serde(default)]
+    line: i32,
+    #[serde(default)]
+    character: i32,
+}
+
+/// `pb.Location`.
+#[derive(Deserialize, Debug)]
+struct GoLocation {
+    #[serde(default, rename = "sourceIndex")]
+    source_index: i32,
+    ranges: Vec<GoRange>,
+}
+
+/// The `errdefs.Source` details of a Return's error, decoded as BuildKit does.
+fn sources_of(r: &gw::ReturnRequest) -> Vec<GoSource> {
+    let details = &r.error.as_ref().expect("an error").details;
+    details
+        .iter()
+        .filter(|d| d.type_url == "github.com/moby/buildkit/errdefs.Source+json")
+        .map(|d| serde_json::from_slice(&d.value).expect("errdefs.Source decodes"))
+        .collect()
+}
+
+fn spec_with(f: &Fake, from: &str, to: &str) {
+    let spec = SPEC.replace(from, to);
+    assert_ne!(spec, SPEC, "{from} is in the spec");
+    f.0.lock()
+        .unwrap()
+        .files
+        .insert("worker.yaml".into(), spec.into_bytes());
+}
+
+/// Issue 10, 1: a failing apt step with a verify list is that step's failure (its name
+/// and spec line), not one verify failure per command; old and new engines alike.
+#[tokio::test]
+async fn a_failing_image_step_names_the_step_not_verify() {
+    for (frontend, details) in [(MODERN_FRONTEND, true), (OLD_FRONTEND, false)] {
+        let f = fake(MODERN_LLB, frontend);
+        spec_with(
+            &f,
+            "verify: [\"python -c 'import app'\"]",
+            "verify: [\"true\"]",
+        );
+        {
+            let mut s = f.0.lock().unwrap();
+            s.fail_solves_containing = vec!["libpq5".into()];
+            s.errdefs_details = details;
+        }
+        let r = run(&f, opts(&[])).await;
+        let msg = error_message(&r);
+        assert!(
+            msg.starts_with("worker.yaml:7: step `apt runtime: libpq5` failed: "),
+            "{msg}"
+        );
+        assert!(!msg.contains("verify"), "{msg}");
+        assert_eq!(msg.matches("failed: ").count(), 1, "named once: {msg}");
+        let sources = sources_of(&r);
+        assert_eq!(sources.len(), 1, "one source position");
+        assert_eq!(sources[0].info.filename, "worker.yaml");
+        assert_eq!(sources[0].ranges[0].start.line, 7);
+        if details {
+            let e = r.error.as_ref().unwrap();
+            assert!(
+                e.details
+                    .iter()
+                    .any(|d| d.type_url.ends_with("errdefs.Vertex+json")),
+                "the engine's own details are passed through"
+            );
+        }
+        let s = f.0.lock().unwrap();
+        assert!(
+            s.solves.iter().all(|r| !ops(r.definition.as_ref().unwrap())
+                .iter()
+                .any(|o| matches!(&o.op, Some(pb::op::Op::Exec(e)) if e.meta.as_ref().unwrap().args.join(" ") == "/bin/sh -c true"))),
+            "no verify solve after a failed image"
+        );
+    }
+}
+
+/// Issue 10, 2: spec errors carry `errdefs.Source` (file, its text, the range) with a
+/// code BuildKit prints without a prefix.
+#[tokio::test]
+async fn spec_errors_carry_buildkit_source_details() {
+    let f = fake(MODERN_LLB, MODERN_FRONTEND);
+    let text = "# syntax=kiln/frontend:dev\nversion: 1\nname: w\npython:\n  base: python:3.12-slim\nsystem:\n  runtime: [\"Bad Pkg\"]\n";
+    f.0.lock()
+        .unwrap()
+        .files
+        .insert("worker.yaml".into(), text.as_bytes().to_vec());
+    let r = run(&f, opts(&[])).await;
+    assert_eq!(r.error.as_ref().unwrap().code, tonic::Code::Unknown as i32);
+    let sources = sources_of(&r);
+    assert_eq!(sources.len(), 1);
+    let s = &sources[0];
+    assert_eq!(s.info.filename, "worker.yaml");
+    assert_eq!(s.info.data, text.as_bytes(), "the spec's text, base64");
+    assert_eq!(s.info.language, "YAML");
+    assert_eq!(
+        (s.ranges[0].start.line, s.ranges[0].start.character),
+        (7, 12)
+    );
 }
