@@ -262,6 +262,51 @@ impl Bridge {
         Ok((resp.digest, resp.config))
     }
 
+    /// A build warning (`Warn`, cap `gateway.warnings`), shown by buildx with the spec
+    /// line when `loc` has one; attached to the vertex `digest` (the spec's load).
+    pub async fn warn(
+        &self,
+        digest: &str,
+        short: &str,
+        detail: &[String],
+        files: &[SourceFile],
+        loc: Loc,
+    ) -> Result<(), Failure> {
+        let file = files.get(loc.file as usize).filter(|_| loc.line > 0);
+        let pos = |character: u32| pb::Position {
+            line: loc.line as i32,
+            character: character as i32,
+        };
+        let req = gw::WarnRequest {
+            digest: digest.into(),
+            // The Dockerfile frontend's level for its lint warnings.
+            level: 1,
+            short: short.as_bytes().to_vec(),
+            detail: detail.iter().map(|d| d.as_bytes().to_vec()).collect(),
+            url: String::new(),
+            info: file.map(|f| pb::SourceInfo {
+                filename: f.name.clone(),
+                data: f.text.as_bytes().to_vec(),
+                definition: None,
+                language: "YAML".into(),
+            }),
+            ranges: file
+                .map(|_| {
+                    vec![pb::Range {
+                        start: Some(pos(loc.col.saturating_sub(1))),
+                        end: Some(pos(loc.col.saturating_sub(1))),
+                    }]
+                })
+                .unwrap_or_default(),
+        };
+        self.client
+            .clone()
+            .warn(req)
+            .await
+            .map(|_| ())
+            .map_err(|s| Failure::engine("warn", s))
+    }
+
     /// Hand the result (or the failure) back; the build ends here.
     pub async fn finish(&mut self, result: Result<Returned, Failure>) -> Result<(), tonic::Status> {
         let req = match result {

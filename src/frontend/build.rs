@@ -8,10 +8,10 @@ use serde_json::{Value, json};
 use super::bridge::{Bridge, Failure, RefId, Refs, Returned};
 use super::context::{Inputs, read_inputs};
 use super::errdefs;
-use super::opts::{Options, is_builtin_arg};
+use super::opts::Options;
 use super::subrequests;
-use crate::diag::{Loc, SourceFile};
-use crate::llb::{pb, platform};
+use crate::diag::{Diagnostic, Loc, Severity, SourceFile};
+use crate::llb::{self, Meta, pb, platform};
 use crate::plan::lower::{ImageInfo, LowerOpts};
 use crate::plan::{Compiled, compile};
 use crate::reference;
@@ -25,7 +25,7 @@ pub async fn run(bridge: &mut Bridge, opts: &Options) -> Result<Returned, Failur
     }
     let inputs = read_inputs(bridge, opts).await?;
     let spec = &inputs.loaded.spec;
-    report_warnings(&inputs, opts);
+    report_warnings(bridge, opts, &inputs).await;
     let variant = spec
         .target(opts.target.as_deref())
         .map_err(|d| Failure::invalid(d.one_line(&spec.files)))?;
@@ -46,22 +46,53 @@ struct PlatformImage {
     verify: Vec<(S<String>, pb::Definition)>,
 }
 
-/// Warnings from the spec and build args nothing uses, where the user can see them.
-fn report_warnings(inputs: &Inputs, opts: &Options) {
+/// The spec's warnings (build args nothing uses among them), where the user sees them:
+/// build warnings through `Warn` on engines with `gateway.warnings` (buildx lists them
+/// with the spec line), else a vertex named `WARNING ...` in the progress output (an
+/// empty directory on scratch, solved on its own: nothing in the image or its cache key).
+/// Each also goes to stderr (the engine's log).
+async fn report_warnings(bridge: &Bridge, opts: &Options, inputs: &Inputs) {
     let spec = &inputs.loaded.spec;
-    for w in &inputs.loaded.warnings {
-        eprintln!("kiln: {}", w.one_line(&spec.files));
+    let warnings: Vec<&Diagnostic> = inputs
+        .loaded
+        .warnings
+        .iter()
+        .filter(|w| w.severity == Severity::Warning)
+        .collect();
+    if warnings.is_empty() {
+        return;
     }
-    let declared: Vec<&str> = spec.args.iter().map(|a| a.name.as_str()).collect();
-    for name in opts
-        .build_args
-        .keys()
-        .filter(|n| !declared.contains(&n.as_str()) && !is_builtin_arg(n))
-    {
-        eprintln!(
-            "kiln: warning: build arg `{name}` is not declared under `args:` in {} and was not used",
-            spec.files[0].name
-        );
+    let vertex = super::context::spec_vertex(bridge, opts);
+    for w in warnings {
+        let line = w.one_line(&spec.files);
+        eprintln!("kiln: {line}");
+        if bridge.has("gateway.warnings") {
+            let short = format!("{}: {}", w.code, w.message);
+            let sent = bridge
+                .warn(&vertex, &short, &[w.help.clone()], &spec.files, w.loc)
+                .await;
+            if let Err(e) = sent {
+                eprintln!("kiln: the warning did not reach the client: {}", e.message);
+            }
+        } else {
+            let named = Meta {
+                name: Some(format!(
+                    "WARNING {}: {} ({}; help: {})",
+                    w.code,
+                    w.message,
+                    w.position(&spec.files),
+                    w.help
+                )),
+                ..Default::default()
+            };
+            let st = llb::scratch()
+                .file(named)
+                .mkdir("/kiln-warning", 0o755, false, None)
+                .done();
+            if let Err(e) = bridge.solve(llb::marshal(&st, &[]), true).await {
+                eprintln!("kiln: the warning did not reach the client: {}", e.message);
+            }
+        }
     }
 }
 

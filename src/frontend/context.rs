@@ -83,6 +83,18 @@ async fn read_local(
     local: &str,
     path: &str,
 ) -> Result<Vec<u8>, String> {
+    let r = bridge
+        .solve(local_file(bridge, opts, local, path), false)
+        .await
+        .map_err(|f| f.message)?;
+    bridge
+        .read_file(&r, path)
+        .await
+        .map_err(|s| s.message().to_string())
+}
+
+/// The definition of a local source that follows only `path`.
+fn local_file(bridge: &Bridge, opts: &Options, local: &str, path: &str) -> llb::pb::Definition {
     let st = llb::local(
         Local {
             name: local.into(),
@@ -97,12 +109,12 @@ async fn read_local(
             ..Default::default()
         },
     );
-    let r = bridge
-        .solve(llb::marshal(&st, &[]), false)
-        .await
-        .map_err(|f| f.message)?;
-    bridge
-        .read_file(&r, path)
-        .await
-        .map_err(|s| s.message().to_string())
+    llb::marshal(&st, &[])
+}
+
+/// The digest of the vertex that loaded the spec (`[internal] load <spec>`): build
+/// warnings are attached to it, as the Dockerfile frontend attaches its own.
+pub fn spec_vertex(bridge: &Bridge, opts: &Options) -> String {
+    let def = local_file(bridge, opts, &opts.spec_local, &opts.filename);
+    crate::llb::head(&def).unwrap_or_default()
 }

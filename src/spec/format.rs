@@ -103,3 +103,21 @@ pub const HEALTHCHECK_RETRIES: IntRange = IntRange {
 pub const HEALTHCHECK_INTERVAL: &str = "30s";
 pub const HEALTHCHECK_TIMEOUT: &str = "30s";
 pub const HEALTHCHECK_START_PERIOD: &str = "0s";
+
+/// The build arg that skips `verify`.
+pub const SKIP_VERIFY_ARG: &str = "KILN_SKIP_VERIFY";
+
+/// Build args that mean something without being declared under `args:` (BuildKit's own,
+/// the proxy variables, kiln's `KILN_SKIP_VERIFY`): never reported as undeclared.
+pub fn is_builtin_arg(name: &str) -> bool {
+    name.starts_with("BUILDKIT_")
+        || name == SKIP_VERIFY_ARG
+        || matches!(
+            name,
+            "HTTP_PROXY" | "HTTPS_PROXY" | "FTP_PROXY" | "NO_PROXY" | "ALL_PROXY"
+        )
+        || matches!(
+            name,
+            "http_proxy" | "https_proxy" | "ftp_proxy" | "no_proxy" | "all_proxy"
+        )
+}

@@ -43,6 +43,7 @@ struct State {
     /// Failed solves carry BuildKit's typed details (`errdefs.Vertex` naming the op) and
     /// a newer engine's message; otherwise BuildKit 0.8's bare `executor failed running`.
     errdefs_details: bool,
+    warnings: Vec<gw::WarnRequest>,
 }
 
 #[derive(Clone)]
@@ -255,8 +256,9 @@ impl LlbBridge for Fake {
     }
     async fn warn(
         &self,
-        _: Request<gw::WarnRequest>,
+        r: Request<gw::WarnRequest>,
     ) -> Result<Response<gw::WarnResponse>, Status> {
+        self.0.lock().unwrap().warnings.push(r.into_inner());
         Ok(Response::new(gw::WarnResponse {}))
     }
 }
@@ -847,5 +849,68 @@ async fn spec_errors_carry_buildkit_source_details() {
     assert_eq!(
         (s.ranges[0].start.line, s.ranges[0].start.character),
         (7, 12)
+    );
+}
+
+/// Issue 10, 4: warnings reach the client: `Warn` (with the spec file and line) where the
+/// engine has `gateway.warnings`, else a vertex named after the warning.
+#[tokio::test]
+async fn warnings_reach_the_user() {
+    let with_warnings = |frontend: &[&'static str]| {
+        let f = fake(MODERN_LLB, frontend);
+        spec_with(&f, "app: {src: [app]}\n", "app: {src: [app]}\nuser: root\n");
+        f
+    };
+    let mut modern = MODERN_FRONTEND.to_vec();
+    modern.push("gateway.warnings");
+    let f = with_warnings(&modern);
+    let r = run(&f, opts(&[("build-arg:NOT_DECLARED", "1")])).await;
+    assert!(r.error.is_none(), "{}", error_message(&r));
+    let s = f.0.lock().unwrap();
+    let shorts: Vec<String> = s
+        .warnings
+        .iter()
+        .map(|w| String::from_utf8_lossy(&w.short).into_owned())
+        .collect();
+    assert_eq!(shorts.len(), 2, "{shorts:?}");
+    let root = s
+        .warnings
+        .iter()
+        .find(|w| w.short.starts_with(b"KilnRootUser: the image runs as root"))
+        .expect("the root warning");
+    assert_eq!(root.level, 1);
+    assert_eq!(root.info.as_ref().unwrap().filename, "worker.yaml");
+    assert_eq!(root.ranges[0].start.unwrap().line, 11);
+    assert!(!root.detail.is_empty(), "the help goes with it");
+    // Attached to the vertex that loaded the spec, as the Dockerfile frontend does.
+    let spec_load = ops(s.solves[0].definition.as_ref().unwrap());
+    assert!(!spec_load.is_empty());
+    assert!(root.digest.starts_with("sha256:"));
+    assert!(
+        shorts
+            .iter()
+            .any(|w| w.starts_with("KilnUndeclaredBuildArg: build arg `NOT_DECLARED`")),
+        "{shorts:?}"
+    );
+    drop(s);
+
+    // Docker 20.10: no Warn; each warning is a vertex of its own in the progress output.
+    let f = with_warnings(OLD_FRONTEND);
+    let r = run(&f, opts(&[("build-arg:NOT_DECLARED", "1")])).await;
+    assert!(r.error.is_none(), "{}", error_message(&r));
+    let s = f.0.lock().unwrap();
+    assert!(s.warnings.is_empty());
+    let names: Vec<String> = s
+        .solves
+        .iter()
+        .flat_map(|r| r.definition.as_ref().unwrap().metadata.values().cloned())
+        .filter_map(|m| m.description.get("llb.customname").cloned())
+        .filter(|n| n.starts_with("WARNING "))
+        .collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert!(
+        names.iter().any(|n| n
+            .starts_with("WARNING KilnRootUser: the image runs as root (worker.yaml:11:7; help: ")),
+        "{names:?}"
     );
 }

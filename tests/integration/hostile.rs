@@ -150,3 +150,30 @@ fn cli_check_graph_schema() {
     assert_eq!(bad_target.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad_target.stderr).contains("unknown target `gpu`"));
 }
+
+/// Issue 10, 4: `check`, `llb` and `graph` take --build-arg, so they warn about one the
+/// spec does not declare, as the frontend does (warnings alone keep exit 0).
+#[test]
+fn cli_warns_about_undeclared_build_args() {
+    for cmd in ["check", "llb", "graph"] {
+        let out = kiln(&[cmd, "specs/worker.yaml", "--build-arg", "NOT_DECLARED=1"]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{cmd}: {stderr}");
+        assert!(
+            stderr.contains(
+                "warning[KilnUndeclaredBuildArg]: build arg `NOT_DECLARED` is not declared under `args:`"
+            ),
+            "{cmd}: {stderr}"
+        );
+        let declared = kiln(&[
+            cmd,
+            "specs/worker.yaml",
+            "--build-arg",
+            "PYTHON_VERSION=3.11",
+        ]);
+        assert!(
+            !String::from_utf8_lossy(&declared.stderr).contains("warning"),
+            "{cmd}"
+        );
+    }
+}

@@ -47,8 +47,14 @@ impl Cx {
         }
     }
 
-    pub(crate) fn warn(&mut self, loc: Loc, msg: impl Into<String>, help: impl Into<String>) {
-        self.diags.push(Diagnostic::warning(loc, msg, help));
+    pub(crate) fn warn(
+        &mut self,
+        code: &'static str,
+        loc: Loc,
+        msg: impl Into<String>,
+        help: impl Into<String>,
+    ) {
+        self.diags.push(Diagnostic::warning(code, loc, msg, help));
     }
 
     /// A mapping with the keys in `allowed`; each other key is reported with a suggestion.
@@ -331,6 +337,7 @@ impl Cx {
     fn usage_warnings(&mut self, user: &User, groups: &[Group], variants: &[Variant]) {
         if user.is_root() {
             self.warn(
+                "KilnRootUser",
                 user.loc,
                 "the image runs as root",
                 "remove `user: root` to run as the non-root uid 10001",
@@ -343,6 +350,7 @@ impl Cx {
                 .any(|v| v.groups.iter().any(|n| n.v == g.name.v))
             {
                 self.warn(
+                    "KilnUnusedGroup",
                     g.name.loc,
                     format!(
                         "requirement group `{}` is not used by any variant",
