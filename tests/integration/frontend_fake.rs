@@ -580,9 +580,9 @@ async fn subrequests_describe_targets_outline_lint() {
     let f = fake(MODERN_LLB, MODERN_FRONTEND);
     let r = run(&f, opts(&[("requestid", "frontend.targets")])).await;
     let m = r.result.unwrap().metadata;
-    let targets: serde_json::Value = serde_json::from_slice(&m["result.json"]).unwrap();
-    assert_eq!(targets["targets"][0]["name"], "minimal");
-    assert_eq!(targets["targets"][0]["default"], true);
+    let targets: GoTargetList = serde_json::from_slice(&m["result.json"]).unwrap();
+    assert_eq!(targets.targets[0].name, "minimal");
+    assert!(targets.targets[0].default);
     assert!(String::from_utf8_lossy(&m["result.txt"]).contains("minimal (default)"));
 
     let f = fake(MODERN_LLB, MODERN_FRONTEND);
@@ -606,9 +606,9 @@ async fn subrequests_describe_targets_outline_lint() {
         .result
         .unwrap()
         .metadata;
-    let outline: serde_json::Value = serde_json::from_slice(&m["result.json"]).unwrap();
-    assert_eq!(outline["args"][0]["name"], "IMG");
-    assert_eq!(outline["args"][0]["value"], "python:3.12-slim");
+    let outline: GoOutline = serde_json::from_slice(&m["result.json"]).unwrap();
+    assert_eq!(outline.args[0].name, "IMG");
+    assert_eq!(outline.args[0].value, "python:3.12-slim");
 }
 
 #[tokio::test]
@@ -913,4 +913,156 @@ async fn warnings_reach_the_user() {
             .starts_with("WARNING KilnRootUser: the image runs as root (worker.yaml:11:7; help: ")),
         "{names:?}"
     );
+}
+
+/// `[][]byte` in Go's JSON: a list of base64 strings.
+fn go_bytes_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Vec<u8>>, D::Error> {
+    #[derive(Deserialize)]
+    struct One(#[serde(deserialize_with = "go_bytes")] Vec<u8>);
+    let list: Option<Vec<One>> = Option::deserialize(d)?;
+    Ok(list.unwrap_or_default().into_iter().map(|o| o.0).collect())
+}
+
+/// `targets.List` (no JSON tags: Go's field names).
+#[derive(Deserialize, Debug)]
+struct GoTargetList {
+    #[serde(rename = "Targets")]
+    targets: Vec<GoTarget>,
+    #[serde(rename = "Sources", deserialize_with = "go_bytes_list")]
+    sources: Vec<Vec<u8>>,
+}
+
+/// `targets.Target`.
+#[derive(Deserialize, Debug)]
+struct GoTarget {
+    name: String,
+    #[serde(default)]
+    default: bool,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    base: String,
+    #[serde(rename = "Location")]
+    location: Option<GoLocation>,
+}
+
+/// `outline.Outline`.
+#[derive(Deserialize, Debug)]
+struct GoOutline {
+    #[serde(default)]
+    args: Vec<GoArg>,
+    #[serde(default)]
+    secrets: Vec<GoSecret>,
+    #[serde(default, deserialize_with = "go_bytes_list")]
+    sources: Vec<Vec<u8>>,
+}
+
+/// `outline.Arg`.
+#[derive(Deserialize, Debug)]
+struct GoArg {
+    #[serde(rename = "Name")]
+    name: String,
+    #[serde(rename = "Value")]
+    value: String,
+    #[serde(rename = "Location")]
+    location: Option<GoLocation>,
+}
+
+/// `outline.Secret`.
+#[derive(Deserialize, Debug)]
+struct GoSecret {
+    #[serde(rename = "Name")]
+    name: String,
+    #[serde(rename = "Required")]
+    required: bool,
+}
+
+/// `lint.LintResults`.
+#[derive(Deserialize, Debug)]
+struct GoLint {
+    warnings: Vec<GoWarning>,
+    sources: Vec<GoSourceInfo>,
+}
+
+/// `lint.Warning`.
+#[derive(Deserialize, Debug)]
+struct GoWarning {
+    #[serde(rename = "ruleName")]
+    rule_name: String,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    detail: String,
+    location: GoLocation,
+}
+
+async fn subrequest(spec: &[u8], id: &str) -> HashMap<String, Vec<u8>> {
+    let f = fake(MODERN_LLB, MODERN_FRONTEND);
+    f.0.lock()
+        .unwrap()
+        .files
+        .insert("worker.yaml".into(), spec.to_vec());
+    let r = run(
+        &f,
+        opts(&[("requestid", id), ("build-arg:NOT_DECLARED", "1")]),
+    )
+    .await;
+    assert!(r.error.is_none(), "{id}: {}", error_message(&r));
+    r.result.unwrap().metadata
+}
+
+/// Issue 10, 3: `--call targets|outline|check` answers decode into BuildKit's Go types
+/// (`sources` as base64 `[]byte`, lint's as `pb.SourceInfo`), and each lint warning has
+/// its own rule name, a description of the rule and the message as its detail.
+#[tokio::test]
+async fn subrequest_answers_decode_as_buildkit_go_types() {
+    let text = "version: 1\nname: w\nargs: {IMG: python:3.12-slim}\npython:\n  base: ${IMG}\nuser: root\nbuild_secrets: {ca_bundle: pipca}\nrequirements:\n  core: {packages: [arq]}\n  extra: {packages: [rich]}\nvariants:\n  minimal: {requirements: [core]}\n";
+
+    let m = subrequest(text.as_bytes(), "frontend.targets").await;
+    let t: GoTargetList = serde_json::from_slice(&m["result.json"]).expect("targets.List");
+    assert_eq!(t.sources, vec![text.as_bytes().to_vec()]);
+    assert_eq!(t.targets[0].name, "minimal");
+    assert!(t.targets[0].default);
+    assert_eq!(t.targets[0].base, "python:3.12-slim");
+    assert_eq!(t.targets[0].description, "");
+    let loc = t.targets[0].location.as_ref().unwrap();
+    assert_eq!((loc.source_index, loc.ranges[0].start.line), (0, 12));
+
+    let m = subrequest(text.as_bytes(), "frontend.outline").await;
+    let o: GoOutline = serde_json::from_slice(&m["result.json"]).expect("outline.Outline");
+    assert_eq!(o.sources, vec![text.as_bytes().to_vec()]);
+    assert_eq!(
+        (o.args[0].name.as_str(), o.args[0].value.as_str()),
+        ("IMG", "python:3.12-slim")
+    );
+    assert_eq!(o.args[0].location.as_ref().unwrap().ranges[0].start.line, 3);
+    assert_eq!(o.secrets[0].name, "pipca");
+    assert!(!o.secrets[0].required);
+
+    let m = subrequest(text.as_bytes(), "frontend.lint").await;
+    let l: GoLint = serde_json::from_slice(&m["result.json"]).expect("lint.LintResults");
+    assert_eq!(l.sources.len(), 1);
+    assert_eq!(l.sources[0].filename, "worker.yaml");
+    assert_eq!(l.sources[0].data, text.as_bytes());
+    let rules: Vec<&str> = l.warnings.iter().map(|w| w.rule_name.as_str()).collect();
+    assert_eq!(
+        rules,
+        ["KilnUndeclaredBuildArg", "KilnRootUser", "KilnUnusedGroup"],
+        "one rule name per kind of warning"
+    );
+    let root = &l.warnings[1];
+    assert_eq!(root.description, "The image runs as root");
+    assert!(
+        root.detail.starts_with("the image runs as root (help: "),
+        "{}",
+        root.detail
+    );
+    assert_eq!(root.location.ranges[0].start.line, 6);
+    assert_eq!(root.location.ranges[0].start.character, 6);
+    for w in &l.warnings {
+        let r = &w.location.ranges[0];
+        assert!(r.start.line >= 1, "BuildKit's printer reads line - 1");
+        assert!((w.location.source_index as usize) < l.sources.len());
+    }
+    assert_eq!(m["result.statuscode"], b"1");
 }
