@@ -13,7 +13,7 @@ use super::subrequests;
 use crate::diag::{Diagnostic, Loc, Severity, SourceFile};
 use crate::llb::{self, Meta, pb, platform};
 use crate::plan::lower::{ImageInfo, LowerOpts};
-use crate::plan::{Compiled, compile};
+use crate::plan::{CheckKind, Compiled, VerifyCheck, VerifyRun, compile};
 use crate::reference;
 use crate::spec::{S, Spec, Variant};
 
@@ -32,7 +32,14 @@ pub async fn run(bridge: &mut Bridge, opts: &Options) -> Result<Returned, Failur
     let mut images = vec![];
     for platform in platforms(bridge, opts) {
         let image = build_image(bridge, opts, &inputs, variant, platform).await?;
-        verify(bridge, spec, variant, &image.verify, opts.skip_verify).await?;
+        verify(
+            bridge,
+            spec,
+            variant,
+            image.verify.as_ref(),
+            opts.skip_verify,
+        )
+        .await?;
         images.push(image);
     }
     result(bridge, opts, images)
@@ -43,7 +50,7 @@ struct PlatformImage {
     platform: pb::Platform,
     image: RefId,
     config: Value,
-    verify: Vec<(S<String>, pb::Definition)>,
+    verify: Option<VerifyRun>,
 }
 
 /// The spec's warnings (build args nothing uses among them), where the user sees them:
@@ -232,38 +239,55 @@ fn exec_quoted_in(def: &pb::Definition, message: &str) -> Option<String> {
     })
 }
 
-/// Run every verify command at once (each is its own container on the image). Errors:
-/// every failure, in spec order, each naming its line.
+/// Run every check of one image in one container, then read which failed. Errors: every
+/// failed check, in spec order, each naming its line (and carrying it as an
+/// `errdefs.Source`), or the reason the checks could not run at all.
 async fn verify(
     bridge: &Bridge,
     spec: &Spec,
     variant: &Variant,
-    commands: &[(S<String>, pb::Definition)],
+    run: Option<&VerifyRun>,
     skip: bool,
 ) -> Result<(), Failure> {
+    let Some(run) = run else {
+        return Ok(());
+    };
     if skip {
-        if !commands.is_empty() {
-            eprintln!(
-                "kiln: verify skipped ({} commands): KILN_SKIP_VERIFY is set",
-                commands.len()
-            );
-        }
+        eprintln!(
+            "kiln: verify skipped ({} checks): KILN_SKIP_VERIFY is set",
+            run.checks.len()
+        );
         return Ok(());
     }
-    let mut running = tokio::task::JoinSet::new();
-    for (i, (_, def)) in commands.iter().enumerate() {
-        let (b, def) = (bridge.clone(), def.clone());
-        running.spawn(async move { (i, b.solve(def, true).await) });
-    }
-    let mut failures: Vec<Option<Failure>> = vec![None; commands.len()];
-    while let Some(done) = running.join_next().await {
-        let (i, outcome) = done.map_err(|e| Failure::invalid(format!("verify task: {e}")))?;
-        failures[i] = outcome.err();
-    }
-    let failed: Vec<(&S<String>, Failure)> = commands
+    let files = &spec.files;
+    let first = run.checks[0].loc;
+    let could_not = |why: String| {
+        Failure::at(
+            files,
+            &[first],
+            format!(
+                "{}: verify could not run on the {} image: {why}",
+                first.position(files),
+                variant.name.v
+            ),
+        )
+    };
+    let mut b = bridge.clone();
+    let result = b
+        .solve(run.def.clone(), true)
+        .await
+        .map_err(|f| could_not(f.message))?;
+    let text = b
+        .read_file(&result, run.results)
+        .await
+        .map_err(|s| could_not(format!("no results ({})", s.message())))?;
+    let timeouts: Vec<u32> = run.checks.iter().map(|c| c.v.timeout_s).collect();
+    let outcomes = parse_results(&String::from_utf8_lossy(&text), &timeouts);
+    let failed: Vec<(&S<VerifyCheck>, String)> = run
+        .checks
         .iter()
-        .zip(failures)
-        .filter_map(|((command, _), f)| f.map(|f| (command, f)))
+        .zip(outcomes)
+        .filter_map(|(c, o)| o.map(|o| (c, o)))
         .collect();
     if failed.is_empty() {
         return Ok(());
@@ -271,18 +295,49 @@ async fn verify(
     let locs: Vec<Loc> = failed.iter().map(|(c, _)| c.loc).collect();
     let message = failed
         .iter()
-        .map(|(command, f)| {
-            format!(
-                "{}: verify command `{}` failed on the {} image: {}; fix the image or the command",
-                command.loc.position(&spec.files),
-                command.v,
-                variant.name.v,
-                f.message
-            )
+        .map(|(c, why)| {
+            let pos = c.loc.position(files);
+            let image = &variant.name.v;
+            match c.v.kind {
+                CheckKind::Command => format!(
+                    "{pos}: verify command `{}` failed on the {image} image: {why}; fix the image or the command",
+                    c.v.command
+                ),
+                CheckKind::Healthcheck => format!(
+                    "{pos}: the health check `{}` failed on the {image} image: {why}; install what it calls, fix it, or set `healthcheck.verify: false`",
+                    c.v.command
+                ),
+            }
         })
         .collect::<Vec<_>>()
         .join("\n");
-    Err(Failure::at(&spec.files, &locs, message))
+    Err(Failure::at(files, &locs, message))
+}
+
+/// What went wrong with each check (`None`: it passed), from the results file's
+/// `<index> <status>` lines; a check with no line did not run.
+fn parse_results(text: &str, timeouts: &[u32]) -> Vec<Option<String>> {
+    let count = timeouts.len();
+    let mut status: Vec<Option<&str>> = vec![None; count];
+    for line in text.lines() {
+        if let Some((i, s)) = line.trim().split_once(' ')
+            && let Ok(i) = i.parse::<usize>()
+            && (1..=count).contains(&i)
+        {
+            status[i - 1] = Some(s.trim());
+        }
+    }
+    status
+        .into_iter()
+        .zip(timeouts)
+        .map(|(s, t)| match s {
+            Some("0") => None,
+            Some("timeout") => Some(format!("it did not finish within {t} s and was killed (raise `timeout:` on the command, or `verify_timeout:`)")),
+            Some("127") => Some("exit code 127 (command not found in the image)".into()),
+            Some(code) => Some(format!("exit code {code}")),
+            None => Some("it did not run (the checks before it ended the container)".into()),
+        })
+        .collect()
 }
 
 /// One image: a single ref and `containerimage.config`. Several platforms: a ref map keyed

@@ -25,6 +25,7 @@ pub const TOP_KEYS: &[&str] = &[
     "labels",
     "stop_signal",
     "verify",
+    "verify_timeout",
     "variants",
     "default_variant",
     "build_secrets",
@@ -42,7 +43,16 @@ pub const PIP_KEYS: &[&str] = &[
 pub const GROUP_KEYS: &[&str] = &["files", "packages"];
 pub const APP_KEYS: &[&str] = &["src", "exclude", "workdir"];
 pub const USER_KEYS: &[&str] = &["name", "uid", "gid"];
-pub const HEALTHCHECK_KEYS: &[&str] = &["cmd", "interval", "timeout", "retries", "start_period"];
+pub const HEALTHCHECK_KEYS: &[&str] = &[
+    "cmd",
+    "interval",
+    "timeout",
+    "retries",
+    "start_period",
+    "verify",
+];
+/// A `verify` entry written as a mapping (besides a plain command string).
+pub const VERIFY_KEYS: &[&str] = &["run", "timeout"];
 pub const SECRETS_KEYS: &[&str] = &["ca_bundle", "netrc"];
 /// What a variant may override or add to; everything else is spec-wide.
 pub const VARIANT_KEYS: &[&str] = &[
@@ -54,6 +64,7 @@ pub const VARIANT_KEYS: &[&str] = &[
     "pip",
     "env",
     "labels",
+    "verify",
 ];
 
 pub const DEFAULT_UV_VERSION: &str = "0.9.7";
@@ -98,6 +109,13 @@ pub const HEALTHCHECK_RETRIES: IntRange = IntRange {
     max: 1000,
     default: 3,
 };
+
+/// `verify_timeout`: how long each verify command may run, unless it sets `timeout`.
+pub const DEFAULT_VERIFY_TIMEOUT: &str = "300s";
+/// The longest verify timeout, in seconds (a day).
+pub const MAX_VERIFY_TIMEOUT_S: u64 = 86_400;
+/// `healthcheck.verify`: run the health check once during verify.
+pub const DEFAULT_HEALTHCHECK_VERIFY: bool = true;
 
 /// Health check durations and their defaults, as Docker's HEALTHCHECK has them.
 pub const HEALTHCHECK_INTERVAL: &str = "30s";

@@ -44,10 +44,39 @@ struct State {
     /// a newer engine's message; otherwise BuildKit 0.8's bare `executor failed running`.
     errdefs_details: bool,
     warnings: Vec<gw::WarnRequest>,
+    /// The verify exec, played: a check whose command contains the needle ends with that
+    /// status (`1`, `timeout`...), every other one with 0.
+    verify_outcomes: Vec<(String, String)>,
+    /// Each verify solve's results file, by ref id.
+    verify_results: HashMap<String, String>,
 }
 
 #[derive(Clone)]
 struct Fake(Arc<Mutex<State>>);
+
+/// The results file a verify exec in `def` would write: one `<i> <status>` line per
+/// `check <i> <timeout> <command>` line of its script.
+fn play_verify(def: &pb::Definition, outcomes: &[(String, String)]) -> Option<String> {
+    let script = ops(def).iter().find_map(|o| match &o.op {
+        Some(pb::op::Op::Exec(e)) => {
+            let args = &e.meta.as_ref()?.args;
+            args.get(2).filter(|s| s.contains("kiln-verify")).cloned()
+        }
+        _ => None,
+    })?;
+    let mut out = String::new();
+    for line in script.lines().filter(|l| l.starts_with("check ")) {
+        let mut parts = line.splitn(4, ' ');
+        let (_, i, _, command) = (parts.next(), parts.next()?, parts.next(), parts.next()?);
+        let status = outcomes
+            .iter()
+            .find(|(needle, _)| command.contains(needle.as_str()))
+            .map(|(_, s)| s.as_str())
+            .unwrap_or("0");
+        out.push_str(&format!("{i} {status}\n"));
+    }
+    Some(out)
+}
 
 fn digest_of(bytes: &[u8]) -> String {
     use sha2::Digest;
@@ -144,8 +173,15 @@ impl LlbBridge for Fake {
                 return Err(engine_failure(&digest, &args, s.errdefs_details));
             }
         }
+        let results = req
+            .definition
+            .as_ref()
+            .and_then(|d| play_verify(d, &s.verify_outcomes));
         s.solves.push(req);
         let id = format!("ref-{}", s.solves.len());
+        if let Some(r) = results {
+            s.verify_results.insert(id.clone(), r);
+        }
         Ok(Response::new(gw::SolveResponse {
             r#ref: String::new(),
             result: Some(gw::Result {
@@ -159,6 +195,14 @@ impl LlbBridge for Fake {
         r: Request<gw::ReadFileRequest>,
     ) -> Result<Response<gw::ReadFileResponse>, Status> {
         let s = self.0.lock().unwrap();
+        if r.get_ref().file_path == "/tmp/kiln-verify/results" {
+            return match s.verify_results.get(&r.get_ref().r#ref) {
+                Some(t) => Ok(Response::new(gw::ReadFileResponse {
+                    data: t.clone().into_bytes(),
+                })),
+                None => Err(Status::not_found("no verify results in that ref")),
+            };
+        }
         match s.files.get(&r.get_ref().file_path) {
             Some(d) => Ok(Response::new(gw::ReadFileResponse { data: d.clone() })),
             None => Err(Status::not_found(format!(
@@ -504,54 +548,84 @@ async fn unknown_target_and_missing_spec_are_clear() {
 #[tokio::test]
 async fn a_failing_verify_names_the_spec_line() {
     let f = fake(MODERN_LLB, MODERN_FRONTEND);
-    f.0.lock().unwrap().fail_solves_containing = vec!["import app'".into()];
-    let msg = error_message(&run(&f, opts(&[])).await);
-    assert!(
-        msg.starts_with(
-            "worker.yaml:12:10: verify command `python -c 'import app'` failed on the minimal image"
-        ),
-        "{msg}"
+    f.0.lock().unwrap().verify_outcomes = vec![("import app'".into(), "1".into())];
+    let r = run(&f, opts(&[])).await;
+    let msg = error_message(&r);
+    assert_eq!(
+        msg,
+        "worker.yaml:12:10: verify command `python -c 'import app'` failed on the minimal image: exit code 1; fix the image or the command"
     );
+    let sources = sources_of(&r);
+    assert_eq!(sources.len(), 1);
+    assert_eq!(sources[0].ranges[0].start.line, 12);
 }
 
+/// Issue 10, 6: all checks of one image in ONE exec (one container start), each failing
+/// one still named by its spec line; a timeout says so; the health check is checked too;
+/// per-variant commands come after the spec-wide ones.
 #[tokio::test]
-async fn verify_commands_run_at_once_and_every_failure_is_named() {
+async fn verify_runs_in_one_container_and_every_failure_is_named() {
     let f = fake(MODERN_LLB, MODERN_FRONTEND);
+    spec_with(
+        &f,
+        "verify: [\"python -c 'import app'\"]\n",
+        "verify:\n  - \"true one\"\n  - \"false two\"\n  - {run: \"sleep three\", timeout: 2s}\nverify_timeout: 60s\nhealthcheck: {cmd: [curl, -f, localhost]}\n",
+    );
     {
         let mut s = f.0.lock().unwrap();
-        let spec = SPEC.replace(
-            "verify: [\"python -c 'import app'\"]",
-            "verify:\n  - \"true one\"\n  - \"false two\"\n  - \"false three\"",
-        );
+        let spec = String::from_utf8(s.files["worker.yaml"].clone())
+            .unwrap()
+            .replace(
+                "full: {requirements: [core], env: {FULL: \"1\"}}",
+                "full: {requirements: [core], verify: [\"false four\"]}",
+            );
         s.files.insert("worker.yaml".into(), spec.into_bytes());
-        s.fail_solves_containing = vec!["false two".into(), "false three".into()];
-        s.evaluate_delay = Some(std::time::Duration::from_millis(200));
+        s.verify_outcomes = vec![
+            ("false two".into(), "1".into()),
+            ("sleep three".into(), "timeout".into()),
+            ("curl".into(), "127".into()),
+        ];
     }
-    let msg = error_message(&run(&f, opts(&[])).await);
+    let r = run(&f, opts(&[])).await;
+    let msg = error_message(&r);
     let lines: Vec<&str> = msg.lines().collect();
-    assert_eq!(lines.len(), 2, "{msg}");
-    assert!(
-        lines[0].starts_with(
-            "worker.yaml:14:5: verify command `false two` failed on the minimal image:"
-        ),
-        "{msg}"
-    );
-    assert!(
-        lines[1].starts_with(
-            "worker.yaml:15:5: verify command `false three` failed on the minimal image:"
-        ),
-        "{msg}"
-    );
-    assert!(
-        lines
-            .iter()
-            .all(|l| l.ends_with("; fix the image or the command")),
-        "{msg}"
-    );
+    assert_eq!(lines.len(), 3, "{msg}");
     assert_eq!(
-        f.0.lock().unwrap().max_in_flight,
-        3,
-        "all verify solves in flight at once"
+        lines[0],
+        "worker.yaml:14:5: verify command `false two` failed on the minimal image: exit code 1; fix the image or the command"
+    );
+    assert!(
+        lines[1].starts_with("worker.yaml:15:11: verify command `sleep three` failed on the minimal image: it did not finish within 2 s and was killed"),
+        "{msg}"
+    );
+    assert!(
+        lines[2].starts_with("worker.yaml:17:14: the health check `curl -f localhost` failed on the minimal image: exit code 127 (command not found in the image)"),
+        "{msg}"
+    );
+    assert_eq!(sources_of(&r).len(), 3, "one errdefs.Source per failure");
+    let s = f.0.lock().unwrap();
+    let verify_solves: Vec<&gw::SolveRequest> = s
+        .solves
+        .iter()
+        .filter(|r| play_verify(r.definition.as_ref().unwrap(), &[]).is_some())
+        .collect();
+    assert_eq!(verify_solves.len(), 1, "one verify solve");
+    let script = play_verify(verify_solves[0].definition.as_ref().unwrap(), &[]).unwrap();
+    assert_eq!(
+        script.lines().count(),
+        4,
+        "three commands and the health check"
+    );
+    drop(s);
+
+    // The variant's own command is added after the spec-wide ones.
+    let f2 = fake(MODERN_LLB, MODERN_FRONTEND);
+    f2.0.lock().unwrap().files = f.0.lock().unwrap().files.clone();
+    f2.0.lock().unwrap().verify_outcomes = vec![("false four".into(), "1".into())];
+    let msg = error_message(&run(&f2, opts(&[("target", "full")])).await);
+    assert!(
+        msg.starts_with("worker.yaml:20:41: verify command `false four` failed on the full image"),
+        "{msg}"
     );
 }
 

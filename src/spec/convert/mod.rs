@@ -378,12 +378,19 @@ impl Cx {
         let healthcheck = top.get("healthcheck").and_then(|h| self.healthcheck(h));
         let ports = top.get("ports").map(|p| self.ports(p)).unwrap_or_default();
         let stop_signal = top.get("stop_signal").and_then(|s| self.stop_signal(s));
+        let verify_timeout = self
+            .verify_timeout(top.get("verify_timeout"), "verify_timeout")
+            .unwrap_or_else(|| {
+                let ns = validate::duration_ns(DEFAULT_VERIFY_TIMEOUT).expect("a duration");
+                (ns / 1_000_000_000) as u32
+            });
         let verify = top
             .get("verify")
-            .map(|v| self.list(v, "verify"))
+            .map(|v| self.verify_list(v, "verify", verify_timeout))
             .unwrap_or_default();
         let secrets = self.secrets(top.get("build_secrets"));
-        let (variants, default_variant) = self.variants(doc, top, &groups);
+        let (variants, default_variant) =
+            self.variants(doc, top, &groups, (&verify, verify_timeout));
 
         self.usage_warnings(&user, &groups, &variants);
         Some(Spec {
