@@ -9,5 +9,6 @@ pub mod dockerignore;
 pub mod frontend;
 pub mod llb;
 pub mod plan;
+pub mod preflight;
 pub mod reference;
 pub mod spec;

@@ -32,6 +32,10 @@ enum Command {
         /// NAME=VALUE, overriding a default under `args:`.
         #[arg(long = "build-arg", value_name = "NAME=VALUE")]
         build_args: Vec<String>,
+        /// Also check the build context: the requirement files, constraints and app.src
+        /// (after .dockerignore and app.exclude) the spec names must be there.
+        #[arg(long, value_name = "DIR")]
+        context: Option<String>,
     },
     /// Print the LLB definition of one variant (for `buildctl build`).
     Llb {
@@ -133,7 +137,11 @@ fn main() -> ExitCode {
 
 fn run(command: Command) -> Result<ExitCode, ExitCode> {
     match command {
-        Command::Check { specs, build_args } => Ok(check(&specs, &build_args)),
+        Command::Check {
+            specs,
+            build_args,
+            context,
+        } => Ok(check(&specs, &build_args, context.as_deref())),
         Command::Llb {
             spec,
             target,
@@ -178,13 +186,26 @@ fn run(command: Command) -> Result<ExitCode, ExitCode> {
 }
 
 /// `kiln check`: every spec, each reported; exit 2 when any is wrong.
-fn check(specs: &[String], build_args: &[String]) -> ExitCode {
+fn check(specs: &[String], build_args: &[String], context: Option<&str>) -> ExitCode {
     let mut failed = false;
     for s in specs {
-        match load(s, build_args) {
-            Ok(_) => eprintln!("{s}: ok"),
-            Err(_) => failed = true,
+        let Ok(loaded) = load(s, build_args) else {
+            failed = true;
+            continue;
+        };
+        if let Some(dir) = context {
+            let spec = &loaded.spec;
+            let all: Vec<_> = spec.variants.iter().collect();
+            let errors = kiln::preflight::check_dir(spec, &all, std::path::Path::new(dir));
+            if !errors.is_empty() {
+                for e in &errors {
+                    eprint!("{}", e.render(&spec.files));
+                }
+                failed = true;
+                continue;
+            }
         }
+        eprintln!("{s}: ok");
     }
     if failed {
         ExitCode::from(2)

@@ -238,6 +238,35 @@ impl Bridge {
             .data)
     }
 
+    /// Whether `path` exists in the result `r` (StatFile).
+    pub async fn stat(&self, r: &RefId, path: &str) -> Result<(), tonic::Status> {
+        self.client
+            .clone()
+            .stat_file(gw::StatFileRequest {
+                r#ref: r.0.clone(),
+                path: path.into(),
+                ..Default::default()
+            })
+            .await
+            .map(|_| ())
+    }
+
+    /// How many entries the directory `path` of `r` has (ReadDir); an error for a file.
+    pub async fn dir_entries(&self, r: &RefId, path: &str) -> Result<usize, tonic::Status> {
+        Ok(self
+            .client
+            .clone()
+            .read_dir(gw::ReadDirRequest {
+                r#ref: r.0.clone(),
+                dir_path: path.into(),
+                ..Default::default()
+            })
+            .await?
+            .into_inner()
+            .entries
+            .len())
+    }
+
     pub async fn resolve_image(
         &mut self,
         reference: &str,

@@ -29,6 +29,7 @@ pub async fn run(bridge: &mut Bridge, opts: &Options) -> Result<Returned, Failur
     let variant = spec
         .target(opts.target.as_deref())
         .map_err(|d| Failure::invalid(d.one_line(&spec.files)))?;
+    super::context::preflight(bridge, opts, &inputs, variant).await?;
     let mut images = vec![];
     for platform in platforms(bridge, opts) {
         let image = build_image(bridge, opts, &inputs, variant, platform).await?;
@@ -123,7 +124,21 @@ async fn build_image(
     let spec = &inputs.loaded.spec;
     let base = &variant.python.base.v;
     let reference = reference::normalize(base);
-    let (digest, config) = bridge.resolve_image(&reference, &platform).await?;
+    let (digest, config) = bridge
+        .resolve_image(&reference, &platform)
+        .await
+        .map_err(|f| {
+            let at = variant.python.base.loc;
+            Failure::at(
+                &spec.files,
+                &[at],
+                format!(
+                    "{}: error: the `python.base` image `{base}` cannot be used: {} (help: check the name, or build or pull it first; a local image must exist in the engine's image store)",
+                    at.position(&spec.files),
+                    f.message
+                ),
+            )
+        })?;
     // The digest pins the base: the graph names exactly the image that was resolved.
     let pinned = if digest.is_empty() || reference.contains('@') {
         reference

@@ -7,7 +7,8 @@ use super::opts::Options;
 use crate::diag::Report;
 use crate::dockerignore;
 use crate::llb::{self, Local, Meta};
-use crate::spec::{LoadOptions, Loaded, Sources};
+use crate::preflight::{self, ContextPath, PathKind};
+use crate::spec::{LoadOptions, Loaded, Sources, Variant};
 
 /// Everything the build reads before it plans: the checked spec and the context's
 /// exclude patterns.
@@ -117,4 +118,87 @@ fn local_file(bridge: &Bridge, opts: &Options, local: &str, path: &str) -> llb::
 pub fn spec_vertex(bridge: &Bridge, opts: &Options) -> String {
     let def = local_file(bridge, opts, &opts.spec_local, &opts.filename);
     crate::llb::head(&def).unwrap_or_default()
+}
+
+/// Check the context files `variant` names before any step runs (needs the `statfile`
+/// cap; `readdir` for the emptiness of app directories): requirement files and
+/// constraints on a local source that includes exactly them, `app.src` on one shaped
+/// like the app's own source (`.dockerignore` and `app.exclude` applied). Errors: each
+/// missing path at its spec line, all at once.
+pub async fn preflight(
+    bridge: &Bridge,
+    opts: &Options,
+    inputs: &Inputs,
+    variant: &Variant,
+) -> Result<(), Failure> {
+    if !bridge.has("statfile") {
+        return Ok(());
+    }
+    let spec = &inputs.loaded.spec;
+    let paths = preflight::context_paths(spec, &[variant]);
+    let (apps, files): (Vec<&ContextPath>, Vec<&ContextPath>) =
+        paths.iter().partition(|p| p.kind == PathKind::App);
+    let mut errors = vec![];
+    if !files.is_empty() {
+        let local = Local {
+            name: opts.context_local.clone(),
+            include: files.iter().map(|p| p.path.v.clone()).collect(),
+            shared_key_hint: Some(format!("{}-preflight", opts.context_local)),
+            session_id: opts.session_id.clone(),
+            ..Default::default()
+        };
+        let r = solve_local(bridge, local, "[internal] check the files the spec names").await?;
+        for p in files {
+            if bridge.stat(&r, &p.path.v).await.is_err() {
+                errors.push(preflight::missing(p));
+            }
+        }
+    }
+    if let (false, Some(app)) = (apps.is_empty(), &spec.app) {
+        let mut exclude = inputs.dockerignore.clone();
+        exclude.extend(app.exclude.iter().cloned());
+        let local = Local {
+            name: opts.context_local.clone(),
+            include: app.src.iter().map(|s| s.v.clone()).collect(),
+            exclude,
+            shared_key_hint: Some(opts.context_local.clone()),
+            session_id: opts.session_id.clone(),
+            ..Default::default()
+        };
+        let r = solve_local(bridge, local, "app source").await?;
+        for p in apps {
+            if bridge.stat(&r, &p.path.v).await.is_err() {
+                errors.push(preflight::missing(p));
+            } else if bridge.has("readdir")
+                && matches!(bridge.dir_entries(&r, &p.path.v).await, Ok(0))
+            {
+                errors.push(preflight::emptied(p));
+            }
+        }
+    }
+    if errors.is_empty() {
+        return Ok(());
+    }
+    let locs: Vec<_> = errors.iter().map(|d| d.loc).collect();
+    let message = errors
+        .iter()
+        .map(|d| d.one_line(&spec.files))
+        .collect::<Vec<_>>()
+        .join("\n");
+    Err(Failure::at(&spec.files, &locs, message))
+}
+
+async fn solve_local(
+    bridge: &Bridge,
+    local: Local,
+    name: &str,
+) -> Result<super::bridge::RefId, Failure> {
+    let st = llb::local(
+        local,
+        Meta {
+            name: Some(name.into()),
+            ..Default::default()
+        },
+    );
+    bridge.solve(llb::marshal(&st, &[]), false).await
 }

@@ -49,6 +49,11 @@ struct State {
     verify_outcomes: Vec<(String, String)>,
     /// Each verify solve's results file, by ref id.
     verify_results: HashMap<String, String>,
+    /// StatFile says these do not exist; ReadDir says these directories are empty.
+    missing_paths: Vec<String>,
+    empty_dirs: Vec<String>,
+    /// ResolveImageConfig fails (no such image).
+    no_base_image: bool,
 }
 
 #[derive(Clone)]
@@ -216,6 +221,11 @@ impl LlbBridge for Fake {
         r: Request<gw::ResolveImageConfigRequest>,
     ) -> Result<Response<gw::ResolveImageConfigResponse>, Status> {
         assert_eq!(r.get_ref().r#ref, "docker.io/library/python:3.12-slim");
+        if self.0.lock().unwrap().no_base_image {
+            return Err(Status::unknown(
+                "docker.io/library/python:3.12-slim: not found",
+            ));
+        }
         let config = br#"{"architecture":"amd64","os":"linux","config":{"Env":["PATH=/usr/local/bin:/usr/bin:/bin","PYTHON_VERSION=3.12.8"],"Cmd":["python3"]},"rootfs":{"type":"layers","diff_ids":[]}}"#;
         Ok(Response::new(gw::ResolveImageConfigResponse {
             digest: DIGEST.into(),
@@ -225,9 +235,18 @@ impl LlbBridge for Fake {
     }
     async fn stat_file(
         &self,
-        _: Request<gw::StatFileRequest>,
+        r: Request<gw::StatFileRequest>,
     ) -> Result<Response<gw::StatFileResponse>, Status> {
-        self.0.lock().unwrap().stats += 1;
+        let mut s = self.0.lock().unwrap();
+        let path = &r.get_ref().path;
+        if s.missing_paths.contains(path) {
+            return Err(Status::not_found(format!(
+                "stat {path}: no such file or directory"
+            )));
+        }
+        if path == "." {
+            s.stats += 1;
+        }
         Ok(Response::new(gw::StatFileResponse { stat: None }))
     }
     async fn r#return(
@@ -245,9 +264,15 @@ impl LlbBridge for Fake {
     }
     async fn read_dir(
         &self,
-        _: Request<gw::ReadDirRequest>,
+        r: Request<gw::ReadDirRequest>,
     ) -> Result<Response<gw::ReadDirResponse>, Status> {
-        Err(Status::unimplemented("fake"))
+        let s = self.0.lock().unwrap();
+        let entries = if s.empty_dirs.contains(&r.get_ref().dir_path) {
+            vec![]
+        } else {
+            vec![Default::default()]
+        };
+        Ok(Response::new(gw::ReadDirResponse { entries }))
     }
     async fn evaluate(
         &self,
@@ -329,6 +354,7 @@ const MODERN_LLB: &[&str] = &[
     "mergeop",
 ];
 const MODERN_FRONTEND: &[&str] = &[
+    "readdir",
     "solve.base",
     "resolveimage",
     "readfile",
@@ -424,9 +450,10 @@ async fn builds_the_target_with_a_pinned_base_and_its_config() {
     assert!(matches!(result.result, Some(gw::result::Result::Ref(_))));
 
     let s = f.0.lock().unwrap();
-    // Solves: spec file, .dockerignore, the image, the verify step.
-    assert_eq!(s.solves.len(), 4);
-    let image_ops = ops(s.solves[2].definition.as_ref().unwrap());
+    // Solves: spec file, .dockerignore, the pre-flight sources (requirement files, app),
+    // the image, the verify step.
+    assert_eq!(s.solves.len(), 6);
+    let image_ops = ops(s.solves[4].definition.as_ref().unwrap());
     let src = image_ops
         .iter()
         .find_map(|o| match &o.op {
@@ -446,7 +473,8 @@ async fn builds_the_target_with_a_pinned_base_and_its_config() {
             .any(|o| matches!(o.op, Some(pb::op::Op::Merge(_)))),
         "mergeop used when the engine has it"
     );
-    assert!(s.solves[3].evaluate, "verify is evaluated");
+    assert!(s.solves[4].evaluate, "the image is evaluated before verify");
+    assert!(s.solves[5].evaluate, "verify is evaluated");
     assert!(
         s.solves
             .iter()
@@ -480,13 +508,13 @@ async fn old_engine_gets_copies_deprecated_refs_and_statfile_evaluation() {
         Some(gw::result::Result::RefDeprecated(_))
     ));
     let s = f.0.lock().unwrap();
-    let image_ops = ops(s.solves[2].definition.as_ref().unwrap());
+    let image_ops = ops(s.solves[4].definition.as_ref().unwrap());
     assert!(
         !image_ops
             .iter()
             .any(|o| matches!(o.op, Some(pb::op::Op::Merge(_))))
     );
-    assert!(!s.solves[3].evaluate);
+    assert!(!s.solves[5].evaluate);
     assert_eq!(s.stats, 2, "the image, then verify, forced by StatFile");
 }
 
@@ -506,7 +534,11 @@ async fn a_missing_cap_is_refused_by_name() {
         ),
         "{msg}"
     );
-    assert_eq!(f.0.lock().unwrap().solves.len(), 2, "nothing was built");
+    assert_eq!(
+        f.0.lock().unwrap().solves.len(),
+        4,
+        "spec, .dockerignore, pre-flight: nothing was built"
+    );
 }
 
 #[tokio::test]
@@ -692,8 +724,8 @@ async fn skip_verify_build_arg_leaves_verify_out() {
     assert!(r.error.is_none(), "{}", error_message(&r));
     assert_eq!(
         f.0.lock().unwrap().solves.len(),
-        3,
-        "spec, .dockerignore, image: no verify solve"
+        5,
+        "spec, .dockerignore, pre-flight (2), image: no verify solve"
     );
 }
 
@@ -1139,4 +1171,62 @@ async fn subrequest_answers_decode_as_buildkit_go_types() {
         assert!((w.location.source_index as usize) < l.sources.len());
     }
     assert_eq!(m["result.statuscode"], b"1");
+}
+
+/// Issue 10, 5: the context files the spec names are checked before any step runs, each
+/// missing one at its spec line; an app.src that .dockerignore empties says so; a base
+/// image that cannot be resolved names `python.base`; the Python version check that
+/// fails in its step names `python.version`.
+#[tokio::test]
+async fn the_context_and_base_are_checked_before_any_step() {
+    let f = fake(MODERN_LLB, MODERN_FRONTEND);
+    {
+        let mut s = f.0.lock().unwrap();
+        s.missing_paths = vec!["req.txt".into()];
+        s.empty_dirs = vec!["app".into()];
+        s.files.insert(".dockerignore".into(), b"app/*\n".to_vec());
+    }
+    let r = run(&f, opts(&[])).await;
+    let msg = error_message(&r);
+    let lines: Vec<&str> = msg.lines().collect();
+    assert_eq!(lines.len(), 2, "{msg}");
+    assert!(
+        lines[0].starts_with(
+            "worker.yaml:9:10: error: requirement file `req.txt` is not in the build context"
+        ),
+        "{msg}"
+    );
+    assert!(
+        lines[1].starts_with("worker.yaml:10:13: error: app.src `app` is empty once .dockerignore and app.exclude are applied"),
+        "{msg}"
+    );
+    assert_eq!(sources_of(&r).len(), 2);
+    let s = f.0.lock().unwrap();
+    assert!(
+        !s.solves.iter().any(|r| ops(r.definition.as_ref().unwrap())
+            .iter()
+            .any(|o| matches!(o.op, Some(pb::op::Op::Exec(_))))),
+        "no step ran"
+    );
+    drop(s);
+
+    let f = fake(MODERN_LLB, MODERN_FRONTEND);
+    f.0.lock().unwrap().no_base_image = true;
+    let r = run(&f, opts(&[])).await;
+    let msg = error_message(&r);
+    assert!(
+        msg.starts_with(
+            "worker.yaml:4:9: error: the `python.base` image `python:3.12-slim` cannot be used: "
+        ),
+        "{msg}"
+    );
+    assert_eq!(sources_of(&r)[0].ranges[0].start.line, 4);
+
+    let f = fake(MODERN_LLB, MODERN_FRONTEND);
+    f.0.lock().unwrap().fail_solves_containing = vec!["spec wants".into()];
+    let msg = error_message(&run(&f, opts(&[])).await);
+    assert!(
+        msg.starts_with("worker.yaml:5: step `python: 3.12 check, venv /opt/venv` failed: "),
+        "{msg}"
+    );
 }

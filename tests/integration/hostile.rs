@@ -177,3 +177,61 @@ fn cli_warns_about_undeclared_build_args() {
         );
     }
 }
+
+/// Issue 10, 5: `kiln check --context DIR` checks the context offline: requirement files
+/// and constraints must be there, app.src must survive .dockerignore and app.exclude.
+#[test]
+fn cli_check_context_finds_missing_and_emptied_paths() {
+    let ok = kiln(&["check", "specs/worker.yaml", "--context", "examples/worker"]);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let dir = std::env::temp_dir().join(format!("kiln-ctx-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("app")).unwrap();
+    std::fs::write(dir.join("app/NOTES.md"), "x").unwrap();
+    std::fs::write(dir.join("app/x.pyc"), "x").unwrap();
+    std::fs::write(dir.join(".dockerignore"), "**/*.md\n").unwrap();
+    std::fs::write(dir.join("core.txt"), "arq\n").unwrap();
+    let spec = dir.join("s.yaml");
+    std::fs::write(
+        &spec,
+        "version: 1\nname: w\npython: {base: python:3.12-slim, installer: uv}\n\
+         requirements:\n  core: [core.txt, extra.txt]\n\
+         pip: {constraints: c.txt}\n\
+         app: {src: [app, lib], exclude: [\"app/*.pyc\"]}\n",
+    )
+    .unwrap();
+    let out = kiln(&[
+        "check",
+        spec.to_str().unwrap(),
+        "--context",
+        dir.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    for (message, at) in [
+        (
+            "requirement file `extra.txt` is not in the build context",
+            "s.yaml:5:20",
+        ),
+        (
+            "constraints file `c.txt` is not in the build context",
+            "s.yaml:6:20",
+        ),
+        (
+            "app.src `app` is empty once .dockerignore and app.exclude are applied",
+            "s.yaml:7:13",
+        ),
+        (
+            "app.src path `lib` is not in the build context",
+            "s.yaml:7:18",
+        ),
+    ] {
+        assert!(stderr.contains(message), "{message}: {stderr}");
+        assert!(stderr.contains(at), "{at}: {stderr}");
+    }
+    assert!(!stderr.contains("`core.txt`"), "{stderr}");
+    std::fs::remove_dir_all(&dir).ok();
+}
