@@ -268,12 +268,13 @@ impl Bridge {
     }
 
     pub async fn resolve_image(
-        &mut self,
+        &self,
         reference: &str,
         platform: &pb::Platform,
     ) -> Result<(String, Vec<u8>), Failure> {
         let resp = self
             .client
+            .clone()
             .resolve_image_config(gw::ResolveImageConfigRequest {
                 r#ref: reference.into(),
                 platform: Some(platform.clone()),

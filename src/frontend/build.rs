@@ -2,6 +2,7 @@
 //! the image for each platform, verify it, shape the result BuildKit exports.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use serde_json::{Value, json};
 
@@ -30,18 +31,45 @@ pub async fn run(bridge: &mut Bridge, opts: &Options) -> Result<Returned, Failur
         .target(opts.target.as_deref())
         .map_err(|d| Failure::invalid(d.one_line(&spec.files)))?;
     super::context::preflight(bridge, opts, &inputs, variant).await?;
+    // Several platforms are built at once, as the Dockerfile frontend does; their steps
+    // are then told apart by a `[os/arch]` prefix.
+    let platforms = platforms(bridge, opts);
+    let several = platforms.len() > 1;
+    let shared = Arc::new((opts.clone(), inputs.clone(), variant.clone()));
+    let mut running = tokio::task::JoinSet::new();
+    for (i, platform) in platforms.into_iter().enumerate() {
+        let (bridge, shared) = (bridge.clone(), shared.clone());
+        running.spawn(async move {
+            let (opts, inputs, variant) = &*shared;
+            let spec = &inputs.loaded.spec;
+            let prefix = several.then(|| platform::id(&platform));
+            let image = build_image(&bridge, opts, inputs, variant, platform, prefix).await?;
+            verify(
+                &bridge,
+                spec,
+                variant,
+                image.verify.as_ref(),
+                opts.skip_verify,
+            )
+            .await?;
+            Ok::<_, Failure>((i, image))
+        });
+    }
+    let mut done: Vec<(usize, Result<PlatformImage, Failure>)> = vec![];
+    while let Some(joined) = running.join_next().await {
+        match joined {
+            Ok(Ok((i, image))) => done.push((i, Ok(image))),
+            Ok(Err(f)) => done.push((usize::MAX, Err(f))),
+            Err(e) => done.push((
+                usize::MAX,
+                Err(Failure::invalid(format!("platform task: {e}"))),
+            )),
+        }
+    }
+    done.sort_by_key(|(i, _)| *i);
     let mut images = vec![];
-    for platform in platforms(bridge, opts) {
-        let image = build_image(bridge, opts, &inputs, variant, platform).await?;
-        verify(
-            bridge,
-            spec,
-            variant,
-            image.verify.as_ref(),
-            opts.skip_verify,
-        )
-        .await?;
-        images.push(image);
+    for (_, outcome) in done {
+        images.push(outcome?);
     }
     result(bridge, opts, images)
 }
@@ -115,11 +143,12 @@ fn platforms(bridge: &Bridge, opts: &Options) -> Vec<pb::Platform> {
 
 /// Resolve and pin the base for `platform`, compile the variant and solve its image.
 async fn build_image(
-    bridge: &mut Bridge,
+    bridge: &Bridge,
     opts: &Options,
     inputs: &Inputs,
     variant: &Variant,
     platform: pb::Platform,
+    step_prefix: Option<String>,
 ) -> Result<PlatformImage, Failure> {
     let spec = &inputs.loaded.spec;
     let base = &variant.python.base.v;
@@ -161,6 +190,7 @@ async fn build_image(
         merge: bridge.has_llb("mergeop"),
         no_cache: opts.no_cache,
         labels: opts.labels.clone(),
+        step_prefix,
     };
     let started = std::time::Instant::now();
     let Compiled {

@@ -12,6 +12,7 @@ use crate::spec::{LoadOptions, Loaded, Sources, Variant};
 
 /// Everything the build reads before it plans: the checked spec and the context's
 /// exclude patterns.
+#[derive(Clone)]
 pub struct Inputs {
     pub loaded: Loaded,
     /// `.dockerignore` patterns (empty when the spec copies no app, or there is none).

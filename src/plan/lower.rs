@@ -46,6 +46,9 @@ pub struct LowerOpts {
     pub no_cache: bool,
     /// `--label` from the build command.
     pub labels: BTreeMap<String, String>,
+    /// Put before every step name (`[linux/arm64] uv install: core`): set when one build
+    /// makes several platforms, so their steps can be told apart.
+    pub step_prefix: Option<String>,
 }
 
 impl LowerOpts {
@@ -59,6 +62,7 @@ impl LowerOpts {
             merge: false,
             no_cache: false,
             labels: BTreeMap::new(),
+            step_prefix: None,
         }
     }
 }
@@ -81,11 +85,14 @@ pub fn lower(plan: &Plan, opts: &LowerOpts) -> Lowered {
         let info = image_info(opts, base_of(plan, stage));
         let env = base_env(&info.config);
         let meta = Meta {
-            name: Some(format!(
-                "{} ({}:{})",
-                stage.label(),
-                plan.files[stage.loc.file as usize].name,
-                stage.loc.line
+            name: Some(prefixed(
+                opts.step_prefix.as_deref(),
+                &format!(
+                    "{} ({}:{})",
+                    stage.label(),
+                    plan.files[stage.loc.file as usize].name,
+                    stage.loc.line
+                ),
             )),
             ignore_cache: opts.no_cache,
             loc: (stage.loc.line > 0).then_some(SourceLoc {
@@ -148,6 +155,16 @@ pub fn lower(plan: &Plan, opts: &LowerOpts) -> Lowered {
         }
     }
     lowered
+}
+
+/// A step name with `prefix` in front, merged into a leading `[...]` the way BuildKit's
+/// own frontends do it (`[linux/arm64 image] app`).
+fn prefixed(prefix: Option<&str>, name: &str) -> String {
+    match (prefix, name.strip_prefix('[')) {
+        (None, _) => name.to_string(),
+        (Some(p), Some(rest)) => format!("[{p} {rest}"),
+        (Some(p), None) => format!("[{p}] {name}"),
+    }
 }
 
 /// The base image a stage ultimately stands on, as written in the spec.
@@ -493,8 +510,13 @@ fn final_image(
     opts: &LowerOpts,
     meta: Meta,
 ) -> State {
+    // `[image]`, not the variant's name: buildx bake already puts the target's name in
+    // front (`[cuda image] app`, where `[cuda] ...` became `[cuda cuda] ...`).
     let named = |what: &str| Meta {
-        name: Some(format!("[{}] {what}", step.variant)),
+        name: Some(prefixed(
+            opts.step_prefix.as_deref(),
+            &format!("[image] {what}"),
+        )),
         ..meta.clone()
     };
     let with_user = user_layer(runtime, &step.user, &named);

@@ -681,6 +681,50 @@ async fn several_platforms_return_a_ref_map() {
     assert_eq!(platforms["Platforms"][1]["ID"], "linux/arm64");
 }
 
+/// Issue 10, 7: the platforms of one build are built at once, each step named with its
+/// platform (`[linux/arm64] ...`, merged into `[linux/arm64 image] ...`); one platform
+/// keeps the plain names.
+#[tokio::test]
+async fn several_platforms_build_at_once_with_prefixed_steps() {
+    let names = |f: &Fake| -> Vec<String> {
+        f.0.lock()
+            .unwrap()
+            .solves
+            .iter()
+            .flat_map(|r| r.definition.as_ref().unwrap().metadata.values().cloned())
+            .filter_map(|m| m.description.get("llb.customname").cloned())
+            .collect()
+    };
+    let f = fake(MODERN_LLB, MODERN_FRONTEND);
+    f.0.lock().unwrap().evaluate_delay = Some(std::time::Duration::from_millis(300));
+    let r = run(&f, opts(&[("platform", "linux/amd64,linux/arm64")])).await;
+    assert!(r.error.is_none(), "{}", error_message(&r));
+    assert!(
+        f.0.lock().unwrap().max_in_flight >= 2,
+        "the two platforms' images were solved at the same time"
+    );
+    let all = names(&f);
+    for p in ["linux/amd64", "linux/arm64"] {
+        assert!(
+            all.iter()
+                .any(|n| n == &format!("[{p}] uv install: core (worker.yaml:9)")
+                    || n == &format!("[{p}] pip install: core (worker.yaml:9)")),
+            "{p}: {all:?}"
+        );
+        assert!(
+            all.iter().any(|n| n == &format!("[{p} image] app")),
+            "{p}: {all:?}"
+        );
+    }
+
+    let f = fake(MODERN_LLB, MODERN_FRONTEND);
+    let r = run(&f, opts(&[("platform", "linux/arm64")])).await;
+    assert!(r.error.is_none(), "{}", error_message(&r));
+    let all = names(&f);
+    assert!(all.iter().any(|n| n == "[image] app"), "{all:?}");
+    assert!(!all.iter().any(|n| n.contains("linux/")), "{all:?}");
+}
+
 #[tokio::test]
 async fn subrequests_describe_targets_outline_lint() {
     let f = fake(MODERN_LLB, MODERN_FRONTEND);
