@@ -261,7 +261,18 @@ pub fn blame_step(def: &pb::Definition, files: &[SourceFile], mut f: Failure) ->
         .message
         .strip_prefix("build failed: ")
         .unwrap_or(&f.message);
-    f.message = format!("{position}step `{name}` failed: {engine_said}");
+    // The engine quotes the whole script (many lines); its exit code is what matters here,
+    // and the script's own output is in the build log above the error.
+    let exit = engine_said
+        .rsplit_once("did not complete successfully: ")
+        .or_else(|| engine_said.rsplit_once("]: "))
+        .map(|(_, tail)| tail)
+        .filter(|tail| tail.starts_with("exit code") && !tail.contains('\n'));
+    let said = match exit {
+        Some(code) => format!("{code} (its output is in the build log above)"),
+        None => engine_said.to_string(),
+    };
+    f.message = format!("{position}step `{name}` failed: {said}");
     if let Some(l) = loc
         && !errdefs::has_source(&f.details)
         && let Some(d) = errdefs::source_detail(files, l)
