@@ -105,7 +105,13 @@ async fn report_warnings(bridge: &Bridge, opts: &Options, inputs: &Inputs) {
         if bridge.has("gateway.warnings") {
             let short = format!("{}: {}", w.code, w.message);
             let sent = bridge
-                .warn(&vertex, &short, &[w.help.clone()], &spec.files, w.loc)
+                .warn(
+                    &vertex,
+                    &short,
+                    std::slice::from_ref(&w.help),
+                    &spec.files,
+                    w.loc,
+                )
                 .await;
             if let Err(e) = sent {
                 eprintln!("kiln: the warning did not reach the client: {}", e.message);

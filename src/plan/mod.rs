@@ -61,8 +61,22 @@ impl Stage {
             StageKind::Install(i) => format!("{} install: {}", i.toolchain.installer, i.group),
             StageKind::Final(f) => format!("image {}", f.variant),
             StageKind::Verify(v) => {
-                let commands: Vec<&str> = v.checks.iter().map(|c| c.command.as_str()).collect();
-                format!("verify {}: {}", v.variant, commands.join("; "))
+                let commands: Vec<&str> = v
+                    .checks
+                    .iter()
+                    .filter(|c| c.kind == CheckKind::Command)
+                    .map(|c| c.command.as_str())
+                    .collect();
+                let health = v.checks.iter().any(|c| c.kind == CheckKind::Healthcheck);
+                let mut label = format!("verify {}: {}", v.variant, commands.join("; "));
+                if health {
+                    label.push_str(if commands.is_empty() {
+                        "healthcheck"
+                    } else {
+                        " + healthcheck"
+                    });
+                }
+                label
             }
         }
     }

@@ -635,20 +635,21 @@ async fn verify_runs_in_one_container_and_every_failure_is_named() {
         "{msg}"
     );
     assert_eq!(sources_of(&r).len(), 3, "one errdefs.Source per failure");
-    let s = f.0.lock().unwrap();
-    let verify_solves: Vec<&gw::SolveRequest> = s
-        .solves
-        .iter()
-        .filter(|r| play_verify(r.definition.as_ref().unwrap(), &[]).is_some())
-        .collect();
-    assert_eq!(verify_solves.len(), 1, "one verify solve");
-    let script = play_verify(verify_solves[0].definition.as_ref().unwrap(), &[]).unwrap();
-    assert_eq!(
-        script.lines().count(),
-        4,
-        "three commands and the health check"
-    );
-    drop(s);
+    {
+        let s = f.0.lock().unwrap();
+        let verify_solves: Vec<&gw::SolveRequest> = s
+            .solves
+            .iter()
+            .filter(|r| play_verify(r.definition.as_ref().unwrap(), &[]).is_some())
+            .collect();
+        assert_eq!(verify_solves.len(), 1, "one verify solve");
+        let script = play_verify(verify_solves[0].definition.as_ref().unwrap(), &[]).unwrap();
+        assert_eq!(
+            script.lines().count(),
+            4,
+            "three commands and the health check"
+        );
+    }
 
     // The variant's own command is added after the spec-wide ones.
     let f2 = fake(MODERN_LLB, MODERN_FRONTEND);
@@ -1016,33 +1017,34 @@ async fn warnings_reach_the_user() {
     let f = with_warnings(&modern);
     let r = run(&f, opts(&[("build-arg:NOT_DECLARED", "1")])).await;
     assert!(r.error.is_none(), "{}", error_message(&r));
-    let s = f.0.lock().unwrap();
-    let shorts: Vec<String> = s
-        .warnings
-        .iter()
-        .map(|w| String::from_utf8_lossy(&w.short).into_owned())
-        .collect();
-    assert_eq!(shorts.len(), 2, "{shorts:?}");
-    let root = s
-        .warnings
-        .iter()
-        .find(|w| w.short.starts_with(b"KilnRootUser: the image runs as root"))
-        .expect("the root warning");
-    assert_eq!(root.level, 1);
-    assert_eq!(root.info.as_ref().unwrap().filename, "worker.yaml");
-    assert_eq!(root.ranges[0].start.unwrap().line, 11);
-    assert!(!root.detail.is_empty(), "the help goes with it");
-    // Attached to the vertex that loaded the spec, as the Dockerfile frontend does.
-    let spec_load = ops(s.solves[0].definition.as_ref().unwrap());
-    assert!(!spec_load.is_empty());
-    assert!(root.digest.starts_with("sha256:"));
-    assert!(
-        shorts
+    {
+        let s = f.0.lock().unwrap();
+        let shorts: Vec<String> = s
+            .warnings
             .iter()
-            .any(|w| w.starts_with("KilnUndeclaredBuildArg: build arg `NOT_DECLARED`")),
-        "{shorts:?}"
-    );
-    drop(s);
+            .map(|w| String::from_utf8_lossy(&w.short).into_owned())
+            .collect();
+        assert_eq!(shorts.len(), 2, "{shorts:?}");
+        let root = s
+            .warnings
+            .iter()
+            .find(|w| w.short.starts_with(b"KilnRootUser: the image runs as root"))
+            .expect("the root warning");
+        assert_eq!(root.level, 1);
+        assert_eq!(root.info.as_ref().unwrap().filename, "worker.yaml");
+        assert_eq!(root.ranges[0].start.unwrap().line, 11);
+        assert!(!root.detail.is_empty(), "the help goes with it");
+        // Attached to the vertex that loaded the spec, as the Dockerfile frontend does.
+        let spec_load = ops(s.solves[0].definition.as_ref().unwrap());
+        assert!(!spec_load.is_empty());
+        assert!(root.digest.starts_with("sha256:"));
+        assert!(
+            shorts
+                .iter()
+                .any(|w| w.starts_with("KilnUndeclaredBuildArg: build arg `NOT_DECLARED`")),
+            "{shorts:?}"
+        );
+    }
 
     // Docker 20.10: no Warn; each warning is a vertex of its own in the progress output.
     let f = with_warnings(OLD_FRONTEND);
@@ -1245,14 +1247,15 @@ async fn the_context_and_base_are_checked_before_any_step() {
         "{msg}"
     );
     assert_eq!(sources_of(&r).len(), 2);
-    let s = f.0.lock().unwrap();
-    assert!(
-        !s.solves.iter().any(|r| ops(r.definition.as_ref().unwrap())
-            .iter()
-            .any(|o| matches!(o.op, Some(pb::op::Op::Exec(_))))),
-        "no step ran"
-    );
-    drop(s);
+    {
+        let s = f.0.lock().unwrap();
+        assert!(
+            !s.solves.iter().any(|r| ops(r.definition.as_ref().unwrap())
+                .iter()
+                .any(|o| matches!(o.op, Some(pb::op::Op::Exec(_))))),
+            "no step ran"
+        );
+    }
 
     let f = fake(MODERN_LLB, MODERN_FRONTEND);
     f.0.lock().unwrap().no_base_image = true;
