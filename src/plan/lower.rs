@@ -645,11 +645,14 @@ fn verify(image: &State, step: &VerifyStep, config: &Value, meta: Meta) -> State
     image.run(exec).root()
 }
 
-/// The script that runs `checks` in turn. Each runs as `/bin/sh -c` in the background
-/// (in its own session when the image has `setsid`, so a timeout kills what it started
-/// too) with a watchdog that kills it after its timeout (no `timeout` binary needed); its
-/// status goes to `<dir>/results` as `<index> <exit status>` or `<index> timeout`, and
-/// to the log as a `kiln-verify:` line. Exits 97 when it cannot write `dir`, else 0.
+/// The script that runs `checks`, all at once in the one container (they are independent,
+/// as separate containers made them before; one start instead of one per check). Each
+/// runs as `/bin/sh -c` in the background (in its own session when the image has
+/// `setsid`, so a timeout kills what it started too) with a watchdog that kills it after
+/// its timeout (no `timeout` binary needed); its status goes to `<dir>/results` as
+/// `<index> <exit status>` or `<index> timeout` (one short append per line, in the order
+/// they finish), and to the log as a `kiln-verify:` line. Exits 97 when it cannot write
+/// `dir`, else 0 once every check has ended.
 pub fn verify_script(checks: &[VerifyCheck], dir: &str) -> String {
     let mut script = format!(
         "out={dir}\n\
@@ -671,13 +674,13 @@ pub fn verify_script(checks: &[VerifyCheck], dir: &str) -> String {
     );
     for (i, c) in checks.iter().enumerate() {
         script.push_str(&format!(
-            "check {} {} {}\n",
+            "check {} {} {} &\n",
             i + 1,
             c.timeout_s.max(1),
             quote(&c.command)
         ));
     }
-    script.push_str("exit 0\n");
+    script.push_str("wait\nexit 0\n");
     script
 }
 
@@ -713,7 +716,9 @@ mod tests {
             "the sleep was killed"
         );
         let results = std::fs::read_to_string(dir.join("results")).unwrap();
-        assert_eq!(results, "1 0\n2 3\n3 timeout\n4 127\n");
+        let mut lines: Vec<&str> = results.lines().collect();
+        lines.sort();
+        assert_eq!(lines, ["1 0", "2 3", "3 timeout", "4 127"]);
         let log = String::from_utf8_lossy(&out.stdout);
         assert!(
             log.contains("kiln-verify: [2] 3: echo 'it''s'; exit 3"),

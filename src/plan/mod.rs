@@ -241,7 +241,7 @@ impl Builder {
             vec![venv],
             v.name.loc,
         );
-        // Every check runs on the image itself, one after another in one container.
+        // Every check runs on the image itself, all at once in one container.
         let (checks, verify_locs) = verify_checks(spec, v);
         let verify = (!checks.is_empty()).then(|| {
             let kind = StageKind::Verify(VerifyStep {
@@ -339,6 +339,14 @@ fn verify_checks(spec: &Spec, v: &Variant) -> (Vec<VerifyCheck>, Vec<Loc>) {
             None => String::new(),
         };
         let timeout_s = h.timeout_ns.div_ceil(1_000_000_000).max(1);
+        // A verify command that is the same probe, given at least as long, checks it
+        // already (the example's `python -m app.health`).
+        let covered = checks
+            .iter()
+            .any(|(c, _)| c.command == command && u64::from(c.timeout_s) >= timeout_s);
+        if covered {
+            return checks.into_iter().unzip();
+        }
         checks.push((
             VerifyCheck {
                 kind: CheckKind::Healthcheck,

@@ -201,7 +201,7 @@ verify_vertices() { # LOGNAME
   echo "$n"
 }
 assert_eq "app edit: verify ran as ONE container (all commands and the health check)" "1" "$(verify_vertices app-change)"
-assert_contains "app edit: each check reported on its own line (the health check third)" "$(log_of app-change)" "kiln-verify: [3] 0: python -m app.health"
+assert_contains "app edit: each check reported on its own line" "$(log_of app-change)" "kiln-verify: [2] 0: python -c 'import arq"
 
 # 1. A failing apt step, with verify commands in the spec: the apt step and its line.
 sed 's/^  runtime: \[libpq5, libjpeg62-turbo\]$/  runtime: [libpq5, kiln-no-such-package]/' "$SPEC" >"$SPECDIR/badapt.yaml"

@@ -493,24 +493,30 @@ fn verify_runs_every_check_in_one_container_on_the_image() {
     let built = build(&spec("specs/worker.yaml"), "minimal", false);
     let run = built.verify.as_ref().expect("worker.yaml verifies");
     let cmds: Vec<&str> = run.checks.iter().map(|c| c.v.command.as_str()).collect();
+    // The health check is `python -m app.health`, which the first command already runs.
     assert_eq!(
         cmds,
         [
             "python -m app.health",
             "python -c 'import arq, fastapi, psycopg2, PIL, mcp'",
-            "python -m app.health",
         ]
     );
-    assert_eq!(
-        run.checks.last().unwrap().v.kind,
-        CheckKind::Healthcheck,
-        "the health check runs last"
-    );
-    assert!(
-        run.checks
-            .iter()
-            .all(|c| c.v.timeout_s == 300 || c.v.kind == CheckKind::Healthcheck)
-    );
+    assert!(run.checks.iter().all(|c| c.v.timeout_s == 300));
+    // A different probe is checked too, last, with its own timeout.
+    let other = load(
+        "t.yaml",
+        "version: 1\nname: w\npython: {base: python:3}\nverify: [\"true\"]\n\
+         healthcheck: {cmd: [curl, -f, \"http://localhost/\"], timeout: 5s}\n",
+    )
+    .unwrap()
+    .spec;
+    let built_other = build(&other, "default", false);
+    let checks = &built_other.verify.as_ref().unwrap().checks;
+    assert_eq!(checks.len(), 2);
+    assert_eq!(checks[1].v.kind, CheckKind::Healthcheck);
+    assert_eq!(checks[1].v.command, "curl -f http://localhost/");
+    assert_eq!(checks[1].v.timeout_s, 5);
+    assert_eq!(checks[1].loc.line, 5);
     let g = graph(&run.def);
     let Some(pb::op::Op::Exec(e)) = &g.ops[&g.root].op else {
         panic!()
@@ -519,7 +525,7 @@ fn verify_runs_every_check_in_one_container_on_the_image() {
     assert_eq!(meta.user, "10001:10001");
     assert_eq!(meta.cwd, "/app");
     let script = &meta.args[2];
-    assert_eq!(script.matches("\ncheck ").count(), 3, "{script}");
+    assert_eq!(script.matches("\ncheck ").count(), 2, "{script}");
     let image = graph(&built.def).root;
     let verify = &g.ops[&g.root];
     assert_eq!(verify.inputs.len(), 1);
