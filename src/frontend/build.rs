@@ -229,8 +229,12 @@ async fn build_image(
 /// from the definition's source map; an `errdefs.Source` detail is added when the engine
 /// sent none.
 pub fn blame_step(def: &pb::Definition, files: &[SourceFile], mut f: Failure) -> Failure {
+    // The engine may name the vertex by another digest than ours (it normalises ops,
+    // e.g. their platform, before solving), so an unknown one falls back to the quote.
     let digest = errdefs::vertex_digests(&f.details)
-        .pop()
+        .into_iter()
+        .rev()
+        .find(|d| def.metadata.contains_key(d))
         .or_else(|| exec_quoted_in(def, &f.message));
     let Some(digest) = digest else {
         return f;
@@ -288,7 +292,8 @@ pub fn blame_step(def: &pb::Definition, files: &[SourceFile], mut f: Failure) ->
     f
 }
 
-/// The digest of the exec op whose command line `message` quotes.
+/// The digest of the exec op whose command line `message` quotes: as is (BuildKit 0.8,
+/// `executor failed running [...]`) or Go-quoted (later, `process "..." did not complete`).
 fn exec_quoted_in(def: &pb::Definition, message: &str) -> Option<String> {
     use prost::Message;
     def.def.iter().find_map(|bytes| {
@@ -297,8 +302,32 @@ fn exec_quoted_in(def: &pb::Definition, message: &str) -> Option<String> {
             return None;
         };
         let args = e.meta.as_ref()?.args.join(" ");
-        (!args.is_empty() && message.contains(&args)).then(|| crate::llb::digest_of(bytes))
+        let quoted = go_quote(&args);
+        (!args.is_empty() && (message.contains(&args) || message.contains(&quoted)))
+            .then(|| crate::llb::digest_of(bytes))
     })
+}
+
+/// `s` as Go's `%q` writes it (for the printable text and control characters a script
+/// holds): in double quotes, with `\`, `"`, `\n`, `\t`, `\r` and `\xNN` escapes.
+fn go_quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
+                out.push_str(&format!("\\x{:02x}", c as u32))
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 /// Run every check of one image in one container, then read which failed. Errors: every

@@ -165,15 +165,17 @@ impl Sources {
 }
 
 /// A warning for each `--build-arg` that the spec does not declare and that means
-/// nothing to kiln or BuildKit (it is not used).
+/// nothing to kiln or BuildKit (it is not used), at the first declared argument (where
+/// it would go), or nowhere when the spec declares none.
 fn undeclared_build_args(spec: &super::Spec, opts: &LoadOptions) -> Vec<Diagnostic> {
+    let at = spec.args.first().map(|a| a.loc).unwrap_or_default();
     opts.build_args
         .keys()
         .filter(|n| !spec.args.iter().any(|a| &a.name == *n) && !super::format::is_builtin_arg(n))
         .map(|name| {
             Diagnostic::warning(
                 "KilnUndeclaredBuildArg",
-                Loc::default(),
+                at,
                 format!("build arg `{name}` is not declared under `args:` and was not used"),
                 format!(
                     "declare it under `args:` in {}, or drop the --build-arg",

@@ -43,6 +43,9 @@ struct State {
     /// Failed solves carry BuildKit's typed details (`errdefs.Vertex` naming the op) and
     /// a newer engine's message; otherwise BuildKit 0.8's bare `executor failed running`.
     errdefs_details: bool,
+    /// ... naming the failed vertex only by a digest kiln does not know (Docker 28
+    /// normalises ops before solving), so the Go-quoted command must identify it.
+    unknown_vertex_only: bool,
     warnings: Vec<gw::WarnRequest>,
     /// The verify exec, played: a check whose command contains the needle ends with that
     /// status (`1`, `timeout`...), every other one with 0.
@@ -97,10 +100,17 @@ fn engine_failure(digest: &str, args: &str, details: bool) -> Status {
     let status = Rpc {
         code: tonic::Code::Unknown as i32,
         message: format!("process {args:?} did not complete successfully: exit code: 100"),
-        details: vec![RpcAny {
-            type_url: "github.com/moby/buildkit/errdefs.Vertex+json".into(),
-            value: format!(r#"{{"digest":"{digest}"}}"#).into_bytes(),
-        }],
+        details: vec![
+            RpcAny {
+                type_url: "github.com/moby/buildkit/errdefs.Vertex+json".into(),
+                value: format!(r#"{{"digest":"{digest}"}}"#).into_bytes(),
+            },
+            // Docker 28 names the vertex by its own (normalised) digest, unknown to kiln.
+            RpcAny {
+                type_url: "github.com/moby/buildkit/errdefs.Vertex+json".into(),
+                value: br#"{"digest":"sha256:ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff"}"#.to_vec(),
+            },
+        ],
     };
     Status::with_details(
         tonic::Code::Unknown,
@@ -175,6 +185,11 @@ impl LlbBridge for Fake {
                 })
             });
             if let Some((digest, args)) = failing {
+                let digest = if s.unknown_vertex_only {
+                    "sha256:eeee".to_string()
+                } else {
+                    digest
+                };
                 return Err(engine_failure(&digest, &args, s.errdefs_details));
             }
         }
@@ -936,7 +951,11 @@ fn spec_with(f: &Fake, from: &str, to: &str) {
 /// and spec line), not one verify failure per command; old and new engines alike.
 #[tokio::test]
 async fn a_failing_image_step_names_the_step_not_verify() {
-    for (frontend, details) in [(MODERN_FRONTEND, true), (OLD_FRONTEND, false)] {
+    for (frontend, details, unknown) in [
+        (MODERN_FRONTEND, true, false),
+        (MODERN_FRONTEND, true, true),
+        (OLD_FRONTEND, false, false),
+    ] {
         let f = fake(MODERN_LLB, frontend);
         spec_with(
             &f,
@@ -947,6 +966,7 @@ async fn a_failing_image_step_names_the_step_not_verify() {
             let mut s = f.0.lock().unwrap();
             s.fail_solves_containing = vec!["libpq5".into()];
             s.errdefs_details = details;
+            s.unknown_vertex_only = unknown;
         }
         let r = run(&f, opts(&[])).await;
         let msg = error_message(&r);
