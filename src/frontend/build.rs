@@ -129,13 +129,21 @@ async fn report_warnings(bridge: &Bridge, opts: &Options, inputs: &Inputs) {
             };
             let st = llb::scratch()
                 .file(named)
-                .mkdir("/kiln-warning", 0o755, false, None)
+                // Its own op per warning: equal ops are one vertex, shown under one name.
+                .mkdir(&warning_dir(&line), 0o755, false, None)
                 .done();
             if let Err(e) = bridge.solve(llb::marshal(&st, &[]), true).await {
                 eprintln!("kiln: the warning did not reach the client: {}", e.message);
             }
         }
     }
+}
+
+/// A directory named after the warning's text, so each warning is an op of its own.
+fn warning_dir(text: &str) -> String {
+    let digest = crate::llb::digest_of(text.as_bytes());
+    let hex = digest.trim_start_matches("sha256:");
+    format!("/kiln-warning-{}", &hex[..12])
 }
 
 /// The requested platforms, else the first worker's, else this host's.

@@ -1080,6 +1080,23 @@ async fn warnings_reach_the_user() {
         .filter(|n| n.starts_with("WARNING "))
         .collect();
     assert_eq!(names.len(), 2, "{names:?}");
+    let warning_ops: std::collections::BTreeSet<String> = s
+        .solves
+        .iter()
+        .filter(|r| {
+            r.definition.as_ref().unwrap().metadata.values().any(|m| {
+                m.description
+                    .get("llb.customname")
+                    .is_some_and(|n| n.starts_with("WARNING "))
+            })
+        })
+        .flat_map(|r| r.definition.as_ref().unwrap().metadata.keys().cloned())
+        .collect();
+    assert_eq!(
+        warning_ops.len(),
+        2,
+        "each warning is an op of its own (equal ops would show as one vertex)"
+    );
     assert!(
         names.iter().any(|n| n
             .starts_with("WARNING KilnRootUser: the image runs as root (worker.yaml:11:7; help: ")),
