@@ -27,7 +27,7 @@ pub enum StageKind {
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct VerifyStep {
     pub variant: String,
-    /// In the order they run; results are reported by index.
+    /// In spec order (the health check last); results are reported by index.
     pub checks: Vec<VerifyCheck>,
 }
 
