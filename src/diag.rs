@@ -40,12 +40,28 @@ pub enum Severity {
     Warning,
 }
 
+/// The code every error carries.
+pub const ERROR_CODE: &str = "KilnSpecError";
+
+/// Every warning rule kiln has, with what it is about (the lint result's description).
+pub const WARNING_CODES: &[(&str, &str)] = &[
+    ("KilnRootUser", "The image runs as root"),
+    ("KilnUnusedGroup", "A requirement group no variant installs"),
+    (
+        "KilnUndeclaredBuildArg",
+        "A --build-arg the spec does not declare under `args:`",
+    ),
+];
+
 /// How much of a source line a rendered diagnostic shows.
 const SNIPPET_WIDTH: usize = 120;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Diagnostic {
     pub severity: Severity,
+    /// A stable name for the rule (`KilnRootUser`): the rule name `--call check` and
+    /// build warnings show. Errors share `KilnSpecError`.
+    pub code: &'static str,
     pub loc: Loc,
     pub message: String,
     /// What to do about it, one line.
@@ -56,15 +72,23 @@ impl Diagnostic {
     pub fn error(loc: Loc, message: impl Into<String>, help: impl Into<String>) -> Self {
         Diagnostic {
             severity: Severity::Error,
+            code: ERROR_CODE,
             loc,
             message: message.into(),
             help: help.into(),
         }
     }
 
-    pub fn warning(loc: Loc, message: impl Into<String>, help: impl Into<String>) -> Self {
+    /// A warning under the rule `code` (one of [`WARNING_CODES`]).
+    pub fn warning(
+        code: &'static str,
+        loc: Loc,
+        message: impl Into<String>,
+        help: impl Into<String>,
+    ) -> Self {
         Diagnostic {
             severity: Severity::Warning,
+            code,
             loc,
             message: message.into(),
             help: help.into(),
@@ -83,14 +107,23 @@ impl Diagnostic {
         )
     }
 
+    /// What the rule is about, for a lint result (`code` when it is not a known warning).
+    pub fn rule_description(&self) -> &'static str {
+        WARNING_CODES
+            .iter()
+            .find(|(c, _)| *c == self.code)
+            .map(|(_, d)| *d)
+            .unwrap_or("A mistake in the spec")
+    }
+
     pub fn position(&self, files: &[SourceFile]) -> String {
         self.loc.position(files)
     }
 
-    fn kind(&self) -> &'static str {
+    fn kind(&self) -> String {
         match self.severity {
-            Severity::Error => "error",
-            Severity::Warning => "warning",
+            Severity::Error => "error".into(),
+            Severity::Warning => format!("warning[{}]", self.code),
         }
     }
 

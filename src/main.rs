@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use prost::Message;
 
 use kiln::context::{ContextInfo, Gather};
+use kiln::diag::Diagnostic;
 use kiln::llb::platform;
 use kiln::plan::lower::LowerOpts;
 use kiln::plan::{self, Plan, compile};
@@ -33,9 +34,10 @@ enum Command {
         /// NAME=VALUE, overriding a default under `args:`.
         #[arg(long = "build-arg", value_name = "NAME=VALUE")]
         build_args: Vec<String>,
-        /// The build context: also check the files the spec names there (requirement
-        /// files and their includes, lock files and projects), as a build would.
-        #[arg(long)]
+        /// Also check the build context, as a build would: requirement files and their
+        /// includes, constraints, lock files and projects, and app.src (after
+        /// .dockerignore and app.exclude).
+        #[arg(long, value_name = "DIR")]
         context: Option<String>,
     },
     /// Print the LLB definition of one variant (for `buildctl build`).
@@ -164,7 +166,12 @@ fn run(command: Command) -> Result<ExitCode, ExitCode> {
             let mut opts = LowerOpts::offline(platform);
             opts.merge = merge;
             let context = match &context {
-                Some(dir) => read_context(&loaded.spec, dir)?,
+                Some(dir) => read_context(&loaded.spec, dir).map_err(|diags| {
+                    for d in diags {
+                        eprint!("{}", d.render(&loaded.spec.files));
+                    }
+                    ExitCode::from(2)
+                })?,
                 None => ContextInfo::default(),
             };
             llb(&loaded.spec, target.as_deref(), &context, &opts, format)
@@ -191,14 +198,26 @@ fn run(command: Command) -> Result<ExitCode, ExitCode> {
 fn check(specs: &[String], build_args: &[String], context: Option<&str>) -> ExitCode {
     let mut failed = false;
     for s in specs {
-        let checked = load(s, build_args).and_then(|loaded| match context {
-            Some(dir) => read_context(&loaded.spec, dir).map(|_| ()),
-            None => Ok(()),
-        });
-        match checked {
-            Ok(()) => eprintln!("{s}: ok"),
-            Err(_) => failed = true,
+        let Ok(loaded) = load(s, build_args) else {
+            failed = true;
+            continue;
+        };
+        if let Some(dir) = context {
+            let spec = &loaded.spec;
+            let mut errors = read_context(spec, dir).err().unwrap_or_default();
+            errors.extend(kiln::context::preflight::check_dir(
+                spec,
+                std::path::Path::new(dir),
+            ));
+            if !errors.is_empty() {
+                for e in &errors {
+                    eprint!("{}", e.render(&spec.files));
+                }
+                failed = true;
+                continue;
+            }
         }
+        eprintln!("{s}: ok");
     }
     if failed {
         ExitCode::from(2)
@@ -215,11 +234,14 @@ fn refuse(spec: &kiln::spec::Spec, d: kiln::diag::Diagnostic) -> ExitCode {
 
 /// What the spec names in the context directory `dir`, read from disk as the frontend
 /// reads it from the client: nothing outside `dir` (a symlink that leaves it counts as
-/// missing). Errors: each problem rendered at its spec line; exit 2.
-fn read_context(spec: &kiln::spec::Spec, dir: &str) -> Result<ContextInfo, ExitCode> {
+/// missing). Errors: each problem at its spec line.
+fn read_context(spec: &kiln::spec::Spec, dir: &str) -> Result<ContextInfo, Vec<Diagnostic>> {
     let root = std::fs::canonicalize(dir).map_err(|e| {
-        eprintln!("error: cannot read the context `{dir}`: {e}");
-        ExitCode::from(2)
+        vec![Diagnostic::error(
+            Default::default(),
+            format!("cannot read the context `{dir}`: {e}"),
+            "give --context an existing directory",
+        )]
     })?;
     let read = |path: &str| -> Option<Vec<u8>> {
         let full = std::fs::canonicalize(root.join(path)).ok()?;
@@ -245,12 +267,7 @@ fn read_context(spec: &kiln::spec::Spec, dir: &str) -> Result<ContextInfo, ExitC
             gather.give(&path, read(&path).as_deref());
         }
     }
-    gather.finish().map_err(|diags| {
-        for d in diags {
-            eprint!("{}", d.render(&spec.files));
-        }
-        ExitCode::from(2)
-    })
+    gather.finish()
 }
 
 /// `kiln llb`: the definition of one target on stdout, protobuf or JSON.

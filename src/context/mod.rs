@@ -7,6 +7,7 @@
 //! line that named the file, before any step runs.
 
 pub mod dockerignore;
+pub mod preflight;
 pub mod pyproject;
 pub mod requirements;
 
@@ -72,8 +73,8 @@ type Resolved = (u32, String, Result<String, &'static str>);
 
 /// Reads what a spec needs from the context, file by file.
 pub struct Gather {
-    /// Requirement files named by the spec, with where.
-    roots: Vec<(String, Loc)>,
+    /// Requirement and constraints files named by the spec, with where and which kind.
+    roots: Vec<(String, Loc, &'static str)>,
     queue: Vec<(String, Why)>,
     asked: BTreeSet<String>,
     /// The includes of each requirement file read.
@@ -109,17 +110,17 @@ impl Gather {
             diags: vec![],
         };
         for v in &spec.variants {
-            if let Some(s) = &v.python.version {
-                if !g.versions.iter().any(|(x, l)| *x == s.v && *l == s.loc) {
-                    g.versions.push((s.v.clone(), s.loc));
-                }
+            if let Some(s) = &v.python.version
+                && !g.versions.iter().any(|(x, l)| *x == s.v && *l == s.loc)
+            {
+                g.versions.push((s.v.clone(), s.loc));
             }
         }
         for group in &spec.groups {
             match &group.source {
                 GroupSource::Requirements { files, .. } => {
                     for f in files {
-                        g.root(&f.v, f.loc);
+                        g.root(&f.v, f.loc, "requirement file");
                     }
                 }
                 GroupSource::Lock(lock) => {
@@ -146,7 +147,7 @@ impl Gather {
         }
         for v in &spec.variants {
             for c in v.pip.constraints.iter().chain(&v.pip.build_constraints) {
-                g.root(&c.v, c.loc);
+                g.root(&c.v, c.loc, "constraints file");
             }
         }
         if spec.app.is_some() {
@@ -166,8 +167,8 @@ impl Gather {
         g
     }
 
-    fn root(&mut self, path: &str, loc: Loc) {
-        self.roots.push((path.to_string(), loc));
+    fn root(&mut self, path: &str, loc: Loc, what: &'static str) {
+        self.roots.push((path.to_string(), loc, what));
         self.want(path, Why::Requirements);
     }
 
@@ -334,8 +335,8 @@ impl Gather {
         }
         self.check_python();
         let roots = std::mem::take(&mut self.roots);
-        for (root, loc) in &roots {
-            let reached = self.closure(root, *loc);
+        for (root, loc, what) in &roots {
+            let reached = self.closure(root, *loc, what);
             self.info.requirement_files.insert(root.clone(), reached);
         }
         if self.diags.is_empty() {
@@ -349,14 +350,16 @@ impl Gather {
     /// agree, its `requires-python` must allow it.
     fn check_python(&mut self) {
         for (version, loc) in self.versions.clone() {
-            if let Some((pin, file)) = &self.info.python_pin {
-                if *pin != version {
-                    self.diags.push(Diagnostic::error(
-                        loc,
-                        format!("python.version `{version}` conflicts with the project's `{file}` ({pin})"),
-                        "make them agree, or remove python.version to take the project's",
-                    ));
-                }
+            if let Some((pin, file)) = &self.info.python_pin
+                && *pin != version
+            {
+                self.diags.push(Diagnostic::error(
+                    loc,
+                    format!(
+                        "python.version `{version}` conflicts with the project's `{file}` ({pin})"
+                    ),
+                    "make them agree, or remove python.version to take the project's",
+                ));
             }
             let Some((requires, file)) = &self.requires_python else {
                 continue;
@@ -378,7 +381,7 @@ impl Gather {
     }
 
     /// `root` and every file it includes, depth-first; problems reported at `loc`.
-    fn closure(&mut self, root: &str, loc: Loc) -> Vec<String> {
+    fn closure(&mut self, root: &str, loc: Loc, what: &str) -> Vec<String> {
         let mut out: Vec<String> = vec![];
         let mut stack = vec![(root.to_string(), None::<(String, u32)>)];
         while let Some((file, by)) = stack.pop() {
@@ -399,7 +402,10 @@ impl Gather {
             if self.missing.contains(&file) {
                 self.diags.push(Diagnostic::error(
                     loc,
-                    format!("requirement file `{file}`{from} is not in the build context"),
+                    format!(
+                        "{} `{file}`{from} is not in the build context",
+                        if by.is_none() { what } else { "requirement file" }
+                    ),
                     "check the path (includes are relative to the including file) and that .dockerignore does not exclude it",
                 ));
                 continue;

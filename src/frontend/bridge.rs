@@ -3,6 +3,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
+use bollard_buildkit_proto::google::protobuf::Any;
 use bollard_buildkit_proto::google::rpc::Status;
 use bollard_buildkit_proto::moby::buildkit::v1::frontend::{
     self as gw, CacheOptionsEntry, llb_bridge_client::LlbBridgeClient, result::Result as ResultKind,
@@ -10,7 +11,9 @@ use bollard_buildkit_proto::moby::buildkit::v1::frontend::{
 use bollard_buildkit_proto::moby::buildkit::v1::types::WorkerRecord;
 use tonic::transport::Channel;
 
+use super::errdefs;
 use super::opts::CacheImport;
+use crate::diag::{Loc, SourceFile};
 use crate::llb::pb;
 
 /// BuildKit's default message limit is 16 MiB each way; tonic's own default is 4 MiB.
@@ -46,19 +49,44 @@ pub fn cap_since(cap: &str) -> &'static str {
 pub struct Failure {
     pub code: tonic::Code,
     pub message: String,
+    /// Typed details (`google.rpc.Status.details`): BuildKit's `errdefs.Source` for a spec
+    /// position, or whatever the engine attached to a failed solve (passed through).
+    pub details: Vec<Any>,
 }
 
 impl Failure {
-    pub fn invalid(message: impl Into<String>) -> Self {
+    pub fn new(code: tonic::Code, message: impl Into<String>) -> Self {
         Failure {
-            code: tonic::Code::InvalidArgument,
+            code,
             message: message.into(),
+            details: vec![],
         }
     }
+
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Failure::new(tonic::Code::InvalidArgument, message)
+    }
+
+    /// A failure at spec positions: each becomes an `errdefs.Source` detail, so buildx
+    /// prints the line with its snippet. The code is `Unknown`, which BuildKit's Go errors
+    /// print without a `Code: ` prefix (it would be repeated at every hop otherwise).
+    pub fn at(files: &[SourceFile], locs: &[Loc], message: impl Into<String>) -> Self {
+        Failure {
+            code: tonic::Code::Unknown,
+            message: message.into(),
+            details: locs
+                .iter()
+                .filter_map(|l| errdefs::source_detail(files, *l))
+                .collect(),
+        }
+    }
+
+    /// The engine's status, its code and details kept, its message after `what`.
     pub fn engine(what: &str, status: tonic::Status) -> Self {
         Failure {
             code: status.code(),
             message: format!("{what}: {}", status.message()),
+            details: errdefs::status_details(&status),
         }
     }
 }
@@ -85,9 +113,11 @@ impl Bridge {
             .max_encoding_message_size(MAX_MESSAGE);
         let pong = tokio::time::timeout(PING_TIMEOUT, client.ping(gw::PingRequest {}))
             .await
-            .map_err(|_| Failure {
-                code: tonic::Code::DeadlineExceeded,
-                message: "BuildKit did not answer Ping within 15 s".into(),
+            .map_err(|_| {
+                Failure::new(
+                    tonic::Code::DeadlineExceeded,
+                    "BuildKit did not answer Ping within 15 s",
+                )
             })?
             .map_err(|s| Failure::engine("ping BuildKit", s))?
             .into_inner();
@@ -136,13 +166,13 @@ impl Bridge {
             .iter()
             .map(|c| format!("{c} ({})", cap_since(c)))
             .collect();
-        Err(Failure {
-            code: tonic::Code::FailedPrecondition,
-            message: format!(
+        Err(Failure::new(
+            tonic::Code::FailedPrecondition,
+            format!(
                 "this BuildKit lacks LLB capabilities kiln needs: {}; upgrade the engine (see docs/usage.md)",
                 named.join(", ")
             ),
-        })
+        ))
     }
 
     pub async fn solve(&self, def: pb::Definition, evaluate: bool) -> Result<RefId, Failure> {
@@ -186,10 +216,10 @@ impl Bridge {
                     .await
                     .map_err(|s| Failure::engine("build failed", s))?;
             } else {
-                return Err(Failure {
-                    code: tonic::Code::FailedPrecondition,
-                    message: "this BuildKit can neither evaluate a solve nor stat a result, so `verify` cannot run; upgrade to BuildKit >= 0.8 (Docker >= 20.10)".into(),
-                });
+                return Err(Failure::new(
+                    tonic::Code::FailedPrecondition,
+                    "this BuildKit can neither evaluate a solve nor stat a result, so kiln cannot build the image before verifying it; upgrade to BuildKit >= 0.8 (Docker >= 20.10)",
+                ));
             }
         }
         Ok(id)
@@ -208,13 +238,43 @@ impl Bridge {
             .data)
     }
 
+    /// Whether `path` exists in the result `r` (StatFile).
+    pub async fn stat(&self, r: &RefId, path: &str) -> Result<(), tonic::Status> {
+        self.client
+            .clone()
+            .stat_file(gw::StatFileRequest {
+                r#ref: r.0.clone(),
+                path: path.into(),
+                ..Default::default()
+            })
+            .await
+            .map(|_| ())
+    }
+
+    /// How many entries the directory `path` of `r` has (ReadDir); an error for a file.
+    pub async fn dir_entries(&self, r: &RefId, path: &str) -> Result<usize, tonic::Status> {
+        Ok(self
+            .client
+            .clone()
+            .read_dir(gw::ReadDirRequest {
+                r#ref: r.0.clone(),
+                dir_path: path.into(),
+                ..Default::default()
+            })
+            .await?
+            .into_inner()
+            .entries
+            .len())
+    }
+
     pub async fn resolve_image(
-        &mut self,
+        &self,
         reference: &str,
         platform: &pb::Platform,
     ) -> Result<(String, Vec<u8>), Failure> {
         let resp = self
             .client
+            .clone()
             .resolve_image_config(gw::ResolveImageConfigRequest {
                 r#ref: reference.into(),
                 platform: Some(platform.clone()),
@@ -230,6 +290,51 @@ impl Bridge {
             .map_err(|s| Failure::engine(&format!("cannot resolve base image {reference}"), s))?
             .into_inner();
         Ok((resp.digest, resp.config))
+    }
+
+    /// A build warning (`Warn`, cap `gateway.warnings`), shown by buildx with the spec
+    /// line when `loc` has one; attached to the vertex `digest` (the spec's load).
+    pub async fn warn(
+        &self,
+        digest: &str,
+        short: &str,
+        detail: &[String],
+        files: &[SourceFile],
+        loc: Loc,
+    ) -> Result<(), Failure> {
+        let file = files.get(loc.file as usize).filter(|_| loc.line > 0);
+        let pos = |character: u32| pb::Position {
+            line: loc.line as i32,
+            character: character as i32,
+        };
+        let req = gw::WarnRequest {
+            digest: digest.into(),
+            // The Dockerfile frontend's level for its lint warnings.
+            level: 1,
+            short: short.as_bytes().to_vec(),
+            detail: detail.iter().map(|d| d.as_bytes().to_vec()).collect(),
+            url: String::new(),
+            info: file.map(|f| pb::SourceInfo {
+                filename: f.name.clone(),
+                data: f.text.as_bytes().to_vec(),
+                definition: None,
+                language: "YAML".into(),
+            }),
+            ranges: file
+                .map(|_| {
+                    vec![pb::Range {
+                        start: Some(pos(loc.col.saturating_sub(1))),
+                        end: Some(pos(loc.col.saturating_sub(1))),
+                    }]
+                })
+                .unwrap_or_default(),
+        };
+        self.client
+            .clone()
+            .warn(req)
+            .await
+            .map(|_| ())
+            .map_err(|s| Failure::engine("warn", s))
     }
 
     /// Hand the result (or the failure) back; the build ends here.
@@ -263,7 +368,7 @@ impl Bridge {
                 error: Some(Status {
                     code: f.code as i32,
                     message: f.message,
-                    details: vec![],
+                    details: f.details,
                 }),
             },
         };

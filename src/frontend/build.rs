@@ -2,16 +2,19 @@
 //! the image for each platform, verify it, shape the result BuildKit exports.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use serde_json::{Value, json};
 
 use super::bridge::{Bridge, Failure, RefId, Refs, Returned};
 use super::context::{Inputs, read_inputs};
-use super::opts::{Options, is_builtin_arg};
+use super::errdefs;
+use super::opts::Options;
 use super::subrequests;
-use crate::llb::{pb, platform};
+use crate::diag::{Diagnostic, Loc, Severity, SourceFile};
+use crate::llb::{self, Meta, pb, platform};
 use crate::plan::lower::{ImageInfo, LowerOpts};
-use crate::plan::{Compiled, compile};
+use crate::plan::{CheckKind, Compiled, VerifyCheck, VerifyRun, compile};
 use crate::reference;
 use crate::spec::{S, Spec, Variant};
 
@@ -23,15 +26,50 @@ pub async fn run(bridge: &mut Bridge, opts: &Options) -> Result<Returned, Failur
     }
     let inputs = read_inputs(bridge, opts).await?;
     let spec = &inputs.loaded.spec;
-    report_warnings(&inputs, opts);
+    report_warnings(bridge, opts, &inputs).await;
     let variant = spec
         .target(opts.target.as_deref())
         .map_err(|d| Failure::invalid(d.one_line(&spec.files)))?;
+    super::context::preflight(bridge, opts, &inputs).await?;
+    // Several platforms are built at once, as the Dockerfile frontend does; their steps
+    // are then told apart by a `[os/arch]` prefix.
+    let platforms = platforms(bridge, opts);
+    let several = platforms.len() > 1;
+    let shared = Arc::new((opts.clone(), inputs.clone(), variant.clone()));
+    let mut running = tokio::task::JoinSet::new();
+    for (i, platform) in platforms.into_iter().enumerate() {
+        let (bridge, shared) = (bridge.clone(), shared.clone());
+        running.spawn(async move {
+            let (opts, inputs, variant) = &*shared;
+            let spec = &inputs.loaded.spec;
+            let prefix = several.then(|| platform::id(&platform));
+            let image = build_image(&bridge, opts, inputs, variant, platform, prefix).await?;
+            verify(
+                &bridge,
+                spec,
+                variant,
+                image.verify.as_ref(),
+                opts.skip_verify,
+            )
+            .await?;
+            Ok::<_, Failure>((i, image))
+        });
+    }
+    let mut done: Vec<(usize, Result<PlatformImage, Failure>)> = vec![];
+    while let Some(joined) = running.join_next().await {
+        match joined {
+            Ok(Ok((i, image))) => done.push((i, Ok(image))),
+            Ok(Err(f)) => done.push((usize::MAX, Err(f))),
+            Err(e) => done.push((
+                usize::MAX,
+                Err(Failure::invalid(format!("platform task: {e}"))),
+            )),
+        }
+    }
+    done.sort_by_key(|(i, _)| *i);
     let mut images = vec![];
-    for platform in platforms(bridge, opts) {
-        let image = build_image(bridge, opts, &inputs, variant, platform).await?;
-        verify(bridge, spec, variant, &image.verify, opts.skip_verify).await?;
-        images.push(image);
+    for (_, outcome) in done {
+        images.push(outcome?);
     }
     result(bridge, opts, images)
 }
@@ -41,26 +79,71 @@ struct PlatformImage {
     platform: pb::Platform,
     image: RefId,
     config: Value,
-    verify: Vec<(S<String>, pb::Definition)>,
+    verify: Option<VerifyRun>,
 }
 
-/// Warnings from the spec and build args nothing uses, where the user can see them.
-fn report_warnings(inputs: &Inputs, opts: &Options) {
+/// The spec's warnings (build args nothing uses among them), where the user sees them:
+/// build warnings through `Warn` on engines with `gateway.warnings` (buildx lists them
+/// with the spec line), else a vertex named `WARNING ...` in the progress output (an
+/// empty directory on scratch, solved on its own: nothing in the image or its cache key).
+/// Each also goes to stderr (the engine's log).
+async fn report_warnings(bridge: &Bridge, opts: &Options, inputs: &Inputs) {
     let spec = &inputs.loaded.spec;
-    for w in &inputs.loaded.warnings {
-        eprintln!("kiln: {}", w.one_line(&spec.files));
+    let warnings: Vec<&Diagnostic> = inputs
+        .loaded
+        .warnings
+        .iter()
+        .filter(|w| w.severity == Severity::Warning)
+        .collect();
+    if warnings.is_empty() {
+        return;
     }
-    let declared: Vec<&str> = spec.args.iter().map(|a| a.name.as_str()).collect();
-    for name in opts
-        .build_args
-        .keys()
-        .filter(|n| !declared.contains(&n.as_str()) && !is_builtin_arg(n))
-    {
-        eprintln!(
-            "kiln: warning: build arg `{name}` is not declared under `args:` in {} and was not used",
-            spec.files[0].name
-        );
+    let vertex = super::context::spec_vertex(bridge, opts);
+    for w in warnings {
+        let line = w.one_line(&spec.files);
+        eprintln!("kiln: {line}");
+        if bridge.has("gateway.warnings") {
+            let short = format!("{}: {}", w.code, w.message);
+            let sent = bridge
+                .warn(
+                    &vertex,
+                    &short,
+                    std::slice::from_ref(&w.help),
+                    &spec.files,
+                    w.loc,
+                )
+                .await;
+            if let Err(e) = sent {
+                eprintln!("kiln: the warning did not reach the client: {}", e.message);
+            }
+        } else {
+            let named = Meta {
+                name: Some(format!(
+                    "WARNING {}: {} ({}; help: {})",
+                    w.code,
+                    w.message,
+                    w.position(&spec.files),
+                    w.help
+                )),
+                ..Default::default()
+            };
+            let st = llb::scratch()
+                .file(named)
+                // Its own op per warning: equal ops are one vertex, shown under one name.
+                .mkdir(&warning_dir(&line), 0o755, false, None)
+                .done();
+            if let Err(e) = bridge.solve(llb::marshal(&st, &[]), true).await {
+                eprintln!("kiln: the warning did not reach the client: {}", e.message);
+            }
+        }
     }
+}
+
+/// A directory named after the warning's text, so each warning is an op of its own.
+fn warning_dir(text: &str) -> String {
+    let digest = crate::llb::digest_of(text.as_bytes());
+    let hex = digest.trim_start_matches("sha256:");
+    format!("/kiln-warning-{}", &hex[..12])
 }
 
 /// The requested platforms, else the first worker's, else this host's.
@@ -74,16 +157,31 @@ fn platforms(bridge: &Bridge, opts: &Options) -> Vec<pb::Platform> {
 
 /// Resolve and pin the base for `platform`, compile the variant and solve its image.
 async fn build_image(
-    bridge: &mut Bridge,
+    bridge: &Bridge,
     opts: &Options,
     inputs: &Inputs,
     variant: &Variant,
     platform: pb::Platform,
+    step_prefix: Option<String>,
 ) -> Result<PlatformImage, Failure> {
     let spec = &inputs.loaded.spec;
     let base = &variant.python.base.v;
     let reference = reference::normalize(base);
-    let (digest, config) = bridge.resolve_image(&reference, &platform).await?;
+    let (digest, config) = bridge
+        .resolve_image(&reference, &platform)
+        .await
+        .map_err(|f| {
+            let at = variant.python.base.loc;
+            Failure::at(
+                &spec.files,
+                &[at],
+                format!(
+                    "{}: error: the `python.base` image `{base}` cannot be used: {} (help: check the name, or build or pull it first; a local image must exist in the engine's image store)",
+                    at.position(&spec.files),
+                    f.message
+                ),
+            )
+        })?;
     // The digest pins the base: the graph names exactly the image that was resolved.
     let pinned = if digest.is_empty() || reference.contains('@') {
         reference
@@ -105,6 +203,7 @@ async fn build_image(
         merge: bridge.has_llb("mergeop"),
         no_cache: opts.no_cache,
         labels: opts.labels.clone(),
+        step_prefix,
     };
     let started = std::time::Instant::now();
     let Compiled {
@@ -117,7 +216,12 @@ async fn build_image(
         variant.name.v,
         started.elapsed().as_micros()
     );
-    let image = bridge.solve(def, false).await?;
+    // Built now (evaluated), so a failing step is reported as that step, never as the
+    // verify command that would otherwise have built the image first.
+    let image = bridge
+        .solve(def.clone(), true)
+        .await
+        .map_err(|f| blame_step(&def, &spec.files, f))?;
     Ok(PlatformImage {
         platform,
         image,
@@ -126,57 +230,212 @@ async fn build_image(
     })
 }
 
-/// Run every verify command at once (each is its own container on the image). Errors:
-/// every failure, in spec order, each naming its line.
+/// A failed image solve, named by the step that failed and its spec line: the op the
+/// engine's `errdefs.Vertex` detail names, else the exec whose command the message quotes
+/// (BuildKit 0.8 says `executor failed running [/bin/sh -c ...]`). The position comes
+/// from the definition's source map; an `errdefs.Source` detail is added when the engine
+/// sent none.
+pub fn blame_step(def: &pb::Definition, files: &[SourceFile], mut f: Failure) -> Failure {
+    // The engine may name the vertex by another digest than ours (it normalises ops,
+    // e.g. their platform, before solving), so an unknown one falls back to the quote.
+    let digest = errdefs::vertex_digests(&f.details)
+        .into_iter()
+        .rev()
+        .find(|d| def.metadata.contains_key(d))
+        .or_else(|| exec_quoted_in(def, &f.message));
+    let Some(digest) = digest else {
+        return f;
+    };
+    let Some(name) = def
+        .metadata
+        .get(&digest)
+        .and_then(|m| m.description.get("llb.customname"))
+    else {
+        return f;
+    };
+    // Progress names end with ` (file:line)`; the position leads the message instead.
+    let name = match name.rsplit_once(" (") {
+        Some((n, tail)) if tail.ends_with(')') => n,
+        _ => name.as_str(),
+    };
+    let location = def.source.as_ref().and_then(|s| {
+        let l = s.locations.get(&digest)?.locations.first()?;
+        let line = l.ranges.first()?.start.as_ref()?.line;
+        Some((l.source_index, line))
+    });
+    let loc = location.and_then(|(file, line)| {
+        Some(Loc {
+            file: u16::try_from(file).ok()?,
+            line: u32::try_from(line).ok()?,
+            col: 1,
+        })
+    });
+    let position = match loc.and_then(|l| files.get(l.file as usize).map(|f| (f, l))) {
+        Some((file, l)) => format!("{}:{}: ", file.name, l.line),
+        None => String::new(),
+    };
+    let engine_said = f
+        .message
+        .strip_prefix("build failed: ")
+        .unwrap_or(&f.message);
+    // The engine quotes the whole script (many lines); its exit code is what matters here,
+    // and the script's own output is in the build log above the error.
+    let exit = engine_said
+        .rsplit_once("did not complete successfully: ")
+        .or_else(|| engine_said.rsplit_once("]: "))
+        .map(|(_, tail)| tail)
+        .filter(|tail| tail.starts_with("exit code") && !tail.contains('\n'));
+    let said = match exit {
+        Some(code) => format!("{code} (its output is in the build log above)"),
+        None => engine_said.to_string(),
+    };
+    f.message = format!("{position}step `{name}` failed: {said}");
+    if let Some(l) = loc
+        && !errdefs::has_source(&f.details)
+        && let Some(d) = errdefs::source_detail(files, l)
+    {
+        f.details.push(d);
+    }
+    f
+}
+
+/// The digest of the exec op whose command line `message` quotes: as is (BuildKit 0.8,
+/// `executor failed running [...]`) or Go-quoted (later, `process "..." did not complete`).
+fn exec_quoted_in(def: &pb::Definition, message: &str) -> Option<String> {
+    use prost::Message;
+    def.def.iter().find_map(|bytes| {
+        let op = pb::Op::decode(bytes.as_slice()).ok()?;
+        let Some(pb::op::Op::Exec(e)) = &op.op else {
+            return None;
+        };
+        let args = e.meta.as_ref()?.args.join(" ");
+        let quoted = go_quote(&args);
+        (!args.is_empty() && (message.contains(&args) || message.contains(&quoted)))
+            .then(|| crate::llb::digest_of(bytes))
+    })
+}
+
+/// `s` as Go's `%q` writes it (for the printable text and control characters a script
+/// holds): in double quotes, with `\`, `"`, `\n`, `\t`, `\r` and `\xNN` escapes.
+fn go_quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
+                out.push_str(&format!("\\x{:02x}", c as u32))
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// Run every check of one image in one container, then read which failed. Errors: every
+/// failed check, in spec order, each naming its line (and carrying it as an
+/// `errdefs.Source`), or the reason the checks could not run at all.
 async fn verify(
     bridge: &Bridge,
     spec: &Spec,
     variant: &Variant,
-    commands: &[(S<String>, pb::Definition)],
+    run: Option<&VerifyRun>,
     skip: bool,
 ) -> Result<(), Failure> {
-    if skip {
-        if !commands.is_empty() {
-            eprintln!(
-                "kiln: verify skipped ({} commands): KILN_SKIP_VERIFY is set",
-                commands.len()
-            );
-        }
-        return Ok(());
-    }
-    let mut running = tokio::task::JoinSet::new();
-    for (i, (_, def)) in commands.iter().enumerate() {
-        let (b, def) = (bridge.clone(), def.clone());
-        running.spawn(async move { (i, b.solve(def, true).await) });
-    }
-    let mut failures: Vec<Option<Failure>> = vec![None; commands.len()];
-    while let Some(done) = running.join_next().await {
-        let (i, outcome) = done.map_err(|e| Failure::invalid(format!("verify task: {e}")))?;
-        failures[i] = outcome.err();
-    }
-    let failed: Vec<(&S<String>, Failure)> = commands
-        .iter()
-        .zip(failures)
-        .filter_map(|((command, _), f)| f.map(|f| (command, f)))
-        .collect();
-    let Some((_, first)) = failed.first() else {
+    let Some(run) = run else {
         return Ok(());
     };
-    let code = first.code;
+    if skip {
+        eprintln!(
+            "kiln: verify skipped ({} checks): KILN_SKIP_VERIFY is set",
+            run.checks.len()
+        );
+        return Ok(());
+    }
+    let files = &spec.files;
+    let first = run.checks[0].loc;
+    let could_not = |why: String| {
+        Failure::at(
+            files,
+            &[first],
+            format!(
+                "{}: verify could not run on the {} image: {why}",
+                first.position(files),
+                variant.name.v
+            ),
+        )
+    };
+    let mut b = bridge.clone();
+    let result = b
+        .solve(run.def.clone(), true)
+        .await
+        .map_err(|f| could_not(f.message))?;
+    let text = b
+        .read_file(&result, run.results)
+        .await
+        .map_err(|s| could_not(format!("no results ({})", s.message())))?;
+    let timeouts: Vec<u32> = run.checks.iter().map(|c| c.v.timeout_s).collect();
+    let outcomes = parse_results(&String::from_utf8_lossy(&text), &timeouts);
+    let failed: Vec<(&S<VerifyCheck>, String)> = run
+        .checks
+        .iter()
+        .zip(outcomes)
+        .filter_map(|(c, o)| o.map(|o| (c, o)))
+        .collect();
+    if failed.is_empty() {
+        return Ok(());
+    }
+    let locs: Vec<Loc> = failed.iter().map(|(c, _)| c.loc).collect();
     let message = failed
         .iter()
-        .map(|(command, f)| {
-            format!(
-                "{}: verify command `{}` failed on the {} image: {}; fix the image or the command",
-                command.loc.position(&spec.files),
-                command.v,
-                variant.name.v,
-                f.message
-            )
+        .map(|(c, why)| {
+            let pos = c.loc.position(files);
+            let image = &variant.name.v;
+            match c.v.kind {
+                CheckKind::Command => format!(
+                    "{pos}: verify command `{}` failed on the {image} image: {why}; fix the image or the command",
+                    c.v.command
+                ),
+                CheckKind::Healthcheck => format!(
+                    "{pos}: the health check `{}` failed on the {image} image: {why}; install what it calls, fix it, or set `healthcheck.verify: false`",
+                    c.v.command
+                ),
+            }
         })
         .collect::<Vec<_>>()
         .join("\n");
-    Err(Failure { code, message })
+    Err(Failure::at(files, &locs, message))
+}
+
+/// What went wrong with each check (`None`: it passed), from the results file's
+/// `<index> <status>` lines; a check with no line did not run.
+fn parse_results(text: &str, timeouts: &[u32]) -> Vec<Option<String>> {
+    let count = timeouts.len();
+    let mut status: Vec<Option<&str>> = vec![None; count];
+    for line in text.lines() {
+        if let Some((i, s)) = line.trim().split_once(' ')
+            && let Ok(i) = i.parse::<usize>()
+            && (1..=count).contains(&i)
+        {
+            status[i - 1] = Some(s.trim());
+        }
+    }
+    status
+        .into_iter()
+        .zip(timeouts)
+        .map(|(s, t)| match s {
+            Some("0") => None,
+            Some("timeout") => Some(format!("it did not finish within {t} s and was killed (raise `timeout:` on the command, or `verify_timeout:`)")),
+            Some("127") => Some("exit code 127 (command not found in the image)".into()),
+            Some(code) => Some(format!("exit code {code}")),
+            None => Some("it did not run (the checks before it ended the container)".into()),
+        })
+        .collect()
 }
 
 /// One image: a single ref and `containerimage.config`. Several platforms: a ref map keyed
@@ -197,10 +456,10 @@ fn result(
         });
     }
     if !bridge.has("returnmap") {
-        return Err(Failure {
-            code: tonic::Code::FailedPrecondition,
-            message: "this BuildKit cannot return several platforms at once (no `returnmap` cap); build one --platform at a time".into(),
-        });
+        return Err(Failure::new(
+            tonic::Code::FailedPrecondition,
+            "this BuildKit cannot return several platforms at once (no `returnmap` cap); build one --platform at a time",
+        ));
     }
     let mut refs = vec![];
     let mut listed = vec![];

@@ -4,21 +4,26 @@
 
 use super::bridge::{Bridge, Failure};
 use super::opts::Options;
+use crate::context::preflight;
 use crate::context::{ContextInfo, Gather};
-use crate::diag::Report;
+use crate::diag::{Diagnostic, Report};
 use crate::llb::{self, Local, Meta};
 use crate::spec::{LoadOptions, Loaded, Sources};
 
 /// Everything the build reads before it plans: the checked spec and what it needs from
 /// the context.
+#[derive(Clone)]
 pub struct Inputs {
     pub loaded: Loaded,
     /// `.dockerignore`, requirement includes, lock projects (see `context::Gather`).
     pub context: ContextInfo,
+    /// What `Gather` found wrong in the context: reported by `preflight` with the
+    /// app.src problems, all at once.
+    pub problems: Vec<Diagnostic>,
 }
 
-/// Read the spec, then from the context what it names. Errors: `InvalidArgument` with
-/// each problem at the spec line that named the file.
+/// Read the spec, then from the context what it names (its problems are kept for
+/// `preflight`). Errors: the spec's, or the engine's.
 pub async fn read_inputs(bridge: &mut Bridge, opts: &Options) -> Result<Inputs, Failure> {
     let loaded = read_spec(bridge, opts).await?;
     let spec = &loaded.spec;
@@ -33,16 +38,15 @@ pub async fn read_inputs(bridge: &mut Bridge, opts: &Options) -> Result<Inputs, 
             gather.give(path, content.as_deref());
         }
     }
-    let context = gather.finish().map_err(|diags| {
-        Failure::invalid(
-            diags
-                .iter()
-                .map(|d| d.one_line(&spec.files))
-                .collect::<Vec<_>>()
-                .join("\n"),
-        )
-    })?;
-    Ok(Inputs { loaded, context })
+    let (context, problems) = match gather.finish() {
+        Ok(context) => (context, vec![]),
+        Err(diags) => (ContextInfo::default(), diags),
+    };
+    Ok(Inputs {
+        loaded,
+        context,
+        problems,
+    })
 }
 
 /// Several files of a local directory, sent by the client for this purpose only: one
@@ -112,8 +116,10 @@ pub async fn read_spec(bridge: &mut Bridge, opts: &Options) -> Result<Loaded, Fa
         .map_err(report_failure)
 }
 
+/// Every error of the report, one a line, each with its `errdefs.Source` detail.
 fn report_failure(r: Report) -> Failure {
-    Failure::invalid(r.one_line())
+    let locs: Vec<_> = r.errors().map(|d| d.loc).collect();
+    Failure::at(&r.files, &locs, r.one_line())
 }
 
 /// One file of a local directory, sent by the client for this purpose only.
@@ -123,6 +129,18 @@ async fn read_local(
     local: &str,
     path: &str,
 ) -> Result<Vec<u8>, String> {
+    let r = bridge
+        .solve(local_file(bridge, opts, local, path), false)
+        .await
+        .map_err(|f| f.message)?;
+    bridge
+        .read_file(&r, path)
+        .await
+        .map_err(|s| s.message().to_string())
+}
+
+/// The definition of a local source that follows only `path`.
+fn local_file(bridge: &Bridge, opts: &Options, local: &str, path: &str) -> llb::pb::Definition {
     let st = llb::local(
         Local {
             name: local.into(),
@@ -137,12 +155,68 @@ async fn read_local(
             ..Default::default()
         },
     );
-    let r = bridge
-        .solve(llb::marshal(&st, &[]), false)
-        .await
-        .map_err(|f| f.message)?;
-    bridge
-        .read_file(&r, path)
-        .await
-        .map_err(|s| s.message().to_string())
+    llb::marshal(&st, &[])
+}
+
+/// The digest of the vertex that loaded the spec (`[internal] load <spec>`): build
+/// warnings are attached to it, as the Dockerfile frontend attaches its own.
+pub fn spec_vertex(bridge: &Bridge, opts: &Options) -> String {
+    let def = local_file(bridge, opts, &opts.spec_local, &opts.filename);
+    crate::llb::head(&def).unwrap_or_default()
+}
+
+/// Check `app.src` before any step runs (needs the `statfile` cap; `readdir` for the
+/// emptiness of app directories), on a local source shaped like the app's own
+/// (`.dockerignore` and `app.exclude` applied). Requirement, constraints and lock files
+/// were checked by `read_inputs`. Errors: each missing path at its spec line, all at once.
+pub async fn preflight(bridge: &Bridge, opts: &Options, inputs: &Inputs) -> Result<(), Failure> {
+    let spec = &inputs.loaded.spec;
+    let apps = preflight::context_paths(spec);
+    let mut errors = inputs.problems.clone();
+    if let (true, false, Some(app)) = (bridge.has("statfile"), apps.is_empty(), &spec.app) {
+        let mut exclude = inputs.context.dockerignore.clone();
+        exclude.extend(app.exclude.iter().cloned());
+        let local = Local {
+            name: opts.context_local.clone(),
+            include: app.src.iter().map(|s| s.v.clone()).collect(),
+            exclude,
+            shared_key_hint: Some(opts.context_local.clone()),
+            session_id: opts.session_id.clone(),
+            ..Default::default()
+        };
+        let r = solve_local(bridge, local, "app source").await?;
+        for p in &apps {
+            if bridge.stat(&r, &p.v).await.is_err() {
+                errors.push(preflight::missing(p));
+            } else if bridge.has("readdir") && matches!(bridge.dir_entries(&r, &p.v).await, Ok(0)) {
+                errors.push(preflight::emptied(p));
+            }
+        }
+    }
+    if errors.is_empty() {
+        return Ok(());
+    }
+    errors.sort_by_key(|d| d.loc);
+    let locs: Vec<_> = errors.iter().map(|d| d.loc).collect();
+    let message = errors
+        .iter()
+        .map(|d| d.one_line(&spec.files))
+        .collect::<Vec<_>>()
+        .join("\n");
+    Err(Failure::at(&spec.files, &locs, message))
+}
+
+async fn solve_local(
+    bridge: &Bridge,
+    local: Local,
+    name: &str,
+) -> Result<super::bridge::RefId, Failure> {
+    let st = llb::local(
+        local,
+        Meta {
+            name: Some(name.into()),
+            ..Default::default()
+        },
+    );
+    bridge.solve(llb::marshal(&st, &[]), false).await
 }

@@ -4,6 +4,7 @@
 pub mod bridge;
 pub mod build;
 pub mod context;
+pub mod errdefs;
 pub mod opts;
 pub mod subrequests;
 

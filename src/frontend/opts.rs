@@ -35,21 +35,7 @@ pub struct CacheImport {
 }
 
 /// Build-arg names BuildKit and docker use for themselves; not "unused" when a spec ignores them.
-/// The build arg that skips `verify`.
-pub const SKIP_VERIFY_ARG: &str = "KILN_SKIP_VERIFY";
-
-pub fn is_builtin_arg(name: &str) -> bool {
-    name.starts_with("BUILDKIT_")
-        || name == SKIP_VERIFY_ARG
-        || matches!(
-            name,
-            "HTTP_PROXY" | "HTTPS_PROXY" | "FTP_PROXY" | "NO_PROXY" | "ALL_PROXY"
-        )
-        || matches!(
-            name,
-            "http_proxy" | "https_proxy" | "ftp_proxy" | "no_proxy" | "all_proxy"
-        )
-}
+pub use crate::spec::format::{SKIP_VERIFY_ARG, is_builtin_arg};
 
 impl Options {
     /// From `key=value` pairs (already split off the environment variable names).

@@ -1,4 +1,10 @@
 //! Subrequests: `docker build --call targets|outline|check` and `frontend.subrequests.describe`.
+//!
+//! The JSON answers have the shapes BuildKit's Go types decode (moby/buildkit
+//! `frontend/subrequests/targets`, `outline`, `lint`): fields without a JSON tag keep
+//! their Go name (`Targets`, `Location`, `Name`), `[]byte` is base64, lint's sources are
+//! `pb.SourceInfo`, and a `pb.Location` is `{sourceIndex, ranges: [{start, end}]}` with
+//! 1-based lines.
 
 use std::collections::HashMap;
 
@@ -6,14 +12,20 @@ use serde_json::{Value, json};
 
 use super::bridge::{Bridge, Failure, Refs, Returned};
 use super::context::read_spec;
+use super::errdefs::base64;
 use super::opts::Options;
 use crate::diag::{Loc, Severity};
 use crate::spec::Loaded;
 
 const VERSION: &str = "1.0.0";
 
+/// A `pb.Location`. A diagnostic without a line (an undeclared build arg) points at line
+/// 1: BuildKit's lint printers read the first range of every warning.
 fn location(loc: Loc) -> Value {
-    json!({"sourceIndex": loc.file, "ranges": [{"start": {"line": loc.line, "character": 0}, "end": {"line": loc.line, "character": 0}}]})
+    let line = loc.line.max(1);
+    let character = loc.col.saturating_sub(1);
+    let pos = json!({"line": line, "character": character});
+    json!({"sourceIndex": loc.file, "ranges": [{"start": pos, "end": pos}]})
 }
 
 fn result(json_value: Value, text: String, extra: &[(&str, String)]) -> Returned {
@@ -40,10 +52,10 @@ pub async fn handle(bridge: &mut Bridge, opts: &Options, id: &str) -> Result<Ret
         "frontend.targets" => Ok(targets(&read_spec(bridge, opts).await?)),
         "frontend.outline" => Ok(outline(&read_spec(bridge, opts).await?)),
         "frontend.lint" => Ok(lint(&read_spec(bridge, opts).await?)),
-        other => Err(Failure {
-            code: tonic::Code::Unimplemented,
-            message: format!("kiln does not support the subrequest `{other}`"),
-        }),
+        other => Err(Failure::new(
+            tonic::Code::Unimplemented,
+            format!("kiln does not support the subrequest `{other}`"),
+        )),
     }
 }
 
@@ -75,7 +87,7 @@ fn targets(loaded: &Loaded) -> Returned {
         .variants
         .iter()
         .map(|v| {
-            json!({"name": v.name.v, "default": v.name.v == spec.default_variant, "description": v.description, "base": v.python.base.v, "location": location(v.name.loc)})
+            json!({"name": v.name.v, "default": v.name.v == spec.default_variant, "description": v.description, "base": v.python.base.v, "Location": location(v.name.loc)})
         })
         .collect();
     let mut text = String::from("TARGET            DESCRIPTION\n");
@@ -88,7 +100,7 @@ fn targets(loaded: &Loaded) -> Returned {
         text.push_str(&format!("{name:17} {}\n", v.description));
     }
     result(
-        json!({"targets": targets, "sources": sources(loaded)}),
+        json!({"Targets": targets, "Sources": file_bytes(loaded)}),
         text,
         &[],
     )
@@ -100,32 +112,36 @@ fn outline(loaded: &Loaded) -> Returned {
     let args: Vec<Value> = spec
         .args
         .iter()
-        .map(|a| json!({"name": a.name, "value": a.value, "location": location(a.loc)}))
+        .map(|a| json!({"Name": a.name, "Description": "", "Value": a.value, "Location": location(a.loc)}))
         .collect();
     let secrets: Vec<Value> = [&spec.secrets.ca_bundle, &spec.secrets.netrc]
         .into_iter()
         .flatten()
-        .map(|id| json!({"name": id, "required": false}))
+        .map(|id| json!({"Name": id, "Required": false}))
         .collect();
     let mut text = String::from("BUILD ARG         VALUE\n");
     for a in &spec.args {
         text.push_str(&format!("{:17} {}\n", a.name, a.value));
     }
     result(
-        json!({"name": spec.name.v, "description": spec.description, "args": args, "secrets": secrets, "sources": sources(loaded)}),
+        json!({"args": args, "secrets": secrets, "sources": file_bytes(loaded)}),
         text,
         &[],
     )
 }
 
-/// The spec's warnings.
+/// The spec's warnings: the rule name is the diagnostic's code, the description what
+/// the rule is about, the detail the message and its help (buildx prints
+/// `WARNING: <rule>`, then the detail, then the spec lines).
 fn lint(loaded: &Loaded) -> Returned {
     let spec = &loaded.spec;
     let warnings: Vec<Value> = loaded
         .warnings
         .iter()
         .filter(|w| w.severity == Severity::Warning)
-        .map(|w| json!({"ruleName": "KilnSpec", "description": w.message, "detail": w.help, "location": location(w.loc)}))
+        .map(|w| {
+            json!({"ruleName": w.code, "description": w.rule_description(), "detail": format!("{} (help: {})", w.message, w.help), "location": location(w.loc)})
+        })
         .collect();
     let text: String = loaded
         .warnings
@@ -134,17 +150,28 @@ fn lint(loaded: &Loaded) -> Returned {
         .collect();
     let status = if warnings.is_empty() { "0" } else { "1" };
     result(
-        json!({"warnings": warnings, "sources": sources(loaded)}),
+        json!({"warnings": warnings, "sources": source_infos(loaded)}),
         text,
         &[("result.statuscode", status.to_string())],
     )
 }
 
-fn sources(loaded: &Loaded) -> Vec<Value> {
+/// Each spec file's text as Go's `[]byte` (targets, outline).
+fn file_bytes(loaded: &Loaded) -> Vec<Value> {
     loaded
         .spec
         .files
         .iter()
-        .map(|f| json!({"filename": f.name, "language": "YAML", "data": f.text}))
+        .map(|f| json!(base64(f.text.as_bytes())))
+        .collect()
+}
+
+/// Each spec file as a `pb.SourceInfo` (lint).
+fn source_infos(loaded: &Loaded) -> Vec<Value> {
+    loaded
+        .spec
+        .files
+        .iter()
+        .map(|f| json!({"filename": f.name, "language": "YAML", "data": base64(f.text.as_bytes())}))
         .collect()
 }

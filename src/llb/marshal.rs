@@ -48,6 +48,13 @@ pub fn marshal(root: &State, files: &[SourceFile]) -> pb::Definition {
     }
 }
 
+/// The digest of the op a definition's result comes from (the terminal op's input).
+pub fn head(def: &pb::Definition) -> Option<String> {
+    let last = def.def.last()?;
+    let terminal = <pb::Op as Message>::decode(last.as_slice()).ok()?;
+    terminal.inputs.first().map(|i| i.digest.clone())
+}
+
 /// Every cap the ops of `def` declare, for checking against what the engine offers.
 pub fn used_caps(def: &pb::Definition) -> BTreeSet<String> {
     def.metadata

@@ -12,6 +12,6 @@ pub mod platform;
 
 pub use bollard_buildkit_proto::pb;
 pub use dump::to_json;
-pub use marshal::{digest_of, marshal, used_caps};
+pub use marshal::{digest_of, head, marshal, used_caps};
 pub use ops::*;
 pub use platform::platform;

@@ -50,6 +50,9 @@ pub struct LowerOpts {
     pub no_cache: bool,
     /// `--label` from the build command.
     pub labels: BTreeMap<String, String>,
+    /// Put before every step name (`[linux/arm64] uv install: core`): set when one build
+    /// makes several platforms, so their steps can be told apart.
+    pub step_prefix: Option<String>,
 }
 
 impl LowerOpts {
@@ -62,6 +65,7 @@ impl LowerOpts {
             merge: false,
             no_cache: false,
             labels: BTreeMap::new(),
+            step_prefix: None,
         }
     }
 }
@@ -69,8 +73,8 @@ impl LowerOpts {
 pub struct Lowered {
     /// The final image of each variant.
     pub images: BTreeMap<String, State>,
-    /// Each variant's verify steps, in order, with the spec command they run.
-    pub verify: BTreeMap<String, Vec<(S<String>, State)>>,
+    /// Each variant's verify run: its checks (with their spec positions) and the exec.
+    pub verify: BTreeMap<String, (Vec<S<VerifyCheck>>, State)>,
     pub configs: BTreeMap<String, Value>,
 }
 
@@ -84,11 +88,14 @@ pub fn lower(plan: &Plan, opts: &LowerOpts) -> Lowered {
         let info = image_info(opts, base_of(plan, stage));
         let env = base_env(&info.config);
         let meta = Meta {
-            name: Some(format!(
-                "{} ({}:{})",
-                stage.label(),
-                plan.files[stage.loc.file as usize].name,
-                stage.loc.line
+            name: Some(prefixed(
+                opts.step_prefix.as_deref(),
+                &format!(
+                    "{} ({}:{})",
+                    stage.label(),
+                    plan.files[stage.loc.file as usize].name,
+                    stage.loc.line
+                ),
             )),
             ignore_cache: opts.no_cache,
             loc: (stage.loc.line > 0).then_some(SourceLoc {
@@ -125,9 +132,9 @@ pub fn lower(plan: &Plan, opts: &LowerOpts) -> Lowered {
                 configs.insert(stage.id, config);
                 final_image(&parent, &states[stage.deps[0]], step, opts, meta)
             }
-            StageKind::Verify { command, .. } => {
+            StageKind::Verify(step) => {
                 let image = stage.parent.expect("a verify stage stands on an image");
-                verify(&parent, command, &configs[&image], meta)
+                verify(&parent, step, &configs[&image], meta)
             }
         };
         states.push(state);
@@ -144,20 +151,32 @@ pub fn lower(plan: &Plan, opts: &LowerOpts) -> Lowered {
         lowered
             .configs
             .insert(t.variant.clone(), configs[&t.image].clone());
-        let steps = t
-            .verify
-            .iter()
-            .map(|id| match &plan.stage(*id).kind {
-                StageKind::Verify { command, .. } => (
-                    S::new(command.clone(), plan.stage(*id).loc),
-                    states[*id].clone(),
-                ),
-                _ => unreachable!("verify ids point at verify stages"),
-            })
-            .collect();
-        lowered.verify.insert(t.variant.clone(), steps);
+        if let Some(id) = t.verify {
+            let StageKind::Verify(step) = &plan.stage(id).kind else {
+                unreachable!("verify ids point at verify stages")
+            };
+            let checks = step
+                .checks
+                .iter()
+                .zip(&t.verify_locs)
+                .map(|(c, loc)| S::new(c.clone(), *loc))
+                .collect();
+            lowered
+                .verify
+                .insert(t.variant.clone(), (checks, states[id].clone()));
+        }
     }
     lowered
+}
+
+/// A step name with `prefix` in front, merged into a leading `[...]` the way BuildKit's
+/// own frontends do it (`[linux/arm64 image] app`).
+fn prefixed(prefix: Option<&str>, name: &str) -> String {
+    match (prefix, name.strip_prefix('[')) {
+        (None, _) => name.to_string(),
+        (Some(p), Some(rest)) => format!("[{p} {rest}"),
+        (Some(p), None) => format!("[{p}] {name}"),
+    }
 }
 
 /// The base image a stage ultimately stands on, as written in the spec.
@@ -768,8 +787,13 @@ fn final_image(
     opts: &LowerOpts,
     meta: Meta,
 ) -> State {
+    // `[image]`, not the variant's name: buildx bake already puts the target's name in
+    // front (`[cuda image] app`, where `[cuda] ...` became `[cuda cuda] ...`).
     let named = |what: &str| Meta {
-        name: Some(format!("[{}] {what}", step.variant)),
+        name: Some(prefixed(
+            opts.step_prefix.as_deref(),
+            &format!("[image] {what}"),
+        )),
         ..meta.clone()
     };
     let with_user = user_layer(runtime, &step.user, &named);
@@ -865,12 +889,25 @@ fn app_layer(on: &State, app: &AppCopy, user: &RuntimeUser, opts: &LowerOpts, me
     ops.done()
 }
 
-/// A verify command on the image, as the image's user, with its env and workdir.
-fn verify(image: &State, command: &str, config: &Value, meta: Meta) -> State {
+/// Where the verify exec writes its results, in its own result (read with `ReadFile`).
+pub const VERIFY_RESULTS: &str = "/tmp/kiln-verify/results";
+
+/// Every check on the image in one container, as the image's user, with its env and
+/// workdir (`verify_script`). The exec succeeds when it could record the results; a check
+/// that failed is read from them.
+fn verify(image: &State, step: &VerifyStep, config: &Value, meta: Meta) -> State {
     let c = &config["config"];
     let env = config_env(config);
+    let dir = VERIFY_RESULTS
+        .rsplit_once('/')
+        .map(|(d, _)| d)
+        .unwrap_or("/tmp");
     let exec = Exec {
-        args: vec!["/bin/sh".into(), "-c".into(), command.to_string()],
+        args: vec![
+            "/bin/sh".into(),
+            "-c".into(),
+            verify_script(&step.checks, dir),
+        ],
         env,
         cwd: c["WorkingDir"]
             .as_str()
@@ -882,4 +919,87 @@ fn verify(image: &State, command: &str, config: &Value, meta: Meta) -> State {
         ..Default::default()
     };
     image.run(exec).root()
+}
+
+/// The script that runs `checks`, all at once in the one container (they are independent,
+/// as separate containers made them before; one start instead of one per check). Each
+/// runs as `/bin/sh -c` in the background (in its own session when the image has
+/// `setsid`, so a timeout kills what it started too) with a watchdog that kills it after
+/// its timeout (no `timeout` binary needed); its status goes to `<dir>/results` as
+/// `<index> <exit status>` or `<index> timeout` (one short append per line, in the order
+/// they finish), and to the log as a `kiln-verify:` line. Exits 97 when it cannot write
+/// `dir`, else 0 once every check has ended.
+pub fn verify_script(checks: &[VerifyCheck], dir: &str) -> String {
+    let mut script = format!(
+        "out={dir}\n\
+         mkdir -p \"$out\" && : >\"$out/results\" || {{ echo \"kiln-verify: cannot write $out\" >&2; exit 97; }}\n\
+         setsid=$(command -v setsid || true)\n\
+         check() {{\n\
+         \x20 rm -f \"$out/timeout.$1\"\n\
+         \x20 if [ -n \"$setsid\" ]; then setsid /bin/sh -c \"$3\" </dev/null & else /bin/sh -c \"$3\" </dev/null & fi\n\
+         \x20 pid=$!\n\
+         \x20 ( sleep \"$2\"; : >\"$out/timeout.$1\"; kill -9 -\"$pid\" || kill -9 \"$pid\" ) >/dev/null 2>&1 &\n\
+         \x20 dog=$!\n\
+         \x20 wait \"$pid\"; rc=$?\n\
+         \x20 kill -9 \"$dog\" 2>/dev/null\n\
+         \x20 if [ -e \"$out/timeout.$1\" ]; then rc=timeout; fi\n\
+         \x20 echo \"$1 $rc\" >>\"$out/results\"\n\
+         \x20 echo \"kiln-verify: [$1] $rc: $3\"\n\
+         }}\n",
+        dir = quote(dir)
+    );
+    for (i, c) in checks.iter().enumerate() {
+        script.push_str(&format!(
+            "check {} {} {} &\n",
+            i + 1,
+            c.timeout_s.max(1),
+            quote(&c.command)
+        ));
+    }
+    script.push_str("wait\nexit 0\n");
+    script
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The verify script through a real `sh`: every check runs, each status is recorded
+    /// by index, a check past its timeout is killed and recorded as `timeout`.
+    #[test]
+    fn verify_script_records_each_status_and_kills_at_the_timeout() {
+        let dir = std::env::temp_dir().join(format!("kiln-verify-test-{}", std::process::id()));
+        let check = |command: &str, timeout_s| VerifyCheck {
+            kind: CheckKind::Command,
+            command: command.into(),
+            timeout_s,
+        };
+        let checks = [
+            check("true", 5),
+            check("echo 'it''s'; exit 3", 5),
+            check("sleep 30", 1),
+            check("no-such-command-kiln", 5),
+        ];
+        let script = verify_script(&checks, dir.to_str().unwrap());
+        let started = std::time::Instant::now();
+        let out = std::process::Command::new("/bin/sh")
+            .args(["-c", &script])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "the sleep was killed"
+        );
+        let results = std::fs::read_to_string(dir.join("results")).unwrap();
+        let mut lines: Vec<&str> = results.lines().collect();
+        lines.sort();
+        assert_eq!(lines, ["1 0", "2 3", "3 timeout", "4 127"]);
+        let log = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            log.contains("kiln-verify: [2] 3: echo 'it''s'; exit 3"),
+            "{log}"
+        );
+        std::fs::remove_dir_all(&dir).ok();
+    }
 }

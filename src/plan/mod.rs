@@ -65,7 +65,24 @@ impl Stage {
                 format!("{} install: project {dir}", p.toolchain.installer)
             }
             StageKind::Final(f) => format!("image {}", f.variant),
-            StageKind::Verify { variant, command } => format!("verify {variant}: {command}"),
+            StageKind::Verify(v) => {
+                let commands: Vec<&str> = v
+                    .checks
+                    .iter()
+                    .filter(|c| c.kind == CheckKind::Command)
+                    .map(|c| c.command.as_str())
+                    .collect();
+                let health = v.checks.iter().any(|c| c.kind == CheckKind::Healthcheck);
+                let mut label = format!("verify {}: {}", v.variant, commands.join("; "));
+                if health {
+                    label.push_str(if commands.is_empty() {
+                        "healthcheck"
+                    } else {
+                        " + healthcheck"
+                    });
+                }
+                label
+            }
         }
     }
 }
@@ -79,7 +96,11 @@ pub struct Target {
     /// The last install stage (or the Python stage when there are no requirements).
     pub venv: StageId,
     pub image: StageId,
-    pub verify: Vec<StageId>,
+    /// The one verify stage (all commands and the health check), if there is anything
+    /// to verify.
+    pub verify: Option<StageId>,
+    /// Where each of its checks is written, in the order they run.
+    pub verify_locs: Vec<Loc>,
 }
 
 #[derive(Clone, Debug)]
@@ -118,8 +139,19 @@ pub struct Compiled {
     pub def: pb::Definition,
     /// The OCI image config (`containerimage.config`).
     pub config: serde_json::Value,
-    /// Each `verify` command (with its spec position) and the definition that runs it.
-    pub verify: Vec<(S<String>, pb::Definition)>,
+    /// The verify run: every check (with its spec position) and the one definition that
+    /// runs them all.
+    pub verify: Option<VerifyRun>,
+}
+
+/// What verifying one image takes: the checks in order and where each is written, the
+/// definition of the exec that runs them, and where it writes their results.
+pub struct VerifyRun {
+    pub checks: Vec<S<VerifyCheck>>,
+    pub def: pb::Definition,
+    /// The results file in that definition's result: one `<index> <exit status>` or
+    /// `<index> timeout` line per check (1-based index).
+    pub results: &'static str,
 }
 
 /// Plan, lower and marshal one variant: the pipeline from a checked spec (and what was
@@ -137,17 +169,18 @@ pub fn compile(
         .images
         .remove(target)
         .expect("the target is lowered");
-    let verify = lowered.verify.remove(target).unwrap_or_default();
+    let verify = lowered.verify.remove(target);
     Compiled {
         def: llb::marshal(&image, &spec.files),
         config: lowered
             .configs
             .remove(target)
             .expect("each target has a config"),
-        verify: verify
-            .into_iter()
-            .map(|(c, s)| (c, llb::marshal(&s, &spec.files)))
-            .collect(),
+        verify: verify.map(|(checks, state)| VerifyRun {
+            checks,
+            def: llb::marshal(&state, &spec.files),
+            results: lower::VERIFY_RESULTS,
+        }),
     }
 }
 
@@ -247,18 +280,15 @@ impl Builder<'_> {
             vec![venv],
             v.name.loc,
         );
-        // Each verify command runs on the image itself, so they can run at once.
-        let verify = spec
-            .verify
-            .iter()
-            .map(|c| {
-                let kind = StageKind::Verify {
-                    variant: v.name.v.clone(),
-                    command: c.v.clone(),
-                };
-                self.add(kind, Some(image), vec![], c.loc)
-            })
-            .collect();
+        // Every check runs on the image itself, all at once in one container.
+        let (checks, verify_locs) = verify_checks(spec, v);
+        let verify = (!checks.is_empty()).then(|| {
+            let kind = StageKind::Verify(VerifyStep {
+                variant: v.name.v.clone(),
+                checks,
+            });
+            self.add(kind, Some(image), vec![], verify_locs[0])
+        });
         Target {
             variant: v.name.v.clone(),
             base,
@@ -266,6 +296,7 @@ impl Builder<'_> {
             venv,
             image,
             verify,
+            verify_locs,
         }
     }
 
@@ -401,6 +432,48 @@ fn pip_options(v: &Variant) -> PipOptions {
             .map(|p| p.v.clone())
             .collect(),
     }
+}
+
+/// The variant's verify commands, then its health check (unless opted out), with where
+/// each is written.
+fn verify_checks(spec: &Spec, v: &Variant) -> (Vec<VerifyCheck>, Vec<Loc>) {
+    let mut checks: Vec<(VerifyCheck, Loc)> = v
+        .verify
+        .iter()
+        .map(|c| {
+            let check = VerifyCheck {
+                kind: CheckKind::Command,
+                command: c.v.run.clone(),
+                timeout_s: c.v.timeout_s,
+            };
+            (check, c.loc)
+        })
+        .collect();
+    if let Some(h) = spec.healthcheck.as_ref().filter(|h| h.verify) {
+        let command = match h.test.split_first() {
+            Some((form, rest)) if form == "CMD-SHELL" => rest.join(" "),
+            Some((_, args)) => shell::join(args),
+            None => String::new(),
+        };
+        let timeout_s = h.timeout_ns.div_ceil(1_000_000_000).max(1);
+        // A verify command that is the same probe, given at least as long, checks it
+        // already (the example's `python -m app.health`).
+        let covered = checks
+            .iter()
+            .any(|(c, _)| c.command == command && u64::from(c.timeout_s) >= timeout_s);
+        if covered {
+            return checks.into_iter().unzip();
+        }
+        checks.push((
+            VerifyCheck {
+                kind: CheckKind::Healthcheck,
+                command,
+                timeout_s: u32::try_from(timeout_s).unwrap_or(u32::MAX),
+            },
+            h.loc,
+        ));
+    }
+    checks.into_iter().unzip()
 }
 
 /// Everything the final image of `v` is made of, from the spec-wide and variant settings;

@@ -23,8 +23,33 @@ pub enum StageKind {
     Project(ProjectStep),
     /// The image of one variant: runtime branch + user + venv + app, and its config.
     Final(FinalStep),
-    /// A `verify` command run against a finished image (not part of the image).
-    Verify { variant: String, command: String },
+    /// The `verify` commands (and the health check) run against a finished image, all in
+    /// one container (not part of the image).
+    Verify(VerifyStep),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct VerifyStep {
+    pub variant: String,
+    /// In spec order (the health check last); results are reported by index.
+    pub checks: Vec<VerifyCheck>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct VerifyCheck {
+    pub kind: CheckKind,
+    /// A shell command line (`/bin/sh -c`).
+    pub command: String,
+    /// Seconds before it is killed and reported as timed out.
+    pub timeout_s: u32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum CheckKind {
+    /// A `verify` command.
+    Command,
+    /// The image's `healthcheck`, run once.
+    Healthcheck,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -25,6 +25,7 @@ pub const TOP_KEYS: &[&str] = &[
     "labels",
     "stop_signal",
     "verify",
+    "verify_timeout",
     "variants",
     "default_variant",
     "build_secrets",
@@ -57,7 +58,16 @@ pub const GROUP_KEYS: &[&str] = &[
 ];
 pub const APP_KEYS: &[&str] = &["src", "project", "exclude", "workdir"];
 pub const USER_KEYS: &[&str] = &["name", "uid", "gid"];
-pub const HEALTHCHECK_KEYS: &[&str] = &["cmd", "interval", "timeout", "retries", "start_period"];
+pub const HEALTHCHECK_KEYS: &[&str] = &[
+    "cmd",
+    "interval",
+    "timeout",
+    "retries",
+    "start_period",
+    "verify",
+];
+/// A `verify` entry written as a mapping (besides a plain command string).
+pub const VERIFY_KEYS: &[&str] = &["run", "timeout"];
 pub const SECRETS_KEYS: &[&str] = &["ca_bundle", "netrc"];
 /// What a variant may override or add to; everything else is spec-wide.
 pub const VARIANT_KEYS: &[&str] = &[
@@ -69,6 +79,7 @@ pub const VARIANT_KEYS: &[&str] = &[
     "pip",
     "env",
     "labels",
+    "verify",
 ];
 
 pub const DEFAULT_UV_VERSION: &str = "0.9.7";
@@ -118,7 +129,32 @@ pub const HEALTHCHECK_RETRIES: IntRange = IntRange {
     default: 3,
 };
 
+/// `verify_timeout`: how long each verify command may run, unless it sets `timeout`.
+pub const DEFAULT_VERIFY_TIMEOUT: &str = "300s";
+/// The longest verify timeout, in seconds (a day).
+pub const MAX_VERIFY_TIMEOUT_S: u64 = 86_400;
+/// `healthcheck.verify`: run the health check once during verify.
+pub const DEFAULT_HEALTHCHECK_VERIFY: bool = true;
+
 /// Health check durations and their defaults, as Docker's HEALTHCHECK has them.
 pub const HEALTHCHECK_INTERVAL: &str = "30s";
 pub const HEALTHCHECK_TIMEOUT: &str = "30s";
 pub const HEALTHCHECK_START_PERIOD: &str = "0s";
+
+/// The build arg that skips `verify`.
+pub const SKIP_VERIFY_ARG: &str = "KILN_SKIP_VERIFY";
+
+/// Build args that mean something without being declared under `args:` (BuildKit's own,
+/// the proxy variables, kiln's `KILN_SKIP_VERIFY`): never reported as undeclared.
+pub fn is_builtin_arg(name: &str) -> bool {
+    name.starts_with("BUILDKIT_")
+        || name == SKIP_VERIFY_ARG
+        || matches!(
+            name,
+            "HTTP_PROXY" | "HTTPS_PROXY" | "FTP_PROXY" | "NO_PROXY" | "ALL_PROXY"
+        )
+        || matches!(
+            name,
+            "http_proxy" | "https_proxy" | "ftp_proxy" | "no_proxy" | "all_proxy"
+        )
+}

@@ -127,6 +127,9 @@ impl Sources {
     pub fn finish(&self, opts: &LoadOptions) -> Result<Loaded, Report> {
         let (spec, mut diags) =
             super::convert::convert(self.merged(), &opts.build_args, self.files.clone());
+        if let Some(spec) = &spec {
+            diags.extend(undeclared_build_args(spec, opts));
+        }
         diags.sort_by_key(|d| (d.severity != Severity::Error, d.loc));
         match spec {
             Some(spec) if !diags.iter().any(|d| d.severity == Severity::Error) => Ok(Loaded {
@@ -159,6 +162,28 @@ impl Sources {
         }
         doc
     }
+}
+
+/// A warning for each `--build-arg` that the spec does not declare and that means
+/// nothing to kiln or BuildKit (it is not used), at the first declared argument (where
+/// it would go), or nowhere when the spec declares none.
+fn undeclared_build_args(spec: &super::Spec, opts: &LoadOptions) -> Vec<Diagnostic> {
+    let at = spec.args.first().map(|a| a.loc).unwrap_or_default();
+    opts.build_args
+        .keys()
+        .filter(|n| !spec.args.iter().any(|a| &a.name == *n) && !super::format::is_builtin_arg(n))
+        .map(|name| {
+            Diagnostic::warning(
+                "KilnUndeclaredBuildArg",
+                at,
+                format!("build arg `{name}` is not declared under `args:` and was not used"),
+                format!(
+                    "declare it under `args:` in {}, or drop the --build-arg",
+                    spec.files[0].name
+                ),
+            )
+        })
+        .collect()
 }
 
 /// `path` as named from inside `from` (a path relative to the same root).

@@ -32,7 +32,8 @@ pub struct Spec {
     pub healthcheck: Option<Healthcheck>,
     pub ports: Vec<S<String>>,
     pub stop_signal: Option<S<String>>,
-    pub verify: Vec<S<String>>,
+    /// The spec-wide `verify` commands (each variant's list starts with them).
+    pub verify: Vec<S<VerifyCommand>>,
     pub secrets: BuildSecrets,
     pub groups: Vec<Group>,
     pub variants: Vec<Variant>,
@@ -217,6 +218,15 @@ impl User {
     }
 }
 
+/// One `verify` command: a shell command run on the finished image, and how long it may
+/// take.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VerifyCommand {
+    pub run: String,
+    /// Seconds, 1 to `MAX_VERIFY_TIMEOUT_S`.
+    pub timeout_s: u32,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Healthcheck {
     /// In image-config form: `["CMD", ...]` or `["CMD-SHELL", "..."]`.
@@ -225,6 +235,8 @@ pub struct Healthcheck {
     pub timeout_ns: u64,
     pub start_period_ns: u64,
     pub retries: u32,
+    /// Run the probe once during verify (`healthcheck.verify`).
+    pub verify: bool,
     pub loc: Loc,
 }
 
@@ -252,4 +264,6 @@ pub struct Variant {
     pub pip: Pip,
     pub env: BTreeMap<String, String>,
     pub labels: BTreeMap<String, String>,
+    /// The spec-wide `verify` commands, then the variant's own.
+    pub verify: Vec<S<VerifyCommand>>,
 }

@@ -67,6 +67,21 @@ fn pip() -> Value {
 }
 
 /// The schema as one JSON literal: long, but it reads as the schema it produces.
+/// `verify`: commands, each a string or `{run, timeout}`.
+fn verify() -> Value {
+    json!({
+        "type": "array",
+        "description": "Shell commands run against each finished image, in one container; a failure fails the build. In a variant: run after the spec-wide ones.",
+        "items": {"oneOf": [
+            {"type": "string"},
+            {"type": "object", "additionalProperties": false, "required": ["run"], "properties": {
+                "run": {"type": "string"},
+                "timeout": {"type": "string", "description": "A duration; default `verify_timeout`."}
+            }}
+        ]}
+    })
+}
+
 pub fn schema() -> Value {
     json!({
         "$schema": "http://json-schema.org/draft-07/schema#",
@@ -122,13 +137,15 @@ pub fn schema() -> Value {
                     "interval": {"type": "string", "default": HEALTHCHECK_INTERVAL},
                     "timeout": {"type": "string", "default": HEALTHCHECK_TIMEOUT},
                     "retries": int(HEALTHCHECK_RETRIES, "Failures in a row before unhealthy."),
-                    "start_period": {"type": "string", "default": HEALTHCHECK_START_PERIOD}
+                    "start_period": {"type": "string", "default": HEALTHCHECK_START_PERIOD},
+                    "verify": {"type": "boolean", "default": DEFAULT_HEALTHCHECK_VERIFY, "description": "Run the probe once against the built image during verify; a failure fails the build."}
                 }
             },
             "ports": {"type": "array", "items": {"type": ["integer", "string"]}},
             "labels": string_map("Image labels (org.opencontainers.image.* title, description and base.name are set for you)."),
             "stop_signal": {"type": "string"},
-            "verify": strings("Shell commands run against each finished image; a failure fails the build."),
+            "verify": verify(),
+            "verify_timeout": {"type": "string", "default": DEFAULT_VERIFY_TIMEOUT, "description": "How long each verify command may run (a duration), unless it sets its own `timeout`."},
             "build_secrets": {
                 "type": "object", "additionalProperties": false,
                 "properties": {
@@ -149,7 +166,8 @@ pub fn schema() -> Value {
                         "system": system(),
                         "pip": pip(),
                         "env": string_map("Added to the top-level env."),
-                        "labels": string_map("Added to the top-level labels.")
+                        "labels": string_map("Added to the top-level labels."),
+                        "verify": verify()
                     }
                 }
             },
@@ -240,6 +258,12 @@ mod tests {
         assert_eq!(ns(&hc["timeout"]["default"]), h.timeout_ns);
         assert_eq!(ns(&hc["start_period"]["default"]), h.start_period_ns);
         assert_eq!(hc["retries"]["default"], h.retries);
+        assert_eq!(hc["verify"]["default"], h.verify);
+        let with_verify = load("verify: [x]\n").unwrap().spec;
+        assert_eq!(
+            ns(&p["verify_timeout"]["default"]) / 1_000_000_000,
+            u64::from(with_verify.verify[0].v.timeout_s)
+        );
 
         // Each range: its bounds load, one past them does not.
         let ranges = [

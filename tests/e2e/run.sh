@@ -92,7 +92,7 @@ if dbuild app-change -f "$SPEC" --target minimal -t "$IMG:minimal" "${ARGS[@]}" 
   for step in "apt build:" "apt runtime:" "python: 3.11 check" "uv install: core"; do
     check "[$step] CACHED after an app edit" step_cached app-change "$step"
   done
-  check "the app layer was rebuilt" step_ran app-change "[minimal] app"
+  check "the app layer was rebuilt" step_ran app-change "[image] app"
   check "the edit is in the image" "$DOCKER" run --rm "$IMG:minimal" grep -q "touched by the e2e test $RUN_ID" /app/app/api.py
   assert_eq "app files owned by the runtime user" "10001:10001" "$("$DOCKER" run --rm "$IMG:minimal" stat -c %u:%g /app/app/api.py)"
   assert_eq ".dockerignore honoured (no *.md, no __pycache__)" "" "$("$DOCKER" run --rm "$IMG:minimal" sh -c 'ls /app/app/NOTES.md /app/app/__pycache__ 2>/dev/null')"
@@ -215,5 +215,75 @@ for tag in minimal cuda; do
     fail "docker save $IMG:$tag"
   fi
 done
+
+echo "== issue 10: failures name their step and spec line, warnings show, verify is one container"
+# The error line docker build ends with (the last non-blank line of its output).
+last_line() { grep -v '^[[:space:]]*$' "$E2E_WORK/logs/$1.log" | tail -n 1; }
+# Each verify vertex that ran: a `#N verify ...` line whose vertex is not CACHED.
+verify_vertices() { # LOGNAME
+  local log="$E2E_WORK/logs/$1.log" ids id n=0
+  ids=$(sed -n 's/^#\([0-9]*\) verify .*/\1/p' "$log" | sort -u)
+  for id in $ids; do grep -qx "#$id CACHED" "$log" || n=$((n + 1)); done
+  echo "$n"
+}
+assert_eq "app edit: verify ran as ONE container (all commands and the health check)" "1" "$(verify_vertices app-change)"
+assert_contains "app edit: each check reported on its own line" "$(log_of app-change)" "kiln-verify: [2] 0: python -c 'import arq"
+
+# 1. A failing apt step, with verify commands in the spec: the apt step and its line.
+sed 's/^  runtime: \[libpq5, libjpeg62-turbo\]$/  runtime: [libpq5, kiln-no-such-package]/' "$SPEC" >"$SPECDIR/badapt.yaml"
+line=$(grep -n 'kiln-no-such-package' "$SPECDIR/badapt.yaml" | cut -d: -f1)
+if dbuild bad-apt -f "$SPECDIR/badapt.yaml" --target minimal "${ARGS[@]}" "$CTX"; then
+  fail "a failing apt step must fail the build"
+else
+  assert_contains "the final error line names the apt step and its spec line" "$(last_line bad-apt)" "badapt.yaml:$line: step \`apt runtime: libpq5 kiln-no-such-package\` failed: exit code"
+  assert_not_contains "an apt failure is not blamed on verify" "$(log_of bad-apt)" "verify command"
+fi
+
+# 2. Warnings on Docker 20.10 (no Warn RPC): a vertex named after each warning.
+sed 's/^user: .*$/user: root/' "$SPEC" >"$SPECDIR/rootwarn.yaml"
+line=$(grep -n '^user: root' "$SPECDIR/rootwarn.yaml" | cut -d: -f1)
+if dbuild warnings -f "$SPECDIR/rootwarn.yaml" --target minimal -t kiln-e2e/warn:root --build-arg NOT_DECLARED=1 "${ARGS[@]}" "$CTX"; then
+  log=$(log_of warnings)
+  assert_contains "the root warning is in the build output, with its line" "$log" "WARNING KilnRootUser: the image runs as root (rootwarn.yaml:$line:7"
+  assert_contains "an undeclared --build-arg is warned about" "$log" "WARNING KilnUndeclaredBuildArg: build arg \`NOT_DECLARED\` is not declared"
+else
+  fail "a spec with warnings builds: $(tail -n 15 "$E2E_WORK/logs/warnings.log")"
+fi
+
+# 3. Pre-flight: a requirement file that is not in the context, before any step runs.
+sed 's#^  core: \[requirements/core.txt\]$#  core: [requirements/nope.txt]#' "$SPEC" >"$SPECDIR/noreq.yaml"
+line=$(grep -n 'requirements/nope.txt' "$SPECDIR/noreq.yaml" | cut -d: -f1)
+if dbuild no-req -f "$SPECDIR/noreq.yaml" --target minimal "${ARGS[@]}" "$CTX"; then
+  fail "a missing requirement file must fail the build"
+else
+  assert_contains "the missing file is named at its spec line" "$(log_of no-req)" "noreq.yaml:$line:10: error: requirement file \`requirements/nope.txt\` is not in the build context"
+  assert_not_contains "no step ran" "$(log_of no-req)" "apt-get"
+fi
+
+# 4. A missing base image names python.base and its line.
+line=$(grep -n '^  base: ' "$SPEC" | cut -d: -f1)
+if dbuild no-base -f "$SPEC" --target minimal --build-arg PYTHON_IMAGE=kiln-local/no-such-image:1 --build-arg PYTHON_VERSION=3.11 --secret "id=pipca,src=$CA" "$CTX"; then
+  fail "a missing base image must fail the build"
+else
+  assert_contains "python.base named with its position" "$(log_of no-base)" "worker.yaml:$line:9: error: the \`python.base\` image \`kiln-local/no-such-image:1\` cannot be used"
+fi
+
+# 5. The Python version check fails at python.version's line.
+line=$(grep -n '^  version: ' "$SPEC" | cut -d: -f1)
+assert_contains "the python version failure names python.version's line" "$(last_line py-version)" "worker.yaml:$line: step \`python: 3.12 check"
+
+# 6. verify: a command past its timeout is killed and named; the health check calling a
+#    program the image lacks fails at the healthcheck line.
+sed -e 's/^verify:$/verify:\n  - {run: "sleep 600", timeout: 3s}/' -e 's/^  cmd: \[python, -m, app.health\]$/  cmd: [curl, -f, http:\/\/localhost:8000\/]/' "$SPEC" >"$SPECDIR/verifyfail.yaml"
+tline=$(grep -n 'sleep 600' "$SPECDIR/verifyfail.yaml" | cut -d: -f1)
+started=$(date +%s)
+if dbuild verify-fail -f "$SPECDIR/verifyfail.yaml" --target minimal "${ARGS[@]}" "$CTX"; then
+  fail "a verify timeout and a failing health check must fail the build"
+else
+  log=$(log_of verify-fail)
+  assert_contains "the timeout is named at its line" "$log" "verifyfail.yaml:$tline:11: verify command \`sleep 600\` failed on the minimal image: it did not finish within 3 s"
+  assert_contains "the health check without curl fails" "$log" "the health check \`curl -f http://localhost:8000/\` failed on the minimal image: exit code 127 (command not found in the image)"
+  assert_eq "the timeout did not hang the build" "yes" "$([ $(($(date +%s) - started)) -lt 300 ] && echo yes || echo no)"
+fi
 
 finish

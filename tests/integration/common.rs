@@ -14,7 +14,7 @@ use prost::Message;
 pub use kiln::frontend::opts::Options;
 pub use kiln::llb::pb;
 pub use kiln::plan::Compiled as Built;
-pub use kiln::plan::{AptRole, AptStep, Plan, StageKind};
+pub use kiln::plan::{AptRole, AptStep, CheckKind, Plan, StageKind};
 pub use kiln::spec::{Installer, Loaded, Spec};
 
 /// The repository root: the tests' working directory for the binary and spec paths.

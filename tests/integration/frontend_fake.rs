@@ -5,11 +5,14 @@ use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
+use bollard_buildkit_proto::google::protobuf::Any as RpcAny;
+use bollard_buildkit_proto::google::rpc::Status as Rpc;
 use bollard_buildkit_proto::moby::buildkit::v1::apicaps::ApiCap;
 use bollard_buildkit_proto::moby::buildkit::v1::frontend::{
     self as gw,
     llb_bridge_server::{LlbBridge, LlbBridgeServer},
 };
+use serde::Deserialize;
 use tonic::{Request, Response, Status};
 
 use crate::common::{
@@ -37,10 +40,84 @@ struct State {
     ping_delay: Option<std::time::Duration>,
     /// Solve never answers (the engine or its connection is gone mid-solve).
     hang_solve: bool,
+    /// Failed solves carry BuildKit's typed details (`errdefs.Vertex` naming the op) and
+    /// a newer engine's message; otherwise BuildKit 0.8's bare `executor failed running`.
+    errdefs_details: bool,
+    /// ... naming the failed vertex only by a digest kiln does not know (Docker 28
+    /// normalises ops before solving), so the Go-quoted command must identify it.
+    unknown_vertex_only: bool,
+    warnings: Vec<gw::WarnRequest>,
+    /// The verify exec, played: a check whose command contains the needle ends with that
+    /// status (`1`, `timeout`...), every other one with 0.
+    verify_outcomes: Vec<(String, String)>,
+    /// Each verify solve's results file, by ref id.
+    verify_results: HashMap<String, String>,
+    /// StatFile says these do not exist; ReadDir says these directories are empty.
+    missing_paths: Vec<String>,
+    empty_dirs: Vec<String>,
+    /// ResolveImageConfig fails (no such image).
+    no_base_image: bool,
 }
 
 #[derive(Clone)]
 struct Fake(Arc<Mutex<State>>);
+
+/// The results file a verify exec in `def` would write: one `<i> <status>` line per
+/// `check <i> <timeout> <command>` line of its script.
+fn play_verify(def: &pb::Definition, outcomes: &[(String, String)]) -> Option<String> {
+    let script = ops(def).iter().find_map(|o| match &o.op {
+        Some(pb::op::Op::Exec(e)) => {
+            let args = &e.meta.as_ref()?.args;
+            args.get(2).filter(|s| s.contains("kiln-verify")).cloned()
+        }
+        _ => None,
+    })?;
+    let mut out = String::new();
+    for line in script.lines().filter(|l| l.starts_with("check ")) {
+        let mut parts = line.splitn(4, ' ');
+        let (_, i, _, command) = (parts.next(), parts.next()?, parts.next(), parts.next()?);
+        let status = outcomes
+            .iter()
+            .find(|(needle, _)| command.contains(needle.as_str()))
+            .map(|(_, s)| s.as_str())
+            .unwrap_or("0");
+        out.push_str(&format!("{i} {status}\n"));
+    }
+    Some(out)
+}
+
+fn digest_of(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes)))
+}
+
+/// How an engine reports a failed exec: BuildKit >= 0.10 quotes the command Go-style and
+/// attaches `errdefs.Vertex` (JSON under its typeurl); 0.8 prints the args in brackets.
+fn engine_failure(digest: &str, args: &str, details: bool) -> Status {
+    if !details {
+        return Status::unknown(format!("executor failed running [{args}]: exit code: 100"));
+    }
+    let status = Rpc {
+        code: tonic::Code::Unknown as i32,
+        message: format!("process {args:?} did not complete successfully: exit code: 100"),
+        details: vec![
+            RpcAny {
+                type_url: "github.com/moby/buildkit/errdefs.Vertex+json".into(),
+                value: format!(r#"{{"digest":"{digest}"}}"#).into_bytes(),
+            },
+            // Docker 28 names the vertex by its own (normalised) digest, unknown to kiln.
+            RpcAny {
+                type_url: "github.com/moby/buildkit/errdefs.Vertex+json".into(),
+                value: br#"{"digest":"sha256:ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff"}"#.to_vec(),
+            },
+        ],
+    };
+    Status::with_details(
+        tonic::Code::Unknown,
+        status.message.clone(),
+        prost::Message::encode_to_vec(&status).into(),
+    )
+}
 
 type ExecStream = Pin<Box<dyn tokio_stream::Stream<Item = Result<gw::ExecMessage, Status>> + Send>>;
 
@@ -96,17 +173,35 @@ impl LlbBridge for Fake {
         }
         let mut s = self.0.lock().unwrap();
         for needle in &s.fail_solves_containing {
-            let runs_it = req.definition.as_ref().is_some_and(|d| {
-                ops(d).iter().any(|o| matches!(&o.op, Some(pb::op::Op::Exec(e)) if e.meta.as_ref().unwrap().args.join(" ").contains(needle.as_str())))
+            let failing = req.definition.as_ref().and_then(|d| {
+                d.def.iter().find_map(|bytes| {
+                    let op = <pb::Op as prost::Message>::decode(bytes.as_slice()).ok()?;
+                    let Some(pb::op::Op::Exec(e)) = &op.op else {
+                        return None;
+                    };
+                    let args = e.meta.as_ref()?.args.join(" ");
+                    args.contains(needle.as_str())
+                        .then(|| (digest_of(bytes), args))
+                })
             });
-            if runs_it {
-                return Err(Status::unknown(format!(
-                    "process \"/bin/sh -c {needle}\" did not complete successfully: exit code: 1"
-                )));
+            if let Some((digest, args)) = failing {
+                let digest = if s.unknown_vertex_only {
+                    "sha256:eeee".to_string()
+                } else {
+                    digest
+                };
+                return Err(engine_failure(&digest, &args, s.errdefs_details));
             }
         }
+        let results = req
+            .definition
+            .as_ref()
+            .and_then(|d| play_verify(d, &s.verify_outcomes));
         s.solves.push(req);
         let id = format!("ref-{}", s.solves.len());
+        if let Some(r) = results {
+            s.verify_results.insert(id.clone(), r);
+        }
         Ok(Response::new(gw::SolveResponse {
             r#ref: String::new(),
             result: Some(gw::Result {
@@ -120,6 +215,14 @@ impl LlbBridge for Fake {
         r: Request<gw::ReadFileRequest>,
     ) -> Result<Response<gw::ReadFileResponse>, Status> {
         let s = self.0.lock().unwrap();
+        if r.get_ref().file_path == "/tmp/kiln-verify/results" {
+            return match s.verify_results.get(&r.get_ref().r#ref) {
+                Some(t) => Ok(Response::new(gw::ReadFileResponse {
+                    data: t.clone().into_bytes(),
+                })),
+                None => Err(Status::not_found("no verify results in that ref")),
+            };
+        }
         match s.files.get(&r.get_ref().file_path) {
             Some(d) => Ok(Response::new(gw::ReadFileResponse { data: d.clone() })),
             None => Err(Status::not_found(format!(
@@ -133,6 +236,11 @@ impl LlbBridge for Fake {
         r: Request<gw::ResolveImageConfigRequest>,
     ) -> Result<Response<gw::ResolveImageConfigResponse>, Status> {
         assert_eq!(r.get_ref().r#ref, "docker.io/library/python:3.12-slim");
+        if self.0.lock().unwrap().no_base_image {
+            return Err(Status::unknown(
+                "docker.io/library/python:3.12-slim: not found",
+            ));
+        }
         let config = br#"{"architecture":"amd64","os":"linux","config":{"Env":["PATH=/usr/local/bin:/usr/bin:/bin","PYTHON_VERSION=3.12.8"],"Cmd":["python3"]},"rootfs":{"type":"layers","diff_ids":[]}}"#;
         Ok(Response::new(gw::ResolveImageConfigResponse {
             digest: DIGEST.into(),
@@ -142,9 +250,18 @@ impl LlbBridge for Fake {
     }
     async fn stat_file(
         &self,
-        _: Request<gw::StatFileRequest>,
+        r: Request<gw::StatFileRequest>,
     ) -> Result<Response<gw::StatFileResponse>, Status> {
-        self.0.lock().unwrap().stats += 1;
+        let mut s = self.0.lock().unwrap();
+        let path = &r.get_ref().path;
+        if s.missing_paths.contains(path) {
+            return Err(Status::not_found(format!(
+                "stat {path}: no such file or directory"
+            )));
+        }
+        if path == "." {
+            s.stats += 1;
+        }
         Ok(Response::new(gw::StatFileResponse { stat: None }))
     }
     async fn r#return(
@@ -162,9 +279,15 @@ impl LlbBridge for Fake {
     }
     async fn read_dir(
         &self,
-        _: Request<gw::ReadDirRequest>,
+        r: Request<gw::ReadDirRequest>,
     ) -> Result<Response<gw::ReadDirResponse>, Status> {
-        Err(Status::unimplemented("fake"))
+        let s = self.0.lock().unwrap();
+        let entries = if s.empty_dirs.contains(&r.get_ref().dir_path) {
+            vec![]
+        } else {
+            vec![Default::default()]
+        };
+        Ok(Response::new(gw::ReadDirResponse { entries }))
     }
     async fn evaluate(
         &self,
@@ -217,8 +340,9 @@ impl LlbBridge for Fake {
     }
     async fn warn(
         &self,
-        _: Request<gw::WarnRequest>,
+        r: Request<gw::WarnRequest>,
     ) -> Result<Response<gw::WarnResponse>, Status> {
+        self.0.lock().unwrap().warnings.push(r.into_inner());
         Ok(Response::new(gw::WarnResponse {}))
     }
 }
@@ -245,6 +369,7 @@ const MODERN_LLB: &[&str] = &[
     "mergeop",
 ];
 const MODERN_FRONTEND: &[&str] = &[
+    "readdir",
     "solve.base",
     "resolveimage",
     "readfile",
@@ -253,6 +378,16 @@ const MODERN_FRONTEND: &[&str] = &[
     "proto.refarray",
     "statfile",
     "gateway.solve.evaluate",
+];
+
+/// BuildKit 0.8 (Docker 20.10): no evaluate, no refarray, no warnings.
+const OLD_FRONTEND: &[&str] = &[
+    "solve.base",
+    "resolveimage",
+    "readfile",
+    "return",
+    "returnmap",
+    "statfile",
 ];
 
 fn fake(llb: &[&'static str], frontend: &[&'static str]) -> Fake {
@@ -332,9 +467,10 @@ async fn builds_the_target_with_a_pinned_base_and_its_config() {
     assert!(matches!(result.result, Some(gw::result::Result::Ref(_))));
 
     let s = f.0.lock().unwrap();
-    // Solves: spec file, .dockerignore, the image, the verify step.
-    assert_eq!(s.solves.len(), 4);
-    let image_ops = ops(s.solves[2].definition.as_ref().unwrap());
+    // Solves: spec file, the context inputs (requirement files, .dockerignore), the app's
+    // pre-flight source, the image, the verify step.
+    assert_eq!(s.solves.len(), 5);
+    let image_ops = ops(s.solves[3].definition.as_ref().unwrap());
     let src = image_ops
         .iter()
         .find_map(|o| match &o.op {
@@ -354,7 +490,8 @@ async fn builds_the_target_with_a_pinned_base_and_its_config() {
             .any(|o| matches!(o.op, Some(pb::op::Op::Merge(_)))),
         "mergeop used when the engine has it"
     );
-    assert!(s.solves[3].evaluate, "verify is evaluated");
+    assert!(s.solves[3].evaluate, "the image is evaluated before verify");
+    assert!(s.solves[4].evaluate, "verify is evaluated");
     assert!(
         s.solves
             .iter()
@@ -388,14 +525,14 @@ async fn old_engine_gets_copies_deprecated_refs_and_statfile_evaluation() {
         Some(gw::result::Result::RefDeprecated(_))
     ));
     let s = f.0.lock().unwrap();
-    let image_ops = ops(s.solves[2].definition.as_ref().unwrap());
+    let image_ops = ops(s.solves[3].definition.as_ref().unwrap());
     assert!(
         !image_ops
             .iter()
             .any(|o| matches!(o.op, Some(pb::op::Op::Merge(_))))
     );
-    assert!(!s.solves[3].evaluate);
-    assert_eq!(s.stats, 1, "verify forced by StatFile");
+    assert!(!s.solves[4].evaluate);
+    assert_eq!(s.stats, 2, "the image, then verify, forced by StatFile");
 }
 
 #[tokio::test]
@@ -414,7 +551,11 @@ async fn a_missing_cap_is_refused_by_name() {
         ),
         "{msg}"
     );
-    assert_eq!(f.0.lock().unwrap().solves.len(), 2, "nothing was built");
+    assert_eq!(
+        f.0.lock().unwrap().solves.len(),
+        3,
+        "spec, context inputs, app pre-flight: nothing was built"
+    );
 }
 
 #[tokio::test]
@@ -427,7 +568,8 @@ async fn spec_errors_come_back_with_file_line_and_column() {
         msg.starts_with("worker.yaml:6:13: error: invalid apt package name `Bad Pkg`"),
         "{msg}"
     );
-    assert_eq!(r.error.unwrap().code, tonic::Code::InvalidArgument as i32);
+    // Unknown: BuildKit prints other codes as a `InvalidArgument: ` prefix at each hop.
+    assert_eq!(r.error.unwrap().code, tonic::Code::Unknown as i32);
 }
 
 #[tokio::test]
@@ -455,54 +597,85 @@ async fn unknown_target_and_missing_spec_are_clear() {
 #[tokio::test]
 async fn a_failing_verify_names_the_spec_line() {
     let f = fake(MODERN_LLB, MODERN_FRONTEND);
-    f.0.lock().unwrap().fail_solves_containing = vec!["import app'".into()];
-    let msg = error_message(&run(&f, opts(&[])).await);
-    assert!(
-        msg.starts_with(
-            "worker.yaml:12:10: verify command `python -c 'import app'` failed on the minimal image"
-        ),
-        "{msg}"
+    f.0.lock().unwrap().verify_outcomes = vec![("import app'".into(), "1".into())];
+    let r = run(&f, opts(&[])).await;
+    let msg = error_message(&r);
+    assert_eq!(
+        msg,
+        "worker.yaml:12:10: verify command `python -c 'import app'` failed on the minimal image: exit code 1; fix the image or the command"
     );
+    let sources = sources_of(&r);
+    assert_eq!(sources.len(), 1);
+    assert_eq!(sources[0].ranges[0].start.line, 12);
 }
 
+/// Issue 10, 6: all checks of one image in ONE exec (one container start), each failing
+/// one still named by its spec line; a timeout says so; the health check is checked too;
+/// per-variant commands come after the spec-wide ones.
 #[tokio::test]
-async fn verify_commands_run_at_once_and_every_failure_is_named() {
+async fn verify_runs_in_one_container_and_every_failure_is_named() {
     let f = fake(MODERN_LLB, MODERN_FRONTEND);
+    spec_with(
+        &f,
+        "verify: [\"python -c 'import app'\"]\n",
+        "verify:\n  - \"true one\"\n  - \"false two\"\n  - {run: \"sleep three\", timeout: 2s}\nverify_timeout: 60s\nhealthcheck: {cmd: [curl, -f, localhost]}\n",
+    );
     {
         let mut s = f.0.lock().unwrap();
-        let spec = SPEC.replace(
-            "verify: [\"python -c 'import app'\"]",
-            "verify:\n  - \"true one\"\n  - \"false two\"\n  - \"false three\"",
-        );
+        let spec = String::from_utf8(s.files["worker.yaml"].clone())
+            .unwrap()
+            .replace(
+                "full: {requirements: [core], env: {FULL: \"1\"}}",
+                "full: {requirements: [core], verify: [\"false four\"]}",
+            );
         s.files.insert("worker.yaml".into(), spec.into_bytes());
-        s.fail_solves_containing = vec!["false two".into(), "false three".into()];
-        s.evaluate_delay = Some(std::time::Duration::from_millis(200));
+        s.verify_outcomes = vec![
+            ("false two".into(), "1".into()),
+            ("sleep three".into(), "timeout".into()),
+            ("curl".into(), "127".into()),
+        ];
     }
-    let msg = error_message(&run(&f, opts(&[])).await);
+    let r = run(&f, opts(&[])).await;
+    let msg = error_message(&r);
     let lines: Vec<&str> = msg.lines().collect();
-    assert_eq!(lines.len(), 2, "{msg}");
-    assert!(
-        lines[0].starts_with(
-            "worker.yaml:14:5: verify command `false two` failed on the minimal image:"
-        ),
-        "{msg}"
-    );
-    assert!(
-        lines[1].starts_with(
-            "worker.yaml:15:5: verify command `false three` failed on the minimal image:"
-        ),
-        "{msg}"
-    );
-    assert!(
-        lines
-            .iter()
-            .all(|l| l.ends_with("; fix the image or the command")),
-        "{msg}"
-    );
+    assert_eq!(lines.len(), 3, "{msg}");
     assert_eq!(
-        f.0.lock().unwrap().max_in_flight,
-        3,
-        "all verify solves in flight at once"
+        lines[0],
+        "worker.yaml:14:5: verify command `false two` failed on the minimal image: exit code 1; fix the image or the command"
+    );
+    assert!(
+        lines[1].starts_with("worker.yaml:15:11: verify command `sleep three` failed on the minimal image: it did not finish within 2 s and was killed"),
+        "{msg}"
+    );
+    assert!(
+        lines[2].starts_with("worker.yaml:17:14: the health check `curl -f localhost` failed on the minimal image: exit code 127 (command not found in the image)"),
+        "{msg}"
+    );
+    assert_eq!(sources_of(&r).len(), 3, "one errdefs.Source per failure");
+    {
+        let s = f.0.lock().unwrap();
+        let verify_solves: Vec<&gw::SolveRequest> = s
+            .solves
+            .iter()
+            .filter(|r| play_verify(r.definition.as_ref().unwrap(), &[]).is_some())
+            .collect();
+        assert_eq!(verify_solves.len(), 1, "one verify solve");
+        let script = play_verify(verify_solves[0].definition.as_ref().unwrap(), &[]).unwrap();
+        assert_eq!(
+            script.lines().count(),
+            4,
+            "three commands and the health check"
+        );
+    }
+
+    // The variant's own command is added after the spec-wide ones.
+    let f2 = fake(MODERN_LLB, MODERN_FRONTEND);
+    f2.0.lock().unwrap().files = f.0.lock().unwrap().files.clone();
+    f2.0.lock().unwrap().verify_outcomes = vec![("false four".into(), "1".into())];
+    let msg = error_message(&run(&f2, opts(&[("target", "full")])).await);
+    assert!(
+        msg.starts_with("worker.yaml:20:41: verify command `false four` failed on the full image"),
+        "{msg}"
     );
 }
 
@@ -526,14 +699,58 @@ async fn several_platforms_return_a_ref_map() {
     assert_eq!(platforms["Platforms"][1]["ID"], "linux/arm64");
 }
 
+/// Issue 10, 7: the platforms of one build are built at once, each step named with its
+/// platform (`[linux/arm64] ...`, merged into `[linux/arm64 image] ...`); one platform
+/// keeps the plain names.
+#[tokio::test]
+async fn several_platforms_build_at_once_with_prefixed_steps() {
+    let names = |f: &Fake| -> Vec<String> {
+        f.0.lock()
+            .unwrap()
+            .solves
+            .iter()
+            .flat_map(|r| r.definition.as_ref().unwrap().metadata.values().cloned())
+            .filter_map(|m| m.description.get("llb.customname").cloned())
+            .collect()
+    };
+    let f = fake(MODERN_LLB, MODERN_FRONTEND);
+    f.0.lock().unwrap().evaluate_delay = Some(std::time::Duration::from_millis(300));
+    let r = run(&f, opts(&[("platform", "linux/amd64,linux/arm64")])).await;
+    assert!(r.error.is_none(), "{}", error_message(&r));
+    assert!(
+        f.0.lock().unwrap().max_in_flight >= 2,
+        "the two platforms' images were solved at the same time"
+    );
+    let all = names(&f);
+    for p in ["linux/amd64", "linux/arm64"] {
+        assert!(
+            all.iter()
+                .any(|n| n == &format!("[{p}] uv install: core (worker.yaml:9)")
+                    || n == &format!("[{p}] pip install: core (worker.yaml:9)")),
+            "{p}: {all:?}"
+        );
+        assert!(
+            all.iter().any(|n| n == &format!("[{p} image] app")),
+            "{p}: {all:?}"
+        );
+    }
+
+    let f = fake(MODERN_LLB, MODERN_FRONTEND);
+    let r = run(&f, opts(&[("platform", "linux/arm64")])).await;
+    assert!(r.error.is_none(), "{}", error_message(&r));
+    let all = names(&f);
+    assert!(all.iter().any(|n| n == "[image] app"), "{all:?}");
+    assert!(!all.iter().any(|n| n.contains("linux/")), "{all:?}");
+}
+
 #[tokio::test]
 async fn subrequests_describe_targets_outline_lint() {
     let f = fake(MODERN_LLB, MODERN_FRONTEND);
     let r = run(&f, opts(&[("requestid", "frontend.targets")])).await;
     let m = r.result.unwrap().metadata;
-    let targets: serde_json::Value = serde_json::from_slice(&m["result.json"]).unwrap();
-    assert_eq!(targets["targets"][0]["name"], "minimal");
-    assert_eq!(targets["targets"][0]["default"], true);
+    let targets: GoTargetList = serde_json::from_slice(&m["result.json"]).unwrap();
+    assert_eq!(targets.targets[0].name, "minimal");
+    assert!(targets.targets[0].default);
     assert!(String::from_utf8_lossy(&m["result.txt"]).contains("minimal (default)"));
 
     let f = fake(MODERN_LLB, MODERN_FRONTEND);
@@ -557,9 +774,9 @@ async fn subrequests_describe_targets_outline_lint() {
         .result
         .unwrap()
         .metadata;
-    let outline: serde_json::Value = serde_json::from_slice(&m["result.json"]).unwrap();
-    assert_eq!(outline["args"][0]["name"], "IMG");
-    assert_eq!(outline["args"][0]["value"], "python:3.12-slim");
+    let outline: GoOutline = serde_json::from_slice(&m["result.json"]).unwrap();
+    assert_eq!(outline.args[0].name, "IMG");
+    assert_eq!(outline.args[0].value, "python:3.12-slim");
 }
 
 #[tokio::test]
@@ -569,8 +786,8 @@ async fn skip_verify_build_arg_leaves_verify_out() {
     assert!(r.error.is_none(), "{}", error_message(&r));
     assert_eq!(
         f.0.lock().unwrap().solves.len(),
-        3,
-        "spec, .dockerignore, image: no verify solve"
+        4,
+        "spec, context inputs, app pre-flight, image: no verify solve"
     );
 }
 
@@ -628,6 +845,477 @@ async fn a_bridge_closing_mid_solve_ends_the_frontend() {
         "{err}"
     );
     assert!(f.0.lock().unwrap().returned.is_none());
+}
+
+// ---- BuildKit's Go types, as its encoding/json decodes what kiln sends ----
+
+/// Go's `[]byte` in JSON: a standard base64 string (or null); anything else is the
+/// error Go gives (`illegal base64 data`, or `cannot unmarshal object into ... []uint8`).
+fn go_bytes<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+    let v = serde_json::Value::deserialize(d)?;
+    let text = match v {
+        serde_json::Value::Null => return Ok(vec![]),
+        serde_json::Value::String(t) => t,
+        other => {
+            return Err(serde::de::Error::custom(format!(
+                "json: cannot unmarshal {other} into Go value of type []uint8"
+            )));
+        }
+    };
+    let val = |c: u8| match c {
+        b'A'..=b'Z' => Some(c - b'A'),
+        b'a'..=b'z' => Some(c - b'a' + 26),
+        b'0'..=b'9' => Some(c - b'0' + 52),
+        b'+' => Some(62),
+        b'/' => Some(63),
+        _ => None,
+    };
+    let body = text.trim_end_matches('=');
+    if text.len() % 4 != 0 || text.len() - body.len() > 2 {
+        return Err(serde::de::Error::custom("illegal base64 data"));
+    }
+    let mut bits = 0u32;
+    let mut n = 0;
+    let mut out = vec![];
+    for c in body.bytes() {
+        let v = val(c).ok_or_else(|| serde::de::Error::custom("illegal base64 data"))?;
+        bits = (bits << 6) | u32::from(v);
+        n += 6;
+        if n >= 8 {
+            n -= 8;
+            out.push((bits >> n) as u8);
+        }
+    }
+    Ok(out)
+}
+
+/// `errdefs.Source` (solver/errdefs/errdefs.proto: `pb.SourceInfo info = 1; repeated
+/// pb.Range ranges = 2`).
+#[derive(Deserialize, Debug)]
+struct GoSource {
+    info: GoSourceInfo,
+    ranges: Vec<GoRange>,
+}
+
+/// `pb.SourceInfo`.
+#[derive(Deserialize, Debug)]
+struct GoSourceInfo {
+    filename: String,
+    #[serde(default, deserialize_with = "go_bytes")]
+    data: Vec<u8>,
+    #[serde(default)]
+    language: String,
+}
+
+#[derive(Deserialize, Debug)]
+struct GoRange {
+    start: GoPosition,
+    #[allow(dead_code)]
+    end: GoPosition,
+}
+
+#[derive(Deserialize, Debug)]
+struct GoPosition {
+    #[serde(default)]
+    line: i32,
+    #[serde(default)]
+    character: i32,
+}
+
+/// `pb.Location`.
+#[derive(Deserialize, Debug)]
+struct GoLocation {
+    #[serde(default, rename = "sourceIndex")]
+    source_index: i32,
+    ranges: Vec<GoRange>,
+}
+
+/// The `errdefs.Source` details of a Return's error, decoded as BuildKit does.
+fn sources_of(r: &gw::ReturnRequest) -> Vec<GoSource> {
+    let details = &r.error.as_ref().expect("an error").details;
+    details
+        .iter()
+        .filter(|d| d.type_url == "github.com/moby/buildkit/errdefs.Source+json")
+        .map(|d| serde_json::from_slice(&d.value).expect("errdefs.Source decodes"))
+        .collect()
+}
+
+fn spec_with(f: &Fake, from: &str, to: &str) {
+    let spec = SPEC.replace(from, to);
+    assert_ne!(spec, SPEC, "{from} is in the spec");
+    f.0.lock()
+        .unwrap()
+        .files
+        .insert("worker.yaml".into(), spec.into_bytes());
+}
+
+/// Issue 10, 1: a failing apt step with a verify list is that step's failure (its name
+/// and spec line), not one verify failure per command; old and new engines alike.
+#[tokio::test]
+async fn a_failing_image_step_names_the_step_not_verify() {
+    for (frontend, details, unknown) in [
+        (MODERN_FRONTEND, true, false),
+        (MODERN_FRONTEND, true, true),
+        (OLD_FRONTEND, false, false),
+    ] {
+        let f = fake(MODERN_LLB, frontend);
+        spec_with(
+            &f,
+            "verify: [\"python -c 'import app'\"]",
+            "verify: [\"true\"]",
+        );
+        {
+            let mut s = f.0.lock().unwrap();
+            s.fail_solves_containing = vec!["libpq5".into()];
+            s.errdefs_details = details;
+            s.unknown_vertex_only = unknown;
+        }
+        let r = run(&f, opts(&[])).await;
+        let msg = error_message(&r);
+        assert_eq!(
+            msg,
+            "worker.yaml:7: step `apt runtime: libpq5` failed: exit code: 100 (its output is in the build log above)"
+        );
+        assert!(!msg.contains("verify"), "{msg}");
+        assert_eq!(msg.matches("failed: ").count(), 1, "named once: {msg}");
+        let sources = sources_of(&r);
+        assert_eq!(sources.len(), 1, "one source position");
+        assert_eq!(sources[0].info.filename, "worker.yaml");
+        assert_eq!(sources[0].ranges[0].start.line, 7);
+        if details {
+            let e = r.error.as_ref().unwrap();
+            assert!(
+                e.details
+                    .iter()
+                    .any(|d| d.type_url.ends_with("errdefs.Vertex+json")),
+                "the engine's own details are passed through"
+            );
+        }
+        let s = f.0.lock().unwrap();
+        assert!(
+            s.solves.iter().all(|r| !ops(r.definition.as_ref().unwrap())
+                .iter()
+                .any(|o| matches!(&o.op, Some(pb::op::Op::Exec(e)) if e.meta.as_ref().unwrap().args.join(" ") == "/bin/sh -c true"))),
+            "no verify solve after a failed image"
+        );
+    }
+}
+
+/// Issue 10, 2: spec errors carry `errdefs.Source` (file, its text, the range) with a
+/// code BuildKit prints without a prefix.
+#[tokio::test]
+async fn spec_errors_carry_buildkit_source_details() {
+    let f = fake(MODERN_LLB, MODERN_FRONTEND);
+    let text = "# syntax=kiln/frontend:dev\nversion: 1\nname: w\npython:\n  base: python:3.12-slim\nsystem:\n  runtime: [\"Bad Pkg\"]\n";
+    f.0.lock()
+        .unwrap()
+        .files
+        .insert("worker.yaml".into(), text.as_bytes().to_vec());
+    let r = run(&f, opts(&[])).await;
+    assert_eq!(r.error.as_ref().unwrap().code, tonic::Code::Unknown as i32);
+    let sources = sources_of(&r);
+    assert_eq!(sources.len(), 1);
+    let s = &sources[0];
+    assert_eq!(s.info.filename, "worker.yaml");
+    assert_eq!(s.info.data, text.as_bytes(), "the spec's text, base64");
+    assert_eq!(s.info.language, "YAML");
+    assert_eq!(
+        (s.ranges[0].start.line, s.ranges[0].start.character),
+        (7, 12)
+    );
+}
+
+/// Issue 10, 4: warnings reach the client: `Warn` (with the spec file and line) where the
+/// engine has `gateway.warnings`, else a vertex named after the warning.
+#[tokio::test]
+async fn warnings_reach_the_user() {
+    let with_warnings = |frontend: &[&'static str]| {
+        let f = fake(MODERN_LLB, frontend);
+        spec_with(&f, "app: {src: [app]}\n", "app: {src: [app]}\nuser: root\n");
+        f
+    };
+    let mut modern = MODERN_FRONTEND.to_vec();
+    modern.push("gateway.warnings");
+    let f = with_warnings(&modern);
+    let r = run(&f, opts(&[("build-arg:NOT_DECLARED", "1")])).await;
+    assert!(r.error.is_none(), "{}", error_message(&r));
+    {
+        let s = f.0.lock().unwrap();
+        let shorts: Vec<String> = s
+            .warnings
+            .iter()
+            .map(|w| String::from_utf8_lossy(&w.short).into_owned())
+            .collect();
+        assert_eq!(shorts.len(), 2, "{shorts:?}");
+        let root = s
+            .warnings
+            .iter()
+            .find(|w| w.short.starts_with(b"KilnRootUser: the image runs as root"))
+            .expect("the root warning");
+        assert_eq!(root.level, 1);
+        assert_eq!(root.info.as_ref().unwrap().filename, "worker.yaml");
+        assert_eq!(root.ranges[0].start.unwrap().line, 11);
+        assert!(!root.detail.is_empty(), "the help goes with it");
+        // Attached to the vertex that loaded the spec, as the Dockerfile frontend does.
+        let spec_load = ops(s.solves[0].definition.as_ref().unwrap());
+        assert!(!spec_load.is_empty());
+        assert!(root.digest.starts_with("sha256:"));
+        assert!(
+            shorts
+                .iter()
+                .any(|w| w.starts_with("KilnUndeclaredBuildArg: build arg `NOT_DECLARED`")),
+            "{shorts:?}"
+        );
+    }
+
+    // Docker 20.10: no Warn; each warning is a vertex of its own in the progress output.
+    let f = with_warnings(OLD_FRONTEND);
+    let r = run(&f, opts(&[("build-arg:NOT_DECLARED", "1")])).await;
+    assert!(r.error.is_none(), "{}", error_message(&r));
+    let s = f.0.lock().unwrap();
+    assert!(s.warnings.is_empty());
+    let names: Vec<String> = s
+        .solves
+        .iter()
+        .flat_map(|r| r.definition.as_ref().unwrap().metadata.values().cloned())
+        .filter_map(|m| m.description.get("llb.customname").cloned())
+        .filter(|n| n.starts_with("WARNING "))
+        .collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    let warning_ops: std::collections::BTreeSet<String> = s
+        .solves
+        .iter()
+        .filter(|r| {
+            r.definition.as_ref().unwrap().metadata.values().any(|m| {
+                m.description
+                    .get("llb.customname")
+                    .is_some_and(|n| n.starts_with("WARNING "))
+            })
+        })
+        .flat_map(|r| r.definition.as_ref().unwrap().metadata.keys().cloned())
+        .collect();
+    assert_eq!(
+        warning_ops.len(),
+        2,
+        "each warning is an op of its own (equal ops would show as one vertex)"
+    );
+    assert!(
+        names.iter().any(|n| n
+            .starts_with("WARNING KilnRootUser: the image runs as root (worker.yaml:11:7; help: ")),
+        "{names:?}"
+    );
+}
+
+/// `[][]byte` in Go's JSON: a list of base64 strings.
+fn go_bytes_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Vec<u8>>, D::Error> {
+    #[derive(Deserialize)]
+    struct One(#[serde(deserialize_with = "go_bytes")] Vec<u8>);
+    let list: Option<Vec<One>> = Option::deserialize(d)?;
+    Ok(list.unwrap_or_default().into_iter().map(|o| o.0).collect())
+}
+
+/// `targets.List` (no JSON tags: Go's field names).
+#[derive(Deserialize, Debug)]
+struct GoTargetList {
+    #[serde(rename = "Targets")]
+    targets: Vec<GoTarget>,
+    #[serde(rename = "Sources", deserialize_with = "go_bytes_list")]
+    sources: Vec<Vec<u8>>,
+}
+
+/// `targets.Target`.
+#[derive(Deserialize, Debug)]
+struct GoTarget {
+    name: String,
+    #[serde(default)]
+    default: bool,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    base: String,
+    #[serde(rename = "Location")]
+    location: Option<GoLocation>,
+}
+
+/// `outline.Outline`.
+#[derive(Deserialize, Debug)]
+struct GoOutline {
+    #[serde(default)]
+    args: Vec<GoArg>,
+    #[serde(default)]
+    secrets: Vec<GoSecret>,
+    #[serde(default, deserialize_with = "go_bytes_list")]
+    sources: Vec<Vec<u8>>,
+}
+
+/// `outline.Arg`.
+#[derive(Deserialize, Debug)]
+struct GoArg {
+    #[serde(rename = "Name")]
+    name: String,
+    #[serde(rename = "Value")]
+    value: String,
+    #[serde(rename = "Location")]
+    location: Option<GoLocation>,
+}
+
+/// `outline.Secret`.
+#[derive(Deserialize, Debug)]
+struct GoSecret {
+    #[serde(rename = "Name")]
+    name: String,
+    #[serde(rename = "Required")]
+    required: bool,
+}
+
+/// `lint.LintResults`.
+#[derive(Deserialize, Debug)]
+struct GoLint {
+    warnings: Vec<GoWarning>,
+    sources: Vec<GoSourceInfo>,
+}
+
+/// `lint.Warning`.
+#[derive(Deserialize, Debug)]
+struct GoWarning {
+    #[serde(rename = "ruleName")]
+    rule_name: String,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    detail: String,
+    location: GoLocation,
+}
+
+async fn subrequest(spec: &[u8], id: &str) -> HashMap<String, Vec<u8>> {
+    let f = fake(MODERN_LLB, MODERN_FRONTEND);
+    f.0.lock()
+        .unwrap()
+        .files
+        .insert("worker.yaml".into(), spec.to_vec());
+    let r = run(
+        &f,
+        opts(&[("requestid", id), ("build-arg:NOT_DECLARED", "1")]),
+    )
+    .await;
+    assert!(r.error.is_none(), "{id}: {}", error_message(&r));
+    r.result.unwrap().metadata
+}
+
+/// Issue 10, 3: `--call targets|outline|check` answers decode into BuildKit's Go types
+/// (`sources` as base64 `[]byte`, lint's as `pb.SourceInfo`), and each lint warning has
+/// its own rule name, a description of the rule and the message as its detail.
+#[tokio::test]
+async fn subrequest_answers_decode_as_buildkit_go_types() {
+    let text = "version: 1\nname: w\nargs: {IMG: python:3.12-slim}\npython:\n  base: ${IMG}\nuser: root\nbuild_secrets: {ca_bundle: pipca}\nrequirements:\n  core: {packages: [arq]}\n  extra: {packages: [rich]}\nvariants:\n  minimal: {requirements: [core]}\n";
+
+    let m = subrequest(text.as_bytes(), "frontend.targets").await;
+    let t: GoTargetList = serde_json::from_slice(&m["result.json"]).expect("targets.List");
+    assert_eq!(t.sources, vec![text.as_bytes().to_vec()]);
+    assert_eq!(t.targets[0].name, "minimal");
+    assert!(t.targets[0].default);
+    assert_eq!(t.targets[0].base, "python:3.12-slim");
+    assert_eq!(t.targets[0].description, "");
+    let loc = t.targets[0].location.as_ref().unwrap();
+    assert_eq!((loc.source_index, loc.ranges[0].start.line), (0, 12));
+
+    let m = subrequest(text.as_bytes(), "frontend.outline").await;
+    let o: GoOutline = serde_json::from_slice(&m["result.json"]).expect("outline.Outline");
+    assert_eq!(o.sources, vec![text.as_bytes().to_vec()]);
+    assert_eq!(
+        (o.args[0].name.as_str(), o.args[0].value.as_str()),
+        ("IMG", "python:3.12-slim")
+    );
+    assert_eq!(o.args[0].location.as_ref().unwrap().ranges[0].start.line, 3);
+    assert_eq!(o.secrets[0].name, "pipca");
+    assert!(!o.secrets[0].required);
+
+    let m = subrequest(text.as_bytes(), "frontend.lint").await;
+    let l: GoLint = serde_json::from_slice(&m["result.json"]).expect("lint.LintResults");
+    assert_eq!(l.sources.len(), 1);
+    assert_eq!(l.sources[0].filename, "worker.yaml");
+    assert_eq!(l.sources[0].data, text.as_bytes());
+    let rules: Vec<&str> = l.warnings.iter().map(|w| w.rule_name.as_str()).collect();
+    assert_eq!(
+        rules,
+        ["KilnUndeclaredBuildArg", "KilnRootUser", "KilnUnusedGroup"],
+        "one rule name per kind of warning"
+    );
+    let root = &l.warnings[1];
+    assert_eq!(root.description, "The image runs as root");
+    assert!(
+        root.detail.starts_with("the image runs as root (help: "),
+        "{}",
+        root.detail
+    );
+    assert_eq!(root.location.ranges[0].start.line, 6);
+    assert_eq!(root.location.ranges[0].start.character, 6);
+    for w in &l.warnings {
+        let r = &w.location.ranges[0];
+        assert!(r.start.line >= 1, "BuildKit's printer reads line - 1");
+        assert!((w.location.source_index as usize) < l.sources.len());
+    }
+    assert_eq!(m["result.statuscode"], b"1");
+}
+
+/// Issue 10, 5: the context files the spec names are checked before any step runs, each
+/// missing one at its spec line; an app.src that .dockerignore empties says so; a base
+/// image that cannot be resolved names `python.base`; the Python version check that
+/// fails in its step names `python.version`.
+#[tokio::test]
+async fn the_context_and_base_are_checked_before_any_step() {
+    let f = fake(MODERN_LLB, MODERN_FRONTEND);
+    {
+        let mut s = f.0.lock().unwrap();
+        s.missing_paths = vec!["req.txt".into()];
+        s.files.remove("req.txt");
+        s.empty_dirs = vec!["app".into()];
+        s.files.insert(".dockerignore".into(), b"app/*\n".to_vec());
+    }
+    let r = run(&f, opts(&[])).await;
+    let msg = error_message(&r);
+    let lines: Vec<&str> = msg.lines().collect();
+    assert_eq!(lines.len(), 2, "{msg}");
+    assert!(
+        lines[0].starts_with(
+            "worker.yaml:9:10: error: requirement file `req.txt` is not in the build context"
+        ),
+        "{msg}"
+    );
+    assert!(
+        lines[1].starts_with("worker.yaml:10:13: error: app.src `app` is empty once .dockerignore and app.exclude are applied"),
+        "{msg}"
+    );
+    assert_eq!(sources_of(&r).len(), 2);
+    {
+        let s = f.0.lock().unwrap();
+        assert!(
+            !s.solves.iter().any(|r| ops(r.definition.as_ref().unwrap())
+                .iter()
+                .any(|o| matches!(o.op, Some(pb::op::Op::Exec(_))))),
+            "no step ran"
+        );
+    }
+
+    let f = fake(MODERN_LLB, MODERN_FRONTEND);
+    f.0.lock().unwrap().no_base_image = true;
+    let r = run(&f, opts(&[])).await;
+    let msg = error_message(&r);
+    assert!(
+        msg.starts_with(
+            "worker.yaml:4:9: error: the `python.base` image `python:3.12-slim` cannot be used: "
+        ),
+        "{msg}"
+    );
+    assert_eq!(sources_of(&r)[0].ranges[0].start.line, 4);
+
+    let f = fake(MODERN_LLB, MODERN_FRONTEND);
+    f.0.lock().unwrap().fail_solves_containing = vec!["spec wants".into()];
+    let msg = error_message(&run(&f, opts(&[])).await);
+    assert!(
+        msg.starts_with("worker.yaml:5: step `python: 3.12 check, venv /opt/venv` failed: "),
+        "{msg}"
+    );
 }
 
 /// The context's `.dockerignore` is read with the other inputs and leaves its patterns

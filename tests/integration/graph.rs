@@ -5,8 +5,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use prost::Message;
 
 use crate::common::{
-    AptRole, AptStep, Graph, ROOT, StageKind, TEST_CA_PEM, build, definition, exec_script, graph,
-    image_config, images_in_one_definition, kiln_command, load, ops, pb, pem_fragments, plan, spec,
+    AptRole, AptStep, CheckKind, Graph, ROOT, StageKind, TEST_CA_PEM, build, definition,
+    exec_script, graph, image_config, images_in_one_definition, kiln_command, load, ops, pb,
+    pem_fragments, plan, spec,
 };
 
 /// The ops whose filesystem becomes the image: follow root mounts and file-op bases
@@ -485,42 +486,66 @@ fn image_config_carries_base_and_spec() {
     assert_eq!(c["StopSignal"], "SIGTERM");
 }
 
+/// Issue 10, 6: every check (the verify commands in spec order, then the health check)
+/// runs in one exec, standing on the image itself, as the image's user and workdir.
 #[test]
-fn verify_steps_follow_the_image_in_spec_order() {
+fn verify_runs_every_check_in_one_container_on_the_image() {
     let built = build(&spec("specs/worker.yaml"), "minimal", false);
-    let cmds: Vec<&str> = built.verify.iter().map(|(c, _)| c.v.as_str()).collect();
+    let run = built.verify.as_ref().expect("worker.yaml verifies");
+    let cmds: Vec<&str> = run.checks.iter().map(|c| c.v.command.as_str()).collect();
+    // The health check is `python -m app.health`, which the first command already runs.
     assert_eq!(
         cmds,
         [
             "python -m app.health",
-            "python -c 'import arq, fastapi, psycopg2, PIL, mcp'"
+            "python -c 'import arq, fastapi, psycopg2, PIL, mcp'",
         ]
     );
-    let g = graph(&built.verify[0].1);
+    assert!(run.checks.iter().all(|c| c.v.timeout_s == 300));
+    // A different probe is checked too, last, with its own timeout.
+    let other = load(
+        "t.yaml",
+        "version: 1\nname: w\npython: {base: python:3}\nverify: [\"true\"]\n\
+         healthcheck: {cmd: [curl, -f, \"http://localhost/\"], timeout: 5s}\n",
+    )
+    .unwrap()
+    .spec;
+    let built_other = build(&other, "default", false);
+    let checks = &built_other.verify.as_ref().unwrap().checks;
+    assert_eq!(checks.len(), 2);
+    assert_eq!(checks[1].v.kind, CheckKind::Healthcheck);
+    assert_eq!(checks[1].v.command, "curl -f http://localhost/");
+    assert_eq!(checks[1].v.timeout_s, 5);
+    assert_eq!(checks[1].loc.line, 5);
+    let g = graph(&run.def);
     let Some(pb::op::Op::Exec(e)) = &g.ops[&g.root].op else {
         panic!()
     };
     let meta = e.meta.as_ref().unwrap();
     assert_eq!(meta.user, "10001:10001");
     assert_eq!(meta.cwd, "/app");
+    let script = &meta.args[2];
+    assert_eq!(script.matches("\ncheck ").count(), 2, "{script}");
+    let image = graph(&built.def).root;
+    let verify = &g.ops[&g.root];
+    assert_eq!(verify.inputs.len(), 1);
+    assert_eq!(verify.inputs[0].digest, image, "verify runs on the image");
+    assert_eq!(
+        g.ops
+            .values()
+            .filter(|o| matches!(o.op, Some(pb::op::Op::Exec(_))))
+            .count(),
+        g_execs(&built.def) + 1,
+        "one exec more than the image: all checks in one container"
+    );
 }
 
-#[test]
-fn each_verify_step_stands_on_the_image_alone() {
-    // Not chained: the frontend solves them at once, and one failing names only itself.
-    let built = build(&spec("specs/worker.yaml"), "minimal", false);
-    let image = graph(&built.def).root;
-    assert_eq!(built.verify.len(), 2);
-    for (cmd, def) in &built.verify {
-        let g = graph(def);
-        let verify = &g.ops[&g.root];
-        assert_eq!(verify.inputs.len(), 1, "{}", cmd.v);
-        assert_eq!(
-            verify.inputs[0].digest, image,
-            "{} runs on the image",
-            cmd.v
-        );
-    }
+fn g_execs(def: &pb::Definition) -> usize {
+    graph(def)
+        .ops
+        .values()
+        .filter(|o| matches!(o.op, Some(pb::op::Op::Exec(_))))
+        .count()
 }
 
 #[test]

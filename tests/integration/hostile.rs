@@ -150,3 +150,88 @@ fn cli_check_graph_schema() {
     assert_eq!(bad_target.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad_target.stderr).contains("unknown target `gpu`"));
 }
+
+/// Issue 10, 4: `check`, `llb` and `graph` take --build-arg, so they warn about one the
+/// spec does not declare, as the frontend does (warnings alone keep exit 0).
+#[test]
+fn cli_warns_about_undeclared_build_args() {
+    for cmd in ["check", "llb", "graph"] {
+        let out = kiln(&[cmd, "specs/worker.yaml", "--build-arg", "NOT_DECLARED=1"]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{cmd}: {stderr}");
+        assert!(
+            stderr.contains(
+                "warning[KilnUndeclaredBuildArg]: build arg `NOT_DECLARED` is not declared under `args:`"
+            ),
+            "{cmd}: {stderr}"
+        );
+        let declared = kiln(&[
+            cmd,
+            "specs/worker.yaml",
+            "--build-arg",
+            "PYTHON_VERSION=3.11",
+        ]);
+        assert!(
+            !String::from_utf8_lossy(&declared.stderr).contains("warning"),
+            "{cmd}"
+        );
+    }
+}
+
+/// Issue 10, 5: `kiln check --context DIR` checks the context offline: requirement files
+/// and constraints must be there, app.src must survive .dockerignore and app.exclude.
+#[test]
+fn cli_check_context_finds_missing_and_emptied_paths() {
+    let ok = kiln(&["check", "specs/worker.yaml", "--context", "examples/worker"]);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let dir = std::env::temp_dir().join(format!("kiln-ctx-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("app")).unwrap();
+    std::fs::write(dir.join("app/NOTES.md"), "x").unwrap();
+    std::fs::write(dir.join("app/x.pyc"), "x").unwrap();
+    std::fs::write(dir.join(".dockerignore"), "**/*.md\n").unwrap();
+    std::fs::write(dir.join("core.txt"), "arq\n").unwrap();
+    let spec = dir.join("s.yaml");
+    std::fs::write(
+        &spec,
+        "version: 1\nname: w\npython: {base: python:3.12-slim, installer: uv}\n\
+         requirements:\n  core: [core.txt, extra.txt]\n\
+         pip: {constraints: c.txt}\n\
+         app: {src: [app, lib], exclude: [\"app/*.pyc\"]}\n",
+    )
+    .unwrap();
+    let out = kiln(&[
+        "check",
+        spec.to_str().unwrap(),
+        "--context",
+        dir.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    for (message, at) in [
+        (
+            "requirement file `extra.txt` is not in the build context",
+            "s.yaml:5:20",
+        ),
+        (
+            "constraints file `c.txt` is not in the build context",
+            "s.yaml:6:20",
+        ),
+        (
+            "app.src `app` is empty once .dockerignore and app.exclude are applied",
+            "s.yaml:7:13",
+        ),
+        (
+            "app.src path `lib` is not in the build context",
+            "s.yaml:7:18",
+        ),
+    ] {
+        assert!(stderr.contains(message), "{message}: {stderr}");
+        assert!(stderr.contains(at), "{at}: {stderr}");
+    }
+    assert!(!stderr.contains("`core.txt`"), "{stderr}");
+    std::fs::remove_dir_all(&dir).ok();
+}

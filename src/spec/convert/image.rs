@@ -180,12 +180,17 @@ impl Cx {
             .get("retries")
             .and_then(|n| self.int(n, "healthcheck.retries", HEALTHCHECK_RETRIES))
             .unwrap_or(HEALTHCHECK_RETRIES.default as u32);
+        let verify = f
+            .get("verify")
+            .and_then(|n| self.bool(n, "healthcheck.verify"))
+            .unwrap_or(DEFAULT_HEALTHCHECK_VERIFY);
         Some(Healthcheck {
             test,
             interval_ns,
             timeout_ns,
             start_period_ns,
             retries,
+            verify,
             loc: node.loc,
         })
     }
@@ -304,5 +309,101 @@ impl Cx {
                 None
             }
         }
+    }
+}
+
+impl Cx {
+    /// `verify_timeout` in whole seconds (rounded up); the default when absent or wrong.
+    pub(super) fn verify_timeout(&mut self, node: Option<&Node>, what: &str) -> Option<u32> {
+        let s = self.text(node?, what)?;
+        let ns = match validate::duration_ns(&s.v) {
+            Ok(ns) => ns,
+            Err(why) => {
+                self.err(
+                    s.loc,
+                    format!("invalid {what} `{}`: {why}", s.v),
+                    "write a duration such as 300s, 5m or 90s",
+                );
+                return None;
+            }
+        };
+        let secs = ns.div_ceil(1_000_000_000);
+        if secs == 0 || secs > MAX_VERIFY_TIMEOUT_S {
+            self.err(
+                s.loc,
+                format!("{what} `{}` is out of range", s.v),
+                format!("give between 1s and {}h", MAX_VERIFY_TIMEOUT_S / 3600),
+            );
+            return None;
+        }
+        Some(secs as u32)
+    }
+
+    /// A `verify` list: each entry a command string, or `{run: ..., timeout: ...}`.
+    pub(super) fn verify_list(
+        &mut self,
+        node: &Node,
+        what: &str,
+        default_timeout: u32,
+    ) -> Vec<S<VerifyCommand>> {
+        let Value::Seq(items) = &node.value else {
+            if !matches!(node.value, Value::Null) {
+                self.err(
+                    node.loc,
+                    format!("{what} must be a list, found {}", node.type_name()),
+                    format!("write {what} as a list of commands: [\"python -m app.health\"]"),
+                );
+            }
+            return vec![];
+        };
+        let mut out = vec![];
+        for item in items {
+            if let Value::Map(_) = &item.value {
+                let f = self.fields(item, &format!("an entry of {what}"), VERIFY_KEYS);
+                let Some(run) = f.get("run") else {
+                    self.err(
+                        item.loc,
+                        format!("an entry of {what} has no `run`"),
+                        "write `{run: \"python -m app.health\", timeout: 60s}`",
+                    );
+                    continue;
+                };
+                let Some(run) = self.verify_command(run, what) else {
+                    continue;
+                };
+                let timeout = self
+                    .verify_timeout(f.get("timeout"), &format!("{what} timeout"))
+                    .unwrap_or(default_timeout);
+                out.push(S::new(
+                    VerifyCommand {
+                        run: run.v,
+                        timeout_s: timeout,
+                    },
+                    run.loc,
+                ));
+            } else if let Some(run) = self.verify_command(item, what) {
+                out.push(S::new(
+                    VerifyCommand {
+                        run: run.v,
+                        timeout_s: default_timeout,
+                    },
+                    run.loc,
+                ));
+            }
+        }
+        out
+    }
+
+    fn verify_command(&mut self, node: &Node, what: &str) -> Option<S<String>> {
+        let run = self.text(node, &format!("an entry of {what}"))?;
+        if run.v.trim().is_empty() {
+            self.err(
+                run.loc,
+                format!("empty command in {what}"),
+                "give a shell command, e.g. python -m app.health",
+            );
+            return None;
+        }
+        Some(run)
     }
 }

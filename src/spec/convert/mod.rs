@@ -47,8 +47,14 @@ impl Cx {
         }
     }
 
-    pub(crate) fn warn(&mut self, loc: Loc, msg: impl Into<String>, help: impl Into<String>) {
-        self.diags.push(Diagnostic::warning(loc, msg, help));
+    pub(crate) fn warn(
+        &mut self,
+        code: &'static str,
+        loc: Loc,
+        msg: impl Into<String>,
+        help: impl Into<String>,
+    ) {
+        self.diags.push(Diagnostic::warning(code, loc, msg, help));
     }
 
     /// A mapping with the keys in `allowed`; each other key is reported with a suggestion.
@@ -341,6 +347,7 @@ impl Cx {
     fn usage_warnings(&mut self, user: &User, groups: &[Group], variants: &[Variant]) {
         if user.is_root() {
             self.warn(
+                "KilnRootUser",
                 user.loc,
                 "the image runs as root",
                 "remove `user: root` to run as the non-root uid 10001",
@@ -353,6 +360,7 @@ impl Cx {
                 .any(|v| v.groups.iter().any(|n| n.v == g.name.v))
             {
                 self.warn(
+                    "KilnUnusedGroup",
                     g.name.loc,
                     format!(
                         "requirement group `{}` is not used by any variant",
@@ -380,12 +388,19 @@ impl Cx {
         let healthcheck = top.get("healthcheck").and_then(|h| self.healthcheck(h));
         let ports = top.get("ports").map(|p| self.ports(p)).unwrap_or_default();
         let stop_signal = top.get("stop_signal").and_then(|s| self.stop_signal(s));
+        let verify_timeout = self
+            .verify_timeout(top.get("verify_timeout"), "verify_timeout")
+            .unwrap_or_else(|| {
+                let ns = validate::duration_ns(DEFAULT_VERIFY_TIMEOUT).expect("a duration");
+                (ns / 1_000_000_000) as u32
+            });
         let verify = top
             .get("verify")
-            .map(|v| self.list(v, "verify"))
+            .map(|v| self.verify_list(v, "verify", verify_timeout))
             .unwrap_or_default();
         let secrets = self.secrets(top.get("build_secrets"));
-        let (variants, default_variant) = self.variants(doc, top, &groups);
+        let (variants, default_variant) =
+            self.variants(doc, top, &groups, (&verify, verify_timeout));
 
         self.usage_warnings(&user, &groups, &variants);
         Some(Spec {

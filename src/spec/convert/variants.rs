@@ -27,6 +27,9 @@ struct Shared {
     system: System,
     env: BTreeMap<String, S<String>>,
     labels: BTreeMap<String, S<String>>,
+    /// The spec-wide verify commands and the default timeout for a variant's own.
+    verify: Vec<S<VerifyCommand>>,
+    verify_timeout: u32,
 }
 
 impl Cx {
@@ -36,6 +39,7 @@ impl Cx {
         doc: &Node,
         top: Fields,
         groups: &[Group],
+        (verify, verify_timeout): (&[S<VerifyCommand>], u32),
     ) -> (Vec<Variant>, String) {
         let shared = Shared {
             python: top
@@ -58,6 +62,8 @@ impl Cx {
                 .get("labels")
                 .map(|l| self.string_map(l, "labels"))
                 .unwrap_or_default(),
+            verify: verify.to_vec(),
+            verify_timeout,
         };
         let nodes = self.variant_nodes(doc, top);
         let mut variants = Vec::new();
@@ -168,6 +174,15 @@ impl Cx {
             Some(r) => self.group_names(r, name, groups),
             None => groups.iter().map(|g| g.name.clone()).collect(),
         };
+        // Additive: the spec-wide commands run first, then the variant's own.
+        let mut verify = shared.verify.clone();
+        if let Some(v) = f.get("verify") {
+            verify.extend(self.verify_list(
+                v,
+                &format!("variants.{name}.verify"),
+                shared.verify_timeout,
+            ));
+        }
         let description = f
             .get("description")
             .and_then(|d| self.text(d, "description"))
@@ -183,6 +198,7 @@ impl Cx {
             pip,
             env: env.into_iter().map(|(k, v)| (k, v.v)).collect(),
             labels: labels.into_iter().map(|(k, v)| (k, v.v)).collect(),
+            verify,
         })
     }
 
@@ -192,10 +208,11 @@ impl Cx {
         // uv's index strategy has no pip counterpart: say so once, where it is written.
         let mut reported = std::collections::BTreeSet::new();
         for v in variants {
-            if let Some(s) = &v.pip.index_strategy {
-                if v.python.installer == Installer::Pip && reported.insert(s.loc) {
-                    self.err(s.loc, format!("pip.index_strategy is uv's, and variant `{}` uses installer pip", v.name.v), "set `python.installer: uv`, or remove index_strategy (pip takes the best match across indexes)");
-                }
+            if let Some(s) = &v.pip.index_strategy
+                && v.python.installer == Installer::Pip
+                && reported.insert(s.loc)
+            {
+                self.err(s.loc, format!("pip.index_strategy is uv's, and variant `{}` uses installer pip", v.name.v), "set `python.installer: uv`, or remove index_strategy (pip takes the best match across indexes)");
             }
         }
         for g in groups {
