@@ -34,6 +34,24 @@ fn check(dir: &Path) -> (bool, String) {
     )
 }
 
+/// `kiln llb` of the context's spec, reading the context: the definition.
+fn llb_with_context(dir: &Path) -> kiln::llb::pb::Definition {
+    let out = kiln(&[
+        "llb",
+        dir.join("spec.yaml").to_str().unwrap(),
+        "--context",
+        dir.to_str().unwrap(),
+        "--platform",
+        "linux/amd64",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    prost::Message::decode(out.stdout.as_slice()).unwrap()
+}
+
 const SPEC: &str =
     "version: 1\nname: w\npython: {base: python:3}\nrequirements:\n  core: [req/core.txt]\n";
 
@@ -102,20 +120,7 @@ fn every_file_an_install_reads_is_mounted_and_nothing_else() {
             ("other.txt", "x\n"),
         ],
     );
-    let out = kiln(&[
-        "llb",
-        dir.join("spec.yaml").to_str().unwrap(),
-        "--context",
-        dir.to_str().unwrap(),
-        "--platform",
-        "linux/amd64",
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let def: kiln::llb::pb::Definition = prost::Message::decode(out.stdout.as_slice()).unwrap();
+    let def = llb_with_context(&dir);
     let g = graph(&def);
     let includes: Vec<String> = g
         .ops
@@ -157,20 +162,7 @@ fn a_hashed_file_makes_uv_require_hashes_as_pip_does() {
             ("loose.txt", "-r pinned.txt\n"),
         ],
     );
-    let out = kiln(&[
-        "llb",
-        dir.join("spec.yaml").to_str().unwrap(),
-        "--context",
-        dir.to_str().unwrap(),
-        "--platform",
-        "linux/amd64",
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let def: kiln::llb::pb::Definition = prost::Message::decode(out.stdout.as_slice()).unwrap();
+    let def = llb_with_context(&dir);
     let scripts: Vec<String> = graph(&def)
         .ops
         .values()
