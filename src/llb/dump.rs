@@ -278,6 +278,8 @@ fn build(b: &pb::BuildOp) -> Value {
     })
 }
 
+/// One arm per file action kind, each writing every field, so the dump stays lossless:
+/// long, and read one arm at a time.
 fn file_action(a: &pb::FileAction) -> Value {
     use pb::file_action::Action;
     let pb::FileAction {

@@ -139,6 +139,11 @@ pub fn lower(plan: &Plan, opts: &LowerOpts) -> Lowered {
         };
         states.push(state);
     }
+    by_target(plan, &states, &configs)
+}
+
+/// Each target's image, config and verify step, from the lowered stages.
+fn by_target(plan: &Plan, states: &[State], configs: &BTreeMap<StageId, Value>) -> Lowered {
     let mut lowered = Lowered {
         images: BTreeMap::new(),
         verify: BTreeMap::new(),
@@ -437,74 +442,14 @@ fn index_args(pip: &PipOptions) -> Vec<String> {
 /// The shell command that installs `source` into the venv (files as mounted at
 /// `REQ_MOUNT`), and its cache mount.
 fn install_command(source: &GroupSource, step: &InstallStep) -> (String, Mount) {
-    let Toolchain {
-        installer, venv, ..
-    } = &step.toolchain;
+    let venv = &step.toolchain.venv;
     let python = format!("{venv}/bin/python");
-    let pip = &step.pip;
     let in_mount = |path: &str| match path {
         "" => REQ_MOUNT.to_string(),
         p => format!("{REQ_MOUNT}/{p}"),
     };
     match source {
-        GroupSource::Requirements {
-            files,
-            packages,
-            constraints,
-            require_hashes,
-            ..
-        } => {
-            let mut args = index_args(pip);
-            if *require_hashes {
-                args.push("--require-hashes".into());
-            }
-            if let Some(c) = constraints {
-                args.extend(["-c".into(), in_mount(c)]);
-            }
-            for f in files {
-                args.extend(["-r".into(), in_mount(f)]);
-            }
-            args.extend(packages.iter().cloned());
-            match installer {
-                Installer::Pip => {
-                    // pip hands PIP_CONSTRAINT on to the isolated build environments.
-                    let env = match &pip.build_constraints {
-                        Some(c) => format!("PIP_CONSTRAINT={} ", quote(&in_mount(c))),
-                        None => String::new(),
-                    };
-                    if !pip.no_build_isolation.is_empty() {
-                        args.insert(0, "--no-build-isolation".into());
-                    }
-                    (
-                        format!(
-                            "{env}{} -m pip install --timeout {} --retries {} {}",
-                            quote(&python),
-                            pip.timeout,
-                            pip.retries,
-                            join(&args)
-                        ),
-                        pip_cache(),
-                    )
-                }
-                Installer::Uv => {
-                    let mut uv_args = vec![];
-                    if let Some(c) = &pip.build_constraints {
-                        uv_args.extend(["--build-constraint".into(), in_mount(c)]);
-                    }
-                    if let Some(s) = &pip.index_strategy {
-                        uv_args.extend(["--index-strategy".into(), s.clone()]);
-                    }
-                    for p in &pip.no_build_isolation {
-                        uv_args.extend(["--no-build-isolation-package".into(), p.clone()]);
-                    }
-                    uv_args.extend(args);
-                    (
-                        format!("uv pip install --python {} {}", quote(&python), join(&uv_args)),
-                        uv_cache(),
-                    )
-                }
-            }
-        }
+        GroupSource::Requirements { .. } => requirements_command(source, step),
         // Exactly the exported set: no resolution, every file checked against its hash.
         GroupSource::UvLock { .. } => (
             format!(
@@ -536,6 +481,78 @@ VIRTUAL_ENV={venv} PATH={venv}/bin:$PATH POETRY_VIRTUALENVS_CREATE=false POETRY_
                 sharing: Sharing::Shared,
             },
         ),
+    }
+}
+
+/// pip's or `uv pip install`'s command for requirement files and lines, each with its
+/// own spelling of the `pip:` build options.
+fn requirements_command(source: &GroupSource, step: &InstallStep) -> (String, Mount) {
+    let GroupSource::Requirements {
+        files,
+        packages,
+        constraints,
+        require_hashes,
+        ..
+    } = source
+    else {
+        unreachable!("requirements_command is called for requirement files")
+    };
+    let python = format!("{}/bin/python", step.toolchain.venv);
+    let pip = &step.pip;
+    let in_mount = |path: &str| format!("{REQ_MOUNT}/{path}");
+    let mut args = index_args(pip);
+    if *require_hashes {
+        args.push("--require-hashes".into());
+    }
+    if let Some(c) = constraints {
+        args.extend(["-c".into(), in_mount(c)]);
+    }
+    for f in files {
+        args.extend(["-r".into(), in_mount(f)]);
+    }
+    args.extend(packages.iter().cloned());
+    match step.toolchain.installer {
+        Installer::Pip => {
+            // pip hands PIP_CONSTRAINT on to the isolated build environments.
+            let env = match &pip.build_constraints {
+                Some(c) => format!("PIP_CONSTRAINT={} ", quote(&in_mount(c))),
+                None => String::new(),
+            };
+            if !pip.no_build_isolation.is_empty() {
+                args.insert(0, "--no-build-isolation".into());
+            }
+            (
+                format!(
+                    "{env}{} -m pip install --timeout {} --retries {} {}",
+                    quote(&python),
+                    pip.timeout,
+                    pip.retries,
+                    join(&args)
+                ),
+                pip_cache(),
+            )
+        }
+        Installer::Uv => {
+            let mut uv_args = vec![];
+            if let Some(c) = &pip.build_constraints {
+                uv_args.extend(["--build-constraint".into(), in_mount(c)]);
+            }
+            if let Some(s) = &pip.index_strategy {
+                uv_args.extend(["--index-strategy".into(), s.clone()]);
+            }
+            for p in &pip.no_build_isolation {
+                uv_args.extend(["--no-build-isolation-package".into(), p.clone()]);
+            }
+            uv_args.extend(args);
+            (
+                format!(
+                    "uv pip install --python {} {}",
+                    quote(&python),
+                    join(&uv_args)
+                ),
+                uv_cache(),
+            )
+        }
     }
 }
 
@@ -732,35 +749,8 @@ fn project(
         "" => PROJECT_MOUNT.to_string(),
         d => format!("{PROJECT_MOUNT}/{d}"),
     };
-    let index = join(&index_args(&step.pip));
-    let (build, install) = match installer {
-        Installer::Uv => {
-            mounts.push(uv_cache());
-            (
-                format!(
-                    "uv build --wheel --python {py} --out-dir /tmp/kiln-wheels {index} /tmp/kiln-project",
-                    py = quote(&python)
-                ),
-                format!(
-                    "uv pip install --python {} --no-deps /tmp/kiln-wheels/*.whl",
-                    quote(&python)
-                ),
-            )
-        }
-        Installer::Pip => {
-            mounts.push(pip_cache());
-            (
-                format!(
-                    "{py} -m pip wheel --no-deps --wheel-dir /tmp/kiln-wheels {index} /tmp/kiln-project",
-                    py = quote(&python)
-                ),
-                format!(
-                    "{} -m pip install --no-deps /tmp/kiln-wheels/*.whl",
-                    quote(&python)
-                ),
-            )
-        }
-    };
+    let (build, install, cache) = project_commands(*installer, &python, &step.pip);
+    mounts.push(cache);
     let mut script = format!(
         "set -eu\n{secret_script}rm -rf /tmp/kiln-project /tmp/kiln-wheels\ncp -a {}/. /tmp/kiln-project\n{build}\n{install}\nrm -rf /tmp/kiln-project /tmp/kiln-wheels\n",
         quote(&from)
@@ -776,6 +766,36 @@ fn project(
             meta,
         ))
         .root()
+}
+
+/// The wheel build of the project copied to `/tmp/kiln-project` and its install, with the
+/// installer's own tools, and the installer's cache.
+fn project_commands(
+    installer: Installer,
+    python: &str,
+    pip: &PipOptions,
+) -> (String, String, Mount) {
+    let py = quote(python);
+    let index: String = index_args(pip)
+        .iter()
+        .map(|a| format!(" {}", quote(a)))
+        .collect();
+    match installer {
+        Installer::Uv => (
+            format!(
+                "uv build --wheel --python {py} --out-dir /tmp/kiln-wheels{index} /tmp/kiln-project"
+            ),
+            format!("uv pip install --python {py} --no-deps /tmp/kiln-wheels/*.whl"),
+            uv_cache(),
+        ),
+        Installer::Pip => (
+            format!(
+                "{py} -m pip wheel --no-deps --wheel-dir /tmp/kiln-wheels{index} /tmp/kiln-project"
+            ),
+            format!("{py} -m pip install --no-deps /tmp/kiln-wheels/*.whl"),
+            pip_cache(),
+        ),
+    }
 }
 
 /// The image: the runtime branch, the user, the venv (root-owned) and the app, with

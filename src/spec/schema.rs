@@ -82,6 +82,8 @@ fn verify() -> Value {
     })
 }
 
+/// The JSON Schema (draft-07) of a spec. One JSON literal: long, but it reads as the
+/// schema it produces.
 pub fn schema() -> Value {
     json!({
         "$schema": "http://json-schema.org/draft-07/schema#",
