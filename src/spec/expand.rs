@@ -5,27 +5,54 @@ use std::collections::BTreeMap;
 use super::yaml::{Node, Value};
 use crate::diag::{Diagnostic, did_you_mean};
 
-/// Expand `${NAME}` in every string of `node` (`$$` is a literal `$`).
+/// How many bytes expansion may add to a spec, all strings together: a 1 MiB spec that
+/// repeats a large argument must not grow without bound (memory, and every later step).
+pub const MAX_EXPANDED_BYTES: usize = 4 << 20;
+
+/// Expand `${NAME}` in every string of `node` (`$$` is a literal `$`). `budget` is what
+/// expansion may still add (see `MAX_EXPANDED_BYTES`); once it is spent, each string that
+/// would grow is an error at its position.
 pub(crate) fn expand(
     node: &mut Node,
     args: &BTreeMap<String, String>,
+    budget: &mut usize,
     diags: &mut Vec<Diagnostic>,
 ) {
     match &mut node.value {
-        Value::Str(s) if s.contains('$') => match expand_str(s, args) {
-            Ok(v) => *s = v,
+        Value::Str(s) if s.contains('$') => match expand_str(s, args, s.len() + *budget) {
+            Ok(v) => {
+                *budget -= v.len().saturating_sub(s.len()).min(*budget);
+                *s = v;
+            }
             Err((msg, help)) => diags.push(Diagnostic::error(node.loc, msg, help)),
         },
-        Value::Seq(items) => items.iter_mut().for_each(|i| expand(i, args, diags)),
-        Value::Map(entries) => entries.iter_mut().for_each(|(_, v)| expand(v, args, diags)),
+        Value::Seq(items) => items
+            .iter_mut()
+            .for_each(|i| expand(i, args, budget, diags)),
+        Value::Map(entries) => entries
+            .iter_mut()
+            .for_each(|(_, v)| expand(v, args, budget, diags)),
         _ => {}
     }
 }
 
-fn expand_str(s: &str, args: &BTreeMap<String, String>) -> Result<String, (String, String)> {
+/// `s` expanded, at most `limit` bytes long.
+fn expand_str(
+    s: &str,
+    args: &BTreeMap<String, String>,
+    limit: usize,
+) -> Result<String, (String, String)> {
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
     while let Some(i) = rest.find('$') {
+        if out.len() > limit {
+            return Err((
+                format!(
+                    "expanding `${{...}}` here makes the spec's strings more than {MAX_EXPANDED_BYTES} bytes longer"
+                ),
+                "use the argument in fewer places, or pass a shorter value".into(),
+            ));
+        }
         out.push_str(&rest[..i]);
         let after = &rest[i + 1..];
         if let Some(tail) = after.strip_prefix('$') {
@@ -60,6 +87,14 @@ fn expand_str(s: &str, args: &BTreeMap<String, String>) -> Result<String, (Strin
         }
     }
     out.push_str(rest);
+    if out.len() > limit {
+        return Err((
+            format!(
+                "expanding `${{...}}` here makes the spec's strings more than {MAX_EXPANDED_BYTES} bytes longer"
+            ),
+            "use the argument in fewer places, or pass a shorter value".into(),
+        ));
+    }
     Ok(out)
 }
 
@@ -70,13 +105,32 @@ mod tests {
     #[test]
     fn expansion() {
         let args = BTreeMap::from([("A".to_string(), "x".to_string())]);
-        assert_eq!(expand_str("${A}-$${A}-$5", &args).unwrap(), "x-${A}-$5");
+        assert_eq!(
+            expand_str("${A}-$${A}-$5", &args, 100).unwrap(),
+            "x-${A}-$5"
+        );
         assert!(
-            expand_str("${B}", &args)
+            expand_str("${B}", &args, 100)
                 .unwrap_err()
                 .0
                 .contains("undefined argument `${B}`")
         );
-        assert!(expand_str("${A", &args).is_err());
+        assert!(expand_str("${A", &args, 100).is_err());
+    }
+
+    #[test]
+    fn expansion_is_bounded() {
+        let args = BTreeMap::from([("A".to_string(), "x".repeat(1 << 20))]);
+        let mut doc =
+            crate::spec::yaml::parse(0, b"a: ${A}\nb: ${A}\nc: ${A}\nd: ${A}\ne: ${A}\n").unwrap();
+        let (mut budget, mut diags) = (MAX_EXPANDED_BYTES, vec![]);
+        expand(&mut doc, &args, &mut budget, &mut diags);
+        assert_eq!(
+            diags.len(),
+            1,
+            "four 1 MiB expansions fit, the fifth does not: {diags:?}"
+        );
+        assert!(diags[0].message.contains("more than 4194304 bytes longer"));
+        assert_eq!(diags[0].loc.line, 5);
     }
 }

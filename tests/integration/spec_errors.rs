@@ -398,6 +398,18 @@ fn cases() -> Vec<(String, &'static str, u32, u32)> {
             55,
         ),
         (with("app: {workdir: /srv}\n"), "missing `app.src`", 5, 6),
+        (
+            with("labels: {\"\": x}\n"),
+            "invalid label key \"\" in labels",
+            5,
+            14,
+        ),
+        (
+            with("labels: {\"a\\nb\": x}\n"),
+            "invalid label key \"a\\nb\" in labels",
+            5,
+            18,
+        ),
     ]
 }
 

@@ -228,6 +228,22 @@ impl Cx {
         env
     }
 
+    /// Image labels: `string_map` whose keys are non-empty and free of control characters
+    /// (a NUL or newline in a key would reach the image config as it is).
+    pub(crate) fn labels(&mut self, node: &Node, what: &str) -> BTreeMap<String, S<String>> {
+        let labels = self.string_map(node, what);
+        for (k, v) in &labels {
+            if k.trim().is_empty() || k.chars().any(char::is_control) {
+                self.err(
+                    v.loc,
+                    format!("invalid label key {k:?} in {what}"),
+                    "use a key like org.opencontainers.image.source: letters, digits, '.', '-', '_', no control characters",
+                );
+            }
+        }
+        labels
+    }
+
     /// A path inside the build context, normalised.
     pub(crate) fn context_path(&mut self, node: &Node, what: &str) -> Option<S<String>> {
         let s = self.text(node, what)?;
@@ -442,10 +458,11 @@ pub(crate) fn convert(
         .map(|a| (a.name.clone(), a.value.clone()))
         .collect();
     let mut expand_errors = vec![];
+    let mut budget = super::expand::MAX_EXPANDED_BYTES;
     if let Value::Map(entries) = &mut doc.value {
         for (k, v) in entries.iter_mut() {
             if k.name != "args" {
-                super::expand::expand(v, &values, &mut expand_errors);
+                super::expand::expand(v, &values, &mut budget, &mut expand_errors);
             }
         }
     }

@@ -60,7 +60,7 @@ impl Cx {
                 .unwrap_or_default(),
             labels: top
                 .get("labels")
-                .map(|l| self.string_map(l, "labels"))
+                .map(|l| self.labels(l, "labels"))
                 .unwrap_or_default(),
             verify: verify.to_vec(),
             verify_timeout,
@@ -168,7 +168,7 @@ impl Cx {
         }
         let mut labels = shared.labels.clone();
         if let Some(l) = f.get("labels") {
-            labels.extend(self.string_map(l, &format!("variants.{name}.labels")));
+            labels.extend(self.labels(l, &format!("variants.{name}.labels")));
         }
         let groups = match f.get("requirements") {
             Some(r) => self.group_names(r, name, groups),
