@@ -86,7 +86,10 @@ pub fn lower(plan: &Plan, opts: &LowerOpts) -> Lowered {
     for stage in &plan.stages {
         let parent = stage.parent.map(|p| states[p].clone()).unwrap_or_default();
         let info = image_info(opts, base_of(plan, stage));
-        let env = base_env(&info.config);
+        let env = StepEnv {
+            vars: base_env(&info.config),
+            cache: cache_scope(&info.reference, &opts.platform),
+        };
         let meta = Meta {
             name: Some(prefixed(
                 opts.step_prefix.as_deref(),
@@ -213,7 +216,7 @@ fn sh(script: String, env: Vec<String>, mounts: Vec<Mount>, meta: Meta) -> Exec 
     }
 }
 
-fn apt(parent: &State, step: &AptStep, env: &[String], meta: Meta) -> State {
+fn apt(parent: &State, step: &AptStep, env: &StepEnv, meta: Meta) -> State {
     // Debian images ship a hook that empties /var/cache/apt after every install, which
     // would defeat the cache mount: move it aside for this step and put it back.
     let script = format!(
@@ -279,18 +282,41 @@ fn secret_setup(secrets: &BuildSecrets) -> (Vec<Mount>, String) {
     (mounts, script)
 }
 
-fn pip_cache() -> Mount {
+/// What a step inherits from the base it stands on: the base's environment, and the
+/// scope of its package caches.
+struct StepEnv {
+    vars: Vec<String>,
+    /// A short hash of the pinned base and the platform: a wheel built against one base's
+    /// libraries is never found in another base's cache (kiln-pip-<scope>, kiln-uv-<scope>).
+    cache: String,
+}
+
+impl std::ops::Deref for StepEnv {
+    type Target = [String];
+    fn deref(&self) -> &[String] {
+        &self.vars
+    }
+}
+
+/// The cache scope of `reference` (as pinned) on `platform`.
+fn cache_scope(reference: &str, platform: &pb::Platform) -> String {
+    use sha2::{Digest, Sha256};
+    let id = llb::platform::id(platform);
+    hex::encode(&Sha256::digest(format!("{reference}\n{id}"))[..6])
+}
+
+fn pip_cache(scope: &str) -> Mount {
     Mount::Cache {
         dest: "/root/.cache/pip".into(),
-        id: "kiln-pip".into(),
+        id: format!("kiln-pip-{scope}"),
         sharing: Sharing::Shared,
     }
 }
 
-fn uv_cache() -> Mount {
+fn uv_cache(scope: &str) -> Mount {
     Mount::Cache {
         dest: "/root/.cache/uv".into(),
-        id: "kiln-uv".into(),
+        id: format!("kiln-uv-{scope}"),
         sharing: Sharing::Shared,
     }
 }
@@ -334,7 +360,7 @@ fn installer_env(env: &[String], toolchain: &Toolchain, pip: Option<&PipOptions>
     out
 }
 
-fn python(parent: &State, step: &PythonStep, env: &[String], meta: Meta) -> State {
+fn python(parent: &State, step: &PythonStep, env: &StepEnv, meta: Meta) -> State {
     let Toolchain {
         installer,
         uv_version,
@@ -368,7 +394,7 @@ fn python(parent: &State, step: &PythonStep, env: &[String], meta: Meta) -> Stat
     script.push_str(&format!("\"$PY\" -m venv{seed} {}\n", quote(venv)));
     // Both installers download: secrets and the pip cache are mounted for this step too.
     let (mut mounts, secret_script) = secret_setup(&step.secrets);
-    mounts.push(pip_cache());
+    mounts.push(pip_cache(&env.cache));
     script.push_str(&secret_script);
     match installer {
         // The base's pip may predate PEP 517-only builds (no wheel cache for sdists, so
@@ -441,7 +467,7 @@ fn index_args(pip: &PipOptions) -> Vec<String> {
 
 /// The shell command that installs `source` into the venv (files as mounted at
 /// `REQ_MOUNT`), and its cache mount.
-fn install_command(source: &GroupSource, step: &InstallStep) -> (String, Mount) {
+fn install_command(source: &GroupSource, step: &InstallStep, scope: &str) -> (String, Mount) {
     let venv = &step.toolchain.venv;
     let python = format!("{venv}/bin/python");
     let in_mount = |path: &str| match path {
@@ -449,14 +475,14 @@ fn install_command(source: &GroupSource, step: &InstallStep) -> (String, Mount) 
         p => format!("{REQ_MOUNT}/{p}"),
     };
     match source {
-        GroupSource::Requirements { .. } => requirements_command(source, step),
+        GroupSource::Requirements { .. } => requirements_command(source, step, scope),
         // Exactly the exported set: no resolution, every file checked against its hash.
         GroupSource::UvLock { .. } => (
             format!(
                 "uv pip install --python {} -r {EXPORT_MOUNT}/pylock.toml",
                 quote(&python)
             ),
-            uv_cache(),
+            uv_cache(scope),
         ),
         GroupSource::Pylock { lock } => (
             format!(
@@ -464,7 +490,7 @@ fn install_command(source: &GroupSource, step: &InstallStep) -> (String, Mount) 
                 quote(&python),
                 quote(&in_mount(lock))
             ),
-            uv_cache(),
+            uv_cache(scope),
         ),
         // Poetry installs into the active venv when it makes none of its own.
         GroupSource::PoetryLock { project, groups, .. } => (
@@ -486,7 +512,7 @@ VIRTUAL_ENV={venv} PATH={venv}/bin:$PATH POETRY_VIRTUALENVS_CREATE=false POETRY_
 
 /// pip's or `uv pip install`'s command for requirement files and lines, each with its
 /// own spelling of the `pip:` build options.
-fn requirements_command(source: &GroupSource, step: &InstallStep) -> (String, Mount) {
+fn requirements_command(source: &GroupSource, step: &InstallStep, scope: &str) -> (String, Mount) {
     let GroupSource::Requirements {
         files,
         packages,
@@ -529,7 +555,7 @@ fn requirements_command(source: &GroupSource, step: &InstallStep) -> (String, Mo
                     pip.retries,
                     join(&args)
                 ),
-                pip_cache(),
+                pip_cache(scope),
             )
         }
         Installer::Uv => {
@@ -550,7 +576,7 @@ fn requirements_command(source: &GroupSource, step: &InstallStep) -> (String, Mo
                     quote(&python),
                     join(&uv_args)
                 ),
-                uv_cache(),
+                uv_cache(scope),
             )
         }
     }
@@ -564,7 +590,7 @@ fn uv_export(
     on: &State,
     project_files: State,
     step: &InstallStep,
-    env: &[String],
+    env: &StepEnv,
     meta: &Meta,
 ) -> State {
     let GroupSource::UvLock {
@@ -612,7 +638,7 @@ fn uv_export(
         Mount::Scratch {
             dest: EXPORT_MOUNT.into(),
         },
-        uv_cache(),
+        uv_cache(&env.cache),
     ]);
     let meta = Meta {
         name: Some(format!("uv export: {}", step.group)),
@@ -643,7 +669,7 @@ fn install(
     parent: &State,
     step: &InstallStep,
     opts: &LowerOpts,
-    env: &[String],
+    env: &StepEnv,
     meta: Meta,
 ) -> State {
     let InstallStep {
@@ -691,7 +717,7 @@ fn install(
             });
         }
     }
-    let (install, cache) = install_command(source, step);
+    let (install, cache) = install_command(source, step, &env.cache);
     mounts.push(cache);
     let check = check_command(installer, venv);
     let mut script = format!("set -eu\n{secret_script}{install}\n");
@@ -715,7 +741,7 @@ fn project(
     parent: &State,
     step: &ProjectStep,
     opts: &LowerOpts,
-    env: &[String],
+    env: &StepEnv,
     meta: Meta,
 ) -> State {
     let Toolchain {
@@ -749,7 +775,7 @@ fn project(
         "" => PROJECT_MOUNT.to_string(),
         d => format!("{PROJECT_MOUNT}/{d}"),
     };
-    let (build, install, cache) = project_commands(*installer, &python, &step.pip);
+    let (build, install, cache) = project_commands(*installer, &python, &step.pip, &env.cache);
     mounts.push(cache);
     let mut script = format!(
         "set -eu\n{secret_script}rm -rf /tmp/kiln-project /tmp/kiln-wheels\ncp -a {}/. /tmp/kiln-project\n{build}\n{install}\nrm -rf /tmp/kiln-project /tmp/kiln-wheels\n",
@@ -774,6 +800,7 @@ fn project_commands(
     installer: Installer,
     python: &str,
     pip: &PipOptions,
+    scope: &str,
 ) -> (String, String, Mount) {
     let py = quote(python);
     let index: String = index_args(pip)
@@ -786,14 +813,14 @@ fn project_commands(
                 "uv build --wheel --python {py} --out-dir /tmp/kiln-wheels{index} /tmp/kiln-project"
             ),
             format!("uv pip install --python {py} --no-deps /tmp/kiln-wheels/*.whl"),
-            uv_cache(),
+            uv_cache(scope),
         ),
         Installer::Pip => (
             format!(
                 "{py} -m pip wheel --no-deps --wheel-dir /tmp/kiln-wheels{index} /tmp/kiln-project"
             ),
             format!("{py} -m pip install --no-deps /tmp/kiln-wheels/*.whl"),
-            pip_cache(),
+            pip_cache(scope),
         ),
     }
 }

@@ -740,3 +740,34 @@ fn a_uv_lock_group_installs_exactly_what_its_export_wrote() {
         .count();
     assert_eq!(installs, 2);
 }
+
+/// Package caches are scoped by base and platform: a wheel built against one base's
+/// libraries is never offered to another base, while variants on one base share.
+#[test]
+fn package_caches_are_scoped_by_base() {
+    let cache_ids = |path: &str, target: &str| -> BTreeSet<String> {
+        graph(&definition(&spec(path), target, false))
+            .ops
+            .values()
+            .filter_map(|op| match &op.op {
+                Some(pb::op::Op::Exec(e)) => Some(e.mounts.clone()),
+                _ => None,
+            })
+            .flatten()
+            .filter_map(|m| m.cache_opt.map(|c| c.id))
+            .filter(|id| id.starts_with("kiln-pip-") || id.starts_with("kiln-uv-"))
+            .collect()
+    };
+    let (minimal, cuda) = (
+        cache_ids("specs/worker.yaml", "minimal"),
+        cache_ids("specs/worker.yaml", "cuda"),
+    );
+    assert!(!minimal.is_empty());
+    assert_eq!(minimal, cuda, "one base: one scope");
+    let (pdf, bookworm) = (
+        cache_ids("specs/batch.yaml", "pdf"),
+        cache_ids("specs/batch.yaml", "slim-bookworm"),
+    );
+    assert!(!pdf.is_empty() && !bookworm.is_empty());
+    assert!(pdf.is_disjoint(&bookworm), "{pdf:?} vs {bookworm:?}");
+}
