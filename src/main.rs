@@ -243,29 +243,49 @@ fn read_context(spec: &kiln::spec::Spec, dir: &str) -> Result<ContextInfo, Vec<D
             "give --context an existing directory",
         )]
     })?;
-    let read = |path: &str| -> Option<Vec<u8>> {
-        let full = std::fs::canonicalize(root.join(path)).ok()?;
+    // A file that is there but cannot be read is an error, never "absent": an unreadable
+    // .dockerignore read as none would let excluded files into the image.
+    let read = |path: &str| -> Result<Option<Vec<u8>>, String> {
+        let Ok(full) = std::fs::canonicalize(root.join(path)) else {
+            return Ok(None);
+        };
         if !full.starts_with(&root) {
-            return None;
+            return Ok(None);
         }
         let mut bytes = vec![];
-        let file = std::fs::File::open(full).ok()?;
-        std::io::Read::read_to_end(
-            &mut std::io::Read::take(file, kiln::context::MAX_FILE_BYTES as u64),
-            &mut bytes,
-        )
-        .ok()?;
-        Some(bytes)
+        std::fs::File::open(&full)
+            .and_then(|file| {
+                std::io::Read::read_to_end(
+                    &mut std::io::Read::take(file, kiln::context::MAX_FILE_BYTES as u64),
+                    &mut bytes,
+                )
+            })
+            .map_err(|e| format!("cannot read `{path}` in the context: {e}"))?;
+        Ok(Some(bytes))
     };
     let mut gather = Gather::new(spec);
+    let mut unreadable = vec![];
     loop {
         let wanted = gather.wanted();
         if wanted.is_empty() {
             break;
         }
         for path in wanted {
-            gather.give(&path, read(&path).as_deref());
+            match read(&path) {
+                Ok(found) => gather.give(&path, found.as_deref()),
+                Err(e) => {
+                    unreadable.push(Diagnostic::error(
+                        Default::default(),
+                        e,
+                        "make it readable, or remove it",
+                    ));
+                    gather.give(&path, None);
+                }
+            }
         }
+    }
+    if !unreadable.is_empty() {
+        return Err(unreadable);
     }
     gather.finish()
 }

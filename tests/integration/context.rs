@@ -194,3 +194,27 @@ fn a_local_project_line_points_at_app_project() {
     );
     assert!(err.contains("app: {project: .}"), "{err}");
 }
+
+/// An unreadable `.dockerignore` fails closed: read as "none", it would let the files it
+/// excludes into the image.
+#[test]
+fn an_unreadable_dockerignore_is_an_error() {
+    use std::os::unix::fs::PermissionsExt;
+    let spec = "version: 1\nname: w\npython: {base: python:3}\napp: {src: [app]}\n";
+    let dir = context(
+        "ignore",
+        spec,
+        &[("app/a.py", "x\n"), (".dockerignore", "secret.env\n")],
+    );
+    let ignore = dir.join(".dockerignore");
+    // As root every file is readable: make it a directory instead, which cannot be read.
+    std::fs::remove_file(&ignore).unwrap();
+    std::fs::create_dir(&ignore).unwrap();
+    std::fs::set_permissions(&ignore, std::fs::Permissions::from_mode(0o000)).unwrap();
+    let (ok, err) = check(&dir);
+    assert!(!ok, "{err}");
+    assert!(
+        err.contains("cannot read `.dockerignore` in the context"),
+        "{err}"
+    );
+}
