@@ -23,9 +23,11 @@ pub struct Loaded {
 
 /// Read a spec and what it extends from disk (paths relative to the current directory).
 /// Errors: the report, with every error found and the files it points into.
+/// As in a build, `extends` reaches only files in the spec's directory (and below it),
+/// and each file is read up to the size limit (one byte more, so the limit is reported).
 pub fn load_file(path: &str, opts: &LoadOptions) -> Result<Loaded, Report> {
     let mut sources = Sources::new();
-    let first = std::fs::read(path).map_err(|e| Report {
+    let first = read_bounded(std::path::Path::new(path)).map_err(|e| Report {
         files: vec![],
         diagnostics: vec![Diagnostic::error(
             Loc::default(),
@@ -33,14 +35,37 @@ pub fn load_file(path: &str, opts: &LoadOptions) -> Result<Loaded, Report> {
             "check the path",
         )],
     })?;
+    let dir = std::fs::canonicalize(path)
+        .ok()
+        .and_then(|p| p.parent().map(|d| d.to_path_buf()));
     let mut next = sources.add(path, &first)?;
     while let Some(name) = next {
-        match std::fs::read(&name) {
+        let inside = std::fs::canonicalize(&name)
+            .ok()
+            .zip(dir.as_ref())
+            .is_some_and(|(p, d)| p.starts_with(d));
+        if !inside {
+            return Err(sources
+                .missing("it is not in the spec's directory (a build sends only that directory)"));
+        }
+        match read_bounded(std::path::Path::new(&name)) {
             Ok(bytes) => next = sources.add(&name, &bytes)?,
             Err(e) => return Err(sources.missing(&e.to_string())),
         }
     }
     sources.finish(opts)
+}
+
+/// A file's first `MAX_SPEC_BYTES + 1` bytes: enough to say it is too large, never more
+/// (`/dev/zero` ends there).
+fn read_bounded(path: &std::path::Path) -> std::io::Result<Vec<u8>> {
+    let mut bytes = vec![];
+    let file = std::fs::File::open(path)?;
+    std::io::Read::read_to_end(
+        &mut std::io::Read::take(file, yaml::MAX_SPEC_BYTES as u64 + 1),
+        &mut bytes,
+    )?;
+    Ok(bytes)
 }
 
 /// Load from bytes already in memory (tests, fuzzing); a spec that `extends` another

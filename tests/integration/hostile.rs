@@ -236,3 +236,38 @@ fn cli_check_context_finds_missing_and_emptied_paths() {
     assert!(!stderr.contains("`core.txt`"), "{stderr}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// `kiln check` follows `extends` only inside the spec's directory, as a build does, and
+/// reads a file only up to the size limit: `/etc/shadow` is never printed, `/dev/zero`
+/// never read to the end.
+#[test]
+fn cli_extends_stays_in_the_spec_directory_and_reads_bounded() {
+    let dir = std::env::temp_dir().join(format!("kiln-extends-out-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (name, target) in [
+        ("shadow.yaml", "/etc/shadow"),
+        ("zero.yaml", "../../../../dev/zero"),
+    ] {
+        let spec = dir.join(name);
+        std::fs::write(&spec, format!("version: 1\nextends: {target}\nname: w\n")).unwrap();
+        let started = Instant::now();
+        let out = kiln(&["check", spec.to_str().unwrap()]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains("not in the spec's directory"), "{stderr}");
+        assert!(
+            !stderr.contains("root:"),
+            "no line of /etc/shadow: {stderr}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(10));
+    }
+    // A spec that is itself endless is cut at the limit.
+    let out = kiln(&["check", "/dev/zero"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("allowed"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
