@@ -13,9 +13,17 @@ BASE=kiln-local/python:3.11
 scripts/frontend-image.sh "$FRONTEND" >/dev/null || { echo "cannot build the frontend image"; exit 1; }
 "$DOCKER" image inspect "$BASE" >/dev/null 2>&1 || { echo "no $BASE: run scripts/engine.sh up"; exit 1; }
 
-ARGS=(--build-arg "PYTHON_IMAGE=$BASE" --build-arg PYTHON_VERSION=3.11 --secret "id=pipca,src=/etc/ssl/certs/ca-certificates.crt")
-IMG=kiln-e2e/projects
 RUN_ID="$(date +%s%N)"
+# This run's own base: the same Python with a label naming the run. Its digest differs
+# from every earlier run's, so no step (and no package cache: their ids follow the base)
+# comes from build history; builds within this run still share.
+RUN_BASE="kiln-e2e/python:projects-$RUN_ID"
+printf 'FROM %s\nLABEL dev.kiln.e2e-run=%s\n' "$BASE" "$RUN_ID" \
+  | DOCKER_BUILDKIT=1 "$DOCKER" build -q -t "$RUN_BASE" - >/dev/null \
+  || { echo "cannot make this run's base image from $BASE"; exit 1; }
+trap '"$DOCKER" rmi "$RUN_BASE" >/dev/null 2>&1 || true' EXIT
+ARGS=(--build-arg "PYTHON_IMAGE=$RUN_BASE" --build-arg PYTHON_VERSION=3.11 --secret "id=pipca,src=/etc/ssl/certs/ca-certificates.crt")
+IMG=kiln-e2e/projects
 VENV=/opt/venv
 # The install steps' names as kiln prints them: "{installer} install: {group}".
 install_step() { echo "uv install: $1"; }
