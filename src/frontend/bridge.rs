@@ -18,6 +18,8 @@ use crate::llb::pb;
 
 /// BuildKit's default message limit is 16 MiB each way; tonic's own default is 4 MiB.
 pub const MAX_MESSAGE: usize = 16 << 20;
+/// See `Bridge::read_file`.
+pub const MAX_READ_BYTES: usize = (1 << 20) + 1;
 const PING_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// The frozen caps an engine without caps reporting has.
@@ -225,12 +227,19 @@ impl Bridge {
         Ok(id)
     }
 
+    /// The first `MAX_READ_BYTES` of `path` in the result `r`: every file kiln reads (a
+    /// spec, a requirement file, a lock, verify's results) is at most 1 MiB, and one byte
+    /// more lets that limit be reported, so a huge file in the context costs no more.
     pub async fn read_file(&mut self, r: &RefId, path: &str) -> Result<Vec<u8>, tonic::Status> {
         Ok(self
             .client
             .read_file(gw::ReadFileRequest {
                 r#ref: r.0.clone(),
                 file_path: path.into(),
+                range: Some(gw::FileRange {
+                    offset: 0,
+                    length: MAX_READ_BYTES as i64,
+                }),
                 ..Default::default()
             })
             .await?

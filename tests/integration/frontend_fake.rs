@@ -47,6 +47,8 @@ struct State {
     /// normalises ops before solving), so the Go-quoted command must identify it.
     unknown_vertex_only: bool,
     warnings: Vec<gw::WarnRequest>,
+    /// The `range.length` of each ReadFile (-1: no range asked for).
+    read_lengths: Vec<i64>,
     /// The verify exec, played: a check whose command contains the needle ends with that
     /// status (`1`, `timeout`...), every other one with 0.
     verify_outcomes: Vec<(String, String)>,
@@ -214,7 +216,9 @@ impl LlbBridge for Fake {
         &self,
         r: Request<gw::ReadFileRequest>,
     ) -> Result<Response<gw::ReadFileResponse>, Status> {
-        let s = self.0.lock().unwrap();
+        let mut s = self.0.lock().unwrap();
+        let length = r.get_ref().range.as_ref().map(|r| r.length).unwrap_or(-1);
+        s.read_lengths.push(length);
         if r.get_ref().file_path == "/tmp/kiln-verify/results" {
             return match s.verify_results.get(&r.get_ref().r#ref) {
                 Some(t) => Ok(Response::new(gw::ReadFileResponse {
@@ -467,6 +471,13 @@ async fn builds_the_target_with_a_pinned_base_and_its_config() {
     assert!(matches!(result.result, Some(gw::result::Result::Ref(_))));
 
     let s = f.0.lock().unwrap();
+    // Every read is bounded: no file kiln reads may be larger than 1 MiB.
+    assert!(!s.read_lengths.is_empty());
+    assert!(
+        s.read_lengths.iter().all(|l| *l == (1 << 20) + 1),
+        "{:?}",
+        s.read_lengths
+    );
     // Solves: spec file, the context inputs (requirement files, .dockerignore), the app's
     // pre-flight source, the image, the verify step.
     assert_eq!(s.solves.len(), 5);
