@@ -218,12 +218,26 @@ fn check(specs: &[String], build_args: &[String], context: Option<&str>) -> Exit
             }
         }
         eprintln!("{s}: ok");
+        if context.is_none() && names_context_files(&loaded.spec) {
+            eprintln!(
+                "{s}: note: the build context was not read; pass --context DIR to check the files the spec names there"
+            );
+        }
     }
     if failed {
         ExitCode::from(2)
     } else {
         ExitCode::SUCCESS
     }
+}
+
+/// Whether the spec names files in the build context (requirement files, locks, app).
+fn names_context_files(spec: &kiln::spec::Spec) -> bool {
+    spec.app.is_some()
+        || spec.groups.iter().any(|g| match &g.source {
+            kiln::spec::GroupSource::Requirements { files, .. } => !files.is_empty(),
+            kiln::spec::GroupSource::Lock(_) => true,
+        })
 }
 
 /// A diagnostic on stderr, rendered against the spec; exit 2.
@@ -309,10 +323,15 @@ fn llb(
             writeln!(out, "{}", serde_json::to_string_pretty(&v).expect("json"))
         }
     };
-    res.map_err(|e| {
-        eprintln!("error: writing the definition: {e}");
-        ExitCode::FAILURE
-    })?;
+    match res {
+        // `kiln llb ... | head`: the reader has what it wanted.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+        Err(e) => {
+            eprintln!("error: writing the definition: {e}");
+            return Err(ExitCode::FAILURE);
+        }
+        Ok(()) => {}
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -395,7 +395,7 @@ impl Gather {
             for (_, l) in self.local_lines.iter().filter(|(f, _)| *f == file) {
                 self.diags.push(Diagnostic::error(
                     loc,
-                    format!("`{file}`:{} installs the local directory `{}`", l.line, l.path),
+                    format!("{file}:{} installs the local directory `{}`", l.line, l.path),
                     "an install step sees only the requirement files; install the app with `app: {project: .}` and drop the line",
                 ));
             }
@@ -406,7 +406,11 @@ impl Gather {
                         "{} `{file}`{from} is not in the build context",
                         if by.is_none() { what } else { "requirement file" }
                     ),
-                    "check the path (includes are relative to the including file) and that .dockerignore does not exclude it",
+                    if by.is_none() {
+                        "check the path (relative to the build context) and that .dockerignore does not exclude it"
+                    } else {
+                        "check the include (relative to the including file) and that .dockerignore does not exclude it"
+                    },
                 ));
                 continue;
             }
@@ -417,7 +421,7 @@ impl Gather {
                     Ok(path) => stack.push((path, Some((file.clone(), line)))),
                     Err(why) => self.diags.push(Diagnostic::error(
                         loc,
-                        format!("`{file}`:{line} includes `{written}`: {why}"),
+                        format!("{file}:{line} includes `{written}`: {why}"),
                         "include only files inside the build context, by a relative path",
                     )),
                 }
@@ -497,11 +501,11 @@ mod tests {
         }));
         assert!(
             msgs.iter()
-                .any(|m| m.contains("`core.txt`:2 includes `/root/.netrc`"))
+                .any(|m| m.contains("core.txt:2 includes `/root/.netrc`"))
         );
         assert!(
             msgs.iter()
-                .any(|m| m.contains("`core.txt`:3 includes `../up.txt`"))
+                .any(|m| m.contains("core.txt:3 includes `../up.txt`"))
         );
         assert!(errs.iter().all(|d| d.loc.line == 4), "at the group's line");
         let errs = gather(&spec, &[]).unwrap_err();

@@ -92,7 +92,7 @@ fn includes_that_leave_the_context_are_refused() {
         let (ok, err) = check(&dir);
         assert!(!ok, "{include}");
         assert!(
-            err.contains(&format!("`req/core.txt`:1 includes `{include}`")),
+            err.contains(&format!("req/core.txt:1 includes `{include}`")),
             "{err}"
         );
     }
@@ -189,7 +189,7 @@ fn a_local_project_line_points_at_app_project() {
     let (ok, err) = check(&dir);
     assert!(!ok);
     assert!(
-        err.contains("`req/core.txt`:2 installs the local directory `.`"),
+        err.contains("req/core.txt:2 installs the local directory `.`"),
         "{err}"
     );
     assert!(err.contains("app: {project: .}"), "{err}");

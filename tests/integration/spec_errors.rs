@@ -410,6 +410,12 @@ fn cases() -> Vec<(String, &'static str, u32, u32)> {
             5,
             18,
         ),
+        (
+            uv("requirements: {core: {lock: poetry.lock, extras: [ml]}}\n"),
+            "`extras` cannot select from a poetry.lock",
+            4,
+            51,
+        ),
     ]
 }
 
@@ -539,4 +545,35 @@ fn extends_cycles_and_chains() {
     );
     assert_eq!((v.env["A"].as_str(), v.env["B"].as_str()), ("1", "2"));
     std::fs::remove_dir_all(&dir).ok();
+}
+
+/// A misspelt key or a wrong lock name is one error, where it is: no "group is empty",
+/// no "unknown requirement group" at the variants that name the group.
+#[test]
+fn a_wrong_group_gives_one_error_not_a_cascade() {
+    for (group, want) in [
+        ("{lok: uv.lock}", "unknown key `lok` in requirements.core"),
+        (
+            "{lock: requirements.lock}",
+            "`requirements.lock` is not a lock file kiln reads",
+        ),
+    ] {
+        let yaml = format!(
+            "version: 1\nname: w\npython: {{base: python:3, installer: uv}}\nrequirements: {{core: {group}}}\nvariants: {{a: {{requirements: [core]}}}}\n"
+        );
+        let err = load("t.yaml", &yaml).unwrap_err();
+        let messages: Vec<&str> = err.errors().map(|d| d.message.as_str()).collect();
+        assert_eq!(messages.len(), 1, "{}", err.render());
+        assert!(messages[0].contains(want), "{}", err.render());
+    }
+    let err = load(
+        "t.yaml",
+        "version: 1\nname: w\npython: {base: python:3}\nrequirements: {core: {lock: requirements.lock}}\n",
+    )
+    .unwrap_err();
+    assert!(
+        err.render().contains("files: [requirements.lock]"),
+        "{}",
+        err.render()
+    );
 }

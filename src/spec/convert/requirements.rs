@@ -26,9 +26,13 @@ impl Cx {
                     require_hashes: None,
                 }),
                 Value::Map(_) => {
+                    let before = self.diags.len();
                     let f = self.fields(v, &what, GROUP_KEYS);
+                    let misspelt = self.diags.len() > before;
                     match f.get("lock") {
                         Some(lock) => self.lock(lock, f, &what).map(GroupSource::Lock),
+                        // An unknown key (`lok:`) already says what is wrong: not "empty" too.
+                        None if misspelt => None,
                         None => Some(self.requirement_lines(f, &what)),
                     }
                 }
@@ -37,7 +41,19 @@ impl Cx {
                     None
                 }
             };
-            let Some(source) = source else { continue };
+            // A group whose source was refused still exists: no "unknown group" errors at
+            // the variants that name it.
+            let Some(source) = source else {
+                out.push(Group {
+                    name: S::new(k.name.clone(), k.loc),
+                    source: GroupSource::Requirements {
+                        files: vec![],
+                        packages: vec![],
+                        require_hashes: None,
+                    },
+                });
+                continue;
+            };
             if let GroupSource::Requirements {
                 files, packages, ..
             } = &source
@@ -65,7 +81,7 @@ impl Cx {
                 self.err(
                     n.loc,
                     format!("`{key}` selects from a lock file, and {what} has no `lock`"),
-                    "add `lock: uv.lock` (or poetry.lock), or list the packages under `packages`",
+                    "add `lock: uv.lock` (uv's lock has extras and groups), or list the packages under `packages`",
                 );
             }
         }
@@ -111,7 +127,15 @@ impl Cx {
         let kind = match LockKind::of(&path.v) {
             Ok(k) => k,
             Err(why) => {
-                self.err(path.loc, why, "point `lock` at the project's lock file");
+                let help = if path.v.ends_with(".txt") || path.v.contains("requirements") {
+                    format!(
+                        "a requirements file is `files: [{}]`; `lock` names uv.lock, poetry.lock or pylock.toml",
+                        path.v
+                    )
+                } else {
+                    "point `lock` at the project's lock file".to_string()
+                };
+                self.err(path.loc, why, help);
                 return None;
             }
         };
@@ -129,6 +153,15 @@ impl Cx {
         };
         let extras = names("extras");
         let groups = names("groups");
+        if kind == LockKind::Poetry {
+            if let Some(first) = extras.first() {
+                self.err(
+                    first.loc,
+                    "`extras` cannot select from a poetry.lock",
+                    "kiln installs Poetry groups (`groups: [main, ...]`); move the extra's packages into a group, or use uv",
+                );
+            }
+        }
         if kind == LockKind::Pylock {
             for (key, list) in [("extras", &extras), ("groups", &groups)] {
                 if let Some(first) = list.first() {
