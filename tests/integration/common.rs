@@ -46,6 +46,22 @@ pub fn kiln_ok(args: &[&str]) -> Vec<u8> {
     out.stdout
 }
 
+// ---- files ----
+
+/// A fresh directory under the system's temp dir (named after `name` and this process)
+/// holding `files` as (relative path, text), parents made as needed.
+pub fn temp_tree(name: &str, files: &[(&str, &str)]) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("kiln-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    for (path, text) in files {
+        let p = dir.join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+    dir
+}
+
 // ---- specs ----
 
 /// A spec file (path relative to the repository root) that must load.

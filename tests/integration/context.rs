@@ -4,20 +4,13 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::common::{exec_script, graph, kiln};
+use crate::common::{exec_script, graph, kiln, temp_tree};
 
 /// A fresh context directory holding `files` (path, text), and a spec in it.
 fn context(name: &str, spec: &str, files: &[(&str, &str)]) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("kiln-ctx-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("spec.yaml"), spec).unwrap();
-    for (path, text) in files {
-        let p = dir.join(path);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(p, text).unwrap();
-    }
-    dir
+    let mut all = vec![("spec.yaml", spec)];
+    all.extend_from_slice(files);
+    temp_tree(&format!("ctx-{name}"), &all)
 }
 
 fn check(dir: &Path) -> (bool, String) {

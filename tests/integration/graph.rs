@@ -7,7 +7,7 @@ use prost::Message;
 use crate::common::{
     AptRole, AptStep, CheckKind, Graph, ROOT, StageKind, TEST_CA_PEM, build, definition,
     exec_script, graph, image_config, images_in_one_definition, kiln_command, load, ops, pb,
-    pem_fragments, plan, spec,
+    pem_fragments, plan, spec, temp_tree,
 };
 
 /// The ops whose filesystem becomes the image: follow root mounts and file-op bases
@@ -309,21 +309,22 @@ fn secret_bytes_given_to_kiln_reach_no_definition() {
     // through the inputs `kiln llb` has besides the spec (an undeclared build arg, the
     // environment variables tools read CAs and credentials from, and a file in the
     // context inside the app's source), and check no part of it comes out.
-    let dir = std::env::temp_dir().join(format!("kiln-secret-{}", std::process::id()));
-    std::fs::create_dir_all(dir.join("app")).unwrap();
-    std::fs::create_dir_all(dir.join("requirements")).unwrap();
+    let dir = temp_tree(
+        "secret",
+        &[
+            ("app/ca.pem", TEST_CA_PEM),
+            ("requirements/core.txt", "arq==0.26.1\n"),
+            (".dockerignore", "*.tmp\n"),
+            (
+                "svc.yaml",
+                "version: 1\nname: svc\npython: {base: python:3.12-slim, installer: uv}\n\
+                 requirements: {core: [requirements/core.txt]}\n\
+                 build_secrets: {ca_bundle: pipca, netrc: netrc}\napp: {src: [app]}\n",
+            ),
+        ],
+    );
     let pem_path = dir.join("app").join("ca.pem");
-    std::fs::write(&pem_path, TEST_CA_PEM).unwrap();
-    std::fs::write(dir.join("requirements/core.txt"), "arq==0.26.1\n").unwrap();
-    std::fs::write(dir.join(".dockerignore"), "*.tmp\n").unwrap();
     let spec_path = dir.join("svc.yaml");
-    std::fs::write(
-        &spec_path,
-        "version: 1\nname: svc\npython: {base: python:3.12-slim, installer: uv}\n\
-         requirements: {core: [requirements/core.txt]}\n\
-         build_secrets: {ca_bundle: pipca, netrc: netrc}\napp: {src: [app]}\n",
-    )
-    .unwrap();
     let pem_arg = format!("CA_PEM={TEST_CA_PEM}");
     let pem_file = pem_path.to_str().unwrap();
     let args = |format: &str| {

@@ -7,7 +7,7 @@ use std::io::Write;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use crate::common::{kiln, kiln_command};
+use crate::common::{kiln, kiln_command, temp_tree};
 
 fn alias_bomb() -> Vec<u8> {
     let mut s = String::from("version: 1\nname: w\na0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
@@ -189,21 +189,23 @@ fn cli_check_context_finds_missing_and_emptied_paths() {
         "{}",
         String::from_utf8_lossy(&ok.stderr)
     );
-    let dir = std::env::temp_dir().join(format!("kiln-ctx-{}", std::process::id()));
-    std::fs::create_dir_all(dir.join("app")).unwrap();
-    std::fs::write(dir.join("app/NOTES.md"), "x").unwrap();
-    std::fs::write(dir.join("app/x.pyc"), "x").unwrap();
-    std::fs::write(dir.join(".dockerignore"), "**/*.md\n").unwrap();
-    std::fs::write(dir.join("core.txt"), "arq\n").unwrap();
+    let dir = temp_tree(
+        "ctx",
+        &[
+            ("app/NOTES.md", "x"),
+            ("app/x.pyc", "x"),
+            (".dockerignore", "**/*.md\n"),
+            ("core.txt", "arq\n"),
+            (
+                "s.yaml",
+                "version: 1\nname: w\npython: {base: python:3.12-slim, installer: uv}\n\
+                 requirements:\n  core: [core.txt, extra.txt]\n\
+                 pip: {constraints: c.txt}\n\
+                 app: {src: [app, lib], exclude: [\"app/*.pyc\"]}\n",
+            ),
+        ],
+    );
     let spec = dir.join("s.yaml");
-    std::fs::write(
-        &spec,
-        "version: 1\nname: w\npython: {base: python:3.12-slim, installer: uv}\n\
-         requirements:\n  core: [core.txt, extra.txt]\n\
-         pip: {constraints: c.txt}\n\
-         app: {src: [app, lib], exclude: [\"app/*.pyc\"]}\n",
-    )
-    .unwrap();
     let out = kiln(&[
         "check",
         spec.to_str().unwrap(),

@@ -153,14 +153,12 @@ impl Cx {
         };
         let extras = names("extras");
         let groups = names("groups");
-        if kind == LockKind::Poetry {
-            if let Some(first) = extras.first() {
-                self.err(
-                    first.loc,
-                    "`extras` cannot select from a poetry.lock",
-                    "kiln installs Poetry groups (`groups: [main, ...]`); move the extra's packages into a group, or use uv",
-                );
-            }
+        if let (LockKind::Poetry, Some(first)) = (kind, extras.first()) {
+            self.err(
+                first.loc,
+                "`extras` cannot select from a poetry.lock",
+                "kiln installs Poetry groups (`groups: [main, ...]`); move the extra's packages into a group, or use uv",
+            );
         }
         if kind == LockKind::Pylock {
             for (key, list) in [("extras", &extras), ("groups", &groups)] {
