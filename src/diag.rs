@@ -53,6 +53,10 @@ pub const WARNING_CODES: &[(&str, &str)] = &[
     ),
 ];
 
+/// How many diagnostics a report shows: a spec with 100,000 mistakes gets the first ones
+/// and a count, not 100,000 snippets (compilers stop early for the same reason).
+pub const MAX_SHOWN: usize = 50;
+
 /// How much of a source line a rendered diagnostic shows.
 const SNIPPET_WIDTH: usize = 120;
 
@@ -129,16 +133,22 @@ impl Diagnostic {
 
     /// The rustc-like rendering: header, the source line, a caret under the column, help.
     pub fn render(&self, files: &[SourceFile]) -> String {
+        let line = files
+            .get(self.loc.file as usize)
+            .filter(|_| self.loc.line > 0)
+            .and_then(|f| f.text.lines().nth(self.loc.line as usize - 1));
+        self.render_line(files, line)
+    }
+
+    /// `render`, with the diagnostic's source line already found.
+    fn render_line(&self, files: &[SourceFile], line: Option<&str>) -> String {
         let mut out = format!(
             "{}: {}\n  --> {}\n",
             self.kind(),
             self.message,
             self.position(files)
         );
-        if let Some(file) = files.get(self.loc.file as usize)
-            && self.loc.line > 0
-            && let Some(text) = file.text.lines().nth(self.loc.line as usize - 1)
-        {
+        if let Some(text) = line {
             let gutter = self.loc.line.to_string();
             let pad = " ".repeat(gutter.len());
             // Tabs are shown as one space so the caret lines up; a long line is
@@ -184,20 +194,48 @@ impl Report {
         self.errors().next().is_some()
     }
 
+    /// The first `MAX_SHOWN` diagnostics rendered, then how many more there are. Each
+    /// file's lines are indexed once, so this is linear in the files' size.
     pub fn render(&self) -> String {
-        self.diagnostics
+        let lines: Vec<Vec<&str>> = self
+            .files
             .iter()
-            .map(|d| d.render(&self.files))
-            .collect::<Vec<_>>()
-            .join("\n")
+            .map(|f| f.text.lines().collect())
+            .collect();
+        let mut shown: Vec<String> = self
+            .diagnostics
+            .iter()
+            .take(MAX_SHOWN)
+            .map(|d| {
+                let line = (d.loc.line as usize)
+                    .checked_sub(1)
+                    .and_then(|l| lines.get(d.loc.file as usize)?.get(l).copied());
+                d.render_line(&self.files, line)
+            })
+            .collect();
+        shown.extend(self.not_shown(self.diagnostics.len()));
+        shown.join("\n")
     }
 
-    /// All errors, one per line (for build errors, where space is short).
+    /// The first `MAX_SHOWN` errors, one per line (for build errors, where space is
+    /// short), then how many more there are.
     pub fn one_line(&self) -> String {
-        self.errors()
+        let mut shown: Vec<String> = self
+            .errors()
+            .take(MAX_SHOWN)
             .map(|d| d.one_line(&self.files))
-            .collect::<Vec<_>>()
-            .join("\n")
+            .collect();
+        shown.extend(self.not_shown(self.errors().count()));
+        shown.join("\n")
+    }
+
+    fn not_shown(&self, total: usize) -> Option<String> {
+        (total > MAX_SHOWN).then(|| {
+            format!(
+                "... and {} more (only the first {MAX_SHOWN} are shown; fix these and run again)\n",
+                total - MAX_SHOWN
+            )
+        })
     }
 }
 
@@ -215,26 +253,34 @@ pub fn did_you_mean<'a>(
     candidates: impl IntoIterator<Item = &'a str>,
 ) -> Option<&'a str> {
     let mut best: Option<(usize, &str)> = None;
+    let word: Vec<char> = word.chars().collect();
     for c in candidates {
-        let d = edit_distance(word, c);
-        if d <= (c.len().max(word.len()) / 3).max(1) && best.is_none_or(|(bd, _)| d < bd) {
+        let c_len = c.chars().count();
+        let limit = (c_len.max(word.len()) / 3).max(1);
+        // The distance is at least the difference in length: most candidates stop here.
+        if c_len.abs_diff(word.len()) > limit {
+            continue;
+        }
+        let d = edit_distance(&word, c);
+        if d <= limit && best.is_none_or(|(bd, _)| d < bd) {
             best = Some((d, c));
         }
     }
     best.map(|(_, c)| c)
 }
 
-fn edit_distance(a: &str, b: &str) -> usize {
-    let a: Vec<char> = a.chars().collect();
+/// Levenshtein distance, two rows: O(|a|·|b|) time, O(|b|) space.
+fn edit_distance(a: &[char], b: &str) -> usize {
     let b: Vec<char> = b.chars().collect();
     let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for i in 1..=a.len() {
-        let mut cur = vec![i; b.len() + 1];
+    let mut cur = vec![0; b.len() + 1];
+    for (i, ca) in a.iter().enumerate() {
+        cur[0] = i + 1;
         for j in 1..=b.len() {
-            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let cost = usize::from(*ca != b[j - 1]);
             cur[j] = (prev[j] + 1).min(cur[j - 1] + 1).min(prev[j - 1] + cost);
         }
-        prev = cur;
+        std::mem::swap(&mut prev, &mut cur);
     }
     prev[b.len()]
 }

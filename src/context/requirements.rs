@@ -106,6 +106,13 @@ pub fn resolve(from: &str, path: &str) -> Result<String, &'static str> {
             "a URL include is fetched by the installer at build time, outside the context and its cache keys",
         );
     }
+    // pip and uv replace `${NAME}` in requirement files with the step's environment
+    // (`${HOME}/.netrc` is the netrc secret's path), so such an include could be anywhere.
+    if path.contains("${") {
+        return Err(
+            "pip and uv expand `${NAME}` in requirement files from the build step's environment, so this path could name any file; write the path itself",
+        );
+    }
     if path.starts_with('/') || path.starts_with('~') {
         return Err("an absolute path names a file outside the build context");
     }
@@ -186,5 +193,7 @@ mod tests {
         assert!(resolve("a/core.txt", "../../x.txt").is_err());
         assert!(resolve("core.txt", "/root/.netrc").is_err());
         assert!(resolve("core.txt", "https://example.com/r.txt").is_err());
+        assert!(resolve("core.txt", "${HOME}/.netrc").is_err());
+        assert!(resolve("core.txt", "a/${VIRTUAL_ENV}/../x.txt").is_err());
     }
 }

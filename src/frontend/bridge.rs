@@ -9,6 +9,7 @@ use bollard_buildkit_proto::moby::buildkit::v1::frontend::{
     self as gw, CacheOptionsEntry, llb_bridge_client::LlbBridgeClient, result::Result as ResultKind,
 };
 use bollard_buildkit_proto::moby::buildkit::v1::types::WorkerRecord;
+use prost::Message;
 use tonic::transport::Channel;
 
 use super::errdefs;
@@ -16,8 +17,17 @@ use super::opts::CacheImport;
 use crate::diag::{Loc, SourceFile};
 use crate::llb::pb;
 
-/// BuildKit's default message limit is 16 MiB each way; tonic's own default is 4 MiB.
+/// What kiln accepts from BuildKit in one message (a large image config or error).
 pub const MAX_MESSAGE: usize = 16 << 20;
+/// What BuildKit's gateway server accepts from a frontend in one message: gRPC's default
+/// receive limit, 4 MiB, since `serveLLBBridgeForwarder` sets none of its own (BuildKit
+/// 0.8 through 0.2x). A larger Solve or Return is refused with a bare transport error,
+/// so kiln checks its own requests first and says what was too large.
+pub const MAX_SEND: usize = 4 << 20;
+/// Spec positions attached to one failure as `errdefs.Source` details.
+const MAX_SOURCE_DETAILS: usize = 10;
+/// An error message longer than this is cut: the user reads its start.
+const MAX_ERROR_MESSAGE: usize = 64 << 10;
 /// See `Bridge::read_file`.
 pub const MAX_READ_BYTES: usize = (1 << 20) + 1;
 const PING_TIMEOUT: Duration = Duration::from_secs(15);
@@ -76,8 +86,10 @@ impl Failure {
         Failure {
             code: tonic::Code::Unknown,
             message: message.into(),
+            // buildx prints each; a report of thousands shows its first few.
             details: locs
                 .iter()
+                .take(MAX_SOURCE_DETAILS)
                 .filter_map(|l| errdefs::source_detail(files, *l))
                 .collect(),
         }
@@ -195,6 +207,7 @@ impl Bridge {
             evaluate: evaluate && self.has("gateway.solve.evaluate"),
             ..Default::default()
         };
+        fits("build definition", req.encoded_len())?;
         let resp = client
             .solve(req)
             .await
@@ -325,7 +338,7 @@ impl Bridge {
             url: String::new(),
             info: file.map(|f| pb::SourceInfo {
                 filename: f.name.clone(),
-                data: f.text.as_bytes().to_vec(),
+                data: errdefs::excerpt(&f.text, loc.line),
                 definition: None,
                 language: "YAML".into(),
             }),
@@ -346,8 +359,17 @@ impl Bridge {
             .map_err(|s| Failure::engine("warn", s))
     }
 
-    /// Hand the result (or the failure) back; the build ends here.
+    /// Hand the result (or the failure) back; the build ends here. A result over
+    /// `MAX_SEND` goes back as the failure that says so; a failure's message is cut to
+    /// `MAX_ERROR_MESSAGE`, so every Return fits.
     pub async fn finish(&mut self, result: Result<Returned, Failure>) -> Result<(), tonic::Status> {
+        let result = result.and_then(|r| {
+            let len: usize = r.metadata.iter().map(|(k, v)| k.len() + v.len()).sum();
+            match fits("image config and result metadata", len) {
+                Ok(()) => Ok(r),
+                Err(f) => Err(largest_entry(&r.metadata, f)),
+            }
+        });
         let req = match result {
             Ok(r) => {
                 let refarray = self.has("proto.refarray");
@@ -372,17 +394,74 @@ impl Bridge {
                     error: None,
                 }
             }
-            Err(f) => gw::ReturnRequest {
-                result: None,
-                error: Some(Status {
+            Err(f) => {
+                let mut status = Status {
                     code: f.code as i32,
-                    message: f.message,
+                    message: cut(f.message, MAX_ERROR_MESSAGE),
                     details: f.details,
-                }),
-            },
+                };
+                if status.encoded_len() > MAX_SEND / 2 {
+                    status.details.clear();
+                }
+                gw::ReturnRequest {
+                    result: None,
+                    error: Some(status),
+                }
+            }
         };
         self.client.r#return(req).await.map(|_| ())
     }
+}
+
+/// `Ok` when a request of `len` bytes fits in one gateway message; otherwise the failure
+/// that names `what` and both sizes.
+fn fits(what: &str, len: usize) -> Result<(), Failure> {
+    if len <= MAX_SEND {
+        return Ok(());
+    }
+    Err(Failure::new(
+        tonic::Code::ResourceExhausted,
+        format!(
+            "the {what} is {}, over the {} BuildKit accepts from a frontend in one message; make the spec's largest values smaller (env, labels, args and what `${{}}` expands to)",
+            mib(len),
+            mib(MAX_SEND)
+        ),
+    ))
+}
+
+/// `f` with the largest metadata entry named (the image config, as a rule).
+fn largest_entry(metadata: &HashMap<String, Vec<u8>>, f: Failure) -> Failure {
+    match metadata.iter().max_by_key(|(k, v)| (v.len(), k.as_str())) {
+        Some((k, v)) => Failure {
+            message: format!(
+                "{}; the largest part is `{k}` ({})",
+                f.message,
+                mib(v.len())
+            ),
+            ..f
+        },
+        None => f,
+    }
+}
+
+fn mib(bytes: usize) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1 << 20) as f64)
+}
+
+/// `text` cut to at most `max` bytes on a char boundary, saying how much was left out.
+fn cut(text: String, max: usize) -> String {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!(
+        "{} [... {} more bytes of this message cut]",
+        &text[..end],
+        text.len() - end
+    )
 }
 
 pub enum Refs {
@@ -394,4 +473,38 @@ pub enum Refs {
 pub struct Returned {
     pub refs: Refs,
     pub metadata: HashMap<String, Vec<u8>>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_request_over_the_gateway_limit_is_named_with_its_size() {
+        assert!(fits("build definition", MAX_SEND).is_ok());
+        let f = fits("build definition", MAX_SEND + 1).unwrap_err();
+        assert_eq!(f.code, tonic::Code::ResourceExhausted);
+        assert!(
+            f.message
+                .starts_with("the build definition is 4.0 MiB, over the 4.0 MiB")
+        );
+        let meta = HashMap::from([
+            ("containerimage.config".to_string(), vec![b'x'; 5 << 20]),
+            ("small".to_string(), vec![]),
+        ]);
+        let f = largest_entry(&meta, f);
+        assert!(
+            f.message
+                .ends_with("the largest part is `containerimage.config` (5.0 MiB)"),
+            "{}",
+            f.message
+        );
+    }
+
+    #[test]
+    fn a_long_message_is_cut_on_a_char_boundary() {
+        assert_eq!(cut("short".into(), 10), "short");
+        let long = "é".repeat(10); // 20 bytes
+        assert_eq!(cut(long, 5), "éé [... 16 more bytes of this message cut]");
+    }
 }

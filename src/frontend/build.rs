@@ -11,7 +11,7 @@ use super::context::{Inputs, read_inputs};
 use super::errdefs;
 use super::opts::Options;
 use super::subrequests;
-use crate::diag::{Diagnostic, Loc, Severity, SourceFile};
+use crate::diag::{Diagnostic, Loc, MAX_SHOWN, Severity, SourceFile};
 use crate::llb::{self, Meta, pb, platform};
 use crate::plan::lower::{ImageInfo, LowerOpts};
 use crate::plan::{CheckKind, Compiled, VerifyCheck, VerifyRun, compile};
@@ -99,7 +99,19 @@ async fn report_warnings(bridge: &Bridge, opts: &Options, inputs: &Inputs) {
         return;
     }
     let vertex = super::context::spec_vertex(bridge, opts);
-    for w in warnings {
+    // Each warning is a message (a solve on old engines): a spec with thousands of them
+    // shows the first ones and a count.
+    let more = warnings.len().saturating_sub(MAX_SHOWN);
+    let summary = (more > 0).then(|| {
+        let w = warnings[MAX_SHOWN];
+        Diagnostic::warning(
+            w.code,
+            w.loc,
+            format!("... and {more} more warnings (only the first {MAX_SHOWN} are shown)"),
+            "run `kiln check` on the spec after fixing these",
+        )
+    });
+    for w in warnings.into_iter().take(MAX_SHOWN).chain(summary.as_ref()) {
         let line = w.one_line(&spec.files);
         eprintln!("kiln: {line}");
         if bridge.has("gateway.warnings") {

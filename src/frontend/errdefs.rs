@@ -74,6 +74,35 @@ impl RangeJson {
     }
 }
 
+/// Above this size a file travels as an excerpt (see `excerpt`).
+const WHOLE_FILE_BYTES: usize = 64 << 10;
+/// Lines kept each side of the one shown; buildx prints at most 4.
+const EXCERPT_LINES: u32 = 8;
+
+/// The bytes of `text` a client needs to show `line`: all of a small file; of a large one,
+/// the lines near `line` with every other line left empty, so line numbers still hold
+/// while a 1 MiB spec with many errors does not travel once per error.
+pub fn excerpt(text: &str, line: u32) -> Vec<u8> {
+    if text.len() <= WHOLE_FILE_BYTES {
+        return text.as_bytes().to_vec();
+    }
+    let (first, last) = (line.saturating_sub(EXCERPT_LINES), line + EXCERPT_LINES);
+    let mut out = Vec::new();
+    for (i, l) in text.split('\n').enumerate() {
+        let n = i as u32 + 1;
+        if n > last {
+            break;
+        }
+        if n > 1 {
+            out.push(b'\n');
+        }
+        if n >= first {
+            out.extend_from_slice(l.as_bytes());
+        }
+    }
+    out
+}
+
 /// The `errdefs.Source` detail for `loc` in `files`; `None` when `loc` has no line or file.
 pub fn source_detail(files: &[SourceFile], loc: Loc) -> Option<Any> {
     let file = files.get(loc.file as usize)?;
@@ -83,7 +112,7 @@ pub fn source_detail(files: &[SourceFile], loc: Loc) -> Option<Any> {
     let source = SourceJson {
         info: Some(SourceInfoJson {
             filename: file.name.clone(),
-            data: file.text.as_bytes().to_vec(),
+            data: excerpt(&file.text, loc.line),
             language: "YAML".into(),
         }),
         ranges: vec![RangeJson::at(loc)],
@@ -236,6 +265,24 @@ mod tests {
         assert_eq!(v["ranges"][0]["start"]["line"], 2);
         assert_eq!(v["ranges"][0]["start"]["character"], 3);
         assert!(source_detail(&files, Loc::default()).is_none());
+    }
+
+    #[test]
+    fn a_large_file_travels_as_the_lines_near_the_error() {
+        let text: String = (1..=20_000).map(|i| format!("key{i}: value\n")).collect();
+        assert!(text.len() > WHOLE_FILE_BYTES);
+        let got = String::from_utf8(excerpt(&text, 10_000)).unwrap();
+        let lines: Vec<&str> = got.split('\n').collect();
+        assert_eq!(lines.len(), 10_008, "up to 8 lines past the error");
+        assert_eq!(lines[9_999], "key10000: value", "line numbers hold");
+        assert_eq!(lines[9_991], "key9992: value");
+        assert_eq!(lines[9_990], "", "lines far away are empty");
+        assert!(got.len() < 20_000 * 2);
+        assert_eq!(
+            excerpt("a: 1\nb: 2\n", 1),
+            b"a: 1\nb: 2\n",
+            "a small file whole"
+        );
     }
 
     #[test]

@@ -282,6 +282,22 @@ fn secret_setup(secrets: &BuildSecrets) -> (Vec<Mount>, String) {
     (mounts, script)
 }
 
+/// A shell line that fails the step when a symlink under `dir` (context files, mounted
+/// as they are) resolves outside it. Mounted secrets (`/root/.netrc`) are reachable from
+/// inside the step, and a context symlink to one would have pip or uv print it while
+/// failing to parse it; BuildKit resolves such links inside the context only when kiln
+/// reads a file itself. Runs before the tool reads anything.
+fn links_stay_inside(dir: &'static str) -> String {
+    // Inside single quotes below: only kiln's own mount paths, which need no quoting.
+    debug_assert!(
+        dir.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'/' || b == b'-')
+    );
+    format!(
+        "find {dir} -type l -exec sh -c 'for l; do t=$(readlink -f \"$l\" || echo \"?\"); case \"$t\" in {dir}/*) ;; *) echo \"kiln: ${{l#{dir}/}} is a symlink that leaves the build context (to $t): copy the file into the context instead\" >&2; exit 1;; esac; done' kiln-links {{}} +\n"
+    )
+}
+
 /// What a step inherits from the base it stands on: the base's environment, and the
 /// scope of its package caches.
 struct StepEnv {
@@ -626,7 +642,8 @@ fn uv_export(
     // A stale lock makes uv resolve to say so: the step may reach the index (CA, netrc).
     let (mut mounts, secret_script) = secret_setup(&step.secrets);
     let script = format!(
-        "set -eu\n{secret_script}cd {}\nuv export --quiet {}\n",
+        "set -eu\n{}{secret_script}cd {}\nuv export --quiet {}\n",
+        links_stay_inside(REQ_MOUNT),
         quote(&dir),
         join(&args)
     );
@@ -651,6 +668,15 @@ fn uv_export(
         meta,
     ))
     .scratch(EXPORT_MOUNT)
+}
+
+/// uv leaves `VENV/.lock` behind, world-writable (0777) so that any user may take it; in
+/// the image nobody installs, and a file every user may write has no place there.
+fn drop_uv_lock(installer: Installer, venv: &str) -> String {
+    match installer {
+        Installer::Uv => format!("rm -f {}\n", quote(&format!("{venv}/.lock"))),
+        Installer::Pip => String::new(),
+    }
 }
 
 /// `pip check` for the venv, with the installer's own tool.
@@ -681,6 +707,7 @@ fn install(
     } = step;
     let (installer, venv) = (toolchain.installer, &toolchain.venv);
     let include = source.context_files();
+    let mounted = !include.is_empty();
     let (mut mounts, secret_script) = secret_setup(secrets);
     if !include.is_empty() {
         let req = llb::local(
@@ -720,10 +747,16 @@ fn install(
     let (install, cache) = install_command(source, step, &env.cache);
     mounts.push(cache);
     let check = check_command(installer, venv);
-    let mut script = format!("set -eu\n{secret_script}{install}\n");
+    let links = match source {
+        GroupSource::UvLock { .. } => String::new(),
+        _ if !mounted => String::new(),
+        _ => links_stay_inside(REQ_MOUNT),
+    };
+    let mut script = format!("set -eu\n{links}{secret_script}{install}\n");
     if pip.check {
         script.push_str(&format!("{check}\n"));
     }
+    script.push_str(&drop_uv_lock(installer, venv));
     parent
         .run(sh(
             script,
@@ -778,12 +811,14 @@ fn project(
     let (build, install, cache) = project_commands(*installer, &python, &step.pip, &env.cache);
     mounts.push(cache);
     let mut script = format!(
-        "set -eu\n{secret_script}rm -rf /tmp/kiln-project /tmp/kiln-wheels\ncp -a {}/. /tmp/kiln-project\n{build}\n{install}\nrm -rf /tmp/kiln-project /tmp/kiln-wheels\n",
+        "set -eu\n{}{secret_script}rm -rf /tmp/kiln-project /tmp/kiln-wheels\ncp -a {}/. /tmp/kiln-project\n{build}\n{install}\nrm -rf /tmp/kiln-project /tmp/kiln-wheels\n",
+        links_stay_inside(PROJECT_MOUNT),
         quote(&from)
     );
     if step.pip.check {
         script.push_str(&format!("{}\n", check_command(*installer, venv)));
     }
+    script.push_str(&drop_uv_lock(*installer, venv));
     parent
         .run(sh(
             script,

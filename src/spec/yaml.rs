@@ -2,6 +2,7 @@
 //! Everything after this (extends, ${ARG} expansion, typed conversion) works on this
 //! tree, so every later error can still point at the exact place in the file.
 
+use std::collections::HashMap;
 use std::fmt;
 
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
@@ -276,14 +277,16 @@ impl<'de> Visitor<'de> for RawVisitor {
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Raw, A::Error> {
         let mut entries: Vec<(Spanned<String>, Spanned<Raw>)> = Vec::new();
+        // Key -> its line: a mapping of n keys is checked in O(n), not O(n^2).
+        let mut seen: HashMap<String, u64> = HashMap::new();
         while let Some(key) = map.next_key::<Spanned<String>>()? {
-            if let Some((first, _)) = entries.iter().find(|(k, _)| k.value == key.value) {
+            if let Some(line) = seen.get(&key.value) {
                 return Err(de::Error::custom(format!(
-                    "duplicate key `{}` (first defined at line {})",
+                    "duplicate key `{}` (first defined at line {line})",
                     key.value,
-                    first.referenced.line()
                 )));
             }
+            seen.insert(key.value.clone(), key.referenced.line());
             let value = map.next_value::<Spanned<Raw>>()?;
             entries.push((key, value));
         }

@@ -57,6 +57,8 @@ project_checks() {
   assert_not_contains "$label: the project is not an editable install" "$out" '"editable": true'
   assert_eq "$label: no copy of src/ in the image, only the installed package" "" \
     "$(drun -u 0 "$image" sh -c "find / -xdev -path '*/svc/health.py' ! -path '$VENV/lib/*' 2>/dev/null")"
+  assert_eq "$label: nothing in the venv is world-writable (uv's .lock was)" "" \
+    "$(drun -u 0 "$image" find "$VENV" -perm -o+w ! -type l)"
   check "$label: no dev-group package (pytest)" bash -c "! $DOCKER run --rm $image python -c 'import pytest'"
   assert_eq "$label: cmd is the console script" '["svc-serve"]' "$(config "$image" '{{json .Config.Cmd}}')"
   assert_eq "$label: health check is the console script" '["CMD","svc-health"]' "$(config "$image" '{{json .Config.Healthcheck.Test}}')"

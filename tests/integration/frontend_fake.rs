@@ -415,7 +415,8 @@ fn opts(pairs: &[(&str, &str)]) -> Options {
 
 /// The fake engine answering on one end of an in-memory pipe.
 fn serve_fake(f: &Fake, io: tokio::io::DuplexStream) {
-    let svc = LlbBridgeServer::new(f.clone());
+    // BuildKit's gateway server takes at most gRPC's default 4 MiB from a frontend.
+    let svc = LlbBridgeServer::new(f.clone()).max_decoding_message_size(4 << 20);
     tokio::spawn(async move {
         tonic::transport::Server::builder()
             .add_service(svc)
@@ -1354,4 +1355,40 @@ async fn dockerignore_patterns_reach_the_app_source() {
         excludes.iter().any(|e| e.contains("**/*.md")),
         "{excludes:?}"
     );
+}
+
+/// Issue 11: a spec under 1 MiB whose `${}` expansions make the image config larger than
+/// the 4 MiB BuildKit takes in one message gets an error naming what was too large,
+/// never a bare transport failure.
+#[tokio::test]
+async fn a_result_over_the_gateway_message_limit_is_named() {
+    let f = fake(MODERN_LLB, MODERN_FRONTEND);
+    let refs = "${X}".repeat(4000);
+    let literal = "y".repeat(900_000);
+    let spec = SPEC.replace(
+        "name: w\n",
+        &format!(
+            "name: w\nargs: {{X: \"{}\"}}\nenv: {{A: \"{refs}\", B: \"{literal}\"}}\n",
+            "x".repeat(1000)
+        ),
+    );
+    assert!(
+        spec.len() < 1 << 20,
+        "the spec itself is under the 1 MiB limit"
+    );
+    f.0.lock()
+        .unwrap()
+        .files
+        .insert("worker.yaml".into(), spec.into_bytes());
+    let r = run(&f, opts(&[("build-arg:KILN_SKIP_VERIFY", "1")])).await;
+    let message = error_message(&r);
+    assert!(
+        message.contains(", over the 4.0 MiB BuildKit accepts from a frontend in one message"),
+        "{message}"
+    );
+    assert!(
+        message.contains("`containerimage.config`") || message.contains("build definition"),
+        "{message}"
+    );
+    assert!(r.result.is_none(), "nothing half-built is returned");
 }

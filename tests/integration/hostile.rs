@@ -27,6 +27,10 @@ fn cases() -> Vec<(&'static str, Vec<u8>, &'static str, &'static str)> {
         ("deep block nesting", format!("version: 1\nname: w\nx:\n{}", (1..1000).map(|i| format!("{}k{i}:\n", "  ".repeat(i))).collect::<String>()).into_bytes(), "invalid YAML: budget breached: Depth", ":67:129"),
         ("11 MB file", format!("version: 1\nname: w\npython: {{base: python:3}}\nenv:\n{}", (0..100_000).map(|i| format!("  K{i}: \"{}\"\n", "v".repeat(100))).collect::<String>()).into_bytes(), "more than the 1048576 allowed", ":1:1"),
         ("an argument expansion bomb", format!("version: 1\nname: w\npython: {{base: python:3}}\nargs: {{A: \"{}\"}}\nenv:\n{}", "x".repeat(100_000), (0..20).map(|i| format!("  K{i}: \"{}\"\n", "${A}".repeat(10))).collect::<String>()).into_bytes(), "makes the spec's strings more than 4194304 bytes longer", ":10:7"),
+        // Checking is linear in the number of keys: these took minutes when it was not
+        // (the 1 MiB cases are a benchmark row, timed on the release build).
+        ("30,000 unknown keys", format!("version: 1\nname: w\npython: {{base: python:3}}\n{}", (0..30_000).map(|i| format!("u{i}: 1\n")).collect::<String>()).into_bytes(), "unknown key `u0` in the spec", ":4:1"),
+        ("a duplicate key after 30,000 env keys", format!("version: 1\nname: w\npython: {{base: python:3}}\nenv:\n{}  K0: w\n", (0..30_000).map(|i| format!("  K{i}: v\n")).collect::<String>()).into_bytes(), "duplicate key `K0`", ":30005:3"),
         ("non-UTF-8", b"version: 1\nname: w\npython:\n  base: py\xc3\x28thon\n".to_vec(), "not valid UTF-8", ":4:11"),
         ("NUL byte in a string", b"version: 1\nname: w\npython: {base: python:3}\nenv: {A: \"x\\0y\"}\n".to_vec(), "NUL", ":4:"),
         ("only whitespace", b"  \n\t\n".to_vec(), "spec file is empty", ":1:1"),

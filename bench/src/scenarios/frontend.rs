@@ -92,13 +92,65 @@ impl Bench {
             "kiln llb minus /bin/true (medians), the definition's own cost as the spec grows: {}",
             net.join("; ")
         ));
+        self.check_at_the_limit(&dir)
+    }
+
+    /// `kiln check` of specs just under the 1 MiB limit, made of one kind of key each:
+    /// checking must stay linear in the number of keys (issue 11; 100,000 unknown keys
+    /// took 84 s, 100,000 env keys 129 s in the frontend, when it was quadratic).
+    fn check_at_the_limit(&mut self, dir: &Path) -> Result<(), String> {
+        let runs = if self.mode == Mode::Smoke { 3 } else { 10 };
+        let head = "version: 1\nname: w\npython: {base: python:3}\n";
+        let specs = [
+            (
+                "100,000 unknown top-level keys (refused)",
+                format!(
+                    "{head}{}",
+                    (0..100_000)
+                        .map(|i| format!("u{i}: 1\n"))
+                        .collect::<String>()
+                ),
+            ),
+            (
+                "85,000 env keys",
+                format!(
+                    "{head}env:\n{}",
+                    (0..85_000)
+                        .map(|i| format!("  K{i}: v\n"))
+                        .collect::<String>()
+                ),
+            ),
+        ];
+        for (what, text) in specs {
+            let file = dir.join(format!(
+                "limit-{}.yaml",
+                what.split(' ').next().unwrap_or("x")
+            ));
+            write(&file, &text)?;
+            let t = time_n(runs, 1, || {
+                let mut c = Command::new(&self.kiln_bin);
+                c.arg("check").arg(&file);
+                c
+            });
+            self.row(Row::new(
+                format!("`kiln check` of a {} KiB spec: {what}", text.len() >> 10),
+                Unit::MsFine,
+                &t,
+                &[],
+            ));
+        }
         Ok(())
     }
 }
 
 /// Wall times (ms) of `runs` runs of a command, after some warm-ups; output discarded.
 /// Empty when the command cannot be started.
-fn time(runs: usize, mut command: impl FnMut() -> Command) -> Vec<f64> {
+fn time(runs: usize, command: impl FnMut() -> Command) -> Vec<f64> {
+    time_n(runs, WARMUPS, command)
+}
+
+/// `time` with `warmups` warm-up runs.
+fn time_n(runs: usize, warmups: usize, mut command: impl FnMut() -> Command) -> Vec<f64> {
     let mut once = || {
         let t0 = Instant::now();
         let ok = command()
@@ -108,7 +160,7 @@ fn time(runs: usize, mut command: impl FnMut() -> Command) -> Vec<f64> {
             .is_ok();
         ok.then(|| t0.elapsed().as_secs_f64() * 1000.0)
     };
-    for _ in 0..WARMUPS {
+    for _ in 0..warmups {
         if once().is_none() {
             return Vec::new();
         }
