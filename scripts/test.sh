@@ -32,6 +32,7 @@ suite "end-to-end, lock-file projects (Docker 20.10)" tests/e2e/projects.sh
 suite "end-to-end, hostile contexts and limits (Docker 20.10)" tests/e2e/hostile.sh
 suite "benchmark smoke test" tests/e2e/bench_smoke.sh
 suite "end-to-end, modern engines (Docker 26 and 28, buildx)" tests/e2e/engines.sh
+suite "stress: ten builds at once on Docker 28" tests/e2e/stress.sh
 
 if [ ${#failed[@]} -gt 0 ]; then
   printf 'failed suites: %s\n' "${failed[*]}" >&2

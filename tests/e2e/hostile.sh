@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # End-to-end: hostile build contexts on the real engine (Docker 20.10's BuildKit).
+# Also: a result over BuildKit's gateway message limit.
 # Each context tries to make pip or uv read the netrc secret through a path that a
 # context file names (a symlink, an include, a constraints or lock file, pip's ${VAR}
 # expansion); the netrc holds a marker that must never appear in the build output.
