@@ -6,6 +6,7 @@ use serde_json::{Map, Value, json};
 
 use super::FinalStep;
 use crate::llb::pb;
+use crate::spec::format::TINI;
 
 /// The PATH a step gets when its base image sets none (the one Docker uses).
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -130,6 +131,19 @@ fn process(cfg: &mut Map<String, Value>, image: &FinalStep) {
             cfg.remove("Entrypoint");
         }
     }
+    if settings.init {
+        with_init(cfg);
+    }
+    if !settings.volumes.is_empty() {
+        let mut volumes = match cfg.get("Volumes") {
+            Some(Value::Object(m)) => m.clone(),
+            _ => Map::new(),
+        };
+        for v in &settings.volumes {
+            volumes.insert(v.clone(), json!({}));
+        }
+        cfg.insert("Volumes".into(), Value::Object(volumes));
+    }
     if let Some(h) = &settings.healthcheck {
         cfg.insert(
             "Healthcheck".into(),
@@ -149,6 +163,19 @@ fn process(cfg: &mut Map<String, Value>, image: &FinalStep) {
     if let Some(s) = &settings.stop_signal {
         cfg.insert("StopSignal".into(), json!(s));
     }
+}
+
+/// tini in front of the entrypoint (or of the command, when there is none): it forwards
+/// signals to the process and reaps zombies, which a process run as PID 1 does not.
+fn with_init(cfg: &mut Map<String, Value>) {
+    let mut entrypoint: Vec<Value> = vec![json!(TINI), json!("--")];
+    if let Some(Value::Array(e)) = cfg.get("Entrypoint") {
+        if e.first().and_then(Value::as_str) == Some(TINI) {
+            return;
+        }
+        entrypoint.extend(e.iter().cloned());
+    }
+    cfg.insert("Entrypoint".into(), Value::Array(entrypoint));
 }
 
 /// The base's labels, kiln's (title, description, base name, variant), the spec's, then

@@ -10,7 +10,7 @@ use super::shell::{join, quote};
 use super::*;
 use crate::llb::{self, CopyOpts, Exec, Local, Meta, Mount, Owner, Sharing, SourceLoc, State, pb};
 use crate::reference;
-use crate::spec::{BuildSecrets, Installer, S};
+use crate::spec::{AppOwner, BuildSecrets, Installer, S};
 
 /// Where build secrets and requirement files appear inside build steps.
 const CA_PATH: &str = "/run/secrets/kiln-ca.pem";
@@ -843,7 +843,12 @@ fn final_image(
         )),
         ..meta.clone()
     };
-    let with_user = user_layer(runtime, &step.user, &named);
+    let with_user = files_layer(
+        &user_layer(runtime, step, &named),
+        step,
+        opts,
+        named("files"),
+    );
     // The venv is owned by root: the app may read it, not change it.
     let venv_layer = |on: &State| {
         on.file(named("venv"))
@@ -876,41 +881,106 @@ fn dir_copy(owner: Option<Owner>) -> CopyOpts {
         contents_only: true,
         create_dest_path: true,
         allow_wildcard: true,
+        mode: None,
     }
 }
 
-/// The runtime user, made with the base's own tools (no network needed); root needs none.
-fn user_layer(runtime: &State, user: &RuntimeUser, named: &dyn Fn(&str) -> Meta) -> State {
-    if user.is_root() {
+/// The runtime user, made with the base's own tools (no network needed; root needs
+/// none), and the directories it owns (`writable`, `volumes`).
+fn user_layer(runtime: &State, step: &FinalStep, named: &dyn Fn(&str) -> Meta) -> State {
+    let user = &step.user;
+    if user.is_root() && step.dirs.is_empty() {
         return runtime.clone();
     }
-    let script = format!(
-        "set -eu\n\
-         getent group {gid} >/dev/null || groupadd --gid {gid} {name}\n\
-         id -u {name} >/dev/null 2>&1 || useradd --uid {uid} --gid {gid} --create-home --home-dir /home/{name} --shell /usr/sbin/nologin {name}\n",
-        gid = user.gid,
-        uid = user.uid,
-        name = quote(&user.name),
-    );
+    let mut script = String::from("set -eu\n");
+    if !user.is_root() {
+        script.push_str(&format!(
+            "getent group {gid} >/dev/null || groupadd --gid {gid} {name}\n\
+             id -u {name} >/dev/null 2>&1 || useradd --uid {uid} --gid {gid} --create-home --home-dir /home/{name} --shell /usr/sbin/nologin {name}\n",
+            gid = user.gid,
+            uid = user.uid,
+            name = quote(&user.name),
+        ));
+    }
+    for dir in &step.dirs {
+        script.push_str(&format!(
+            "mkdir -p {d}\nchown {uid}:{gid} {d}\nchmod 0755 {d}\n",
+            d = quote(dir),
+            uid = user.uid,
+            gid = user.gid,
+        ));
+    }
+    let mut name = format!("user {} {}:{}", user.name, user.uid, user.gid);
+    if !step.dirs.is_empty() {
+        name.push_str(&format!(", owns {}", step.dirs.join(" ")));
+    }
     let exec = Exec {
         network_none: true,
         ..sh(
             script,
             vec![format!("PATH={DEFAULT_PATH}")],
             vec![],
-            named(&format!("user {} {}:{}", user.name, user.uid, user.gid)),
+            named(&name),
         )
     };
     runtime.run(exec).root()
 }
 
+/// The spec's single files from the context, each with its mode and owner; parents that
+/// are missing are made root-owned.
+fn files_layer(on: &State, step: &FinalStep, opts: &LowerOpts, meta: Meta) -> State {
+    if step.files.is_empty() {
+        return on.clone();
+    }
+    let mut include: Vec<String> = step.files.iter().map(|f| f.src.clone()).collect();
+    include.sort();
+    include.dedup();
+    let ctx = context_files(opts, include, "files source");
+    let mut ops = on.file(meta);
+    for f in &step.files {
+        if let Some((parent, _)) = f.dest.rsplit_once('/').filter(|(p, _)| !p.is_empty()) {
+            ops = ops.mkdir(parent, 0o755, true, None);
+        }
+        let owner = owner_of(f.owner, &step.user);
+        let opts = CopyOpts {
+            owner,
+            mode: Some(f.mode),
+            ..Default::default()
+        };
+        ops = ops.copy(&ctx, &format!("/{}", f.src), &f.dest, opts);
+    }
+    ops.done()
+}
+
+/// The uid:gid for files owned by `owner` (root: none given, so 0:0).
+fn owner_of(owner: AppOwner, user: &RuntimeUser) -> Option<Owner> {
+    (owner == AppOwner::User && !user.is_root()).then_some(Owner {
+        uid: user.uid,
+        gid: user.gid,
+    })
+}
+
+/// A context source that holds only `include` (shared with the app's).
+fn context_files(opts: &LowerOpts, include: Vec<String>, name: &str) -> State {
+    llb::local(
+        Local {
+            name: opts.context.clone(),
+            include,
+            shared_key_hint: Some(opts.context.clone()),
+            session_id: opts.session_id.clone(),
+            ..Default::default()
+        },
+        Meta {
+            name: Some(name.into()),
+            ..Default::default()
+        },
+    )
+}
+
 /// The app's paths from their own context source (`.dockerignore` and `exclude` left
 /// out) under `workdir`, owned by the runtime user.
 fn app_layer(on: &State, app: &AppCopy, user: &RuntimeUser, opts: &LowerOpts, meta: Meta) -> State {
-    let owner = (!user.is_root()).then_some(Owner {
-        uid: user.uid,
-        gid: user.gid,
-    });
+    let owner = owner_of(app.owner, user);
     let exclude = app.exclude.clone();
     let ctx = llb::local(
         Local {

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use crate::context::join;
-use crate::spec::{BuildSecrets, Installer};
+use crate::spec::{AppOwner, BuildSecrets, FileCopy, Installer};
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum StageKind {
@@ -187,6 +187,10 @@ pub struct FinalStep {
     pub variant: String,
     pub venv: String,
     pub user: RuntimeUser,
+    /// Directories the user owns (`writable` and `volumes`), made in the user step.
+    pub dirs: Vec<String>,
+    /// Single files from the context, copied after the user step.
+    pub files: Vec<FileCopy>,
     pub app: Option<AppCopy>,
     pub config: ImageSettings,
 }
@@ -212,6 +216,7 @@ pub struct AppCopy {
     /// Patterns left out on top of the context's `.dockerignore`.
     pub exclude: Vec<String>,
     pub workdir: String,
+    pub owner: AppOwner,
 }
 
 /// What the spec sets in the image config; `plan/config.rs` lays it over the base's.
@@ -231,6 +236,9 @@ pub struct ImageSettings {
     /// `8000/tcp` form.
     pub ports: Vec<String>,
     pub stop_signal: Option<String>,
+    /// The command runs under tini (`/usr/bin/tini --`).
+    pub init: bool,
+    pub volumes: Vec<String>,
 }
 
 /// A health check in image-config form; durations in nanoseconds.

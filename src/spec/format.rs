@@ -24,6 +24,10 @@ pub const TOP_KEYS: &[&str] = &[
     "ports",
     "labels",
     "stop_signal",
+    "init",
+    "writable",
+    "volumes",
+    "files",
     "verify",
     "verify_timeout",
     "variants",
@@ -56,7 +60,17 @@ pub const GROUP_KEYS: &[&str] = &[
     "extras",
     "groups",
 ];
-pub const APP_KEYS: &[&str] = &["src", "project", "exclude", "workdir"];
+pub const APP_KEYS: &[&str] = &["src", "project", "exclude", "workdir", "owner"];
+/// `app.owner` and `files[].owner`: who owns the copied files.
+pub const OWNERS: &[&str] = &["root", "user"];
+/// A `files` entry.
+pub const FILE_KEYS: &[&str] = &["src", "dest", "mode", "owner"];
+/// `files[].mode` when not given: readable by all, written by none but root.
+pub const DEFAULT_FILE_MODE: u32 = 0o644;
+/// `init`: off; `init: true` runs the command under tini.
+pub const DEFAULT_INIT: bool = false;
+/// Where Debian's `tini` package puts it.
+pub const TINI: &str = "/usr/bin/tini";
 pub const USER_KEYS: &[&str] = &["name", "uid", "gid"];
 pub const HEALTHCHECK_KEYS: &[&str] = &[
     "cmd",
@@ -80,6 +94,16 @@ pub const VARIANT_KEYS: &[&str] = &[
     "env",
     "labels",
     "verify",
+    "user",
+    "entrypoint",
+    "cmd",
+    "healthcheck",
+    "ports",
+    "stop_signal",
+    "init",
+    "writable",
+    "volumes",
+    "files",
 ];
 
 pub const DEFAULT_UV_VERSION: &str = "0.9.7";

@@ -201,6 +201,8 @@ pub struct App {
     pub project: Option<S<String>>,
     pub exclude: Vec<String>,
     pub workdir: String,
+    /// Who owns the code: root (read-only for the app, the default) or the runtime user.
+    pub owner: AppOwner,
     pub loc: Loc,
 }
 
@@ -266,4 +268,53 @@ pub struct Variant {
     pub labels: BTreeMap<String, String>,
     /// The spec-wide `verify` commands, then the variant's own.
     pub verify: Vec<S<VerifyCommand>>,
+    /// How the image runs: the spec-wide process keys with the variant's laid on top.
+    pub process: Process,
+}
+
+/// The process keys a variant may override: `user`, `entrypoint`, `cmd`, `healthcheck`
+/// and `stop_signal` replace the spec-wide value, `ports`, `writable`, `volumes` and
+/// `files` add to it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Process {
+    pub user: User,
+    pub entrypoint: Option<S<Vec<String>>>,
+    pub cmd: Option<S<Vec<String>>>,
+    pub healthcheck: Option<Healthcheck>,
+    pub ports: Vec<S<String>>,
+    pub stop_signal: Option<S<String>>,
+    /// Run the command under tini (`init: true`), from the base's apt.
+    pub init: Option<S<bool>>,
+    /// Directories the runtime user owns (made in the image).
+    pub writable: Vec<S<String>>,
+    /// `VOLUME`s: directories the runtime user owns, declared as volumes.
+    pub volumes: Vec<S<String>>,
+    /// Single files copied from the context with their mode and owner.
+    pub files: Vec<S<FileCopy>>,
+}
+
+impl Process {
+    pub fn init(&self) -> bool {
+        self.init.as_ref().is_some_and(|i| i.v)
+    }
+}
+
+/// Who owns the app's code in the image.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub enum AppOwner {
+    /// root: the app cannot rewrite its own code.
+    #[default]
+    Root,
+    /// The runtime user (kiln's behaviour before this key).
+    User,
+}
+
+/// One `files` entry: a context file copied to `dest` with `mode`, owned by root or the
+/// runtime user.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct FileCopy {
+    pub src: String,
+    pub dest: String,
+    pub mode: u32,
+    pub owner: AppOwner,
 }

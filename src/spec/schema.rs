@@ -82,10 +82,51 @@ fn verify() -> Value {
     })
 }
 
+/// The process keys, spec-wide and per variant (a variant's replace or add to them).
+fn process() -> serde_json::Map<String, Value> {
+    let value = json!({
+        "user": {"oneOf": [
+            {"const": "root"},
+            {"type": "object", "additionalProperties": false, "properties": {"name": {"type": "string", "default": DEFAULT_USER}, "uid": int(USER_ID, "0 only with the name root."), "gid": int(USER_ID, "Default: the uid.")}}
+        ], "description": format!("The runtime user; default {DEFAULT_USER}, uid and gid {DEFAULT_UID}.")},
+        "entrypoint": command("Entrypoint: a list (exec form) or a string (run by /bin/sh -c)."),
+        "cmd": command("Command: a list (exec form) or a string (run by /bin/sh -c)."),
+        "healthcheck": {
+            "type": "object", "additionalProperties": false, "required": ["cmd"],
+            "properties": {
+                "cmd": command("The probe."),
+                "interval": {"type": "string", "default": HEALTHCHECK_INTERVAL},
+                "timeout": {"type": "string", "default": HEALTHCHECK_TIMEOUT},
+                "retries": int(HEALTHCHECK_RETRIES, "Failures in a row before unhealthy."),
+                "start_period": {"type": "string", "default": HEALTHCHECK_START_PERIOD},
+                "verify": {"type": "boolean", "default": DEFAULT_HEALTHCHECK_VERIFY, "description": "Run the probe once against the built image during verify; a failure fails the build."}
+            }
+        },
+        "ports": {"type": "array", "items": {"type": ["integer", "string"]}},
+        "stop_signal": {"type": "string"},
+        "init": {"type": "boolean", "default": DEFAULT_INIT, "description": "Run the command under tini (installed from the base's apt): signals reach the app and zombies are reaped."},
+        "writable": strings("Directories the runtime user owns (made in the image)."),
+        "volumes": strings("Directories the runtime user owns, declared as VOLUMEs (a named volume mounted there starts owned by the user)."),
+        "files": {"type": "array", "items": {
+            "type": "object", "additionalProperties": false, "required": ["src", "dest"],
+            "properties": {
+                "src": {"type": "string", "description": "A file in the build context."},
+                "dest": {"type": "string", "description": "Its absolute path in the image."},
+                "mode": {"type": ["string", "integer"], "default": format!("{DEFAULT_FILE_MODE:04o}"), "description": "Octal, e.g. \"0640\"."},
+                "owner": {"enum": OWNERS, "default": "root"}
+            }
+        }}
+    });
+    match value {
+        Value::Object(m) => m,
+        _ => unreachable!("a JSON object literal"),
+    }
+}
+
 /// The JSON Schema (draft-07) of a spec. One JSON literal: long, but it reads as the
 /// schema it produces.
 pub fn schema() -> Value {
-    json!({
+    let mut schema = json!({
         "$schema": "http://json-schema.org/draft-07/schema#",
         "$id": "https://kiln.dev/schema/v1.json",
         "title": "kiln spec (version 1)",
@@ -119,33 +160,15 @@ pub fn schema() -> Value {
             "app": {
                 "type": "object", "additionalProperties": false, "anyOf": [{"required": ["src"]}, {"required": ["project"]}],
                 "properties": {
-                    "src": strings("Paths in the context, copied to workdir/<path>, last and owned by the user."),
+                    "src": strings("Paths in the context, copied to workdir/<path>, last (owned by `owner`)."),
                     "project": {"type": "string", "description": "A Python project directory in the context (`.` for the context itself): built as a wheel in the builder and installed into the venv after the dependencies."},
                     "exclude": strings("Globs left out (on top of .dockerignore)."),
-                    "workdir": {"type": "string", "default": DEFAULT_WORKDIR}
+                    "workdir": {"type": "string", "default": DEFAULT_WORKDIR},
+                    "owner": {"enum": OWNERS, "default": "root", "description": "Who owns the code: root (the app cannot rewrite it) or user."}
                 }
             },
-            "user": {"oneOf": [
-                {"const": "root"},
-                {"type": "object", "additionalProperties": false, "properties": {"name": {"type": "string", "default": DEFAULT_USER}, "uid": int(USER_ID, "0 only with the name root."), "gid": int(USER_ID, "Default: the uid.")}}
-            ], "description": format!("The runtime user; default {DEFAULT_USER}, uid and gid {DEFAULT_UID}.")},
             "env": string_map("Environment of the image."),
-            "entrypoint": command("Entrypoint: a list (exec form) or a string (run by /bin/sh -c)."),
-            "cmd": command("Command: a list (exec form) or a string (run by /bin/sh -c)."),
-            "healthcheck": {
-                "type": "object", "additionalProperties": false, "required": ["cmd"],
-                "properties": {
-                    "cmd": command("The probe."),
-                    "interval": {"type": "string", "default": HEALTHCHECK_INTERVAL},
-                    "timeout": {"type": "string", "default": HEALTHCHECK_TIMEOUT},
-                    "retries": int(HEALTHCHECK_RETRIES, "Failures in a row before unhealthy."),
-                    "start_period": {"type": "string", "default": HEALTHCHECK_START_PERIOD},
-                    "verify": {"type": "boolean", "default": DEFAULT_HEALTHCHECK_VERIFY, "description": "Run the probe once against the built image during verify; a failure fails the build."}
-                }
-            },
-            "ports": {"type": "array", "items": {"type": ["integer", "string"]}},
             "labels": string_map("Image labels (org.opencontainers.image.* title, description and base.name are set for you)."),
-            "stop_signal": {"type": "string"},
             "verify": verify(),
             "verify_timeout": {"type": "string", "default": DEFAULT_VERIFY_TIMEOUT, "description": "How long each verify command may run (a duration), unless it sets its own `timeout`."},
             "build_secrets": {
@@ -175,7 +198,13 @@ pub fn schema() -> Value {
             },
             "default_variant": {"type": "string"}
         }
-    })
+    });
+    for (key, value) in process() {
+        schema["properties"][key.as_str()] = value.clone();
+        schema["properties"]["variants"]["additionalProperties"]["properties"][key.as_str()] =
+            value;
+    }
+    schema
 }
 
 #[cfg(test)]

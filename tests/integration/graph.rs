@@ -772,3 +772,93 @@ fn package_caches_are_scoped_by_base() {
     assert!(!pdf.is_empty() && !bookworm.is_empty());
     assert!(pdf.is_disjoint(&bookworm), "{pdf:?} vs {bookworm:?}");
 }
+
+/// Issue 13: each variant runs its own process (cmd, user, health check, stop signal,
+/// ports on top of the spec-wide ones); `init` puts tini in front and in the runtime apt
+/// step; `volumes` are declared; the spec-wide values reach the variants that keep them.
+#[test]
+fn each_variant_runs_its_own_process() {
+    let s = spec("specs/service.yaml");
+    let base = serde_json::json!({"config": {"Env": ["PATH=/usr/bin"], "Cmd": ["python3"]}});
+    let none = BTreeMap::new();
+    let worker = image_config(&s, "worker", &base, &none);
+    let c = &worker["config"];
+    assert_eq!(c["Entrypoint"], serde_json::json!(["/usr/bin/tini", "--"]));
+    assert_eq!(c["Cmd"], serde_json::json!(["python", "-m", "app.worker"]));
+    assert_eq!(c["User"], "10002:10002");
+    assert_eq!(c["Volumes"], serde_json::json!({"/var/lib/svc": {}}));
+    assert!(c["Healthcheck"].is_object());
+    let noinit = image_config(&s, "noinit", &base, &none);
+    assert!(noinit["config"].get("Entrypoint").is_none(), "{noinit}");
+    let gpu = image_config(&s, "gpu", &base, &none);
+    let c = &gpu["config"];
+    assert_eq!(c["Entrypoint"], serde_json::json!(["/usr/bin/tini", "--"]));
+    assert_eq!(c["Cmd"], serde_json::json!(["python", "-m", "app.jobs"]));
+    assert_eq!(c["User"], "10003:10003");
+    assert!(
+        c.get("Healthcheck").is_none(),
+        "healthcheck: null removes it"
+    );
+    assert_eq!(c["StopSignal"], "SIGINT");
+    assert_eq!(c["ExposedPorts"], serde_json::json!({"9000/tcp": {}}));
+    // tini comes from the runtime apt step; no init, no apt step at all.
+    let scripts = |target| -> Vec<String> {
+        ops(&definition(&s, target, false))
+            .iter()
+            .filter_map(exec_script)
+            .collect()
+    };
+    assert!(scripts("worker").iter().any(|e| e.contains("apt-get install") && e.ends_with(" tini\nif [ -e /tmp/kiln-docker-clean ]; then mv /tmp/kiln-docker-clean \"$hook\"; fi\nrm -rf /var/log/apt/* /var/log/dpkg.log /var/cache/debconf/*-old\n")));
+    assert!(!scripts("noinit").iter().any(|e| e.contains("apt-get")));
+    // The user step makes the owned directories; the gpu user owns them in its image.
+    let user_step = scripts("gpu")
+        .into_iter()
+        .find(|e| e.contains("useradd"))
+        .unwrap();
+    assert!(
+        user_step.contains("chown 10003:10003 /var/cache/svc"),
+        "{user_step}"
+    );
+    assert!(
+        user_step.contains("chown 10003:10003 /var/lib/svc"),
+        "{user_step}"
+    );
+}
+
+/// Issue 13: the code is root-owned by default (`app.owner: user` gives it to the user);
+/// `files` are copied with their mode, owned by root or the user.
+#[test]
+fn code_is_root_owned_and_files_keep_their_mode() {
+    let copies = |s: &kiln::spec::Spec| -> Vec<pb::FileActionCopy> {
+        ops(&definition(s, "worker", false))
+            .into_iter()
+            .filter_map(|op| match op.op {
+                Some(pb::op::Op::File(f)) => Some(f.actions),
+                _ => None,
+            })
+            .flatten()
+            .filter_map(|a| match a.action {
+                Some(pb::file_action::Action::Copy(c)) => Some(c),
+                _ => None,
+            })
+            .collect()
+    };
+    let s = spec("specs/service.yaml");
+    let all = copies(&s);
+    let app = all.iter().find(|c| c.dest == "/app/app").unwrap();
+    assert!(app.owner.is_none(), "the code is root's: {app:?}");
+    let toml = all.iter().find(|c| c.dest == "/etc/svc/svc.toml").unwrap();
+    assert_eq!((toml.src.as_str(), toml.mode), ("/config/svc.toml", 0o640));
+    assert!(toml.owner.is_some());
+    let motd = all.iter().find(|c| c.dest == "/etc/svc/motd").unwrap();
+    assert_eq!((motd.mode, motd.owner.is_none()), (0o644, true));
+    let yaml = std::fs::read_to_string(format!("{ROOT}/specs/service.yaml"))
+        .unwrap()
+        .replace("  src: [app]\n", "  src: [app]\n  owner: user\n");
+    let s = load("service.yaml", &yaml).unwrap().spec;
+    let app = copies(&s)
+        .into_iter()
+        .find(|c| c.dest == "/app/app")
+        .unwrap();
+    assert!(app.owner.is_some(), "app.owner: user");
+}

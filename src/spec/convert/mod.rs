@@ -7,6 +7,7 @@
 //! secrets), `variants` (each variant as the spec-wide values with its overrides on top).
 
 mod image;
+mod process;
 mod python;
 mod requirements;
 mod variants;
@@ -360,8 +361,12 @@ impl Cx {
     }
 
     /// What is allowed but probably not meant: a root image, a group no variant installs.
-    fn usage_warnings(&mut self, user: &User, groups: &[Group], variants: &[Variant]) {
-        if user.is_root() {
+    fn usage_warnings(&mut self, groups: &[Group], variants: &[Variant]) {
+        let mut root_at = BTreeSet::new();
+        for user in variants.iter().map(|v| &v.process.user) {
+            if !user.is_root() || !root_at.insert(user.loc) {
+                continue;
+            }
             self.warn(
                 "KilnRootUser",
                 user.loc,
@@ -396,14 +401,7 @@ impl Cx {
             .map(|r| self.groups(r))
             .unwrap_or_default();
         let app = top.get("app").and_then(|a| self.app(a));
-        let user = self.user(top.get("user"));
-        let entrypoint = top
-            .get("entrypoint")
-            .and_then(|e| self.command(e, "entrypoint"));
-        let cmd = top.get("cmd").and_then(|e| self.command(e, "cmd"));
-        let healthcheck = top.get("healthcheck").and_then(|h| self.healthcheck(h));
-        let ports = top.get("ports").map(|p| self.ports(p)).unwrap_or_default();
-        let stop_signal = top.get("stop_signal").and_then(|s| self.stop_signal(s));
+        let process = self.process_fields(top, "");
         let verify_timeout = self
             .verify_timeout(top.get("verify_timeout"), "verify_timeout")
             .unwrap_or_else(|| {
@@ -416,21 +414,22 @@ impl Cx {
             .unwrap_or_default();
         let secrets = self.secrets(top.get("build_secrets"));
         let (variants, default_variant) =
-            self.variants(doc, top, &groups, (&verify, verify_timeout));
+            self.variants(doc, top, &groups, (&verify, verify_timeout), &process);
+        let process = process.finish();
 
-        self.usage_warnings(&user, &groups, &variants);
+        self.usage_warnings(&groups, &variants);
         Some(Spec {
             files,
             name: name?,
             description,
             args,
             app,
-            user,
-            entrypoint,
-            cmd,
-            healthcheck,
-            ports,
-            stop_signal,
+            user: process.user,
+            entrypoint: process.entrypoint,
+            cmd: process.cmd,
+            healthcheck: process.healthcheck,
+            ports: process.ports,
+            stop_signal: process.stop_signal,
             verify,
             secrets,
             groups,

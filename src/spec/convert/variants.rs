@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 
+use super::process::ProcessFields;
 use super::python::{PipFields, PythonFields};
 use super::{Cx, Fields};
 use crate::diag::did_you_mean;
@@ -30,6 +31,7 @@ struct Shared {
     /// The spec-wide verify commands and the default timeout for a variant's own.
     verify: Vec<S<VerifyCommand>>,
     verify_timeout: u32,
+    process: ProcessFields,
 }
 
 impl Cx {
@@ -40,6 +42,7 @@ impl Cx {
         top: Fields,
         groups: &[Group],
         (verify, verify_timeout): (&[S<VerifyCommand>], u32),
+        process: &ProcessFields,
     ) -> (Vec<Variant>, String) {
         let shared = Shared {
             python: top
@@ -64,6 +67,7 @@ impl Cx {
                 .unwrap_or_default(),
             verify: verify.to_vec(),
             verify_timeout,
+            process: process.clone(),
         };
         let nodes = self.variant_nodes(doc, top);
         let mut variants = Vec::new();
@@ -183,6 +187,10 @@ impl Cx {
                 shared.verify_timeout,
             ));
         }
+        let process = self
+            .process_fields(f, &format!("variants.{name}."))
+            .over(&shared.process)
+            .finish();
         let description = f
             .get("description")
             .and_then(|d| self.text(d, "description"))
@@ -199,6 +207,7 @@ impl Cx {
             env: env.into_iter().map(|(k, v)| (k, v.v)).collect(),
             labels: labels.into_iter().map(|(k, v)| (k, v.v)).collect(),
             verify,
+            process,
         })
     }
 
