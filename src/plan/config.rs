@@ -78,7 +78,10 @@ pub fn image_config(
     out.entry("rootfs")
         .or_insert_with(|| json!({"type": "layers", "diff_ids": []}));
     // The base's creation time says nothing about this image; the exporter fills history.
-    out.remove("created");
+    match &image.config.created {
+        Some(t) => out.insert("created".into(), json!(t)),
+        None => out.remove("created"),
+    };
     Value::Object(out)
 }
 
@@ -202,8 +205,43 @@ fn labels(
         json!(settings.base),
     );
     labels.insert("dev.kiln.variant".into(), json!(image.variant));
+    if let Some(t) = &settings.created {
+        labels.insert("org.opencontainers.image.created".into(), json!(t));
+    }
     for (k, val) in settings.labels.iter().chain(extra_labels) {
         labels.insert(k.clone(), json!(val));
     }
     labels
+}
+
+/// Seconds since 1970 as RFC 3339 in UTC (`2023-11-14T22:13:20Z`).
+pub fn rfc3339(secs: u64) -> String {
+    let (days, rest) = (secs / 86_400, secs % 86_400);
+    // Howard Hinnant's civil_from_days, for days since 1970-01-01 (never negative here).
+    let z = days as i64 + 719_468;
+    let era = z / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn rfc3339_of_known_instants() {
+        assert_eq!(super::rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(super::rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(super::rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
+        assert_eq!(super::rfc3339(253_402_300_799), "9999-12-31T23:59:59Z");
+    }
 }

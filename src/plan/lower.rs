@@ -86,8 +86,12 @@ pub fn lower(plan: &Plan, opts: &LowerOpts) -> Lowered {
     for stage in &plan.stages {
         let parent = stage.parent.map(|p| states[p].clone()).unwrap_or_default();
         let info = image_info(opts, base_of(plan, stage));
+        let mut vars = base_env(&info.config);
+        if let Some(epoch) = plan.epoch {
+            vars.push(format!("SOURCE_DATE_EPOCH={epoch}"));
+        }
         let env = StepEnv {
-            vars: base_env(&info.config),
+            vars,
             cache: cache_scope(&info.reference, &opts.platform),
         };
         let meta = Meta {
@@ -133,7 +137,8 @@ pub fn lower(plan: &Plan, opts: &LowerOpts) -> Lowered {
             StageKind::Final(step) => {
                 let config = image_config(step, &info.config, &opts.platform, &opts.labels);
                 configs.insert(stage.id, config);
-                final_image(&parent, &states[stage.deps[0]], step, opts, meta)
+                let venv = &states[stage.deps[0]];
+                final_image(&parent, venv, step, (opts, plan.epoch), meta)
             }
             StageKind::Verify(step) => {
                 let image = stage.parent.expect("a verify stage stands on an image");
@@ -226,7 +231,7 @@ fn apt(parent: &State, step: &AptStep, env: &StepEnv, meta: Meta) -> State {
          apt-get update -qq\n\
          DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o Dpkg::Use-Pty=0 --no-install-recommends {}\n\
          if [ -e /tmp/kiln-docker-clean ]; then mv /tmp/kiln-docker-clean \"$hook\"; fi\n\
-         rm -rf /var/log/apt/* /var/log/dpkg.log /var/cache/debconf/*-old\n",
+         rm -rf /var/log/apt/* /var/log/dpkg.log /var/cache/debconf/*-old /var/cache/ldconfig/aux-cache\n",
         join(&step.packages)
     );
     // apt cannot share its cache with a second apt at once, so the mounts are locked; one
@@ -831,7 +836,7 @@ fn final_image(
     runtime: &State,
     venv_state: &State,
     step: &FinalStep,
-    opts: &LowerOpts,
+    (opts, epoch): (&LowerOpts, Option<u64>),
     meta: Meta,
 ) -> State {
     // `[image]`, not the variant's name: buildx bake already puts the target's name in
@@ -844,7 +849,7 @@ fn final_image(
         ..meta.clone()
     };
     let with_user = files_layer(
-        &user_layer(runtime, step, &named),
+        &user_layer(runtime, step, epoch, &named),
         step,
         opts,
         named("files"),
@@ -887,7 +892,12 @@ fn dir_copy(owner: Option<Owner>) -> CopyOpts {
 
 /// The runtime user, made with the base's own tools (no network needed; root needs
 /// none), and the directories it owns (`writable`, `volumes`).
-fn user_layer(runtime: &State, step: &FinalStep, named: &dyn Fn(&str) -> Meta) -> State {
+fn user_layer(
+    runtime: &State,
+    step: &FinalStep,
+    epoch: Option<u64>,
+    named: &dyn Fn(&str) -> Meta,
+) -> State {
     let user = &step.user;
     if user.is_root() && step.dirs.is_empty() {
         return runtime.clone();
@@ -914,14 +924,12 @@ fn user_layer(runtime: &State, step: &FinalStep, named: &dyn Fn(&str) -> Meta) -
     if !step.dirs.is_empty() {
         name.push_str(&format!(", owns {}", step.dirs.join(" ")));
     }
+    // useradd dates the password entry by SOURCE_DATE_EPOCH when it is set.
+    let mut env = vec![format!("PATH={DEFAULT_PATH}")];
+    env.extend(epoch.map(|e| format!("SOURCE_DATE_EPOCH={e}")));
     let exec = Exec {
         network_none: true,
-        ..sh(
-            script,
-            vec![format!("PATH={DEFAULT_PATH}")],
-            vec![],
-            named(&name),
-        )
+        ..sh(script, env, vec![], named(&name))
     };
     runtime.run(exec).root()
 }

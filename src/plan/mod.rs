@@ -109,6 +109,8 @@ pub struct Plan {
     pub targets: Vec<Target>,
     /// The spec's files: progress names and source maps point into them.
     pub files: Vec<SourceFile>,
+    /// `SOURCE_DATE_EPOCH`, given to every build step (pip's bytecode, useradd's dates).
+    pub epoch: Option<u64>,
 }
 
 impl Plan {
@@ -126,6 +128,7 @@ impl Plan {
             stages: b.stages,
             targets,
             files: spec.files.clone(),
+            epoch: spec.source_date_epoch,
         }
     }
 
@@ -531,6 +534,7 @@ fn image_settings(spec: &Spec, v: &Variant) -> ImageSettings {
         stop_signal: p.stop_signal.as_ref().map(|s| s.v.clone()),
         init: p.init(),
         volumes: p.volumes.iter().map(|d| d.v.clone()).collect(),
+        created: spec.source_date_epoch.map(config::rfc3339),
     }
 }
 

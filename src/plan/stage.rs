@@ -239,6 +239,8 @@ pub struct ImageSettings {
     /// The command runs under tini (`/usr/bin/tini --`).
     pub init: bool,
     pub volumes: Vec<String>,
+    /// `SOURCE_DATE_EPOCH` as RFC 3339: the config's `created` and its OCI label.
+    pub created: Option<String>,
 }
 
 /// A health check in image-config form; durations in nanoseconds.

@@ -165,6 +165,13 @@ pub const HEALTHCHECK_INTERVAL: &str = "30s";
 pub const HEALTHCHECK_TIMEOUT: &str = "30s";
 pub const HEALTHCHECK_START_PERIOD: &str = "0s";
 
+/// The build arg (buildx passes it from the environment) or spec arg that pins the
+/// image's timestamps for reproducible builds.
+pub const SOURCE_DATE_EPOCH_ARG: &str = "SOURCE_DATE_EPOCH";
+
+/// The latest `SOURCE_DATE_EPOCH` kiln takes (9999-12-31T23:59:59Z).
+pub const MAX_SOURCE_DATE_EPOCH: u64 = 253_402_300_799;
+
 /// The build arg that skips `verify`.
 pub const SKIP_VERIFY_ARG: &str = "KILN_SKIP_VERIFY";
 
@@ -173,6 +180,7 @@ pub const SKIP_VERIFY_ARG: &str = "KILN_SKIP_VERIFY";
 pub fn is_builtin_arg(name: &str) -> bool {
     name.starts_with("BUILDKIT_")
         || name == SKIP_VERIFY_ARG
+        || name == SOURCE_DATE_EPOCH_ARG
         || matches!(
             name,
             "HTTP_PROXY" | "HTTPS_PROXY" | "FTP_PROXY" | "NO_PROXY" | "ALL_PROXY"

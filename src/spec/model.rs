@@ -38,6 +38,9 @@ pub struct Spec {
     pub groups: Vec<Group>,
     pub variants: Vec<Variant>,
     pub default_variant: String,
+    /// `SOURCE_DATE_EPOCH` (a spec arg or a build arg): the image's `created`, and the
+    /// build steps' clock for the tools that honour it.
+    pub source_date_epoch: Option<u64>,
 }
 
 impl Spec {

@@ -412,6 +412,12 @@ fn cases() -> Vec<(String, &'static str, u32, u32)> {
         ),
         (with("init: 1\n"), "init must be true or false", 5, 7),
         (
+            with("args: {SOURCE_DATE_EPOCH: yesterday}\n"),
+            "invalid SOURCE_DATE_EPOCH `yesterday`",
+            5,
+            8,
+        ),
+        (
             with("variants: {a: {init: 1}}\n"),
             "variants.a.init must be true or false",
             5,

@@ -393,7 +393,42 @@ impl Cx {
         }
     }
 
-    fn spec(&mut self, doc: &Node, args: Vec<Arg>, files: Vec<SourceFile>) -> Option<Spec> {
+    /// `SOURCE_DATE_EPOCH`: the spec's arg (with its override) or the build arg; seconds.
+    fn source_date_epoch(
+        &mut self,
+        args: &[Arg],
+        build_args: &BTreeMap<String, String>,
+    ) -> Option<u64> {
+        let (value, loc) = match args.iter().find(|a| a.name == SOURCE_DATE_EPOCH_ARG) {
+            Some(a) => (a.value.clone(), a.loc),
+            None => (
+                build_args.get(SOURCE_DATE_EPOCH_ARG)?.clone(),
+                Loc::default(),
+            ),
+        };
+        if value.is_empty() {
+            return None;
+        }
+        match value.parse::<u64>() {
+            Ok(s) if s <= MAX_SOURCE_DATE_EPOCH => Some(s),
+            _ => {
+                self.err(
+                    loc,
+                    format!("invalid SOURCE_DATE_EPOCH `{value}`"),
+                    "give whole seconds since 1970, e.g. $(git log -1 --format=%ct)",
+                );
+                None
+            }
+        }
+    }
+
+    fn spec(
+        &mut self,
+        doc: &Node,
+        args: Vec<Arg>,
+        files: Vec<SourceFile>,
+        build_args: &BTreeMap<String, String>,
+    ) -> Option<Spec> {
         let top = self.fields(doc, "the spec", TOP_KEYS);
         let (name, description) = self.identity(doc, top);
         let groups = top
@@ -418,6 +453,7 @@ impl Cx {
         let process = process.finish();
 
         self.usage_warnings(&groups, &variants);
+        let source_date_epoch = self.source_date_epoch(&args, build_args);
         Some(Spec {
             files,
             name: name?,
@@ -435,6 +471,7 @@ impl Cx {
             groups,
             variants,
             default_variant,
+            source_date_epoch,
         })
     }
 }
@@ -468,6 +505,6 @@ pub(crate) fn convert(
     // A value whose ${} failed gets no second error (see `err`).
     cx.failed = expand_errors.iter().map(|d| d.loc).collect();
     cx.diags.extend(expand_errors);
-    let spec = cx.spec(&doc, args, files);
+    let spec = cx.spec(&doc, args, files, build_args);
     (spec, cx.diags)
 }
