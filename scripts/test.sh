@@ -29,6 +29,7 @@ echo "== engine (Docker 20.10 on this host)" >&2
 scripts/engine.sh up || { echo "the engine did not start" >&2; exit 1; }
 suite "end-to-end, example worker (Docker 20.10)" tests/e2e/run.sh
 suite "end-to-end, lock-file projects (Docker 20.10)" tests/e2e/projects.sh
+suite "end-to-end, how the image runs (Docker 20.10 and 28)" tests/e2e/service.sh
 suite "benchmark smoke test" tests/e2e/bench_smoke.sh
 suite "end-to-end, modern engines (Docker 26 and 28, buildx)" tests/e2e/engines.sh
 

@@ -1,0 +1,124 @@
+#!/usr/bin/env bash
+# End-to-end: how a kiln image runs (issue 13), with specs/service.yaml on
+# examples/service. On Docker 20.10: `init` (docker stop of a worker without a SIGTERM
+# handler, under tini and as PID 1), a named volume and a `writable` dir owned by the
+# user, root-owned code, `files` with mode and owner, a variant with its own cmd, user,
+# health check, stop signal and ports, SOURCE_DATE_EPOCH as `created`. On Docker 28
+# (containerd store, buildx): two --no-cache builds with SOURCE_DATE_EPOCH and
+# rewrite-timestamp=true give one image digest.
+# Needs scripts/engine.sh up (and up docker28, which it runs). Ends with "N passed, N failed".
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+. tests/e2e/lib.sh
+
+FRONTEND=${KILN_E2E_FRONTEND:-kiln/frontend:e2e-13}
+TAG=${FRONTEND##*:}
+BASE=kiln-local/python:3.11
+CA=/etc/ssl/certs/ca-certificates.crt
+IMG=kiln-e2e-13/service
+EPOCH=1700000000
+RUN_ID="$(date +%s%N)"
+started=$(date +%s)
+
+engine_up
+scripts/frontend-image.sh "$FRONTEND" >/dev/null || { echo "cannot build the frontend image"; exit 1; }
+SPEC="$E2E_WORK/spec/service.yaml"
+mkdir -p "$(dirname "$SPEC")"
+{ echo "# syntax=$FRONTEND"; tail -n +2 specs/service.yaml; } >"$SPEC"
+ARGS=(--build-arg "PYTHON_IMAGE=$BASE" --secret "id=pipca,src=$CA")
+
+# stop_time IMAGE [docker stop args]: seconds (to 0.1) that `docker stop` took, and the
+# exit code, once the worker has said it is up.
+stop_time() {
+  local img=$1 cid start ms; shift
+  cid=$("$DOCKER" run -d "$img")
+  for _ in $(seq 1 50); do "$DOCKER" logs "$cid" 2>&1 | grep -q " up" && break; sleep 0.2; done
+  start=$(date +%s%N)
+  "$DOCKER" stop "$@" "$cid" >/dev/null
+  ms=$((($(date +%s%N) - start) / 1000000))
+  echo "$((ms / 1000)).$((ms % 1000 / 100)) $("$DOCKER" inspect -f '{{.State.ExitCode}}' "$cid")"
+  "$DOCKER" rm -f "$cid" >/dev/null
+}
+
+echo "== worker (init: true) and noinit, on Docker 20.10"
+if dbuild worker -f "$SPEC" --target worker -t "$IMG:worker" --build-arg "SOURCE_DATE_EPOCH=$EPOCH" "${ARGS[@]}" examples/service \
+  && dbuild noinit -f "$SPEC" --target noinit -t "$IMG:noinit" "${ARGS[@]}" examples/service; then
+  ok "worker and noinit build (the health check verified in the build)"
+  assert_eq "init: tini is the entrypoint" '["/usr/bin/tini","--"]' "$(config "$IMG:worker" '{{json .Config.Entrypoint}}')"
+  read -r t_init code_init <<<"$(stop_time "$IMG:worker")"
+  read -r t_pid1 code_pid1 <<<"$(stop_time "$IMG:noinit" -t 3)"
+  echo "  ..   docker stop: ${t_init} s (exit $code_init) under tini; ${t_pid1} s (exit $code_pid1) as PID 1 with -t 3"
+  assert_eq "under tini, docker stop takes under 1 s" yes "$([ "${t_init%.*}" -lt 1 ] && echo yes || echo "no: $t_init s")"
+  assert_eq "under tini, the worker ends by SIGTERM (143)" 143 "$code_init"
+  assert_eq "as PID 1 it ignores SIGTERM and is killed (137)" 137 "$code_pid1"
+
+  vol="kiln-e2e-13-$RUN_ID"
+  out=$("$DOCKER" run --rm -v "$vol:/var/lib/svc" "$IMG:worker" sh -c 'echo x >/var/lib/svc/state && stat -c %u:%g /var/lib/svc' 2>&1)
+  assert_eq "a named volume on a declared volume is writable by the user" "10002:10002" "$out"
+  out=$("$DOCKER" run --rm -v "$vol-2:/var/lib/other" "$IMG:worker" sh -c 'echo x >/var/lib/other/state' 2>&1)
+  assert_contains "(one on an undeclared directory is not: the pain it answers)" "$out" "Permission denied"
+  "$DOCKER" volume rm -f "$vol" "$vol-2" >/dev/null
+  assert_eq "volumes in the config" '{"/var/lib/svc":{}}' "$(config "$IMG:worker" '{{json .Config.Volumes}}')"
+  check "a writable dir is writable by the user" "$DOCKER" run --rm "$IMG:worker" touch /var/cache/svc/x
+  assert_eq "the code is root-owned" "0:0" "$("$DOCKER" run --rm "$IMG:worker" stat -c %u:%g /app/app/worker.py)"
+  check "the user cannot rewrite the code" bash -c "! $DOCKER run --rm $IMG:worker touch /app/app/worker.py"
+  assert_eq "files: mode 0640, owner user" "640 10002:10002" "$("$DOCKER" run --rm "$IMG:worker" stat -c '%a %u:%g' /etc/svc/svc.toml)"
+  assert_eq "files: default mode 0644, owner root" "644 0:0" "$("$DOCKER" run --rm "$IMG:worker" stat -c '%a %u:%g' /etc/svc/motd)"
+  assert_eq "SOURCE_DATE_EPOCH is the created label" "2023-11-14T22:13:20Z" "$(config "$IMG:worker" '{{index .Config.Labels "org.opencontainers.image.created"}}')"
+  echo "  ..   image Created on Docker 20.10: $(config "$IMG:worker" '{{.Created}}')"
+else
+  fail "worker/noinit build: $(tail -n 15 "$E2E_WORK/logs/worker.log" "$E2E_WORK/logs/noinit.log" 2>/dev/null)"
+fi
+
+echo "== gpu: a variant's own cmd, user, health check, stop signal and ports"
+if dbuild gpu -f "$SPEC" --target gpu -t "$IMG:gpu" "${ARGS[@]}" examples/service; then
+  ok "gpu builds"
+  assert_eq "gpu: its own cmd" '["python","-m","app.jobs"]' "$(config "$IMG:gpu" '{{json .Config.Cmd}}')"
+  assert_eq "gpu: its own user" "10003:10003" "$(config "$IMG:gpu" '{{.Config.User}}')"
+  assert_eq "gpu: healthcheck: null removes it" "null" "$(config "$IMG:gpu" '{{json .Config.Healthcheck}}')"
+  assert_eq "gpu: stop signal" "SIGINT" "$(config "$IMG:gpu" '{{.Config.StopSignal}}')"
+  assert_eq "gpu: ports" '{"9000/tcp":{}}' "$(config "$IMG:gpu" '{{json .Config.ExposedPorts}}')"
+  assert_eq "gpu: spec-wide init kept" '["/usr/bin/tini","--"]' "$(config "$IMG:gpu" '{{json .Config.Entrypoint}}')"
+  read -r t_gpu code_gpu <<<"$(stop_time "$IMG:gpu")"
+  assert_eq "gpu: the job runner stops by SIGINT under 1 s" yes "$([ "${t_gpu%.*}" -lt 1 ] && echo yes || echo "no: $t_gpu s, exit $code_gpu")"
+  assert_eq "gpu: the volume belongs to its user" "10003:10003" "$("$DOCKER" run --rm "$IMG:gpu" stat -c %u:%g /var/lib/svc)"
+else
+  fail "gpu builds: $(tail -n 15 "$E2E_WORK/logs/gpu.log")"
+fi
+
+echo "== reproducible: two cold builds, one digest (Docker 28, containerd store)"
+if scripts/engine.sh up docker28 >"$E2E_WORK/logs/docker28-up.log" 2>&1 \
+  && remote=$(scripts/engine.sh frontend docker28 "$TAG" 2>"$E2E_WORK/logs/docker28-frontend.log"); then
+  (
+    trap 'echo "PASSED=$PASSED FAILED=$FAILED" >"$E2E_WORK/docker28.counts"' EXIT
+    eval "$(scripts/engine.sh env docker28)" || { fail "docker28: env"; exit 1; }
+    spec="$E2E_WORK/spec28/service.yaml"
+    mkdir -p "$(dirname "$spec")"
+    { echo "# syntax=$remote"; tail -n +2 specs/service.yaml; } >"$spec"
+    digests=()
+    for n in 1 2; do
+      meta="$E2E_WORK/repro-$n.json"
+      start=$(date +%s)
+      if SOURCE_DATE_EPOCH=$EPOCH docker buildx build --progress=plain --no-cache --metadata-file "$meta" \
+          --output "type=image,name=kiln-e2e-13/repro:$n,rewrite-timestamp=true" \
+          -f "$spec" --target worker --build-arg "PYTHON_IMAGE=$BASE" --secret "id=pipca,src=$CA" \
+          examples/service >"$E2E_WORK/logs/repro-$n.log" 2>&1; then
+        digests+=("$(grep -o '"containerimage.digest": *"[^"]*"' "$meta" | grep -o 'sha256:[0-9a-f]*')")
+        echo "  ..   cold build $n: $(( $(date +%s) - start )) s, ${digests[-1]}"
+      else
+        fail "docker28: cold build $n: $(tail -n 15 "$E2E_WORK/logs/repro-$n.log")"
+      fi
+    done
+    if [ "${#digests[@]}" = 2 ]; then
+      assert_eq "two --no-cache builds give one image digest" "${digests[0]}" "${digests[1]}"
+      created=$(docker image inspect -f '{{.Created}}' "kiln-e2e-13/repro:1" 2>&1)
+      assert_contains "created is SOURCE_DATE_EPOCH" "$created" "2023-11-14 22:13:20"
+    fi
+  )
+  [ -f "$E2E_WORK/docker28.counts" ] && . "$E2E_WORK/docker28.counts"
+else
+  fail "docker28: up or frontend: $(tail -n 5 "$E2E_WORK/logs/docker28-up.log" "$E2E_WORK/logs/docker28-frontend.log")"
+fi
+
+echo "service.sh: $(( $(date +%s) - started )) s"
+finish
