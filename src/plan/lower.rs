@@ -10,7 +10,7 @@ use super::shell::{join, quote};
 use super::*;
 use crate::llb::{self, CopyOpts, Exec, Local, Meta, Mount, Owner, Sharing, SourceLoc, State, pb};
 use crate::reference;
-use crate::spec::{AppOwner, BuildSecrets, Installer, S};
+use crate::spec::{AppOwner, AptRepository, BuildSecrets, Installer, S};
 
 /// Where build secrets and requirement files appear inside build steps.
 const CA_PATH: &str = "/run/secrets/kiln-ca.pem";
@@ -114,7 +114,7 @@ pub fn lower(plan: &Plan, opts: &LowerOpts) -> Lowered {
             StageKind::Base { .. } => {
                 llb::image(&info.reference, Some(opts.platform.clone()), meta)
             }
-            StageKind::Apt(step) => apt(&parent, step, &env, meta),
+            StageKind::Apt(step) => apt(&parent, step, &env, opts, meta),
             StageKind::Python(step) => python(&parent, step, &env, meta),
             StageKind::Install(step) => {
                 let on = match stage.deps.first() {
@@ -221,15 +221,18 @@ fn sh(script: String, env: Vec<String>, mounts: Vec<Mount>, meta: Meta) -> Exec 
     }
 }
 
-fn apt(parent: &State, step: &AptStep, env: &StepEnv, meta: Meta) -> State {
+fn apt(parent: &State, step: &AptStep, env: &StepEnv, opts: &LowerOpts, meta: Meta) -> State {
+    let (sources, unsources, mut mounts) = apt_sources(&step.repositories, opts);
     // Debian images ship a hook that empties /var/cache/apt after every install, which
     // would defeat the cache mount: move it aside for this step and put it back.
     let script = format!(
         "set -eu\n\
          hook=/etc/apt/apt.conf.d/docker-clean\n\
          if [ -e \"$hook\" ]; then mv \"$hook\" /tmp/kiln-docker-clean; fi\n\
+         {sources}\
          apt-get update -qq\n\
          DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o Dpkg::Use-Pty=0 --no-install-recommends {}\n\
+         {unsources}\
          if [ -e /tmp/kiln-docker-clean ]; then mv /tmp/kiln-docker-clean \"$hook\"; fi\n\
          rm -rf /var/log/apt/* /var/log/dpkg.log /var/cache/debconf/*-old /var/cache/ldconfig/aux-cache\n",
         join(&step.packages)
@@ -241,7 +244,7 @@ fn apt(parent: &State, step: &AptStep, env: &StepEnv, meta: Meta) -> State {
         AptRole::Build => "build",
         AptRole::Runtime => "runtime",
     };
-    let mounts = vec![
+    mounts.extend([
         Mount::Cache {
             dest: "/var/cache/apt".into(),
             id: format!("kiln-apt-cache-{role}"),
@@ -252,8 +255,45 @@ fn apt(parent: &State, step: &AptStep, env: &StepEnv, meta: Meta) -> State {
             id: format!("kiln-apt-lists-{role}"),
             sharing: Sharing::Locked,
         },
-    ];
+    ]);
     parent.run(sh(script, env.to_vec(), mounts, meta)).root()
+}
+
+/// Where the repositories' keys are mounted (from the context, read-only).
+const APT_KEYS: &str = "/kiln/apt-keys";
+
+/// The extra apt sources of a step: the lines that add them (each trusted only through
+/// its key, `signed-by`), the lines that take them out again (the key is not in the image,
+/// so a source left behind would break a later `apt-get update`), and the keys' mount.
+fn apt_sources(repos: &[AptRepository], opts: &LowerOpts) -> (String, String, Vec<Mount>) {
+    if repos.is_empty() {
+        return (String::new(), String::new(), vec![]);
+    }
+    let (mut add, mut remove) = (String::new(), String::new());
+    for r in repos {
+        let list = format!("/etc/apt/sources.list.d/kiln-{}.list", r.name);
+        let line = format!(
+            "deb [signed-by={APT_KEYS}/{}] {} {} {}",
+            r.key,
+            r.url,
+            r.suite,
+            r.components.join(" ")
+        );
+        add.push_str(&format!(
+            "printf '%s\\n' {} >{list}\n",
+            quote(line.trim_end())
+        ));
+        remove.push_str(&format!("rm -f {list}\n"));
+    }
+    let mut keys: Vec<String> = repos.iter().map(|r| r.key.clone()).collect();
+    keys.sort();
+    keys.dedup();
+    let src = context_files(opts, keys, "apt keys");
+    let mount = Mount::Bind {
+        dest: APT_KEYS.into(),
+        src,
+    };
+    (add, remove, vec![mount])
 }
 
 /// Secret mounts and the shell lines that use them when present (both are optional, so a

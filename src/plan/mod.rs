@@ -233,8 +233,9 @@ impl Builder<'_> {
             vec![],
             py.base.loc,
         );
-        let runtime = self.apt(base, AptRole::Runtime, &runtime_packages(v));
-        let builder = self.apt(base, AptRole::Build, &v.build_packages);
+        let repos: Vec<_> = v.repositories.iter().map(|r| r.v.clone()).collect();
+        let runtime = self.apt(base, AptRole::Runtime, &runtime_packages(v), &repos);
+        let builder = self.apt(base, AptRole::Build, &v.build_packages, &repos);
         let uses_poetry = v.groups.iter().any(|g| {
             matches!(&spec.group(&g.v).map(|g| &g.source), Some(spec::GroupSource::Lock(l)) if l.kind == LockKind::Poetry)
         });
@@ -407,13 +408,20 @@ impl Builder<'_> {
     }
 
     /// An apt step on `base`, or `base` itself when there is nothing to install.
-    fn apt(&mut self, base: StageId, role: AptRole, packages: &[S<String>]) -> StageId {
+    fn apt(
+        &mut self,
+        base: StageId,
+        role: AptRole,
+        packages: &[S<String>],
+        repositories: &[spec::AptRepository],
+    ) -> StageId {
         let Some(first) = packages.first() else {
             return base;
         };
         let step = AptStep {
             role,
             packages: packages.iter().map(|p| p.v.clone()).collect(),
+            repositories: repositories.to_vec(),
         };
         self.add(StageKind::Apt(step), Some(base), vec![], first.loc)
     }

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use crate::context::join;
-use crate::spec::{AppOwner, BuildSecrets, FileCopy, Installer};
+use crate::spec::{AppOwner, AptRepository, BuildSecrets, FileCopy, Installer};
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum StageKind {
@@ -64,6 +64,8 @@ pub enum AptRole {
 pub struct AptStep {
     pub role: AptRole,
     pub packages: Vec<String>,
+    /// Extra sources, each with its key from the context, for this step only.
+    pub repositories: Vec<AptRepository>,
 }
 
 /// The installer and the venv it fills; the same for every step of one variant.

@@ -35,7 +35,9 @@ pub const TOP_KEYS: &[&str] = &[
     "build_secrets",
 ];
 pub const PYTHON_KEYS: &[&str] = &["base", "version", "installer", "uv_version", "venv"];
-pub const SYSTEM_KEYS: &[&str] = &["build", "runtime"];
+pub const SYSTEM_KEYS: &[&str] = &["build", "runtime", "repositories"];
+/// A `system.repositories` entry: an apt source signed by a key from the context.
+pub const REPOSITORY_KEYS: &[&str] = &["name", "url", "suite", "components", "key"];
 pub const PIP_KEYS: &[&str] = &[
     "index_url",
     "extra_index_urls",

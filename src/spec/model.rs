@@ -264,6 +264,8 @@ pub struct Variant {
     pub python: Python,
     pub build_packages: Vec<S<String>>,
     pub runtime_packages: Vec<S<String>>,
+    /// Extra apt sources for both apt steps (the spec-wide ones, then the variant's).
+    pub repositories: Vec<S<AptRepository>>,
     /// Requirement groups in install order; each is layered on the previous one.
     pub groups: Vec<S<String>>,
     pub pip: Pip,
@@ -300,6 +302,18 @@ impl Process {
     pub fn init(&self) -> bool {
         self.init.as_ref().is_some_and(|i| i.v)
     }
+}
+
+/// An apt source outside the base's archive, trusted only through its own key
+/// (`signed-by`), which comes from the build context.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct AptRepository {
+    pub name: String,
+    pub url: String,
+    pub suite: String,
+    pub components: Vec<String>,
+    /// The signing key (binary or `.asc` armored), a context path.
+    pub key: String,
 }
 
 /// Who owns the app's code in the image.

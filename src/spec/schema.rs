@@ -43,7 +43,17 @@ fn system() -> Value {
         "description": "apt packages.",
         "properties": {
             "build": strings("Build tools and headers: builder stage only, never in the image."),
-            "runtime": strings("Libraries the image needs at run time.")
+            "runtime": strings("Libraries the image needs at run time."),
+            "repositories": {"type": "array", "description": "Extra apt sources for both apt steps, each trusted only through its key (signed-by).", "items": {
+                "type": "object", "additionalProperties": false, "required": ["name", "url", "suite", "key"],
+                "properties": {
+                    "name": {"type": "string", "pattern": "^[a-z0-9][a-z0-9._-]*$"},
+                    "url": {"type": "string", "format": "uri"},
+                    "suite": {"type": "string", "description": "e.g. bookworm-pgdg; a flat repository's ends with /."},
+                    "components": strings("e.g. [main]."),
+                    "key": {"type": "string", "description": "The signing key in the build context (binary, or armored .asc)."}
+                }
+            }}
         }
     })
 }
@@ -235,6 +245,10 @@ mod tests {
         assert_eq!(keys(&s), sorted(TOP_KEYS));
         assert_eq!(keys(&p["python"]), sorted(PYTHON_KEYS));
         assert_eq!(keys(&p["system"]), sorted(SYSTEM_KEYS));
+        assert_eq!(
+            keys(&p["system"]["properties"]["repositories"]["items"]),
+            sorted(REPOSITORY_KEYS)
+        );
         assert_eq!(keys(&p["pip"]), sorted(PIP_KEYS));
         assert_eq!(keys(&p["app"]), sorted(APP_KEYS));
         assert_eq!(keys(&p["healthcheck"]), sorted(HEALTHCHECK_KEYS));

@@ -910,3 +910,62 @@ fn source_date_epoch_sets_created_and_the_steps_clock() {
         );
     }
 }
+
+/// Issue 13: a `system.repositories` entry reaches both apt steps of its variant as a
+/// source trusted only through its key (mounted from the context, never copied), which
+/// is taken out again before the step ends; other variants' apt steps do not see it.
+#[test]
+fn apt_repositories_are_added_by_key_for_their_variant_only() {
+    let yaml = "version: 1\nname: w\npython: {base: python:3}\n\
+                requirements: {core: {packages: [psycopg2]}}\n\
+                system: {build: [gcc], runtime: [libpq5]}\n\
+                variants:\n\
+                \x20 plain: {}\n\
+                \x20 pg:\n\
+                \x20   system:\n\
+                \x20     runtime: [postgresql-client-17]\n\
+                \x20     repositories:\n\
+                \x20       - {name: pgdg, url: http://apt.postgresql.org/pub/repos/apt, suite: bookworm-pgdg, components: [main], key: keys/pgdg.asc}\n";
+    let s = load("t.yaml", yaml).unwrap().spec;
+    let apt_ops = |target| -> Vec<pb::Op> {
+        ops(&definition(&s, target, false))
+            .into_iter()
+            .filter(|op| exec_script(op).is_some_and(|e| e.contains("apt-get install")))
+            .collect()
+    };
+    assert!(
+        apt_ops("plain")
+            .iter()
+            .all(|op| !exec_script(op).unwrap().contains("pgdg"))
+    );
+    let pg = apt_ops("pg");
+    assert_eq!(pg.len(), 2, "both apt steps");
+    let g = graph(&definition(&s, "pg", false));
+    for op in &pg {
+        let script = exec_script(op).unwrap();
+        let line = "'deb [signed-by=/kiln/apt-keys/keys/pgdg.asc] http://apt.postgresql.org/pub/repos/apt bookworm-pgdg main' >/etc/apt/sources.list.d/kiln-pgdg.list";
+        assert!(script.contains(line), "{script}");
+        let (added, update, removed) = (
+            script.find(line).unwrap(),
+            script.find("apt-get update").unwrap(),
+            script
+                .find("rm -f /etc/apt/sources.list.d/kiln-pgdg.list")
+                .unwrap(),
+        );
+        assert!(added < update && update < removed, "{script}");
+        let Some(pb::op::Op::Exec(e)) = &op.op else {
+            unreachable!()
+        };
+        let keys = e
+            .mounts
+            .iter()
+            .find(|m| m.dest == "/kiln/apt-keys")
+            .expect("the keys' mount");
+        assert!(keys.readonly && keys.output == -1, "{keys:?}");
+        let src = &g.ops[&op.inputs[keys.input as usize].digest];
+        let Some(pb::op::Op::Source(source)) = &src.op else {
+            panic!("the keys come from a context source")
+        };
+        assert_eq!(source.attrs["local.includepattern"], r#"["keys/pgdg.asc"]"#);
+    }
+}

@@ -412,6 +412,62 @@ fn cases() -> Vec<(String, &'static str, u32, u32)> {
         ),
         (with("init: 1\n"), "init must be true or false", 5, 7),
         (
+            with(
+                "system:\n  repositories:\n    - {name: pgdg, url: http://a/apt, suite: bookworm-pgdg, components: [main]}\n",
+            ),
+            "an entry of system.repositories has no `key`",
+            7,
+            7,
+        ),
+        (
+            with(
+                "system:\n  repositories:\n    - {name: pgdg, url: ftp://a/apt, suite: s, components: [main], key: k.asc}\n",
+            ),
+            "invalid system.repositories.url `ftp://a/apt`",
+            7,
+            25,
+        ),
+        (
+            with(
+                "system:\n  repositories:\n    - {name: pgdg, url: http://a/apt, suite: s, components: [main], key: /etc/k.asc}\n",
+            ),
+            "invalid path `/etc/k.asc` in system.repositories.key",
+            7,
+            74,
+        ),
+        (
+            with(
+                "system:\n  repositories:\n    - {name: pgdg, url: http://a/apt, suite: \"s; rm\", components: [main], key: k}\n",
+            ),
+            "invalid suite or component `s; rm`",
+            7,
+            46,
+        ),
+        (
+            with(
+                "system:\n  repositories:\n    - {name: pgdg, url: http://a/apt, suite: s, key: k}\n",
+            ),
+            "an entry of system.repositories has no `components`",
+            7,
+            7,
+        ),
+        (
+            with(
+                "system:\n  repositories:\n    - {name: p, url: http://a/apt, suite: s/, key: k}\n    - {name: p, url: http://b/apt, suite: s/, key: k}\n",
+            ),
+            "repository `p` is listed twice",
+            8,
+            7,
+        ),
+        (
+            with(
+                "variants: {a: {system: {repositories: [{name: p, url: http://a, suite: s/, key: k, comps: x}]}}}\n",
+            ),
+            "unknown key `comps` in an entry of the variant's system.repositories",
+            5,
+            84,
+        ),
+        (
             with("args: {SOURCE_DATE_EPOCH: yesterday}\n"),
             "invalid SOURCE_DATE_EPOCH `yesterday`",
             5,

@@ -257,3 +257,104 @@ fn is_system_dir(path: &str) -> bool {
             | "/var/lib"
     )
 }
+
+impl Cx {
+    /// `system.repositories`: `{name, url, suite, components, key}` entries.
+    pub(super) fn repositories(&mut self, node: &Node, what: &str) -> Vec<S<AptRepository>> {
+        let what = format!("{what}.repositories");
+        let Value::Seq(items) = &node.value else {
+            self.err(
+                node.loc,
+                format!("{what} must be a list, found {}", node.type_name()),
+                "write repositories: [{name: pgdg, url: http://apt.postgresql.org/pub/repos/apt, suite: bookworm-pgdg, components: [main], key: keys/pgdg.asc}]",
+            );
+            return vec![];
+        };
+        let mut out: Vec<S<AptRepository>> = vec![];
+        for item in items {
+            let Some(repo) = self.repository(item, &what) else {
+                continue;
+            };
+            if out.iter().any(|r| r.v.name == repo.v.name) {
+                self.err(
+                    item.loc,
+                    format!("repository `{}` is listed twice", repo.v.name),
+                    "give each repository its own name",
+                );
+                continue;
+            }
+            out.push(repo);
+        }
+        out
+    }
+
+    fn repository(&mut self, item: &Node, what: &str) -> Option<S<AptRepository>> {
+        let f = self.fields(item, &format!("an entry of {what}"), REPOSITORY_KEYS);
+        let field = |cx: &mut Cx, key: &str| -> Option<S<String>> {
+            match f.get(key) {
+                Some(n) => cx.text(n, &format!("{what}.{key}")),
+                None => {
+                    cx.err(
+                        item.loc,
+                        format!("an entry of {what} has no `{key}`"),
+                        "give name, url, suite, components and key",
+                    );
+                    None
+                }
+            }
+        };
+        let (name, url, suite) = (
+            field(self, "name"),
+            field(self, "url"),
+            field(self, "suite"),
+        );
+        let key = match f.get("key") {
+            Some(k) => self.context_path(k, &format!("{what}.key")),
+            None => field(self, "key"),
+        };
+        let components = f
+            .get("components")
+            .map(|c| self.list(c, &format!("{what}.components")))
+            .unwrap_or_default();
+        let (name, url, suite, key) = (name?, url?, suite?, key?);
+        let word = |s: &str| {
+            !s.is_empty()
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '/' | '+'))
+        };
+        if !validate::is_image_name_part(&name.v) {
+            self.err(
+                name.loc,
+                format!("invalid repository name `{}`", name.v),
+                "use lowercase letters, digits, '.', '_' and '-' (it names the sources file)",
+            );
+        }
+        if let Err(why) = validate::index_url(&url.v) {
+            self.err(
+                url.loc,
+                format!("invalid {what}.url `{}`: {why}", url.v),
+                "write the archive's root, e.g. http://apt.postgresql.org/pub/repos/apt",
+            );
+        }
+        for s in std::iter::once(&suite).chain(&components) {
+            if !word(&s.v) {
+                self.err(
+                    s.loc,
+                    format!("invalid suite or component `{}`", s.v),
+                    "use letters, digits, '.', '_', '-', '+' and '/', e.g. bookworm-pgdg or main",
+                );
+            }
+        }
+        if components.is_empty() && !suite.v.ends_with('/') {
+            self.err(item.loc, format!("an entry of {what} has no `components`"), "list them, e.g. components: [main] (only a flat repository, suite ending in /, has none)");
+        }
+        let repo = AptRepository {
+            name: name.v,
+            url: url.v,
+            suite: suite.v,
+            components: components.into_iter().map(|c| c.v).collect(),
+            key: key.v,
+        };
+        Some(S::new(repo, item.loc))
+    }
+}

@@ -19,6 +19,7 @@ use crate::spec::yaml::{Key, Node, Value};
 struct System {
     build: Vec<S<String>>,
     runtime: Vec<S<String>>,
+    repositories: Vec<S<AptRepository>>,
 }
 
 /// The spec-wide values a variant starts from.
@@ -202,6 +203,7 @@ impl Cx {
             python,
             build_packages: unique(&shared.system.build, &own.build),
             runtime_packages: unique(&shared.system.runtime, &own.runtime),
+            repositories: repositories(&shared.system.repositories, own.repositories),
             groups,
             pip,
             env: env.into_iter().map(|(k, v)| (k, v.v)).collect(),
@@ -261,9 +263,16 @@ impl Cx {
             }
             list
         };
+        let build = packages("build");
+        let runtime = packages("runtime");
+        let repositories = f
+            .get("repositories")
+            .map(|r| self.repositories(r, what))
+            .unwrap_or_default();
         System {
-            build: packages("build"),
-            runtime: packages("runtime"),
+            build,
+            runtime,
+            repositories,
         }
     }
 
@@ -314,6 +323,17 @@ impl Cx {
             None => String::new(),
         }
     }
+}
+
+/// The spec-wide repositories with the variant's added; one of the same name replaces.
+fn repositories(shared: &[S<AptRepository>], own: Vec<S<AptRepository>>) -> Vec<S<AptRepository>> {
+    let mut out: Vec<S<AptRepository>> = shared
+        .iter()
+        .filter(|r| !own.iter().any(|o| o.v.name == r.v.name))
+        .cloned()
+        .collect();
+    out.extend(own);
+    out
 }
 
 /// `first` then `then`, each package once (the first mention wins).
