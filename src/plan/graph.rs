@@ -8,7 +8,8 @@ fn shape(kind: &StageKind) -> &'static str {
         StageKind::Apt(_)
         | StageKind::Python(_)
         | StageKind::Install(_)
-        | StageKind::Project(_) => "box",
+        | StageKind::Project(_)
+        | StageKind::Step(_) => "box",
         StageKind::Final { .. } => "doubleoctagon",
         StageKind::Verify { .. } => "note",
     }

@@ -10,7 +10,7 @@ use super::shell::{join, quote};
 use super::*;
 use crate::llb::{self, CopyOpts, Exec, Local, Meta, Mount, Owner, Sharing, SourceLoc, State, pb};
 use crate::reference;
-use crate::spec::{AppOwner, AptRepository, BuildSecrets, Installer, S};
+use crate::spec::{AppOwner, AptRepository, BuildSecrets, CustomStep, Installer, S, StepOutput};
 
 /// Where build secrets and requirement files appear inside build steps.
 const CA_PATH: &str = "/run/secrets/kiln-ca.pem";
@@ -138,7 +138,29 @@ pub fn lower(plan: &Plan, opts: &LowerOpts) -> Lowered {
                 let config = image_config(step, &info.config, &opts.platform, &opts.labels);
                 configs.insert(stage.id, config);
                 let venv = &states[stage.deps[0]];
-                final_image(&parent, venv, step, (opts, plan.epoch), meta)
+                let outputs: Vec<(State, &[StepOutput])> = stage.deps[1..]
+                    .iter()
+                    .filter_map(|d| match &plan.stage(*d).kind {
+                        StageKind::Step(s) => Some((states[*d].clone(), &s.step.outputs[..])),
+                        _ => None,
+                    })
+                    .collect();
+                let from = (venv, &outputs[..]);
+                final_image(&parent, from, step, (opts, plan.epoch), meta)
+            }
+            StageKind::Step(step) => {
+                let on_image = stage.parent.and_then(|p| configs.get(&p)).cloned();
+                let (env, cwd) = match &on_image {
+                    Some(config) => {
+                        configs.insert(stage.id, config.clone());
+                        let cwd = config["config"]["WorkingDir"].as_str().unwrap_or("/");
+                        let mut vars = config_env(config);
+                        vars.extend(plan.epoch.map(|e| format!("SOURCE_DATE_EPOCH={e}")));
+                        (vars, cwd.to_string())
+                    }
+                    None => (venv_env(&env, &step.venv), "/".to_string()),
+                };
+                custom_step(&parent, &step.step, (env, cwd), opts, meta)
             }
             StageKind::Verify(step) => {
                 let image = stage.parent.expect("a verify stage stands on an image");
@@ -874,11 +896,12 @@ fn project_commands(
 /// MergeOp as independent layers where the engine has it, else as chained copies.
 fn final_image(
     runtime: &State,
-    venv_state: &State,
+    venv_state: (&State, &[(State, &[StepOutput])]),
     step: &FinalStep,
     (opts, epoch): (&LowerOpts, Option<u64>),
     meta: Meta,
 ) -> State {
+    let (venv_state, outputs) = venv_state;
     // `[image]`, not the variant's name: buildx bake already puts the target's name in
     // front (`[cuda image] app`, where `[cuda] ...` became `[cuda cuda] ...`).
     let named = |what: &str| Meta {
@@ -894,6 +917,7 @@ fn final_image(
         opts,
         named("files"),
     );
+    let with_user = outputs_layer(&with_user, outputs, named("step outputs"));
     // The venv is owned by root: the app may read it, not change it.
     let venv_layer = |on: &State| {
         on.file(named("venv"))
@@ -998,6 +1022,85 @@ fn files_layer(on: &State, step: &FinalStep, opts: &LowerOpts, meta: Meta) -> St
         ops = ops.copy(&ctx, &format!("/{}", f.src), &f.dest, opts);
     }
     ops.done()
+}
+
+/// What the builder steps declared as `outputs`, copied into the image (root-owned);
+/// nothing else of a builder step reaches it.
+fn outputs_layer(on: &State, outputs: &[(State, &[StepOutput])], meta: Meta) -> State {
+    let mut ops = on.file(meta);
+    for (state, list) in outputs {
+        for o in list.iter() {
+            ops = ops.copy(state, &o.from, &o.to, dir_copy(None));
+        }
+    }
+    ops.done()
+}
+
+/// A builder step's environment: the base's, with the venv first on `PATH`.
+fn venv_env(env: &StepEnv, venv: &str) -> Vec<String> {
+    let mut vars = env.to_vec();
+    for v in vars.iter_mut() {
+        if let Some(path) = v.strip_prefix("PATH=") {
+            *v = format!("PATH={venv}/bin:{path}");
+        }
+    }
+    vars.push(format!("VIRTUAL_ENV={venv}"));
+    vars
+}
+
+/// Where a step's `inputs` are mounted (read-only): its working directory.
+const STEP_INPUTS: &str = "/kiln/inputs";
+
+/// One of the spec's steps: its script as root, with only its inputs from the context,
+/// its caches and secrets as mounts, and no network unless it asks for it.
+fn custom_step(
+    on: &State,
+    step: &CustomStep,
+    (env, cwd): (Vec<String>, String),
+    opts: &LowerOpts,
+    meta: Meta,
+) -> State {
+    let mut mounts = vec![];
+    let mut cwd = cwd;
+    if !step.inputs.is_empty() {
+        let src = context_files(
+            opts,
+            step.inputs.clone(),
+            &format!("step {} inputs", step.name),
+        );
+        mounts.push(Mount::Bind {
+            dest: STEP_INPUTS.into(),
+            src,
+        });
+        cwd = STEP_INPUTS.into();
+    }
+    for dir in &step.cache {
+        mounts.push(Mount::Cache {
+            dest: dir.clone(),
+            id: format!(
+                "kiln-step-{}-{}",
+                step.name,
+                dir.trim_matches('/').replace('/', "-")
+            ),
+            sharing: Sharing::Shared,
+        });
+    }
+    for id in &step.secrets {
+        mounts.push(Mount::Secret {
+            dest: format!("/run/secrets/{id}"),
+            id: id.clone(),
+            optional: false,
+            mode: 0o400,
+            uid: 0,
+            gid: 0,
+        });
+    }
+    let exec = Exec {
+        network_none: !step.network,
+        cwd,
+        ..sh(format!("set -eu\n{}", step.run), env, mounts, meta)
+    };
+    on.run(exec).root()
 }
 
 /// The uid:gid for files owned by `owner` (root: none given, so 0:0).

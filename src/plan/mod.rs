@@ -65,6 +65,13 @@ impl Stage {
                 format!("{} install: project {dir}", p.toolchain.installer)
             }
             StageKind::Final(f) => format!("image {}", f.variant),
+            StageKind::Step(s) => {
+                let place = match s.step.place {
+                    spec::StepPlace::Builder => "builder",
+                    spec::StepPlace::Image => "image",
+                };
+                format!("step {} ({place})", s.step.name)
+            }
             StageKind::Verify(v) => {
                 let commands: Vec<&str> = v
                     .checks
@@ -278,12 +285,7 @@ impl Builder<'_> {
             };
             venv = self.add(StageKind::Project(step), Some(on), deps, dir.loc);
         }
-        let image = self.add(
-            StageKind::Final(final_step(spec, v, self.app_exclude(spec))),
-            Some(runtime),
-            vec![venv],
-            v.name.loc,
-        );
+        let image = self.custom_steps(spec, v, runtime, venv);
         // Every check runs on the image itself, all at once in one container.
         let (checks, verify_locs) = verify_checks(v);
         let verify = (!checks.is_empty()).then(|| {
@@ -405,6 +407,37 @@ impl Builder<'_> {
             out.extend(app.exclude.iter().cloned());
         }
         out
+    }
+
+    /// The image on `runtime` with the venv from `venv`: the builder steps stand on the
+    /// venv (their outputs go into the image), the image steps on the image, in order.
+    fn custom_steps(
+        &mut self,
+        spec: &Spec,
+        v: &Variant,
+        runtime: StageId,
+        venv: StageId,
+    ) -> StageId {
+        let stage = |s: &S<spec::CustomStep>| {
+            let kind = StepStage {
+                step: s.v.clone(),
+                venv: v.python.venv.clone(),
+            };
+            (StageKind::Step(kind), s.loc)
+        };
+        let place = |p| move |s: &&S<spec::CustomStep>| s.v.place == p;
+        let mut deps = vec![venv];
+        for s in spec.steps.iter().filter(place(spec::StepPlace::Builder)) {
+            let (kind, loc) = stage(s);
+            deps.push(self.add(kind, Some(venv), vec![], loc));
+        }
+        let final_kind = StageKind::Final(final_step(spec, v, self.app_exclude(spec)));
+        let mut image = self.add(final_kind, Some(runtime), deps, v.name.loc);
+        for s in spec.steps.iter().filter(place(spec::StepPlace::Image)) {
+            let (kind, loc) = stage(s);
+            image = self.add(kind, Some(image), vec![], loc);
+        }
+        image
     }
 
     /// An apt step on `base`, or `base` itself when there is nothing to install.

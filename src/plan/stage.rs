@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use crate::context::join;
-use crate::spec::{AppOwner, AptRepository, BuildSecrets, FileCopy, Installer};
+use crate::spec::{AppOwner, AptRepository, BuildSecrets, CustomStep, FileCopy, Installer};
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum StageKind {
@@ -23,9 +23,19 @@ pub enum StageKind {
     Project(ProjectStep),
     /// The image of one variant: runtime branch + user + venv + app, and its config.
     Final(FinalStep),
+    /// One of the spec's `steps`: on the builder (after the installs; its `outputs` are
+    /// copied into the image) or on the finished image (as root).
+    Step(StepStage),
     /// The `verify` commands (and the health check) run against a finished image, all in
     /// one container (not part of the image).
     Verify(VerifyStep),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct StepStage {
+    pub step: CustomStep,
+    /// The venv, first on a builder step's `PATH`.
+    pub venv: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -28,6 +28,7 @@ pub const TOP_KEYS: &[&str] = &[
     "writable",
     "volumes",
     "files",
+    "steps",
     "verify",
     "verify_timeout",
     "variants",
@@ -65,6 +66,16 @@ pub const GROUP_KEYS: &[&str] = &[
 pub const APP_KEYS: &[&str] = &["src", "project", "exclude", "workdir", "owner"];
 /// `app.owner` and `files[].owner`: who owns the copied files.
 pub const OWNERS: &[&str] = &["root", "user"];
+/// A `steps` entry: a command of the spec's own, in the builder or in the image.
+pub const STEP_KEYS: &[&str] = &[
+    "name", "in", "run", "inputs", "outputs", "cache", "secrets", "network",
+];
+/// Where a step runs.
+pub const STEP_PLACES: &[&str] = &["builder", "image"];
+/// An entry of a builder step's `outputs`.
+pub const OUTPUT_KEYS: &[&str] = &["from", "to"];
+/// `steps[].network`: on, as in a Dockerfile's RUN.
+pub const DEFAULT_STEP_NETWORK: bool = true;
 /// A `files` entry.
 pub const FILE_KEYS: &[&str] = &["src", "dest", "mode", "owner"];
 /// `files[].mode` when not given: readable by all, written by none but root.

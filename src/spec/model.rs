@@ -38,6 +38,8 @@ pub struct Spec {
     pub groups: Vec<Group>,
     pub variants: Vec<Variant>,
     pub default_variant: String,
+    /// The spec's own commands, in spec order (every variant runs them).
+    pub steps: Vec<S<CustomStep>>,
     /// `SOURCE_DATE_EPOCH` (a spec arg or a build arg): the image's `created`, and the
     /// build steps' clock for the tools that honour it.
     pub source_date_epoch: Option<u64>,
@@ -314,6 +316,39 @@ pub struct AptRepository {
     pub components: Vec<String>,
     /// The signing key (binary or `.asc` armored), a context path.
     pub key: String,
+}
+
+/// A command of the spec's own (`steps`): compile, fetch, generate, install a vendor .deb.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct CustomStep {
+    pub name: String,
+    pub place: StepPlace,
+    /// A shell script (`/bin/sh -c`, `set -eu` first).
+    pub run: String,
+    /// Context paths mounted read-only at `/kiln/inputs` (the step's working directory):
+    /// only their contents invalidate the step.
+    pub inputs: Vec<String>,
+    /// Builder steps: what reaches the image, `from` the step's filesystem `to` the image.
+    pub outputs: Vec<StepOutput>,
+    /// Cache mounts (absolute directories), kept between builds.
+    pub cache: Vec<String>,
+    /// Build secret ids, mounted at `/run/secrets/<id>` (required).
+    pub secrets: Vec<String>,
+    pub network: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum StepPlace {
+    /// On the builder, with the dependencies installed, before the venv is copied.
+    Builder,
+    /// On the finished image, as root, before the runtime user is set.
+    Image,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct StepOutput {
+    pub from: String,
+    pub to: String,
 }
 
 /// Who owns the app's code in the image.

@@ -179,6 +179,22 @@ pub fn schema() -> Value {
             },
             "env": string_map("Environment of the image."),
             "labels": string_map("Image labels (org.opencontainers.image.* title, description and base.name are set for you)."),
+            "steps": {"type": "array", "description": "The spec's own commands: in the builder (after the installs; only `outputs` reach the image) or in the image (as root, at the end).", "items": {
+                "type": "object", "additionalProperties": false, "required": ["name", "run"],
+                "properties": {
+                    "name": {"type": "string", "pattern": "^[a-z0-9][a-z0-9._-]*$"},
+                    "in": {"enum": STEP_PLACES, "default": "builder"},
+                    "run": {"type": "string", "description": "Shell commands (/bin/sh -c, set -eu), run as root."},
+                    "inputs": strings("Context paths mounted read-only at /kiln/inputs (the working directory); only they invalidate the step."),
+                    "outputs": {"type": "array", "description": "Builder steps: copied from the step into the image.", "items": {
+                        "type": "object", "additionalProperties": false, "required": ["from", "to"],
+                        "properties": {"from": {"type": "string"}, "to": {"type": "string"}}
+                    }},
+                    "cache": strings("Cache mounts (absolute directories) kept between builds."),
+                    "secrets": strings("--secret ids, mounted at /run/secrets/<id>."),
+                    "network": {"type": "boolean", "default": DEFAULT_STEP_NETWORK}
+                }
+            }},
             "verify": verify(),
             "verify_timeout": {"type": "string", "default": DEFAULT_VERIFY_TIMEOUT, "description": "How long each verify command may run (a duration), unless it sets its own `timeout`."},
             "build_secrets": {
@@ -245,6 +261,11 @@ mod tests {
         assert_eq!(keys(&s), sorted(TOP_KEYS));
         assert_eq!(keys(&p["python"]), sorted(PYTHON_KEYS));
         assert_eq!(keys(&p["system"]), sorted(SYSTEM_KEYS));
+        assert_eq!(keys(&p["steps"]["items"]), sorted(STEP_KEYS));
+        assert_eq!(
+            keys(&p["steps"]["items"]["properties"]["outputs"]["items"]),
+            sorted(OUTPUT_KEYS)
+        );
         assert_eq!(
             keys(&p["system"]["properties"]["repositories"]["items"]),
             sorted(REPOSITORY_KEYS)

@@ -969,3 +969,67 @@ fn apt_repositories_are_added_by_key_for_their_variant_only() {
         assert_eq!(source.attrs["local.includepattern"], r#"["keys/pgdg.asc"]"#);
     }
 }
+
+/// Issue 13: a builder step stands on the venv, mounts only its declared inputs (so only
+/// they invalidate it), has the network it asks for, and reaches the image only through
+/// its outputs; an image step runs as root on the finished image, before verify.
+#[test]
+fn custom_steps_run_where_declared_and_reach_the_image_by_outputs_only() {
+    let s = spec("specs/service.yaml");
+    let def = definition(&s, "worker", false);
+    let g = graph(&def);
+    let step = |name: &str| {
+        g.ops
+            .values()
+            .find(|op| exec_script(op).is_some_and(|e| e.contains(name)))
+            .unwrap_or_else(|| panic!("{name}"))
+            .clone()
+    };
+    let banner = step("tr a-z A-Z");
+    let Some(pb::op::Op::Exec(e)) = &banner.op else {
+        unreachable!()
+    };
+    assert_eq!(e.network, pb::NetMode::None as i32);
+    assert_eq!(e.meta.as_ref().unwrap().cwd, "/kiln/inputs");
+    let inputs = e.mounts.iter().find(|m| m.dest == "/kiln/inputs").unwrap();
+    let src = &g.ops[&banner.inputs[inputs.input as usize].digest];
+    let Some(pb::op::Op::Source(source)) = &src.op else {
+        panic!("inputs come from a context source")
+    };
+    assert_eq!(source.attrs["local.includepattern"], r#"["assets"]"#);
+    // From the step's filesystem, only /out/banner.txt is copied into the image.
+    let mut copies_from_step: Vec<(String, String)> = vec![];
+    for op in g.ops.values() {
+        let Some(pb::op::Op::File(f)) = &op.op else {
+            continue;
+        };
+        for a in &f.actions {
+            if let Some(pb::file_action::Action::Copy(c)) = &a.action
+                && a.secondary_input >= 0
+                && g.ops[&op.inputs[a.secondary_input as usize].digest] == banner
+            {
+                copies_from_step.push((c.src.clone(), c.dest.clone()));
+            }
+        }
+    }
+    assert_eq!(
+        copies_from_step,
+        [(
+            "/out/banner.txt".to_string(),
+            "/usr/share/svc/banner.txt".to_string()
+        )]
+    );
+    // The image step is the image's last op, on everything else.
+    let root = &g.ops[&g.root];
+    assert!(exec_script(root).unwrap().contains("compileall"));
+    let Some(pb::op::Op::Exec(e)) = &root.op else {
+        unreachable!()
+    };
+    assert_eq!(e.meta.as_ref().unwrap().user, "", "as root");
+    // Verify runs on the image after its steps.
+    let built = build(&s, "worker", false);
+    let v = built.verify.unwrap();
+    let vg = graph(&v.def);
+    let on = &vg.ops[&vg.ops[&vg.root].inputs[0].digest];
+    assert!(exec_script(on).unwrap().contains("compileall"));
+}

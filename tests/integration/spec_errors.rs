@@ -411,6 +411,56 @@ fn cases() -> Vec<(String, &'static str, u32, u32)> {
             18,
         ),
         (with("init: 1\n"), "init must be true or false", 5, 7),
+        (with("steps: [{run: x}]\n"), "a step has no `name`", 5, 9),
+        (with("steps: [{name: a}]\n"), "a step has no `run`", 5, 9),
+        (
+            with("steps: [{name: a, run: x}, {name: a, run: z}]\n"),
+            "step `a` is listed twice",
+            5,
+            28,
+        ),
+        (
+            with("steps: [{name: a, run: x, in: host}]\n"),
+            "invalid steps.in `host`",
+            5,
+            31,
+        ),
+        (
+            with("steps: [{name: a, run: x, in: image, outputs: [{from: /o, to: /p}]}]\n"),
+            "a step in the image has no `outputs`",
+            5,
+            47,
+        ),
+        (
+            with("steps: [{name: a, run: x, outputs: [{from: o, to: /p}]}]\n"),
+            "invalid steps.outputs.from `o`",
+            5,
+            44,
+        ),
+        (
+            with("steps: [{name: a, run: x, inputs: [../secret]}]\n"),
+            "invalid path `../secret` in steps.inputs",
+            5,
+            36,
+        ),
+        (
+            with("steps: [{name: a, run: x, secrets: [\"a b\"]}]\n"),
+            "invalid secret id `a b`",
+            5,
+            37,
+        ),
+        (
+            with("steps: [{name: a, run: x, network: 1}]\n"),
+            "steps.network must be true or false",
+            5,
+            36,
+        ),
+        (
+            with("steps: [{name: A, run: x}]\n"),
+            "invalid step name `A`",
+            5,
+            16,
+        ),
         (
             with(
                 "system:\n  repositories:\n    - {name: pgdg, url: http://a/apt, suite: bookworm-pgdg, components: [main]}\n",

@@ -10,6 +10,7 @@ mod image;
 mod process;
 mod python;
 mod requirements;
+mod steps;
 mod variants;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -448,6 +449,7 @@ impl Cx {
             .map(|v| self.verify_list(v, "verify", verify_timeout))
             .unwrap_or_default();
         let secrets = self.secrets(top.get("build_secrets"));
+        let steps = top.get("steps").map(|s| self.steps(s)).unwrap_or_default();
         let (variants, default_variant) =
             self.variants(doc, top, &groups, (&verify, verify_timeout), &process);
         let process = process.finish();
@@ -471,6 +473,7 @@ impl Cx {
             groups,
             variants,
             default_variant,
+            steps,
             source_date_epoch,
         })
     }
