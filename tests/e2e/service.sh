@@ -21,11 +21,14 @@ RUN_ID="$(date +%s%N)"
 started=$(date +%s)
 
 engine_up
+build_progress_reader
 scripts/frontend-image.sh "$FRONTEND" >/dev/null || { echo "cannot build the frontend image"; exit 1; }
 SPEC="$E2E_WORK/spec/service.yaml"
 mkdir -p "$(dirname "$SPEC")"
 { echo "# syntax=$FRONTEND"; tail -n +2 specs/service.yaml; } >"$SPEC"
 ARGS=(--build-arg "PYTHON_IMAGE=$BASE" --secret "id=pipca,src=$CA")
+
+last_line() { grep -v '^[[:space:]]*$' "$E2E_WORK/logs/$1.log" | tail -n 1; }
 
 # stop_time IMAGE [docker stop args]: seconds (to 0.1) that `docker stop` took, and the
 # exit code, once the worker has said it is up.
@@ -86,6 +89,39 @@ else
   fail "gpu builds: $(tail -n 15 "$E2E_WORK/logs/gpu.log")"
 fi
 
+echo "== steps: a builder step's output, rerun only by its inputs; an image step"
+SCTX="$E2E_WORK/ctx-steps"; cp -r examples/service "$SCTX"
+echo "# e2e run $RUN_ID" >>"$SCTX/assets/banner.txt"
+if dbuild steps-1 -f "$SPEC" --target worker -t "$IMG:steps" "${ARGS[@]}" "$SCTX"; then
+  check "the builder step ran" step_ran steps-1 "step banner (builder)"
+  assert_contains "its declared output is in the image" "$("$DOCKER" run --rm "$IMG:steps" cat /usr/share/svc/banner.txt 2>&1)" "SVC: STATE IN A VOLUME"
+  assert_eq "nothing else of the builder step is" "" "$("$DOCKER" run --rm "$IMG:steps" sh -c 'ls -d /out /kiln 2>/dev/null')"
+  assert_eq "the image step compiled the code (root-owned __pycache__)" "0" "$("$DOCKER" run --rm "$IMG:steps" stat -c %u /app/app/__pycache__ 2>&1)"
+  echo "# app edit $RUN_ID" >>"$SCTX/app/worker.py"
+  if dbuild steps-2 -f "$SPEC" --target worker -t "$IMG:steps" "${ARGS[@]}" "$SCTX"; then
+    check "an app edit leaves the builder step CACHED" step_cached steps-2 "step banner (builder)"
+    check "and reruns the image step (it stands on the app)" step_ran steps-2 "step bytecode (image)"
+  else
+    fail "steps: rebuild after an app edit: $(tail -n 15 "$E2E_WORK/logs/steps-2.log")"
+  fi
+  echo "edited $RUN_ID" >>"$SCTX/assets/banner.txt"
+  if dbuild steps-3 -f "$SPEC" --target worker -t "$IMG:steps" "${ARGS[@]}" "$SCTX"; then
+    check "an input edit reruns the builder step" step_ran steps-3 "step banner (builder)"
+    assert_contains "and the new output is in the image" "$("$DOCKER" run --rm "$IMG:steps" cat /usr/share/svc/banner.txt 2>&1)" "EDITED $RUN_ID"
+  else
+    fail "steps: rebuild after an input edit: $(tail -n 15 "$E2E_WORK/logs/steps-3.log")"
+  fi
+  sed 's|^    run: mkdir -p /out .*|    run: echo making the banner; exit 3|' "$SPEC" >"$E2E_WORK/spec/badstep.yaml"
+  line=$(grep -n '^  - name: banner' "$E2E_WORK/spec/badstep.yaml" | cut -d: -f1)
+  if dbuild steps-bad -f "$E2E_WORK/spec/badstep.yaml" --target worker "${ARGS[@]}" "$SCTX"; then
+    fail "a failing step must fail the build"
+  else
+    assert_contains "a failing step is named with its spec line" "$(last_line steps-bad)" "badstep.yaml:$line: step \`step banner (builder)\` failed: exit code: 3"
+  fi
+else
+  fail "steps: build: $(tail -n 15 "$E2E_WORK/logs/steps-1.log")"
+fi
+
 echo "== system.repositories: a package from a repository added by its key"
 # A flat apt repository made here (one .deb, signed by a throwaway key) and served over
 # http on the docker0 address, as a vendor's would be; the key goes in the context.
@@ -120,7 +156,8 @@ if dpkg-deb --build "$pkg" "$REPO/kiln-e2e-hello_1.0_all.deb" >/dev/null \
   if dbuild repo-badkey -f "$E2E_WORK/spec/repo.yaml" --target worker "${ARGS[@]}" "$CTX"; then
     fail "a repository signed by another key was accepted"
   else
-    assert_contains "a repository signed by another key is refused (apt step, spec line)" "$(cat "$E2E_WORK/logs/repo-badkey.log")" "apt runtime: kiln-e2e-hello tini (repo.yaml"
+    line=$(grep -n 'kiln-e2e-hello' "$E2E_WORK/spec/repo.yaml" | head -n 1 | cut -d: -f1)
+    assert_contains "a repository signed by another key is refused at the apt step and its line" "$(last_line repo-badkey)" "repo.yaml:$line: step \`apt runtime: kiln-e2e-hello tini\` failed"
   fi
   kill "$http_pid" 2>/dev/null
 else
