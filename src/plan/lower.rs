@@ -137,30 +137,17 @@ pub fn lower(plan: &Plan, opts: &LowerOpts) -> Lowered {
             StageKind::Final(step) => {
                 let config = image_config(step, &info.config, &opts.platform, &opts.labels);
                 configs.insert(stage.id, config);
-                let venv = &states[stage.deps[0]];
-                let outputs: Vec<(State, &[StepOutput])> = stage.deps[1..]
-                    .iter()
-                    .filter_map(|d| match &plan.stage(*d).kind {
-                        StageKind::Step(s) => Some((states[*d].clone(), &s.step.outputs[..])),
-                        _ => None,
-                    })
-                    .collect();
-                let from = (venv, &outputs[..]);
-                final_image(&parent, from, step, (opts, plan.epoch), meta)
+                let (venv, outputs) = final_inputs(plan, stage, &states);
+                final_image(&parent, (venv, &outputs), step, (opts, plan.epoch), meta)
             }
             StageKind::Step(step) => {
+                // On an image: that image's config (verify and later steps need it).
                 let on_image = stage.parent.and_then(|p| configs.get(&p)).cloned();
-                let (env, cwd) = match &on_image {
-                    Some(config) => {
-                        configs.insert(stage.id, config.clone());
-                        let cwd = config["config"]["WorkingDir"].as_str().unwrap_or("/");
-                        let mut vars = config_env(config);
-                        vars.extend(plan.epoch.map(|e| format!("SOURCE_DATE_EPOCH={e}")));
-                        (vars, cwd.to_string())
-                    }
-                    None => (venv_env(&env, &step.venv), "/".to_string()),
-                };
-                custom_step(&parent, &step.step, (env, cwd), opts, meta)
+                if let Some(config) = &on_image {
+                    configs.insert(stage.id, config.clone());
+                }
+                let env = step_env(on_image.as_ref(), &env, step, plan.epoch);
+                custom_step(&parent, &step.step, env, opts, meta)
             }
             StageKind::Verify(step) => {
                 let image = stage.parent.expect("a verify stage stands on an image");
@@ -1034,6 +1021,41 @@ fn outputs_layer(on: &State, outputs: &[(State, &[StepOutput])], meta: Meta) -> 
         }
     }
     ops.done()
+}
+
+/// A final stage's inputs: the venv, and each builder step with its declared outputs.
+fn final_inputs<'p>(
+    plan: &'p Plan,
+    stage: &Stage,
+    states: &'p [State],
+) -> (&'p State, Vec<(State, &'p [StepOutput])>) {
+    let outputs = stage.deps[1..]
+        .iter()
+        .filter_map(|d| match &plan.stage(*d).kind {
+            StageKind::Step(s) => Some((states[*d].clone(), &s.step.outputs[..])),
+            _ => None,
+        })
+        .collect();
+    (&states[stage.deps[0]], outputs)
+}
+
+/// A step's environment and working directory: on an image, the image's (and
+/// `SOURCE_DATE_EPOCH`); on the builder, the base's with the venv first on `PATH`.
+fn step_env(
+    image: Option<&Value>,
+    env: &StepEnv,
+    step: &StepStage,
+    epoch: Option<u64>,
+) -> (Vec<String>, String) {
+    match image {
+        Some(config) => {
+            let cwd = config["config"]["WorkingDir"].as_str().unwrap_or("/");
+            let mut vars = config_env(config);
+            vars.extend(epoch.map(|e| format!("SOURCE_DATE_EPOCH={e}")));
+            (vars, cwd.to_string())
+        }
+        None => (venv_env(env, &step.venv), "/".to_string()),
+    }
 }
 
 /// A builder step's environment: the base's, with the venv first on `PATH`.

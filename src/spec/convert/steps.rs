@@ -68,60 +68,14 @@ impl Cx {
                 None
             }
         };
-        let place = match f.get("in").and_then(|p| self.text(p, "steps.in")) {
-            None => StepPlace::Builder,
-            Some(p) if p.v == "builder" => StepPlace::Builder,
-            Some(p) if p.v == "image" => StepPlace::Image,
-            Some(p) => {
-                self.err(
-                    p.loc,
-                    format!("invalid steps.in `{}`", p.v),
-                    format!("use one of: {}", STEP_PLACES.join(", ")),
-                );
-                StepPlace::Builder
-            }
-        };
-        let inputs: Vec<String> = match f.get("inputs") {
-            Some(n) => match &n.value {
-                Value::Seq(items) => items
-                    .iter()
-                    .filter_map(|i| self.context_path(i, "steps.inputs"))
-                    .map(|s| s.v)
-                    .collect(),
-                _ => {
-                    self.err(
-                        n.loc,
-                        "steps.inputs must be a list of context paths",
-                        "write inputs: [assets/, package.json]",
-                    );
-                    vec![]
-                }
-            },
-            None => vec![],
-        };
+        let place = self.step_place(f.get("in"));
+        let inputs = self.step_inputs(f.get("inputs"));
         let outputs = f
             .get("outputs")
             .map(|o| self.step_outputs(o, place))
             .unwrap_or_default();
         let cache = self.step_dirs(f.get("cache"), "steps.cache");
-        let secrets: Vec<String> = f
-            .get("secrets")
-            .map(|s| self.list(s, "steps.secrets"))
-            .unwrap_or_default()
-            .into_iter()
-            .filter_map(|s| {
-                if validate::is_secret_id(&s.v) {
-                    Some(s.v)
-                } else {
-                    self.err(
-                        s.loc,
-                        format!("invalid secret id `{}`", s.v),
-                        "use letters, digits, '.', '_' and '-' (the id given to --secret id=...)",
-                    );
-                    None
-                }
-            })
-            .collect();
+        let secrets = self.step_secrets(f.get("secrets"));
         let network = f
             .get("network")
             .and_then(|n| self.bool(n, "steps.network"))
@@ -137,6 +91,57 @@ impl Cx {
             network,
         };
         Some(S::new(step, item.loc))
+    }
+
+    fn step_place(&mut self, node: Option<&Node>) -> StepPlace {
+        match node.and_then(|p| self.text(p, "steps.in")) {
+            None => StepPlace::Builder,
+            Some(p) if p.v == "builder" => StepPlace::Builder,
+            Some(p) if p.v == "image" => StepPlace::Image,
+            Some(p) => {
+                let help = format!("use one of: {}", STEP_PLACES.join(", "));
+                self.err(p.loc, format!("invalid steps.in `{}`", p.v), help);
+                StepPlace::Builder
+            }
+        }
+    }
+
+    fn step_inputs(&mut self, node: Option<&Node>) -> Vec<String> {
+        let Some(n) = node else { return vec![] };
+        match &n.value {
+            Value::Seq(items) => items
+                .iter()
+                .filter_map(|i| self.context_path(i, "steps.inputs"))
+                .map(|s| s.v)
+                .collect(),
+            _ => {
+                self.err(
+                    n.loc,
+                    "steps.inputs must be a list of context paths",
+                    "write inputs: [assets/, package.json]",
+                );
+                vec![]
+            }
+        }
+    }
+
+    fn step_secrets(&mut self, node: Option<&Node>) -> Vec<String> {
+        let ids = node
+            .map(|s| self.list(s, "steps.secrets"))
+            .unwrap_or_default();
+        let mut out = vec![];
+        for s in ids {
+            if validate::is_secret_id(&s.v) {
+                out.push(s.v);
+            } else {
+                self.err(
+                    s.loc,
+                    format!("invalid secret id `{}`", s.v),
+                    "use letters, digits, '.', '_' and '-' (the id given to --secret id=...)",
+                );
+            }
+        }
+        out
     }
 
     fn step_outputs(&mut self, node: &Node, place: StepPlace) -> Vec<StepOutput> {
