@@ -201,10 +201,13 @@ t = tarfile.open(sys.argv[1])
 blob = lambda d: json.load(t.extractfile("blobs/sha256/" + d.split(":")[1]))
 m = blob(json.load(t.extractfile("index.json"))["manifests"][0]["digest"])
 c = blob(m["config"]["digest"])
-print(c["created"], c["history"][-1].get("created"))
+print(c["created"], c["history"][-1].get("created"), c["config"]["Labels"].get("org.opencontainers.image.revision"))
 PY
 )
-      assert_eq "created and the last history entry are SOURCE_DATE_EPOCH" "2023-11-14T22:13:20Z 2023-11-14T22:13:20Z" "$created"
+      read -r created last revision <<<"$created"
+      assert_eq "created and the last history entry are SOURCE_DATE_EPOCH" "2023-11-14T22:13:20Z 2023-11-14T22:13:20Z" "$created $last"
+      # buildx sends the checkout's commit (vcs:revision); kiln makes it the OCI label.
+      assert_contains "the revision label is the checkout's commit (buildx git metadata)" "$revision" "$(git rev-parse HEAD)"
     fi
   )
   [ -f "$E2E_WORK/docker28.counts" ] && . "$E2E_WORK/docker28.counts"
