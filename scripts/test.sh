@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: unit, golden and fake-bridge tests (cargo), then end-to-end
 # builds on real BuildKits: Docker 20.10 on this host (the example worker, the lock-file
-# projects, hostile contexts, the benchmark harness), then Docker 26 and 28 with buildx (engines.sh). This
+# projects, hostile contexts, how the image runs, the benchmark harness), then Docker 26
+# and 28 with buildx (engines.sh) and a load of concurrent builds (stress.sh). This
 # script installs and starts every engine it needs. Fails, never skips, when an engine
 # cannot start. Every suite runs even when an earlier one failed; the exit status says
 # whether all passed.
@@ -30,6 +31,7 @@ scripts/engine.sh up || { echo "the engine did not start" >&2; exit 1; }
 suite "end-to-end, example worker (Docker 20.10)" tests/e2e/run.sh
 suite "end-to-end, lock-file projects (Docker 20.10)" tests/e2e/projects.sh
 suite "end-to-end, hostile contexts and limits (Docker 20.10)" tests/e2e/hostile.sh
+suite "end-to-end, how the image runs (Docker 20.10 and 28)" tests/e2e/service.sh
 suite "benchmark smoke test" tests/e2e/bench_smoke.sh
 suite "end-to-end, modern engines (Docker 26 and 28, buildx)" tests/e2e/engines.sh
 suite "stress: ten builds at once on Docker 28" tests/e2e/stress.sh

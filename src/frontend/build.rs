@@ -71,7 +71,14 @@ pub async fn run(bridge: &mut Bridge, opts: &Options) -> Result<Returned, Failur
     for (_, outcome) in done {
         images.push(outcome?);
     }
-    result(bridge, opts, images)
+    let mut returned = result(bridge, opts, images)?;
+    // The exporter's clock (BuildKit 0.11+): history and, with `rewrite-timestamp`, layers.
+    if let Some(epoch) = spec.source_date_epoch {
+        returned
+            .metadata
+            .insert("source.date.epoch".into(), epoch.to_string().into_bytes());
+    }
+    Ok(returned)
 }
 
 /// The image of one platform, solved, with what verifying and exporting it needs.
@@ -214,7 +221,7 @@ async fn build_image(
         session_id: opts.session_id.clone(),
         merge: bridge.has_llb("mergeop"),
         no_cache: opts.no_cache,
-        labels: opts.labels.clone(),
+        labels: opts.image_labels(),
         step_prefix,
     };
     let started = std::time::Instant::now();

@@ -14,6 +14,9 @@ pub struct Options {
     pub platforms: Vec<pb::Platform>,
     pub build_args: BTreeMap<String, String>,
     pub labels: BTreeMap<String, String>,
+    /// Git metadata buildx sends (`vcs:source`, `vcs:revision`), for the OCI labels.
+    pub vcs_source: Option<String>,
+    pub vcs_revision: Option<String>,
     pub no_cache: bool,
     /// Raw `cache-imports` JSON, passed on to every solve.
     pub cache_imports: Vec<CacheImport>,
@@ -38,6 +41,20 @@ pub struct CacheImport {
 pub use crate::spec::format::{SKIP_VERIFY_ARG, is_builtin_arg};
 
 impl Options {
+    /// The labels the build adds: the source and revision from git metadata, then
+    /// `--label`s (which win).
+    pub fn image_labels(&self) -> BTreeMap<String, String> {
+        let mut labels = BTreeMap::new();
+        if let Some(s) = &self.vcs_source {
+            labels.insert("org.opencontainers.image.source".into(), s.clone());
+        }
+        if let Some(r) = &self.vcs_revision {
+            labels.insert("org.opencontainers.image.revision".into(), r.clone());
+        }
+        labels.extend(self.labels.clone());
+        labels
+    }
+
     /// From `key=value` pairs (already split off the environment variable names).
     pub fn parse(
         pairs: impl IntoIterator<Item = (String, String)>,
@@ -72,6 +89,8 @@ impl Options {
                         .collect::<Result<_, _>>()?;
                 }
                 "no-cache" => o.no_cache = true,
+                "vcs:source" if !v.is_empty() => o.vcs_source = Some(v),
+                "vcs:revision" if !v.is_empty() => o.vcs_revision = Some(v),
                 "cache-imports" if !v.is_empty() => {
                     o.cache_imports = serde_json::from_str(&v)
                         .map_err(|e| format!("invalid cache-imports option: {e}"))?;
@@ -119,6 +138,26 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    /// buildx's git metadata becomes the OCI source labels; a `--label` wins over it.
+    #[test]
+    fn git_metadata_gives_source_labels() {
+        let o = Options::parse(
+            kv(&[
+                ("vcs:source", "https://github.com/acme/svc.git"),
+                ("vcs:revision", "0123abc"),
+                ("label:org.opencontainers.image.revision", "v1.2"),
+            ]),
+            None,
+        )
+        .unwrap();
+        let labels = o.image_labels();
+        assert_eq!(
+            labels["org.opencontainers.image.source"],
+            "https://github.com/acme/svc.git"
+        );
+        assert_eq!(labels["org.opencontainers.image.revision"], "v1.2");
     }
 
     #[test]

@@ -401,6 +401,8 @@ pub struct CopyOpts {
     pub contents_only: bool,
     pub create_dest_path: bool,
     pub allow_wildcard: bool,
+    /// The copied files' mode (`None`: as in the source).
+    pub mode: Option<u32>,
 }
 
 #[derive(Clone, Debug)]
@@ -428,7 +430,7 @@ impl Action {
                     src: from.clone(),
                     dest: to.clone(),
                     owner: chown(&opts.owner),
-                    mode: NONE as i32,
+                    mode: opts.mode.map_or(NONE as i32, |m| m as i32),
                     follow_symlink: false,
                     dir_copy_contents: opts.contents_only,
                     create_dest_path: opts.create_dest_path,

@@ -6,6 +6,7 @@ use serde_json::{Map, Value, json};
 
 use super::FinalStep;
 use crate::llb::pb;
+use crate::spec::format::TINI;
 
 /// The PATH a step gets when its base image sets none (the one Docker uses).
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -77,7 +78,10 @@ pub fn image_config(
     out.entry("rootfs")
         .or_insert_with(|| json!({"type": "layers", "diff_ids": []}));
     // The base's creation time says nothing about this image; the exporter fills history.
-    out.remove("created");
+    match &image.config.created {
+        Some(t) => out.insert("created".into(), json!(t)),
+        None => out.remove("created"),
+    };
     Value::Object(out)
 }
 
@@ -130,6 +134,19 @@ fn process(cfg: &mut Map<String, Value>, image: &FinalStep) {
             cfg.remove("Entrypoint");
         }
     }
+    if settings.init {
+        with_init(cfg);
+    }
+    if !settings.volumes.is_empty() {
+        let mut volumes = match cfg.get("Volumes") {
+            Some(Value::Object(m)) => m.clone(),
+            _ => Map::new(),
+        };
+        for v in &settings.volumes {
+            volumes.insert(v.clone(), json!({}));
+        }
+        cfg.insert("Volumes".into(), Value::Object(volumes));
+    }
     if let Some(h) = &settings.healthcheck {
         cfg.insert(
             "Healthcheck".into(),
@@ -149,6 +166,19 @@ fn process(cfg: &mut Map<String, Value>, image: &FinalStep) {
     if let Some(s) = &settings.stop_signal {
         cfg.insert("StopSignal".into(), json!(s));
     }
+}
+
+/// tini in front of the entrypoint (or of the command, when there is none): it forwards
+/// signals to the process and reaps zombies, which a process run as PID 1 does not.
+fn with_init(cfg: &mut Map<String, Value>) {
+    let mut entrypoint: Vec<Value> = vec![json!(TINI), json!("--")];
+    if let Some(Value::Array(e)) = cfg.get("Entrypoint") {
+        if e.first().and_then(Value::as_str) == Some(TINI) {
+            return;
+        }
+        entrypoint.extend(e.iter().cloned());
+    }
+    cfg.insert("Entrypoint".into(), Value::Array(entrypoint));
 }
 
 /// The base's labels, kiln's (title, description, base name, variant), the spec's, then
@@ -175,8 +205,43 @@ fn labels(
         json!(settings.base),
     );
     labels.insert("dev.kiln.variant".into(), json!(image.variant));
+    if let Some(t) = &settings.created {
+        labels.insert("org.opencontainers.image.created".into(), json!(t));
+    }
     for (k, val) in settings.labels.iter().chain(extra_labels) {
         labels.insert(k.clone(), json!(val));
     }
     labels
+}
+
+/// Seconds since 1970 as RFC 3339 in UTC (`2023-11-14T22:13:20Z`).
+pub fn rfc3339(secs: u64) -> String {
+    let (days, rest) = (secs / 86_400, secs % 86_400);
+    // Howard Hinnant's civil_from_days, for days since 1970-01-01 (never negative here).
+    let z = days as i64 + 719_468;
+    let era = z / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn rfc3339_of_known_instants() {
+        assert_eq!(super::rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(super::rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(super::rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
+        assert_eq!(super::rfc3339(253_402_300_799), "9999-12-31T23:59:59Z");
+    }
 }

@@ -8,9 +8,18 @@ fn shape(kind: &StageKind) -> &'static str {
         StageKind::Apt(_)
         | StageKind::Python(_)
         | StageKind::Install(_)
-        | StageKind::Project(_) => "box",
+        | StageKind::Project(_)
+        | StageKind::Step(_) => "box",
         StageKind::Final { .. } => "doubleoctagon",
         StageKind::Verify { .. } => "note",
+    }
+}
+
+/// What a stage takes from a dependency: a builder step's outputs, else the venv.
+fn dep_label(plan: &Plan, dep: usize) -> &'static str {
+    match plan.stage(dep).kind {
+        StageKind::Step(_) => "outputs",
+        _ => "venv",
     }
 }
 
@@ -35,8 +44,9 @@ pub fn dot(plan: &Plan) -> String {
         }
         for d in &s.deps {
             out.push_str(&format!(
-                "  s{d} -> s{} [style=dashed, label=\"venv\"];\n",
-                s.id
+                "  s{d} -> s{} [style=dashed, label=\"{}\"];\n",
+                s.id,
+                dep_label(plan, *d)
             ));
         }
     }
@@ -55,7 +65,11 @@ pub fn mermaid(plan: &Plan) -> String {
             out.push_str(&format!("  s{p} --> s{}\n", s.id));
         }
         for d in &s.deps {
-            out.push_str(&format!("  s{d} -. venv .-> s{}\n", s.id));
+            out.push_str(&format!(
+                "  s{d} -. {} .-> s{}\n",
+                dep_label(plan, *d),
+                s.id
+            ));
         }
     }
     out

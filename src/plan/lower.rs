@@ -10,7 +10,7 @@ use super::shell::{join, quote};
 use super::*;
 use crate::llb::{self, CopyOpts, Exec, Local, Meta, Mount, Owner, Sharing, SourceLoc, State, pb};
 use crate::reference;
-use crate::spec::{BuildSecrets, Installer, S};
+use crate::spec::{AppOwner, AptRepository, BuildSecrets, CustomStep, Installer, S, StepOutput};
 
 /// Where build secrets and requirement files appear inside build steps.
 const CA_PATH: &str = "/run/secrets/kiln-ca.pem";
@@ -86,8 +86,12 @@ pub fn lower(plan: &Plan, opts: &LowerOpts) -> Lowered {
     for stage in &plan.stages {
         let parent = stage.parent.map(|p| states[p].clone()).unwrap_or_default();
         let info = image_info(opts, base_of(plan, stage));
+        let mut vars = base_env(&info.config);
+        if let Some(epoch) = plan.epoch {
+            vars.push(format!("SOURCE_DATE_EPOCH={epoch}"));
+        }
         let env = StepEnv {
-            vars: base_env(&info.config),
+            vars,
             cache: cache_scope(&info.reference, &opts.platform),
         };
         let meta = Meta {
@@ -110,7 +114,7 @@ pub fn lower(plan: &Plan, opts: &LowerOpts) -> Lowered {
             StageKind::Base { .. } => {
                 llb::image(&info.reference, Some(opts.platform.clone()), meta)
             }
-            StageKind::Apt(step) => apt(&parent, step, &env, meta),
+            StageKind::Apt(step) => apt(&parent, step, &env, opts, meta),
             StageKind::Python(step) => python(&parent, step, &env, meta),
             StageKind::Install(step) => {
                 let on = match stage.deps.first() {
@@ -133,7 +137,17 @@ pub fn lower(plan: &Plan, opts: &LowerOpts) -> Lowered {
             StageKind::Final(step) => {
                 let config = image_config(step, &info.config, &opts.platform, &opts.labels);
                 configs.insert(stage.id, config);
-                final_image(&parent, &states[stage.deps[0]], step, opts, meta)
+                let (venv, outputs) = final_inputs(plan, stage, &states);
+                final_image(&parent, (venv, &outputs), step, (opts, plan.epoch), meta)
+            }
+            StageKind::Step(step) => {
+                // On an image: that image's config (verify and later steps need it).
+                let on_image = stage.parent.and_then(|p| configs.get(&p)).cloned();
+                if let Some(config) = &on_image {
+                    configs.insert(stage.id, config.clone());
+                }
+                let env = step_env(on_image.as_ref(), &env, step, plan.epoch);
+                custom_step(&parent, &step.step, env, opts, meta)
             }
             StageKind::Verify(step) => {
                 let image = stage.parent.expect("a verify stage stands on an image");
@@ -216,17 +230,20 @@ fn sh(script: String, env: Vec<String>, mounts: Vec<Mount>, meta: Meta) -> Exec 
     }
 }
 
-fn apt(parent: &State, step: &AptStep, env: &StepEnv, meta: Meta) -> State {
+fn apt(parent: &State, step: &AptStep, env: &StepEnv, opts: &LowerOpts, meta: Meta) -> State {
+    let (sources, unsources, mut mounts) = apt_sources(&step.repositories, opts);
     // Debian images ship a hook that empties /var/cache/apt after every install, which
     // would defeat the cache mount: move it aside for this step and put it back.
     let script = format!(
         "set -eu\n\
          hook=/etc/apt/apt.conf.d/docker-clean\n\
          if [ -e \"$hook\" ]; then mv \"$hook\" /tmp/kiln-docker-clean; fi\n\
+         {sources}\
          apt-get update -qq\n\
          DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o Dpkg::Use-Pty=0 --no-install-recommends {}\n\
+         {unsources}\
          if [ -e /tmp/kiln-docker-clean ]; then mv /tmp/kiln-docker-clean \"$hook\"; fi\n\
-         rm -rf /var/log/apt/* /var/log/dpkg.log /var/cache/debconf/*-old\n",
+         rm -rf /var/log/apt/* /var/log/dpkg.log /var/cache/debconf/*-old /var/cache/ldconfig/aux-cache\n",
         join(&step.packages)
     );
     // apt cannot share its cache with a second apt at once, so the mounts are locked; one
@@ -236,7 +253,7 @@ fn apt(parent: &State, step: &AptStep, env: &StepEnv, meta: Meta) -> State {
         AptRole::Build => "build",
         AptRole::Runtime => "runtime",
     };
-    let mounts = vec![
+    mounts.extend([
         Mount::Cache {
             dest: "/var/cache/apt".into(),
             id: format!("kiln-apt-cache-{role}"),
@@ -247,8 +264,45 @@ fn apt(parent: &State, step: &AptStep, env: &StepEnv, meta: Meta) -> State {
             id: format!("kiln-apt-lists-{role}"),
             sharing: Sharing::Locked,
         },
-    ];
+    ]);
     parent.run(sh(script, env.to_vec(), mounts, meta)).root()
+}
+
+/// Where the repositories' keys are mounted (from the context, read-only).
+const APT_KEYS: &str = "/kiln/apt-keys";
+
+/// The extra apt sources of a step: the lines that add them (each trusted only through
+/// its key, `signed-by`), the lines that take them out again (the key is not in the image,
+/// so a source left behind would break a later `apt-get update`), and the keys' mount.
+fn apt_sources(repos: &[AptRepository], opts: &LowerOpts) -> (String, String, Vec<Mount>) {
+    if repos.is_empty() {
+        return (String::new(), String::new(), vec![]);
+    }
+    let (mut add, mut remove) = (String::new(), String::new());
+    for r in repos {
+        let list = format!("/etc/apt/sources.list.d/kiln-{}.list", r.name);
+        let line = format!(
+            "deb [signed-by={APT_KEYS}/{}] {} {} {}",
+            r.key,
+            r.url,
+            r.suite,
+            r.components.join(" ")
+        );
+        add.push_str(&format!(
+            "printf '%s\\n' {} >{list}\n",
+            quote(line.trim_end())
+        ));
+        remove.push_str(&format!("rm -f {list}\n"));
+    }
+    let mut keys: Vec<String> = repos.iter().map(|r| r.key.clone()).collect();
+    keys.sort();
+    keys.dedup();
+    let src = context_files(opts, keys, "apt keys");
+    let mount = Mount::Bind {
+        dest: APT_KEYS.into(),
+        src,
+    };
+    (add, remove, vec![mount])
 }
 
 /// Secret mounts and the shell lines that use them when present (both are optional, so a
@@ -864,11 +918,12 @@ fn project_commands(
 /// MergeOp as independent layers where the engine has it, else as chained copies.
 fn final_image(
     runtime: &State,
-    venv_state: &State,
+    venv_state: (&State, &[(State, &[StepOutput])]),
     step: &FinalStep,
-    opts: &LowerOpts,
+    (opts, epoch): (&LowerOpts, Option<u64>),
     meta: Meta,
 ) -> State {
+    let (venv_state, outputs) = venv_state;
     // `[image]`, not the variant's name: buildx bake already puts the target's name in
     // front (`[cuda image] app`, where `[cuda] ...` became `[cuda cuda] ...`).
     let named = |what: &str| Meta {
@@ -878,7 +933,13 @@ fn final_image(
         )),
         ..meta.clone()
     };
-    let with_user = user_layer(runtime, &step.user, &named);
+    let with_user = files_layer(
+        &user_layer(runtime, step, epoch, &named),
+        step,
+        opts,
+        named("files"),
+    );
+    let with_user = outputs_layer(&with_user, outputs, named("step outputs"));
     // The venv is owned by root: the app may read it, not change it.
     let venv_layer = |on: &State| {
         on.file(named("venv"))
@@ -911,41 +972,223 @@ fn dir_copy(owner: Option<Owner>) -> CopyOpts {
         contents_only: true,
         create_dest_path: true,
         allow_wildcard: true,
+        mode: None,
     }
 }
 
-/// The runtime user, made with the base's own tools (no network needed); root needs none.
-fn user_layer(runtime: &State, user: &RuntimeUser, named: &dyn Fn(&str) -> Meta) -> State {
-    if user.is_root() {
+/// The runtime user, made with the base's own tools (no network needed; root needs
+/// none), and the directories it owns (`writable`, `volumes`).
+fn user_layer(
+    runtime: &State,
+    step: &FinalStep,
+    epoch: Option<u64>,
+    named: &dyn Fn(&str) -> Meta,
+) -> State {
+    let user = &step.user;
+    if user.is_root() && step.dirs.is_empty() {
         return runtime.clone();
     }
-    let script = format!(
-        "set -eu\n\
-         getent group {gid} >/dev/null || groupadd --gid {gid} {name}\n\
-         id -u {name} >/dev/null 2>&1 || useradd --uid {uid} --gid {gid} --create-home --home-dir /home/{name} --shell /usr/sbin/nologin {name}\n",
-        gid = user.gid,
-        uid = user.uid,
-        name = quote(&user.name),
-    );
+    let mut script = String::from("set -eu\n");
+    if !user.is_root() {
+        script.push_str(&format!(
+            "getent group {gid} >/dev/null || groupadd --gid {gid} {name}\n\
+             id -u {name} >/dev/null 2>&1 || useradd --uid {uid} --gid {gid} --create-home --home-dir /home/{name} --shell /usr/sbin/nologin {name}\n",
+            gid = user.gid,
+            uid = user.uid,
+            name = quote(&user.name),
+        ));
+    }
+    for dir in &step.dirs {
+        script.push_str(&format!(
+            "mkdir -p {d}\nchown {uid}:{gid} {d}\nchmod 0755 {d}\n",
+            d = quote(dir),
+            uid = user.uid,
+            gid = user.gid,
+        ));
+    }
+    let mut name = format!("user {} {}:{}", user.name, user.uid, user.gid);
+    if !step.dirs.is_empty() {
+        name.push_str(&format!(", owns {}", step.dirs.join(" ")));
+    }
+    // useradd dates the password entry by SOURCE_DATE_EPOCH when it is set.
+    let mut env = vec![format!("PATH={DEFAULT_PATH}")];
+    env.extend(epoch.map(|e| format!("SOURCE_DATE_EPOCH={e}")));
     let exec = Exec {
         network_none: true,
-        ..sh(
-            script,
-            vec![format!("PATH={DEFAULT_PATH}")],
-            vec![],
-            named(&format!("user {} {}:{}", user.name, user.uid, user.gid)),
-        )
+        ..sh(script, env, vec![], named(&name))
     };
     runtime.run(exec).root()
+}
+
+/// The spec's single files from the context, each with its mode and owner; parents that
+/// are missing are made root-owned.
+fn files_layer(on: &State, step: &FinalStep, opts: &LowerOpts, meta: Meta) -> State {
+    if step.files.is_empty() {
+        return on.clone();
+    }
+    let mut include: Vec<String> = step.files.iter().map(|f| f.src.clone()).collect();
+    include.sort();
+    include.dedup();
+    let ctx = context_files(opts, include, "files source");
+    let mut ops = on.file(meta);
+    for f in &step.files {
+        if let Some((parent, _)) = f.dest.rsplit_once('/').filter(|(p, _)| !p.is_empty()) {
+            ops = ops.mkdir(parent, 0o755, true, None);
+        }
+        let owner = owner_of(f.owner, &step.user);
+        let opts = CopyOpts {
+            owner,
+            mode: Some(f.mode),
+            ..Default::default()
+        };
+        ops = ops.copy(&ctx, &format!("/{}", f.src), &f.dest, opts);
+    }
+    ops.done()
+}
+
+/// What the builder steps declared as `outputs`, copied into the image (root-owned);
+/// nothing else of a builder step reaches it.
+fn outputs_layer(on: &State, outputs: &[(State, &[StepOutput])], meta: Meta) -> State {
+    let mut ops = on.file(meta);
+    for (state, list) in outputs {
+        for o in list.iter() {
+            ops = ops.copy(state, &o.from, &o.to, dir_copy(None));
+        }
+    }
+    ops.done()
+}
+
+/// A final stage's inputs: the venv, and each builder step with its declared outputs.
+fn final_inputs<'p>(
+    plan: &'p Plan,
+    stage: &Stage,
+    states: &'p [State],
+) -> (&'p State, Vec<(State, &'p [StepOutput])>) {
+    let outputs = stage.deps[1..]
+        .iter()
+        .filter_map(|d| match &plan.stage(*d).kind {
+            StageKind::Step(s) => Some((states[*d].clone(), &s.step.outputs[..])),
+            _ => None,
+        })
+        .collect();
+    (&states[stage.deps[0]], outputs)
+}
+
+/// A step's environment and working directory: on an image, the image's (and
+/// `SOURCE_DATE_EPOCH`); on the builder, the base's with the venv first on `PATH`.
+fn step_env(
+    image: Option<&Value>,
+    env: &StepEnv,
+    step: &StepStage,
+    epoch: Option<u64>,
+) -> (Vec<String>, String) {
+    match image {
+        Some(config) => {
+            let cwd = config["config"]["WorkingDir"].as_str().unwrap_or("/");
+            let mut vars = config_env(config);
+            vars.extend(epoch.map(|e| format!("SOURCE_DATE_EPOCH={e}")));
+            (vars, cwd.to_string())
+        }
+        None => (venv_env(env, &step.venv), "/".to_string()),
+    }
+}
+
+/// A builder step's environment: the base's, with the venv first on `PATH`.
+fn venv_env(env: &StepEnv, venv: &str) -> Vec<String> {
+    let mut vars = env.to_vec();
+    for v in vars.iter_mut() {
+        if let Some(path) = v.strip_prefix("PATH=") {
+            *v = format!("PATH={venv}/bin:{path}");
+        }
+    }
+    vars.push(format!("VIRTUAL_ENV={venv}"));
+    vars
+}
+
+/// Where a step's `inputs` are mounted (read-only): its working directory.
+const STEP_INPUTS: &str = "/kiln/inputs";
+
+/// One of the spec's steps: its script as root, with only its inputs from the context,
+/// its caches and secrets as mounts, and no network unless it asks for it.
+fn custom_step(
+    on: &State,
+    step: &CustomStep,
+    (env, cwd): (Vec<String>, String),
+    opts: &LowerOpts,
+    meta: Meta,
+) -> State {
+    let mut mounts = vec![];
+    let mut cwd = cwd;
+    if !step.inputs.is_empty() {
+        let src = context_files(
+            opts,
+            step.inputs.clone(),
+            &format!("step {} inputs", step.name),
+        );
+        mounts.push(Mount::Bind {
+            dest: STEP_INPUTS.into(),
+            src,
+        });
+        cwd = STEP_INPUTS.into();
+    }
+    for dir in &step.cache {
+        mounts.push(Mount::Cache {
+            dest: dir.clone(),
+            id: format!(
+                "kiln-step-{}-{}",
+                step.name,
+                dir.trim_matches('/').replace('/', "-")
+            ),
+            sharing: Sharing::Shared,
+        });
+    }
+    for id in &step.secrets {
+        mounts.push(Mount::Secret {
+            dest: format!("/run/secrets/{id}"),
+            id: id.clone(),
+            optional: false,
+            mode: 0o400,
+            uid: 0,
+            gid: 0,
+        });
+    }
+    let exec = Exec {
+        network_none: !step.network,
+        cwd,
+        ..sh(format!("set -eu\n{}", step.run), env, mounts, meta)
+    };
+    on.run(exec).root()
+}
+
+/// The uid:gid for files owned by `owner` (root: none given, so 0:0).
+fn owner_of(owner: AppOwner, user: &RuntimeUser) -> Option<Owner> {
+    (owner == AppOwner::User && !user.is_root()).then_some(Owner {
+        uid: user.uid,
+        gid: user.gid,
+    })
+}
+
+/// A context source that holds only `include` (shared with the app's).
+fn context_files(opts: &LowerOpts, include: Vec<String>, name: &str) -> State {
+    llb::local(
+        Local {
+            name: opts.context.clone(),
+            include,
+            shared_key_hint: Some(opts.context.clone()),
+            session_id: opts.session_id.clone(),
+            ..Default::default()
+        },
+        Meta {
+            name: Some(name.into()),
+            ..Default::default()
+        },
+    )
 }
 
 /// The app's paths from their own context source (`.dockerignore` and `exclude` left
 /// out) under `workdir`, owned by the runtime user.
 fn app_layer(on: &State, app: &AppCopy, user: &RuntimeUser, opts: &LowerOpts, meta: Meta) -> State {
-    let owner = (!user.is_root()).then_some(Owner {
-        uid: user.uid,
-        gid: user.gid,
-    });
+    let owner = owner_of(app.owner, user);
     let exclude = app.exclude.clone();
     let ctx = llb::local(
         Local {

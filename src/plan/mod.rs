@@ -65,6 +65,13 @@ impl Stage {
                 format!("{} install: project {dir}", p.toolchain.installer)
             }
             StageKind::Final(f) => format!("image {}", f.variant),
+            StageKind::Step(s) => {
+                let place = match s.step.place {
+                    spec::StepPlace::Builder => "builder",
+                    spec::StepPlace::Image => "image",
+                };
+                format!("step {} ({place})", s.step.name)
+            }
             StageKind::Verify(v) => {
                 let commands: Vec<&str> = v
                     .checks
@@ -109,6 +116,8 @@ pub struct Plan {
     pub targets: Vec<Target>,
     /// The spec's files: progress names and source maps point into them.
     pub files: Vec<SourceFile>,
+    /// `SOURCE_DATE_EPOCH`, given to every build step (pip's bytecode, useradd's dates).
+    pub epoch: Option<u64>,
 }
 
 impl Plan {
@@ -126,6 +135,7 @@ impl Plan {
             stages: b.stages,
             targets,
             files: spec.files.clone(),
+            epoch: spec.source_date_epoch,
         }
     }
 
@@ -230,8 +240,9 @@ impl Builder<'_> {
             vec![],
             py.base.loc,
         );
-        let runtime = self.apt(base, AptRole::Runtime, &v.runtime_packages);
-        let builder = self.apt(base, AptRole::Build, &v.build_packages);
+        let repos: Vec<_> = v.repositories.iter().map(|r| r.v.clone()).collect();
+        let runtime = self.apt(base, AptRole::Runtime, &runtime_packages(v), &repos);
+        let builder = self.apt(base, AptRole::Build, &v.build_packages, &repos);
         let uses_poetry = v.groups.iter().any(|g| {
             matches!(&spec.group(&g.v).map(|g| &g.source), Some(spec::GroupSource::Lock(l)) if l.kind == LockKind::Poetry)
         });
@@ -274,14 +285,9 @@ impl Builder<'_> {
             };
             venv = self.add(StageKind::Project(step), Some(on), deps, dir.loc);
         }
-        let image = self.add(
-            StageKind::Final(final_step(spec, v, self.app_exclude(spec))),
-            Some(runtime),
-            vec![venv],
-            v.name.loc,
-        );
+        let image = self.custom_steps(spec, v, runtime, venv);
         // Every check runs on the image itself, all at once in one container.
-        let (checks, verify_locs) = verify_checks(spec, v);
+        let (checks, verify_locs) = verify_checks(v);
         let verify = (!checks.is_empty()).then(|| {
             let kind = StageKind::Verify(VerifyStep {
                 variant: v.name.v.clone(),
@@ -403,14 +409,52 @@ impl Builder<'_> {
         out
     }
 
+    /// The image on `runtime` with the venv from `venv`: the builder steps stand on the
+    /// venv (their outputs go into the image), the image steps on the image, in order.
+    fn custom_steps(
+        &mut self,
+        spec: &Spec,
+        v: &Variant,
+        runtime: StageId,
+        venv: StageId,
+    ) -> StageId {
+        let stage = |s: &S<spec::CustomStep>| {
+            let kind = StepStage {
+                step: s.v.clone(),
+                venv: v.python.venv.clone(),
+            };
+            (StageKind::Step(kind), s.loc)
+        };
+        let place = |p| move |s: &&S<spec::CustomStep>| s.v.place == p;
+        let mut deps = vec![venv];
+        for s in spec.steps.iter().filter(place(spec::StepPlace::Builder)) {
+            let (kind, loc) = stage(s);
+            deps.push(self.add(kind, Some(venv), vec![], loc));
+        }
+        let final_kind = StageKind::Final(final_step(spec, v, self.app_exclude(spec)));
+        let mut image = self.add(final_kind, Some(runtime), deps, v.name.loc);
+        for s in spec.steps.iter().filter(place(spec::StepPlace::Image)) {
+            let (kind, loc) = stage(s);
+            image = self.add(kind, Some(image), vec![], loc);
+        }
+        image
+    }
+
     /// An apt step on `base`, or `base` itself when there is nothing to install.
-    fn apt(&mut self, base: StageId, role: AptRole, packages: &[S<String>]) -> StageId {
+    fn apt(
+        &mut self,
+        base: StageId,
+        role: AptRole,
+        packages: &[S<String>],
+        repositories: &[spec::AptRepository],
+    ) -> StageId {
         let Some(first) = packages.first() else {
             return base;
         };
         let step = AptStep {
             role,
             packages: packages.iter().map(|p| p.v.clone()).collect(),
+            repositories: repositories.to_vec(),
         };
         self.add(StageKind::Apt(step), Some(base), vec![], first.loc)
     }
@@ -436,7 +480,7 @@ fn pip_options(v: &Variant) -> PipOptions {
 
 /// The variant's verify commands, then its health check (unless opted out), with where
 /// each is written.
-fn verify_checks(spec: &Spec, v: &Variant) -> (Vec<VerifyCheck>, Vec<Loc>) {
+fn verify_checks(v: &Variant) -> (Vec<VerifyCheck>, Vec<Loc>) {
     let mut checks: Vec<(VerifyCheck, Loc)> = v
         .verify
         .iter()
@@ -449,7 +493,7 @@ fn verify_checks(spec: &Spec, v: &Variant) -> (Vec<VerifyCheck>, Vec<Loc>) {
             (check, c.loc)
         })
         .collect();
-    if let Some(h) = spec.healthcheck.as_ref().filter(|h| h.verify) {
+    if let Some(h) = v.process.healthcheck.as_ref().filter(|h| h.verify) {
         let command = match h.test.split_first() {
             Some((form, rest)) if form == "CMD-SHELL" => rest.join(" "),
             Some((_, args)) => shell::join(args),
@@ -479,40 +523,72 @@ fn verify_checks(spec: &Spec, v: &Variant) -> (Vec<VerifyCheck>, Vec<Loc>) {
 /// Everything the final image of `v` is made of, from the spec-wide and variant settings;
 /// `exclude` is what the app's copy leaves out.
 fn final_step(spec: &Spec, v: &Variant, exclude: Vec<String>) -> FinalStep {
-    let user = &spec.user;
+    let p = &v.process;
+    let mut dirs: Vec<String> = p
+        .writable
+        .iter()
+        .chain(&p.volumes)
+        .map(|d| d.v.clone())
+        .collect();
+    dirs.sort();
+    dirs.dedup();
     FinalStep {
         variant: v.name.v.clone(),
         venv: v.python.venv.clone(),
         user: RuntimeUser {
-            name: user.name.clone(),
-            uid: user.uid,
-            gid: user.gid,
+            name: p.user.name.clone(),
+            uid: p.user.uid,
+            gid: p.user.gid,
         },
+        dirs,
+        files: p.files.iter().map(|f| f.v.clone()).collect(),
         app: spec.app.as_ref().map(|a| AppCopy {
             src: a.src.iter().map(|s| s.v.clone()).collect(),
             exclude,
             workdir: a.workdir.clone(),
+            owner: a.owner,
         }),
-        config: ImageSettings {
-            title: spec.name.v.clone(),
-            description: spec.description.clone(),
-            base: v.python.base.v.clone(),
-            env: v.env.clone(),
-            labels: v.labels.clone(),
-            workdir: spec.app.as_ref().map(|a| a.workdir.clone()),
-            entrypoint: spec.entrypoint.as_ref().map(|e| e.v.clone()),
-            cmd: spec.cmd.as_ref().map(|c| c.v.clone()),
-            healthcheck: spec.healthcheck.as_ref().map(|h| HealthcheckSettings {
-                test: h.test.clone(),
-                interval_ns: h.interval_ns,
-                timeout_ns: h.timeout_ns,
-                start_period_ns: h.start_period_ns,
-                retries: h.retries,
-            }),
-            ports: spec.ports.iter().map(|p| p.v.clone()).collect(),
-            stop_signal: spec.stop_signal.as_ref().map(|s| s.v.clone()),
-        },
+        config: image_settings(spec, v),
     }
+}
+
+/// What `v` sets in the image config.
+fn image_settings(spec: &Spec, v: &Variant) -> ImageSettings {
+    let p = &v.process;
+    ImageSettings {
+        title: spec.name.v.clone(),
+        description: spec.description.clone(),
+        base: v.python.base.v.clone(),
+        env: v.env.clone(),
+        labels: v.labels.clone(),
+        workdir: spec.app.as_ref().map(|a| a.workdir.clone()),
+        entrypoint: p.entrypoint.as_ref().map(|e| e.v.clone()),
+        cmd: p.cmd.as_ref().map(|c| c.v.clone()),
+        healthcheck: p.healthcheck.as_ref().map(|h| HealthcheckSettings {
+            test: h.test.clone(),
+            interval_ns: h.interval_ns,
+            timeout_ns: h.timeout_ns,
+            start_period_ns: h.start_period_ns,
+            retries: h.retries,
+        }),
+        ports: p.ports.iter().map(|p| p.v.clone()).collect(),
+        stop_signal: p.stop_signal.as_ref().map(|s| s.v.clone()),
+        init: p.init(),
+        volumes: p.volumes.iter().map(|d| d.v.clone()).collect(),
+        created: spec.source_date_epoch.map(config::rfc3339),
+    }
+}
+
+/// The variant's runtime packages, with `tini` when it runs under an init (at `init`'s
+/// line when that is the only package).
+fn runtime_packages(v: &Variant) -> Vec<S<String>> {
+    let mut packages = v.runtime_packages.clone();
+    if let Some(init) = v.process.init.as_ref().filter(|i| i.v)
+        && !packages.iter().any(|p| p.v == "tini")
+    {
+        packages.push(S::new("tini".into(), init.loc));
+    }
+    packages
 }
 
 #[cfg(test)]

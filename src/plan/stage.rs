@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use crate::context::join;
-use crate::spec::{BuildSecrets, Installer};
+use crate::spec::{AppOwner, AptRepository, BuildSecrets, CustomStep, FileCopy, Installer};
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum StageKind {
@@ -23,9 +23,19 @@ pub enum StageKind {
     Project(ProjectStep),
     /// The image of one variant: runtime branch + user + venv + app, and its config.
     Final(FinalStep),
+    /// One of the spec's `steps`: on the builder (after the installs; its `outputs` are
+    /// copied into the image) or on the finished image (as root).
+    Step(StepStage),
     /// The `verify` commands (and the health check) run against a finished image, all in
     /// one container (not part of the image).
     Verify(VerifyStep),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct StepStage {
+    pub step: CustomStep,
+    /// The venv, first on a builder step's `PATH`.
+    pub venv: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -64,6 +74,8 @@ pub enum AptRole {
 pub struct AptStep {
     pub role: AptRole,
     pub packages: Vec<String>,
+    /// Extra sources, each with its key from the context, for this step only.
+    pub repositories: Vec<AptRepository>,
 }
 
 /// The installer and the venv it fills; the same for every step of one variant.
@@ -187,6 +199,10 @@ pub struct FinalStep {
     pub variant: String,
     pub venv: String,
     pub user: RuntimeUser,
+    /// Directories the user owns (`writable` and `volumes`), made in the user step.
+    pub dirs: Vec<String>,
+    /// Single files from the context, copied after the user step.
+    pub files: Vec<FileCopy>,
     pub app: Option<AppCopy>,
     pub config: ImageSettings,
 }
@@ -212,6 +228,7 @@ pub struct AppCopy {
     /// Patterns left out on top of the context's `.dockerignore`.
     pub exclude: Vec<String>,
     pub workdir: String,
+    pub owner: AppOwner,
 }
 
 /// What the spec sets in the image config; `plan/config.rs` lays it over the base's.
@@ -231,6 +248,11 @@ pub struct ImageSettings {
     /// `8000/tcp` form.
     pub ports: Vec<String>,
     pub stop_signal: Option<String>,
+    /// The command runs under tini (`/usr/bin/tini --`).
+    pub init: bool,
+    pub volumes: Vec<String>,
+    /// `SOURCE_DATE_EPOCH` as RFC 3339: the config's `created` and its OCI label.
+    pub created: Option<String>,
 }
 
 /// A health check in image-config form; durations in nanoseconds.

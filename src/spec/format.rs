@@ -24,6 +24,11 @@ pub const TOP_KEYS: &[&str] = &[
     "ports",
     "labels",
     "stop_signal",
+    "init",
+    "writable",
+    "volumes",
+    "files",
+    "steps",
     "verify",
     "verify_timeout",
     "variants",
@@ -31,7 +36,9 @@ pub const TOP_KEYS: &[&str] = &[
     "build_secrets",
 ];
 pub const PYTHON_KEYS: &[&str] = &["base", "version", "installer", "uv_version", "venv"];
-pub const SYSTEM_KEYS: &[&str] = &["build", "runtime"];
+pub const SYSTEM_KEYS: &[&str] = &["build", "runtime", "repositories"];
+/// A `system.repositories` entry: an apt source signed by a key from the context.
+pub const REPOSITORY_KEYS: &[&str] = &["name", "url", "suite", "components", "key"];
 pub const PIP_KEYS: &[&str] = &[
     "index_url",
     "extra_index_urls",
@@ -56,7 +63,27 @@ pub const GROUP_KEYS: &[&str] = &[
     "extras",
     "groups",
 ];
-pub const APP_KEYS: &[&str] = &["src", "project", "exclude", "workdir"];
+pub const APP_KEYS: &[&str] = &["src", "project", "exclude", "workdir", "owner"];
+/// `app.owner` and `files[].owner`: who owns the copied files.
+pub const OWNERS: &[&str] = &["root", "user"];
+/// A `steps` entry: a command of the spec's own, in the builder or in the image.
+pub const STEP_KEYS: &[&str] = &[
+    "name", "in", "run", "inputs", "outputs", "cache", "secrets", "network",
+];
+/// Where a step runs.
+pub const STEP_PLACES: &[&str] = &["builder", "image"];
+/// An entry of a builder step's `outputs`.
+pub const OUTPUT_KEYS: &[&str] = &["from", "to"];
+/// `steps[].network`: on, as in a Dockerfile's RUN.
+pub const DEFAULT_STEP_NETWORK: bool = true;
+/// A `files` entry.
+pub const FILE_KEYS: &[&str] = &["src", "dest", "mode", "owner"];
+/// `files[].mode` when not given: readable by all, written by none but root.
+pub const DEFAULT_FILE_MODE: u32 = 0o644;
+/// `init`: off; `init: true` runs the command under tini.
+pub const DEFAULT_INIT: bool = false;
+/// Where Debian's `tini` package puts it.
+pub const TINI: &str = "/usr/bin/tini";
 pub const USER_KEYS: &[&str] = &["name", "uid", "gid"];
 pub const HEALTHCHECK_KEYS: &[&str] = &[
     "cmd",
@@ -80,6 +107,16 @@ pub const VARIANT_KEYS: &[&str] = &[
     "env",
     "labels",
     "verify",
+    "user",
+    "entrypoint",
+    "cmd",
+    "healthcheck",
+    "ports",
+    "stop_signal",
+    "init",
+    "writable",
+    "volumes",
+    "files",
 ];
 
 pub const DEFAULT_UV_VERSION: &str = "0.9.7";
@@ -141,6 +178,13 @@ pub const HEALTHCHECK_INTERVAL: &str = "30s";
 pub const HEALTHCHECK_TIMEOUT: &str = "30s";
 pub const HEALTHCHECK_START_PERIOD: &str = "0s";
 
+/// The build arg (buildx passes it from the environment) or spec arg that pins the
+/// image's timestamps for reproducible builds.
+pub const SOURCE_DATE_EPOCH_ARG: &str = "SOURCE_DATE_EPOCH";
+
+/// The latest `SOURCE_DATE_EPOCH` kiln takes (9999-12-31T23:59:59Z).
+pub const MAX_SOURCE_DATE_EPOCH: u64 = 253_402_300_799;
+
 /// The build arg that skips `verify`.
 pub const SKIP_VERIFY_ARG: &str = "KILN_SKIP_VERIFY";
 
@@ -149,6 +193,7 @@ pub const SKIP_VERIFY_ARG: &str = "KILN_SKIP_VERIFY";
 pub fn is_builtin_arg(name: &str) -> bool {
     name.starts_with("BUILDKIT_")
         || name == SKIP_VERIFY_ARG
+        || name == SOURCE_DATE_EPOCH_ARG
         || matches!(
             name,
             "HTTP_PROXY" | "HTTPS_PROXY" | "FTP_PROXY" | "NO_PROXY" | "ALL_PROXY"

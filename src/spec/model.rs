@@ -38,6 +38,11 @@ pub struct Spec {
     pub groups: Vec<Group>,
     pub variants: Vec<Variant>,
     pub default_variant: String,
+    /// The spec's own commands, in spec order (every variant runs them).
+    pub steps: Vec<S<CustomStep>>,
+    /// `SOURCE_DATE_EPOCH` (a spec arg or a build arg): the image's `created`, and the
+    /// build steps' clock for the tools that honour it.
+    pub source_date_epoch: Option<u64>,
 }
 
 impl Spec {
@@ -201,6 +206,8 @@ pub struct App {
     pub project: Option<S<String>>,
     pub exclude: Vec<String>,
     pub workdir: String,
+    /// Who owns the code: root (read-only for the app, the default) or the runtime user.
+    pub owner: AppOwner,
     pub loc: Loc,
 }
 
@@ -259,6 +266,8 @@ pub struct Variant {
     pub python: Python,
     pub build_packages: Vec<S<String>>,
     pub runtime_packages: Vec<S<String>>,
+    /// Extra apt sources for both apt steps (the spec-wide ones, then the variant's).
+    pub repositories: Vec<S<AptRepository>>,
     /// Requirement groups in install order; each is layered on the previous one.
     pub groups: Vec<S<String>>,
     pub pip: Pip,
@@ -266,4 +275,98 @@ pub struct Variant {
     pub labels: BTreeMap<String, String>,
     /// The spec-wide `verify` commands, then the variant's own.
     pub verify: Vec<S<VerifyCommand>>,
+    /// How the image runs: the spec-wide process keys with the variant's laid on top.
+    pub process: Process,
+}
+
+/// The process keys a variant may override: `user`, `entrypoint`, `cmd`, `healthcheck`
+/// and `stop_signal` replace the spec-wide value, `ports`, `writable`, `volumes` and
+/// `files` add to it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Process {
+    pub user: User,
+    pub entrypoint: Option<S<Vec<String>>>,
+    pub cmd: Option<S<Vec<String>>>,
+    pub healthcheck: Option<Healthcheck>,
+    pub ports: Vec<S<String>>,
+    pub stop_signal: Option<S<String>>,
+    /// Run the command under tini (`init: true`), from the base's apt.
+    pub init: Option<S<bool>>,
+    /// Directories the runtime user owns (made in the image).
+    pub writable: Vec<S<String>>,
+    /// `VOLUME`s: directories the runtime user owns, declared as volumes.
+    pub volumes: Vec<S<String>>,
+    /// Single files copied from the context with their mode and owner.
+    pub files: Vec<S<FileCopy>>,
+}
+
+impl Process {
+    pub fn init(&self) -> bool {
+        self.init.as_ref().is_some_and(|i| i.v)
+    }
+}
+
+/// An apt source outside the base's archive, trusted only through its own key
+/// (`signed-by`), which comes from the build context.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct AptRepository {
+    pub name: String,
+    pub url: String,
+    pub suite: String,
+    pub components: Vec<String>,
+    /// The signing key (binary or `.asc` armored), a context path.
+    pub key: String,
+}
+
+/// A command of the spec's own (`steps`): compile, fetch, generate, install a vendor .deb.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct CustomStep {
+    pub name: String,
+    pub place: StepPlace,
+    /// A shell script (`/bin/sh -c`, `set -eu` first).
+    pub run: String,
+    /// Context paths mounted read-only at `/kiln/inputs` (the step's working directory):
+    /// only their contents invalidate the step.
+    pub inputs: Vec<String>,
+    /// Builder steps: what reaches the image, `from` the step's filesystem `to` the image.
+    pub outputs: Vec<StepOutput>,
+    /// Cache mounts (absolute directories), kept between builds.
+    pub cache: Vec<String>,
+    /// Build secret ids, mounted at `/run/secrets/<id>` (required).
+    pub secrets: Vec<String>,
+    pub network: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum StepPlace {
+    /// On the builder, with the dependencies installed, before the venv is copied.
+    Builder,
+    /// On the finished image, as root, before the runtime user is set.
+    Image,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct StepOutput {
+    pub from: String,
+    pub to: String,
+}
+
+/// Who owns the app's code in the image.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub enum AppOwner {
+    /// root: the app cannot rewrite its own code.
+    #[default]
+    Root,
+    /// The runtime user (kiln's behaviour before this key).
+    User,
+}
+
+/// One `files` entry: a context file copied to `dest` with `mode`, owned by root or the
+/// runtime user.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct FileCopy {
+    pub src: String,
+    pub dest: String,
+    pub mode: u32,
+    pub owner: AppOwner,
 }

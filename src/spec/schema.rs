@@ -43,7 +43,17 @@ fn system() -> Value {
         "description": "apt packages.",
         "properties": {
             "build": strings("Build tools and headers: builder stage only, never in the image."),
-            "runtime": strings("Libraries the image needs at run time.")
+            "runtime": strings("Libraries the image needs at run time."),
+            "repositories": {"type": "array", "description": "Extra apt sources for both apt steps, each trusted only through its key (signed-by).", "items": {
+                "type": "object", "additionalProperties": false, "required": ["name", "url", "suite", "key"],
+                "properties": {
+                    "name": {"type": "string", "pattern": "^[a-z0-9][a-z0-9._-]*$"},
+                    "url": {"type": "string", "format": "uri"},
+                    "suite": {"type": "string", "description": "e.g. bookworm-pgdg; a flat repository's ends with /."},
+                    "components": strings("e.g. [main]."),
+                    "key": {"type": "string", "description": "The signing key in the build context (binary, or armored .asc)."}
+                }
+            }}
         }
     })
 }
@@ -82,10 +92,51 @@ fn verify() -> Value {
     })
 }
 
+/// The process keys, spec-wide and per variant (a variant's replace or add to them).
+fn process() -> serde_json::Map<String, Value> {
+    let value = json!({
+        "user": {"oneOf": [
+            {"const": "root"},
+            {"type": "object", "additionalProperties": false, "properties": {"name": {"type": "string", "default": DEFAULT_USER}, "uid": int(USER_ID, "0 only with the name root."), "gid": int(USER_ID, "Default: the uid.")}}
+        ], "description": format!("The runtime user; default {DEFAULT_USER}, uid and gid {DEFAULT_UID}.")},
+        "entrypoint": command("Entrypoint: a list (exec form) or a string (run by /bin/sh -c)."),
+        "cmd": command("Command: a list (exec form) or a string (run by /bin/sh -c)."),
+        "healthcheck": {
+            "type": "object", "additionalProperties": false, "required": ["cmd"],
+            "properties": {
+                "cmd": command("The probe."),
+                "interval": {"type": "string", "default": HEALTHCHECK_INTERVAL},
+                "timeout": {"type": "string", "default": HEALTHCHECK_TIMEOUT},
+                "retries": int(HEALTHCHECK_RETRIES, "Failures in a row before unhealthy."),
+                "start_period": {"type": "string", "default": HEALTHCHECK_START_PERIOD},
+                "verify": {"type": "boolean", "default": DEFAULT_HEALTHCHECK_VERIFY, "description": "Run the probe once against the built image during verify; a failure fails the build."}
+            }
+        },
+        "ports": {"type": "array", "items": {"type": ["integer", "string"]}},
+        "stop_signal": {"type": "string"},
+        "init": {"type": "boolean", "default": DEFAULT_INIT, "description": "Run the command under tini (installed from the base's apt): signals reach the app and zombies are reaped."},
+        "writable": strings("Directories the runtime user owns (made in the image)."),
+        "volumes": strings("Directories the runtime user owns, declared as VOLUMEs (a named volume mounted there starts owned by the user)."),
+        "files": {"type": "array", "items": {
+            "type": "object", "additionalProperties": false, "required": ["src", "dest"],
+            "properties": {
+                "src": {"type": "string", "description": "A file in the build context."},
+                "dest": {"type": "string", "description": "Its absolute path in the image."},
+                "mode": {"type": ["string", "integer"], "default": format!("{DEFAULT_FILE_MODE:04o}"), "description": "Octal, e.g. \"0640\"."},
+                "owner": {"enum": OWNERS, "default": "root"}
+            }
+        }}
+    });
+    match value {
+        Value::Object(m) => m,
+        _ => unreachable!("a JSON object literal"),
+    }
+}
+
 /// The JSON Schema (draft-07) of a spec. One JSON literal: long, but it reads as the
 /// schema it produces.
 pub fn schema() -> Value {
-    json!({
+    let mut schema = json!({
         "$schema": "http://json-schema.org/draft-07/schema#",
         "$id": "https://kiln.dev/schema/v1.json",
         "title": "kiln spec (version 1)",
@@ -119,33 +170,31 @@ pub fn schema() -> Value {
             "app": {
                 "type": "object", "additionalProperties": false, "anyOf": [{"required": ["src"]}, {"required": ["project"]}],
                 "properties": {
-                    "src": strings("Paths in the context, copied to workdir/<path>, last and owned by the user."),
+                    "src": strings("Paths in the context, copied to workdir/<path>, last (owned by `owner`)."),
                     "project": {"type": "string", "description": "A Python project directory in the context (`.` for the context itself): built as a wheel in the builder and installed into the venv after the dependencies."},
                     "exclude": strings("Globs left out (on top of .dockerignore)."),
-                    "workdir": {"type": "string", "default": DEFAULT_WORKDIR}
+                    "workdir": {"type": "string", "default": DEFAULT_WORKDIR},
+                    "owner": {"enum": OWNERS, "default": "root", "description": "Who owns the code: root (the app cannot rewrite it) or user."}
                 }
             },
-            "user": {"oneOf": [
-                {"const": "root"},
-                {"type": "object", "additionalProperties": false, "properties": {"name": {"type": "string", "default": DEFAULT_USER}, "uid": int(USER_ID, "0 only with the name root."), "gid": int(USER_ID, "Default: the uid.")}}
-            ], "description": format!("The runtime user; default {DEFAULT_USER}, uid and gid {DEFAULT_UID}.")},
             "env": string_map("Environment of the image."),
-            "entrypoint": command("Entrypoint: a list (exec form) or a string (run by /bin/sh -c)."),
-            "cmd": command("Command: a list (exec form) or a string (run by /bin/sh -c)."),
-            "healthcheck": {
-                "type": "object", "additionalProperties": false, "required": ["cmd"],
-                "properties": {
-                    "cmd": command("The probe."),
-                    "interval": {"type": "string", "default": HEALTHCHECK_INTERVAL},
-                    "timeout": {"type": "string", "default": HEALTHCHECK_TIMEOUT},
-                    "retries": int(HEALTHCHECK_RETRIES, "Failures in a row before unhealthy."),
-                    "start_period": {"type": "string", "default": HEALTHCHECK_START_PERIOD},
-                    "verify": {"type": "boolean", "default": DEFAULT_HEALTHCHECK_VERIFY, "description": "Run the probe once against the built image during verify; a failure fails the build."}
-                }
-            },
-            "ports": {"type": "array", "items": {"type": ["integer", "string"]}},
             "labels": string_map("Image labels (org.opencontainers.image.* title, description and base.name are set for you)."),
-            "stop_signal": {"type": "string"},
+            "steps": {"type": "array", "description": "The spec's own commands: in the builder (after the installs; only `outputs` reach the image) or in the image (as root, at the end).", "items": {
+                "type": "object", "additionalProperties": false, "required": ["name", "run"],
+                "properties": {
+                    "name": {"type": "string", "pattern": "^[a-z0-9][a-z0-9._-]*$"},
+                    "in": {"enum": STEP_PLACES, "default": "builder"},
+                    "run": {"type": "string", "description": "Shell commands (/bin/sh -c, set -eu), run as root."},
+                    "inputs": strings("Context paths mounted read-only at /kiln/inputs (the working directory); only they invalidate the step."),
+                    "outputs": {"type": "array", "description": "Builder steps: copied from the step into the image.", "items": {
+                        "type": "object", "additionalProperties": false, "required": ["from", "to"],
+                        "properties": {"from": {"type": "string"}, "to": {"type": "string"}}
+                    }},
+                    "cache": strings("Cache mounts (absolute directories) kept between builds."),
+                    "secrets": strings("--secret ids, mounted at /run/secrets/<id>."),
+                    "network": {"type": "boolean", "default": DEFAULT_STEP_NETWORK}
+                }
+            }},
             "verify": verify(),
             "verify_timeout": {"type": "string", "default": DEFAULT_VERIFY_TIMEOUT, "description": "How long each verify command may run (a duration), unless it sets its own `timeout`."},
             "build_secrets": {
@@ -175,7 +224,13 @@ pub fn schema() -> Value {
             },
             "default_variant": {"type": "string"}
         }
-    })
+    });
+    for (key, value) in process() {
+        schema["properties"][key.as_str()] = value.clone();
+        schema["properties"]["variants"]["additionalProperties"]["properties"][key.as_str()] =
+            value;
+    }
+    schema
 }
 
 #[cfg(test)]
@@ -206,6 +261,15 @@ mod tests {
         assert_eq!(keys(&s), sorted(TOP_KEYS));
         assert_eq!(keys(&p["python"]), sorted(PYTHON_KEYS));
         assert_eq!(keys(&p["system"]), sorted(SYSTEM_KEYS));
+        assert_eq!(keys(&p["steps"]["items"]), sorted(STEP_KEYS));
+        assert_eq!(
+            keys(&p["steps"]["items"]["properties"]["outputs"]["items"]),
+            sorted(OUTPUT_KEYS)
+        );
+        assert_eq!(
+            keys(&p["system"]["properties"]["repositories"]["items"]),
+            sorted(REPOSITORY_KEYS)
+        );
         assert_eq!(keys(&p["pip"]), sorted(PIP_KEYS));
         assert_eq!(keys(&p["app"]), sorted(APP_KEYS));
         assert_eq!(keys(&p["healthcheck"]), sorted(HEALTHCHECK_KEYS));

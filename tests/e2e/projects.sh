@@ -235,7 +235,7 @@ if dbuild pylock -f "$SPEC" -t "$IMG-pylock:default" "${ARGS[@]}" "$CTX"; then
   assert_eq "pylock: runs as uid 10001" "10001" "$(drun "$IMG-pylock:default" id -u)"
   assert_eq "pylock: the locked versions are installed" "0.28.1 2.14.4" \
     "$(drun "$IMG-pylock:default" python -c 'import importlib.metadata as m; print(m.version("httpx"), m.version("pydantic"))')"
-  assert_eq "pylock: app code copied to /app, owned by the user" "10001:10001" "$(drun "$IMG-pylock:default" stat -c %u:%g /app/app/health.py)"
+  assert_eq "pylock: app code copied to /app, owned by root" "0:0" "$(drun "$IMG-pylock:default" stat -c %u:%g /app/app/health.py)"
 else
   fail "pylock: builds: $(tail -n 15 "$E2E_WORK/logs/pylock.log")"
 fi

@@ -94,7 +94,7 @@ if dbuild app-change -f "$SPEC" --target minimal -t "$IMG:minimal" "${ARGS[@]}" 
   done
   check "the app layer was rebuilt" step_ran app-change "[image] app"
   check "the edit is in the image" "$DOCKER" run --rm "$IMG:minimal" grep -q "touched by the e2e test $RUN_ID" /app/app/api.py
-  assert_eq "app files owned by the runtime user" "10001:10001" "$("$DOCKER" run --rm "$IMG:minimal" stat -c %u:%g /app/app/api.py)"
+  assert_eq "app files owned by root (app.owner default)" "0:0" "$("$DOCKER" run --rm "$IMG:minimal" stat -c %u:%g /app/app/api.py)"
   assert_eq ".dockerignore honoured (no *.md, no __pycache__)" "" "$("$DOCKER" run --rm "$IMG:minimal" sh -c 'ls /app/app/NOTES.md /app/app/__pycache__ 2>/dev/null')"
   assert_eq "a symlink out of the context is copied as a link, not followed" "/etc/shadow" "$("$DOCKER" run --rm "$IMG:minimal" readlink /app/app/escape)"
 else

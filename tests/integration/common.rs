@@ -152,7 +152,11 @@ pub fn image_config(
     labels: &BTreeMap<String, String>,
 ) -> serde_json::Value {
     let plan = plan(spec, &[variant]);
-    let image = plan.stage(plan.targets[0].image);
+    // The final stage, under the image steps that stand on it.
+    let mut image = plan.stage(plan.targets[0].image);
+    while let kiln::plan::StageKind::Step(_) = &image.kind {
+        image = plan.stage(image.parent.expect("an image step stands on the image"));
+    }
     let kiln::plan::StageKind::Final(step) = &image.kind else {
         panic!("a target's image is a final stage")
     };

@@ -791,6 +791,47 @@ async fn subrequests_describe_targets_outline_lint() {
     assert_eq!(outline.args[0].value, "python:3.12-slim");
 }
 
+/// Issue 13: `SOURCE_DATE_EPOCH` (buildx passes it as a build arg) is the config's
+/// `created` and reaches the exporter as `source.date.epoch`; buildx's git metadata
+/// becomes the OCI source labels. Without them neither is there.
+#[tokio::test]
+async fn source_date_epoch_and_git_metadata_reach_the_image() {
+    let f = fake(MODERN_LLB, MODERN_FRONTEND);
+    let r = run(
+        &f,
+        opts(&[
+            ("build-arg:SOURCE_DATE_EPOCH", "1700000000"),
+            ("vcs:source", "https://github.com/acme/worker.git"),
+            ("vcs:revision", "0123abc"),
+        ]),
+    )
+    .await;
+    assert!(r.error.is_none(), "{}", error_message(&r));
+    let result = r.result.unwrap();
+    assert_eq!(result.metadata["source.date.epoch"], b"1700000000");
+    let cfg: serde_json::Value =
+        serde_json::from_slice(&result.metadata["containerimage.config"]).unwrap();
+    assert_eq!(cfg["created"], "2023-11-14T22:13:20Z");
+    let labels = &cfg["config"]["Labels"];
+    assert_eq!(
+        labels["org.opencontainers.image.created"],
+        "2023-11-14T22:13:20Z"
+    );
+    assert_eq!(
+        labels["org.opencontainers.image.source"],
+        "https://github.com/acme/worker.git"
+    );
+    assert_eq!(labels["org.opencontainers.image.revision"], "0123abc");
+
+    let f = fake(MODERN_LLB, MODERN_FRONTEND);
+    let r = run(&f, opts(&[])).await;
+    let result = r.result.unwrap();
+    assert!(!result.metadata.contains_key("source.date.epoch"));
+    let cfg: serde_json::Value =
+        serde_json::from_slice(&result.metadata["containerimage.config"]).unwrap();
+    assert!(cfg.get("created").is_none(), "no build-time value: {cfg}");
+}
+
 #[tokio::test]
 async fn skip_verify_build_arg_leaves_verify_out() {
     let f = fake(MODERN_LLB, MODERN_FRONTEND);

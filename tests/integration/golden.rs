@@ -30,6 +30,17 @@ const CASES: &[(&str, &str, &[&str])] = &[
         "default",
         &["--context", "examples/pylock-service"],
     ),
+    // How the image runs: init, owned dirs and volumes, files; a variant's own process.
+    (
+        "specs/service.yaml",
+        "worker",
+        &["--context", "examples/service"],
+    ),
+    (
+        "specs/service.yaml",
+        "gpu",
+        &["--context", "examples/service", "--merge"],
+    ),
 ];
 
 fn golden_name(spec: &str, target: &str, extra: &[&str]) -> String {

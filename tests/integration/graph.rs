@@ -772,3 +772,264 @@ fn package_caches_are_scoped_by_base() {
     assert!(!pdf.is_empty() && !bookworm.is_empty());
     assert!(pdf.is_disjoint(&bookworm), "{pdf:?} vs {bookworm:?}");
 }
+
+/// Issue 13: each variant runs its own process (cmd, user, health check, stop signal,
+/// ports on top of the spec-wide ones); `init` puts tini in front and in the runtime apt
+/// step; `volumes` are declared; the spec-wide values reach the variants that keep them.
+#[test]
+fn each_variant_runs_its_own_process() {
+    let s = spec("specs/service.yaml");
+    let base = serde_json::json!({"config": {"Env": ["PATH=/usr/bin"], "Cmd": ["python3"]}});
+    let none = BTreeMap::new();
+    let worker = image_config(&s, "worker", &base, &none);
+    let c = &worker["config"];
+    assert_eq!(c["Entrypoint"], serde_json::json!(["/usr/bin/tini", "--"]));
+    assert_eq!(c["Cmd"], serde_json::json!(["python", "-m", "app.worker"]));
+    assert_eq!(c["User"], "10002:10002");
+    assert_eq!(c["Volumes"], serde_json::json!({"/var/lib/svc": {}}));
+    assert!(c["Healthcheck"].is_object());
+    let noinit = image_config(&s, "noinit", &base, &none);
+    assert!(noinit["config"].get("Entrypoint").is_none(), "{noinit}");
+    let gpu = image_config(&s, "gpu", &base, &none);
+    let c = &gpu["config"];
+    assert_eq!(c["Entrypoint"], serde_json::json!(["/usr/bin/tini", "--"]));
+    assert_eq!(c["Cmd"], serde_json::json!(["python", "-m", "app.jobs"]));
+    assert_eq!(c["User"], "10003:10003");
+    assert!(
+        c.get("Healthcheck").is_none(),
+        "healthcheck: null removes it"
+    );
+    assert_eq!(c["StopSignal"], "SIGINT");
+    assert_eq!(c["ExposedPorts"], serde_json::json!({"9000/tcp": {}}));
+    // tini comes from the runtime apt step; no init, no apt step at all.
+    let scripts = |target| -> Vec<String> {
+        ops(&definition(&s, target, false))
+            .iter()
+            .filter_map(exec_script)
+            .collect()
+    };
+    assert!(
+        scripts("worker")
+            .iter()
+            .any(|e| e.contains("--no-install-recommends tini\n")),
+        "tini installed by the runtime apt step"
+    );
+    assert!(!scripts("noinit").iter().any(|e| e.contains("apt-get")));
+    // The user step makes the owned directories; the gpu user owns them in its image.
+    let user_step = scripts("gpu")
+        .into_iter()
+        .find(|e| e.contains("useradd"))
+        .unwrap();
+    assert!(
+        user_step.contains("chown 10003:10003 /var/cache/svc"),
+        "{user_step}"
+    );
+    assert!(
+        user_step.contains("chown 10003:10003 /var/lib/svc"),
+        "{user_step}"
+    );
+}
+
+/// Issue 13: the code is root-owned by default (`app.owner: user` gives it to the user);
+/// `files` are copied with their mode, owned by root or the user.
+#[test]
+fn code_is_root_owned_and_files_keep_their_mode() {
+    let copies = |s: &kiln::spec::Spec| -> Vec<pb::FileActionCopy> {
+        ops(&definition(s, "worker", false))
+            .into_iter()
+            .filter_map(|op| match op.op {
+                Some(pb::op::Op::File(f)) => Some(f.actions),
+                _ => None,
+            })
+            .flatten()
+            .filter_map(|a| match a.action {
+                Some(pb::file_action::Action::Copy(c)) => Some(c),
+                _ => None,
+            })
+            .collect()
+    };
+    let s = spec("specs/service.yaml");
+    let all = copies(&s);
+    let app = all.iter().find(|c| c.dest == "/app/app").unwrap();
+    assert!(app.owner.is_none(), "the code is root's: {app:?}");
+    let toml = all.iter().find(|c| c.dest == "/etc/svc/svc.toml").unwrap();
+    assert_eq!((toml.src.as_str(), toml.mode), ("/config/svc.toml", 0o640));
+    assert!(toml.owner.is_some());
+    let motd = all.iter().find(|c| c.dest == "/etc/svc/motd").unwrap();
+    assert_eq!((motd.mode, motd.owner.is_none()), (0o644, true));
+    let yaml = std::fs::read_to_string(format!("{ROOT}/specs/service.yaml"))
+        .unwrap()
+        .replace("  src: [app]\n", "  src: [app]\n  owner: user\n");
+    let s = load("service.yaml", &yaml).unwrap().spec;
+    let app = copies(&s)
+        .into_iter()
+        .find(|c| c.dest == "/app/app")
+        .unwrap();
+    assert!(app.owner.is_some(), "app.owner: user");
+}
+
+/// Issue 13: `SOURCE_DATE_EPOCH` (build arg, or the spec's arg) is the config's
+/// `created` and its OCI label, and the clock of every build step; without it nothing
+/// time-dependent enters the definition or the config.
+#[test]
+fn source_date_epoch_sets_created_and_the_steps_clock() {
+    let base = serde_json::json!({"created": "2020-01-01T00:00:00Z", "config": {}});
+    let none = BTreeMap::new();
+    let s = spec("specs/service.yaml");
+    let cfg = image_config(&s, "worker", &base, &none);
+    assert!(cfg.get("created").is_none(), "{cfg}");
+    let with_epoch = |args: &[(&str, &str)]| {
+        crate::common::load_with_args(
+            "service.yaml",
+            &std::fs::read_to_string(format!("{ROOT}/specs/service.yaml")).unwrap(),
+            args,
+        )
+        .unwrap()
+        .spec
+    };
+    let s = with_epoch(&[("SOURCE_DATE_EPOCH", "1700000000")]);
+    let cfg = image_config(&s, "worker", &base, &none);
+    assert_eq!(cfg["created"], "2023-11-14T22:13:20Z");
+    assert_eq!(
+        cfg["config"]["Labels"]["org.opencontainers.image.created"],
+        "2023-11-14T22:13:20Z"
+    );
+    let execs: Vec<pb::Op> = ops(&definition(&s, "worker", false))
+        .into_iter()
+        .filter(|op| matches!(op.op, Some(pb::op::Op::Exec(_))))
+        .collect();
+    assert!(!execs.is_empty());
+    for op in execs {
+        let Some(pb::op::Op::Exec(e)) = op.op else {
+            unreachable!()
+        };
+        let env = &e.meta.as_ref().unwrap().env;
+        assert!(
+            env.contains(&"SOURCE_DATE_EPOCH=1700000000".to_string()),
+            "{env:?}"
+        );
+    }
+}
+
+/// Issue 13: a `system.repositories` entry reaches both apt steps of its variant as a
+/// source trusted only through its key (mounted from the context, never copied), which
+/// is taken out again before the step ends; other variants' apt steps do not see it.
+#[test]
+fn apt_repositories_are_added_by_key_for_their_variant_only() {
+    let yaml = "version: 1\nname: w\npython: {base: python:3}\n\
+                requirements: {core: {packages: [psycopg2]}}\n\
+                system: {build: [gcc], runtime: [libpq5]}\n\
+                variants:\n\
+                \x20 plain: {}\n\
+                \x20 pg:\n\
+                \x20   system:\n\
+                \x20     runtime: [postgresql-client-17]\n\
+                \x20     repositories:\n\
+                \x20       - {name: pgdg, url: http://apt.postgresql.org/pub/repos/apt, suite: bookworm-pgdg, components: [main], key: keys/pgdg.asc}\n";
+    let s = load("t.yaml", yaml).unwrap().spec;
+    let apt_ops = |target| -> Vec<pb::Op> {
+        ops(&definition(&s, target, false))
+            .into_iter()
+            .filter(|op| exec_script(op).is_some_and(|e| e.contains("apt-get install")))
+            .collect()
+    };
+    assert!(
+        apt_ops("plain")
+            .iter()
+            .all(|op| !exec_script(op).unwrap().contains("pgdg"))
+    );
+    let pg = apt_ops("pg");
+    assert_eq!(pg.len(), 2, "both apt steps");
+    let g = graph(&definition(&s, "pg", false));
+    for op in &pg {
+        let script = exec_script(op).unwrap();
+        let line = "'deb [signed-by=/kiln/apt-keys/keys/pgdg.asc] http://apt.postgresql.org/pub/repos/apt bookworm-pgdg main' >/etc/apt/sources.list.d/kiln-pgdg.list";
+        assert!(script.contains(line), "{script}");
+        let (added, update, removed) = (
+            script.find(line).unwrap(),
+            script.find("apt-get update").unwrap(),
+            script
+                .find("rm -f /etc/apt/sources.list.d/kiln-pgdg.list")
+                .unwrap(),
+        );
+        assert!(added < update && update < removed, "{script}");
+        let Some(pb::op::Op::Exec(e)) = &op.op else {
+            unreachable!()
+        };
+        let keys = e
+            .mounts
+            .iter()
+            .find(|m| m.dest == "/kiln/apt-keys")
+            .expect("the keys' mount");
+        assert!(keys.readonly && keys.output == -1, "{keys:?}");
+        let src = &g.ops[&op.inputs[keys.input as usize].digest];
+        let Some(pb::op::Op::Source(source)) = &src.op else {
+            panic!("the keys come from a context source")
+        };
+        assert_eq!(source.attrs["local.includepattern"], r#"["keys/pgdg.asc"]"#);
+    }
+}
+
+/// Issue 13: a builder step stands on the venv, mounts only its declared inputs (so only
+/// they invalidate it), has the network it asks for, and reaches the image only through
+/// its outputs; an image step runs as root on the finished image, before verify.
+#[test]
+fn custom_steps_run_where_declared_and_reach_the_image_by_outputs_only() {
+    let s = spec("specs/service.yaml");
+    let def = definition(&s, "worker", false);
+    let g = graph(&def);
+    let step = |name: &str| {
+        g.ops
+            .values()
+            .find(|op| exec_script(op).is_some_and(|e| e.contains(name)))
+            .unwrap_or_else(|| panic!("{name}"))
+            .clone()
+    };
+    let banner = step("tr a-z A-Z");
+    let Some(pb::op::Op::Exec(e)) = &banner.op else {
+        unreachable!()
+    };
+    assert_eq!(e.network, pb::NetMode::None as i32);
+    assert_eq!(e.meta.as_ref().unwrap().cwd, "/kiln/inputs");
+    let inputs = e.mounts.iter().find(|m| m.dest == "/kiln/inputs").unwrap();
+    let src = &g.ops[&banner.inputs[inputs.input as usize].digest];
+    let Some(pb::op::Op::Source(source)) = &src.op else {
+        panic!("inputs come from a context source")
+    };
+    assert_eq!(source.attrs["local.includepattern"], r#"["assets"]"#);
+    // From the step's filesystem, only /out/banner.txt is copied into the image.
+    let mut copies_from_step: Vec<(String, String)> = vec![];
+    for op in g.ops.values() {
+        let Some(pb::op::Op::File(f)) = &op.op else {
+            continue;
+        };
+        for a in &f.actions {
+            if let Some(pb::file_action::Action::Copy(c)) = &a.action
+                && a.secondary_input >= 0
+                && g.ops[&op.inputs[a.secondary_input as usize].digest] == banner
+            {
+                copies_from_step.push((c.src.clone(), c.dest.clone()));
+            }
+        }
+    }
+    assert_eq!(
+        copies_from_step,
+        [(
+            "/out/banner.txt".to_string(),
+            "/usr/share/svc/banner.txt".to_string()
+        )]
+    );
+    // The image step is the image's last op, on everything else.
+    let root = &g.ops[&g.root];
+    assert!(exec_script(root).unwrap().contains("compileall"));
+    let Some(pb::op::Op::Exec(e)) = &root.op else {
+        unreachable!()
+    };
+    assert_eq!(e.meta.as_ref().unwrap().user, "", "as root");
+    // Verify runs on the image after its steps.
+    let built = build(&s, "worker", false);
+    let v = built.verify.unwrap();
+    let vg = graph(&v.def);
+    let on = &vg.ops[&vg.ops[&vg.root].inputs[0].digest];
+    assert!(exec_script(on).unwrap().contains("compileall"));
+}

@@ -2,7 +2,6 @@
 //! (entrypoint, cmd, stop signal), its health check and ports, and the build secrets.
 
 use super::Cx;
-use crate::diag::Loc;
 use crate::spec::format::*;
 use crate::spec::model::*;
 use crate::spec::validate;
@@ -56,22 +55,22 @@ impl Cx {
             .get("workdir")
             .and_then(|w| self.abs_path(w, "app.workdir", DEFAULT_WORKDIR))
             .unwrap_or_else(|| DEFAULT_WORKDIR.into());
+        let owner = f
+            .get("owner")
+            .and_then(|o| self.owner(o, "app.owner"))
+            .unwrap_or_default();
         Some(App {
             src,
             project,
             exclude: exclude.into_iter().map(|s| s.v).collect(),
             workdir,
+            owner,
             loc: node.loc,
         })
     }
 
     pub(super) fn user(&mut self, node: Option<&Node>) -> User {
-        let default = || User {
-            name: DEFAULT_USER.into(),
-            uid: DEFAULT_UID,
-            gid: DEFAULT_UID,
-            loc: Loc::default(),
-        };
+        let default = super::process::default_user;
         let Some(node) = node else { return default() };
         if let Value::Str(s) = &node.value {
             if s == "root" {

@@ -7,8 +7,10 @@
 //! secrets), `variants` (each variant as the spec-wide values with its overrides on top).
 
 mod image;
+mod process;
 mod python;
 mod requirements;
+mod steps;
 mod variants;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -360,8 +362,12 @@ impl Cx {
     }
 
     /// What is allowed but probably not meant: a root image, a group no variant installs.
-    fn usage_warnings(&mut self, user: &User, groups: &[Group], variants: &[Variant]) {
-        if user.is_root() {
+    fn usage_warnings(&mut self, groups: &[Group], variants: &[Variant]) {
+        let mut root_at = BTreeSet::new();
+        for user in variants.iter().map(|v| &v.process.user) {
+            if !user.is_root() || !root_at.insert(user.loc) {
+                continue;
+            }
             self.warn(
                 "KilnRootUser",
                 user.loc,
@@ -388,7 +394,42 @@ impl Cx {
         }
     }
 
-    fn spec(&mut self, doc: &Node, args: Vec<Arg>, files: Vec<SourceFile>) -> Option<Spec> {
+    /// `SOURCE_DATE_EPOCH`: the spec's arg (with its override) or the build arg; seconds.
+    fn source_date_epoch(
+        &mut self,
+        args: &[Arg],
+        build_args: &BTreeMap<String, String>,
+    ) -> Option<u64> {
+        let (value, loc) = match args.iter().find(|a| a.name == SOURCE_DATE_EPOCH_ARG) {
+            Some(a) => (a.value.clone(), a.loc),
+            None => (
+                build_args.get(SOURCE_DATE_EPOCH_ARG)?.clone(),
+                Loc::default(),
+            ),
+        };
+        if value.is_empty() {
+            return None;
+        }
+        match value.parse::<u64>() {
+            Ok(s) if s <= MAX_SOURCE_DATE_EPOCH => Some(s),
+            _ => {
+                self.err(
+                    loc,
+                    format!("invalid SOURCE_DATE_EPOCH `{value}`"),
+                    "give whole seconds since 1970, e.g. $(git log -1 --format=%ct)",
+                );
+                None
+            }
+        }
+    }
+
+    fn spec(
+        &mut self,
+        doc: &Node,
+        args: Vec<Arg>,
+        files: Vec<SourceFile>,
+        build_args: &BTreeMap<String, String>,
+    ) -> Option<Spec> {
         let top = self.fields(doc, "the spec", TOP_KEYS);
         let (name, description) = self.identity(doc, top);
         let groups = top
@@ -396,14 +437,7 @@ impl Cx {
             .map(|r| self.groups(r))
             .unwrap_or_default();
         let app = top.get("app").and_then(|a| self.app(a));
-        let user = self.user(top.get("user"));
-        let entrypoint = top
-            .get("entrypoint")
-            .and_then(|e| self.command(e, "entrypoint"));
-        let cmd = top.get("cmd").and_then(|e| self.command(e, "cmd"));
-        let healthcheck = top.get("healthcheck").and_then(|h| self.healthcheck(h));
-        let ports = top.get("ports").map(|p| self.ports(p)).unwrap_or_default();
-        let stop_signal = top.get("stop_signal").and_then(|s| self.stop_signal(s));
+        let process = self.process_fields(top, "");
         let verify_timeout = self
             .verify_timeout(top.get("verify_timeout"), "verify_timeout")
             .unwrap_or_else(|| {
@@ -415,27 +449,32 @@ impl Cx {
             .map(|v| self.verify_list(v, "verify", verify_timeout))
             .unwrap_or_default();
         let secrets = self.secrets(top.get("build_secrets"));
+        let steps = top.get("steps").map(|s| self.steps(s)).unwrap_or_default();
         let (variants, default_variant) =
-            self.variants(doc, top, &groups, (&verify, verify_timeout));
+            self.variants(doc, top, &groups, (&verify, verify_timeout), &process);
+        let process = process.finish();
 
-        self.usage_warnings(&user, &groups, &variants);
+        self.usage_warnings(&groups, &variants);
+        let source_date_epoch = self.source_date_epoch(&args, build_args);
         Some(Spec {
             files,
             name: name?,
             description,
             args,
             app,
-            user,
-            entrypoint,
-            cmd,
-            healthcheck,
-            ports,
-            stop_signal,
+            user: process.user,
+            entrypoint: process.entrypoint,
+            cmd: process.cmd,
+            healthcheck: process.healthcheck,
+            ports: process.ports,
+            stop_signal: process.stop_signal,
             verify,
             secrets,
             groups,
             variants,
             default_variant,
+            steps,
+            source_date_epoch,
         })
     }
 }
@@ -469,6 +508,6 @@ pub(crate) fn convert(
     // A value whose ${} failed gets no second error (see `err`).
     cx.failed = expand_errors.iter().map(|d| d.loc).collect();
     cx.diags.extend(expand_errors);
-    let spec = cx.spec(&doc, args, files);
+    let spec = cx.spec(&doc, args, files, build_args);
     (spec, cx.diags)
 }

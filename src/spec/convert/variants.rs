@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 
+use super::process::ProcessFields;
 use super::python::{PipFields, PythonFields};
 use super::{Cx, Fields};
 use crate::diag::did_you_mean;
@@ -18,6 +19,7 @@ use crate::spec::yaml::{Key, Node, Value};
 struct System {
     build: Vec<S<String>>,
     runtime: Vec<S<String>>,
+    repositories: Vec<S<AptRepository>>,
 }
 
 /// The spec-wide values a variant starts from.
@@ -30,6 +32,7 @@ struct Shared {
     /// The spec-wide verify commands and the default timeout for a variant's own.
     verify: Vec<S<VerifyCommand>>,
     verify_timeout: u32,
+    process: ProcessFields,
 }
 
 impl Cx {
@@ -40,6 +43,7 @@ impl Cx {
         top: Fields,
         groups: &[Group],
         (verify, verify_timeout): (&[S<VerifyCommand>], u32),
+        process: &ProcessFields,
     ) -> (Vec<Variant>, String) {
         let shared = Shared {
             python: top
@@ -64,6 +68,7 @@ impl Cx {
                 .unwrap_or_default(),
             verify: verify.to_vec(),
             verify_timeout,
+            process: process.clone(),
         };
         let nodes = self.variant_nodes(doc, top);
         let mut variants = Vec::new();
@@ -183,6 +188,10 @@ impl Cx {
                 shared.verify_timeout,
             ));
         }
+        let process = self
+            .process_fields(f, &format!("variants.{name}."))
+            .over(&shared.process)
+            .finish();
         let description = f
             .get("description")
             .and_then(|d| self.text(d, "description"))
@@ -194,11 +203,13 @@ impl Cx {
             python,
             build_packages: unique(&shared.system.build, &own.build),
             runtime_packages: unique(&shared.system.runtime, &own.runtime),
+            repositories: repositories(&shared.system.repositories, own.repositories),
             groups,
             pip,
             env: env.into_iter().map(|(k, v)| (k, v.v)).collect(),
             labels: labels.into_iter().map(|(k, v)| (k, v.v)).collect(),
             verify,
+            process,
         })
     }
 
@@ -252,9 +263,16 @@ impl Cx {
             }
             list
         };
+        let build = packages("build");
+        let runtime = packages("runtime");
+        let repositories = f
+            .get("repositories")
+            .map(|r| self.repositories(r, what))
+            .unwrap_or_default();
         System {
-            build: packages("build"),
-            runtime: packages("runtime"),
+            build,
+            runtime,
+            repositories,
         }
     }
 
@@ -305,6 +323,17 @@ impl Cx {
             None => String::new(),
         }
     }
+}
+
+/// The spec-wide repositories with the variant's added; one of the same name replaces.
+fn repositories(shared: &[S<AptRepository>], own: Vec<S<AptRepository>>) -> Vec<S<AptRepository>> {
+    let mut out: Vec<S<AptRepository>> = shared
+        .iter()
+        .filter(|r| !own.iter().any(|o| o.v.name == r.v.name))
+        .cloned()
+        .collect();
+    out.extend(own);
+    out
 }
 
 /// `first` then `then`, each package once (the first mention wins).

@@ -1,0 +1,225 @@
+//! `steps`: the spec's own commands, the escape hatch for what kiln has no key for
+//! (compile bytecode, fetch a model file, generate assets, install a vendor .deb).
+
+use super::Cx;
+use crate::spec::format::*;
+use crate::spec::model::*;
+use crate::spec::validate;
+use crate::spec::yaml::{Node, Value};
+
+impl Cx {
+    pub(super) fn steps(&mut self, node: &Node) -> Vec<S<CustomStep>> {
+        let Value::Seq(items) = &node.value else {
+            self.err(
+                node.loc,
+                format!("steps must be a list, found {}", node.type_name()),
+                "write steps: [{name: assets, run: \"make assets\", inputs: [assets/], outputs: [{from: /out, to: /app/static}]}]",
+            );
+            return vec![];
+        };
+        let mut out: Vec<S<CustomStep>> = vec![];
+        for item in items {
+            let Some(step) = self.step(item) else {
+                continue;
+            };
+            if out.iter().any(|s| s.v.name == step.v.name) {
+                self.err(
+                    item.loc,
+                    format!("step `{}` is listed twice", step.v.name),
+                    "give each step its own name",
+                );
+                continue;
+            }
+            out.push(step);
+        }
+        out
+    }
+
+    fn step(&mut self, item: &Node) -> Option<S<CustomStep>> {
+        let f = self.fields(item, "a step", STEP_KEYS);
+        let name = match f.get("name") {
+            Some(n) => self.text(n, "steps.name"),
+            None => {
+                self.err(
+                    item.loc,
+                    "a step has no `name`",
+                    "name it, e.g. name: assets (it shows in the build's progress)",
+                );
+                None
+            }
+        };
+        if let Some(n) = &name
+            && !validate::is_image_name_part(&n.v)
+        {
+            self.err(
+                n.loc,
+                format!("invalid step name `{}`", n.v),
+                "use lowercase letters, digits, '.', '_' and '-'",
+            );
+        }
+        let run = match f.get("run") {
+            Some(r) => self.text(r, "steps.run"),
+            None => {
+                self.err(
+                    item.loc,
+                    "a step has no `run`",
+                    "give the shell commands, e.g. run: python -m app.build_assets --out /out",
+                );
+                None
+            }
+        };
+        let place = self.step_place(f.get("in"));
+        let inputs = self.step_inputs(f.get("inputs"));
+        let outputs = f
+            .get("outputs")
+            .map(|o| self.step_outputs(o, place))
+            .unwrap_or_default();
+        let cache = self.step_dirs(f.get("cache"), "steps.cache");
+        let secrets = self.step_secrets(f.get("secrets"));
+        let network = f
+            .get("network")
+            .and_then(|n| self.bool(n, "steps.network"))
+            .unwrap_or(DEFAULT_STEP_NETWORK);
+        let step = CustomStep {
+            name: name?.v,
+            place,
+            run: run?.v,
+            inputs,
+            outputs,
+            cache,
+            secrets,
+            network,
+        };
+        Some(S::new(step, item.loc))
+    }
+
+    fn step_place(&mut self, node: Option<&Node>) -> StepPlace {
+        match node.and_then(|p| self.text(p, "steps.in")) {
+            None => StepPlace::Builder,
+            Some(p) if p.v == "builder" => StepPlace::Builder,
+            Some(p) if p.v == "image" => StepPlace::Image,
+            Some(p) => {
+                let help = format!("use one of: {}", STEP_PLACES.join(", "));
+                self.err(p.loc, format!("invalid steps.in `{}`", p.v), help);
+                StepPlace::Builder
+            }
+        }
+    }
+
+    fn step_inputs(&mut self, node: Option<&Node>) -> Vec<String> {
+        let Some(n) = node else { return vec![] };
+        match &n.value {
+            Value::Seq(items) => items
+                .iter()
+                .filter_map(|i| self.context_path(i, "steps.inputs"))
+                .map(|s| s.v)
+                .collect(),
+            _ => {
+                self.err(
+                    n.loc,
+                    "steps.inputs must be a list of context paths",
+                    "write inputs: [assets/, package.json]",
+                );
+                vec![]
+            }
+        }
+    }
+
+    fn step_secrets(&mut self, node: Option<&Node>) -> Vec<String> {
+        let ids = node
+            .map(|s| self.list(s, "steps.secrets"))
+            .unwrap_or_default();
+        let mut out = vec![];
+        for s in ids {
+            if validate::is_secret_id(&s.v) {
+                out.push(s.v);
+            } else {
+                self.err(
+                    s.loc,
+                    format!("invalid secret id `{}`", s.v),
+                    "use letters, digits, '.', '_' and '-' (the id given to --secret id=...)",
+                );
+            }
+        }
+        out
+    }
+
+    fn step_outputs(&mut self, node: &Node, place: StepPlace) -> Vec<StepOutput> {
+        if place == StepPlace::Image {
+            self.err(
+                node.loc,
+                "a step in the image has no `outputs`",
+                "what it writes is in the image already; `outputs` take files from a builder step",
+            );
+            return vec![];
+        }
+        let Value::Seq(items) = &node.value else {
+            self.err(
+                node.loc,
+                "steps.outputs must be a list",
+                "write outputs: [{from: /out/static, to: /app/static}]",
+            );
+            return vec![];
+        };
+        let mut out = vec![];
+        for item in items {
+            let f = self.fields(item, "an entry of steps.outputs", OUTPUT_KEYS);
+            let mut path = |key: &str| -> Option<String> {
+                let Some(n) = f.get(key) else {
+                    self.err(
+                        item.loc,
+                        format!("an entry of steps.outputs has no `{key}`"),
+                        "write {from: /out/static, to: /app/static}",
+                    );
+                    return None;
+                };
+                let s = self.text(n, &format!("steps.outputs.{key}"))?;
+                match validate::abs_path(&s.v) {
+                    Ok(()) if s.v.trim_end_matches('/').is_empty() => {
+                        self.err(
+                            s.loc,
+                            format!("steps.outputs.{key} is `/`"),
+                            "name a directory or file, e.g. /out/static",
+                        );
+                        None
+                    }
+                    Ok(()) => Some(s.v),
+                    Err(why) => {
+                        self.err(
+                            s.loc,
+                            format!("invalid steps.outputs.{key} `{}`: {why}", s.v),
+                            "use an absolute path such as /out/static",
+                        );
+                        None
+                    }
+                }
+            };
+            let (from, to) = (path("from"), path("to"));
+            if let (Some(from), Some(to)) = (from, to) {
+                out.push(StepOutput { from, to });
+            }
+        }
+        out
+    }
+
+    fn step_dirs(&mut self, node: Option<&Node>, what: &str) -> Vec<String> {
+        let Some(node) = node else { return vec![] };
+        let mut out = vec![];
+        for d in self.list(node, what) {
+            match validate::abs_path(&d.v) {
+                Ok(()) if d.v.trim_end_matches('/').is_empty() => self.err(
+                    d.loc,
+                    format!("`/` in {what}"),
+                    "name the tool's cache directory, e.g. /root/.cache/huggingface",
+                ),
+                Ok(()) => out.push(d.v),
+                Err(why) => self.err(
+                    d.loc,
+                    format!("invalid path `{}` in {what}: {why}", d.v),
+                    "use an absolute directory such as /root/.cache/huggingface",
+                ),
+            }
+        }
+        out
+    }
+}
