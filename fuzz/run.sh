@@ -4,8 +4,9 @@
 #   requirements       requirement files (includes, constraints, hashes, -e) walked from the context
 #   lock_files         pyproject.toml / .python-version of uv, Poetry and PEP 751 lock projects
 #   frontend_requests  frontend options, a base image's config JSON, a failed solve's details
-# Inputs may reach the 1 MiB spec limit (-max_len). Needs cargo-fuzz (`cargo install
-# cargo-fuzz`); RUSTC_BOOTSTRAP lets it use the sanitizer flags on the stable toolchain.
+# Inputs reach the 1 MiB spec limit from the start (-max_len, -len_control=0). Needs
+# cargo-fuzz (`cargo install cargo-fuzz`); RUSTC_BOOTSTRAP lets it use the sanitizer flags
+# on the stable toolchain.
 set -euo pipefail
 cd "$(dirname "$0")"
 secs="${1:-600}"
@@ -21,5 +22,5 @@ for t in "${targets[@]}"; do
   esac
   echo "== $t ($secs s)"
   RUSTC_BOOTSTRAP=1 cargo fuzz run "$t" "corpus/$t" -- \
-    -max_total_time="$secs" -max_len=1048576 -rss_limit_mb=2048 -timeout=10 -print_final_stats=1
+    -max_total_time="$secs" -max_len=1048576 -len_control=0 -rss_limit_mb=2048 -timeout=10 -print_final_stats=1
 done
