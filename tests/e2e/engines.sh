@@ -247,40 +247,6 @@ for name in $ENGINES_UNDER_TEST; do
       assert_contains "$name: buildx shows the spec snippet" "$(cat "$log")" ">>>"
     fi
 
-    # Registry cache. This run's own base makes the first build run every step for real, so
-    # what the rebuild finds came from this run. It needs a layer of its own: BuildKit keys
-    # an image by its layers (a label-only copy hits the steps cached by earlier runs).
-    run_base="kiln-e2e-engines/python:run-$RUN_ID"
-    cache="localhost:5000/kiln-e2e-cache:worker-$TAG"
-    RUN_ARGS=(--build-arg "PYTHON_IMAGE=$run_base" --build-arg PYTHON_VERSION=3.11 --secret "id=pipca,src=$CA")
-    steps=("apt build:" "apt runtime:" "python: 3.11 check" "uv install: core")
-    if printf 'FROM %s\nRUN echo %s >/etc/kiln-e2e-run\n' "$BASE" "$RUN_ID" \
-        | docker buildx build -q --load -t "$run_base" - >"$E2E_WORK/logs/$name-run-base.log" 2>&1; then
-      log="$E2E_WORK/logs/$name-cache-to.log"
-      start=$(date +%s)
-      if docker buildx build --progress=plain -f "$spec" --target minimal "${RUN_ARGS[@]}" \
-          --cache-to "type=registry,ref=$cache,mode=max" examples/worker >"$log" 2>&1; then
-        ok "$name: build with --cache-to type=registry,mode=max ($(secs "$start") s)"
-        for step in "${steps[@]}"; do check "$name: cache-to build ran [$step]" step_ran "$name-cache-to" "$step"; done
-        check "$name: the cache was exported to the registry" grep -q "exporting cache to registry" "$log"
-        check "$name: docker builder prune -af" docker builder prune -af
-        log="$E2E_WORK/logs/$name-cache-from.log"
-        start=$(date +%s)
-        if docker buildx build --progress=plain -f "$spec" --target minimal "${RUN_ARGS[@]}" \
-            --cache-from "type=registry,ref=$cache" examples/worker >"$log" 2>&1; then
-          ok "$name: rebuild after prune with --cache-from ($(secs "$start") s)"
-          for step in "${steps[@]}"; do check "$name: cache-from: [$step] CACHED" step_cached "$name-cache-from" "$step"; done
-        else
-          fail "$name: rebuild with --cache-from: $(tail -n 15 "$log")"
-        fi
-      else
-        fail "$name: build with --cache-to: $(tail -n 15 "$log")"
-      fi
-      docker rmi "$run_base" >/dev/null 2>&1
-    else
-      fail "$name: this run's base: $(tail -n 5 "$E2E_WORK/logs/$name-run-base.log")"
-    fi
-
     # --push with max provenance: the manifest in the registry (read by the buildx inside
     # the engine's container, where localhost:5000 is), the provenance naming the spec.
     ref="localhost:5000/kiln-e2e-engines/worker:minimal-$TAG"
@@ -385,6 +351,42 @@ YAML
     else
       check "$name: an amd64-only base for linux/arm64 fails at python.base (plat.yaml:5)" \
         grep -qE 'plat\.yaml:5:[0-9]+: error: the `python\.base` image `kiln-local/python:3\.11` has no linux/arm64 image' "$log"
+    fi
+
+    # Registry cache, last: its `builder prune -af` empties the engine's whole build cache
+    # (the next run's first builds are cold again). This run's own base makes the first
+    # build run every step for real, so what the rebuild finds came from this run. It
+    # needs a layer of its own: BuildKit keys an image by its layers (a label-only copy
+    # hits the steps cached by earlier runs).
+    run_base="kiln-e2e-engines/python:run-$RUN_ID"
+    cache="localhost:5000/kiln-e2e-cache:worker-$TAG"
+    RUN_ARGS=(--build-arg "PYTHON_IMAGE=$run_base" --build-arg PYTHON_VERSION=3.11 --secret "id=pipca,src=$CA")
+    steps=("apt build:" "apt runtime:" "python: 3.11 check" "uv install: core")
+    if printf 'FROM %s\nRUN echo %s >/etc/kiln-e2e-run\n' "$BASE" "$RUN_ID" \
+        | docker buildx build -q --load -t "$run_base" - >"$E2E_WORK/logs/$name-run-base.log" 2>&1; then
+      log="$E2E_WORK/logs/$name-cache-to.log"
+      start=$(date +%s)
+      if docker buildx build --progress=plain -f "$spec" --target minimal "${RUN_ARGS[@]}" \
+          --cache-to "type=registry,ref=$cache,mode=max" examples/worker >"$log" 2>&1; then
+        ok "$name: build with --cache-to type=registry,mode=max ($(secs "$start") s)"
+        for step in "${steps[@]}"; do check "$name: cache-to build ran [$step]" step_ran "$name-cache-to" "$step"; done
+        check "$name: the cache was exported to the registry" grep -q "exporting cache to registry" "$log"
+        check "$name: docker builder prune -af" docker builder prune -af
+        log="$E2E_WORK/logs/$name-cache-from.log"
+        start=$(date +%s)
+        if docker buildx build --progress=plain -f "$spec" --target minimal "${RUN_ARGS[@]}" \
+            --cache-from "type=registry,ref=$cache" examples/worker >"$log" 2>&1; then
+          ok "$name: rebuild after prune with --cache-from ($(secs "$start") s)"
+          for step in "${steps[@]}"; do check "$name: cache-from: [$step] CACHED" step_cached "$name-cache-from" "$step"; done
+        else
+          fail "$name: rebuild with --cache-from: $(tail -n 15 "$log")"
+        fi
+      else
+        fail "$name: build with --cache-to: $(tail -n 15 "$log")"
+      fi
+      docker rmi "$run_base" >/dev/null 2>&1
+    else
+      fail "$name: this run's base: $(tail -n 5 "$E2E_WORK/logs/$name-run-base.log")"
     fi
 
     docker rmi "$IMG:syntax-minimal" "$IMG:syntax-cuda" "localhost:5000/kiln-e2e-engines/worker:minimal-$TAG" \
