@@ -20,11 +20,17 @@
 # Environment: KILN_E2E_ENGINES (engines to test, default "docker26 docker28
 # docker28-graphdriver"), KILN_E2E_FRESH=1 (`down NAME --purge` first: times `up` from nothing;
 # the arm64 base is kept: `rm /var/cache/kiln/python-arm64-*.tar` to time it too).
-# Time on 2 busy cores: from nothing (KILN_E2E_FRESH=1) 13 to 15 minutes for docker26 and
-# docker28 before issue 12's checks (786 and 884 s measured; each `up` 3 to 5 minutes:
-# debootstrap and apt in a chroot; the first builds about 3); the arm64 base (6 to 13
-# minutes, once per machine) runs in the background from the start. See the end of the
-# output for this run's times.
+# Time on 2 busy cores. Before issue 12's checks: from nothing (KILN_E2E_FRESH=1) 13 to 15
+# minutes for docker26 and docker28 (each `up` 3 to 5 minutes: debootstrap and apt in a
+# chroot; the first builds about 3), cached about 1.5. Issue 12's checks add, per engine
+# from cold: the registry-cache pair 2 to 3 min (a real build of this run's base, 30-60 s
+# of it the mode=max export, then ~10 s from the registry), the multi-platform build about
+# 3.5 min (the arm64 venv step alone ~2.5 min under qemu), push/OCI/provenance under a
+# minute; docker28-graphdriver 36 s to come up (the sid engine image exists) and 91 s for
+# its first build. Measured whole runs: 31 min with the arm64 base made from nothing
+# beside it (1321 s of emulated dpkg on contended cores; docker26 waited 531 s for it),
+# 25 min with everything but the registry-cache pair's and multi-platform builds cached.
+# The arm64 base runs in the background from the start (scripts/test.sh starts it earlier).
 # Ends with "N passed, N failed"; exits non-zero on any failure.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
