@@ -7,10 +7,9 @@ cd "$(dirname "$0")/.."
 prefix="${1:-kiln-example/worker}"
 export PATH="$HOME/.cargo/bin:$PATH"
 scripts/engine.sh up
-frontend="$(scripts/frontend-image.sh kiln/frontend:dev)"
-spec="$(mktemp -d)/worker.yaml"
-# The spec names its frontend on the first line; point it at the image just built.
-{ echo "# syntax=$frontend"; tail -n +2 specs/worker.yaml; } > "$spec"
+# The spec's first line names kiln/frontend:latest: made here, from this checkout.
+scripts/frontend-image.sh >/dev/null
+spec=specs/worker.yaml
 for variant in minimal cuda; do
   echo "== $prefix:$variant" >&2
   DOCKER_BUILDKIT=1 /usr/bin/docker build --progress=plain \

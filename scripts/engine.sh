@@ -8,6 +8,11 @@
 #   scripts/engine.sh frontend NAME TAG   build the frontend (scripts/frontend-image.sh
 #                                     kiln/frontend:TAG) and make it pullable on NAME; prints
 #                                     the name for `# syntax=` (localhost:5000/kiln/frontend:TAG)
+#   scripts/engine.sh base-arm64      the arm64 Python rootfs (debootstrap --foreign, second stage
+#                                     under qemu-user-static; 6 to 13 minutes once, then cached);
+#                                     prints its tarball's path
+#   scripts/engine.sh multiarch NAME  a linux/amd64+linux/arm64 Python base in NAME's registry
+#                                     (base-arm64 first when needed); prints localhost:5000/kiln-local/python:3.11
 #   scripts/engine.sh status [NAME]   versions, images; without NAME docker20 and a line per engine
 #   scripts/engine.sh down NAME [--volumes|--purge]   stop and remove NAME's container; its
 #                                     volume (images, build cache) stays unless --volumes; --purge
@@ -24,6 +29,9 @@
 # KILN_DOCKERD_LOG (default /var/log/kiln-dockerd.log), KILN_DOCKERD_WAIT (seconds, default 60).
 set -euo pipefail
 CALLER_PATH=$PATH
+# Every plain "$DOCKER" call below means the host's dockerd, even from a shell where
+# `eval "$(scripts/engine.sh env NAME)"` pointed DOCKER_HOST at an engine.
+export DOCKER_HOST=unix:///var/run/docker.sock
 cd "$(dirname "$0")/.."
 # debootstrap and dockerd live in sbin, which a CI shell's PATH may lack.
 export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
@@ -321,6 +329,101 @@ engine_up() {
   say "ready: $name, $(inner "$name" version --format 'Docker {{.Server.Version}}'), $(store_of "$name") store, base image $BASE_PY ($((SECONDS - start)) s)"
 }
 
+# ---- arm64: the Python base for linux/arm64, run under emulation (qemu-user-static) ----
+# No arm64 machine or registry here: Debian's arm64 Python comes from `debootstrap --foreign`
+# (first stage on the host) and its second stage run under qemu (6 to 13 minutes on 2 cores),
+# kept as a tarball per recipe; `multiarch NAME` joins it with the amd64 base in NAME's registry.
+ARM64_PACKAGES="python3 python3-venv python3-pip python3-dev python-is-python3 ca-certificates"
+# Dockerfile.python's ENV and CMD, given to the arm64 import.
+ARM64_CHANGES=(-c "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" -c "ENV LANG=C.UTF-8" -c 'CMD ["python3"]')
+MULTIARCH_REF=localhost:5000/kiln-local/python:3.11
+arm64_key() { printf 'v1 bookworm arm64 %s' "$ARM64_PACKAGES" | sha256sum | cut -c1-12; }
+
+# qemu-aarch64 in the kernel's binfmt_misc, with F (the interpreter is opened now, so it
+# works in every container and chroot). The registration is the kernel's: it does not
+# survive a reboot, so every call checks it (cheap).
+binfmt_arm64() {
+  local conf=/usr/lib/binfmt.d/qemu-aarch64.conf dir=/proc/sys/fs/binfmt_misc
+  if [ ! -s "$conf" ]; then
+    [ "$(id -u)" = 0 ] || die "qemu-user-static missing and not root: cannot apt-get install"
+    say "installing qemu-user-static (apt-get)"
+    { apt-get update -qq && apt-get install -y -qq --no-install-recommends qemu-user-static >/dev/null </dev/null; } \
+      || die "apt-get install qemu-user-static failed"
+  fi
+  [ -e "$dir/register" ] || mount -t binfmt_misc binfmt_misc "$dir" || die "cannot mount binfmt_misc on $dir"
+  if [ ! -e "$dir/qemu-aarch64" ]; then
+    say "registering qemu-aarch64 in binfmt_misc"
+    cat "$conf" >"$dir/register" || die "registering qemu-aarch64 in binfmt_misc failed"
+  fi
+  grep -qx enabled "$dir/qemu-aarch64" || die "qemu-aarch64 is registered but not enabled ($dir/qemu-aarch64)"
+}
+
+# The arm64 Python rootfs as a tarball in the cache (made once per recipe; its own lock,
+# so that engines' `up` never waits for it). Prints its path.
+arm64_rootfs() {
+  local key tarball log root start=$SECONDS
+  key=$(arm64_key)
+  tarball="$CACHE/python-arm64-$key.tar"
+  log="$CACHE/python-arm64.log"
+  mkdir -p "$CACHE"
+  exec 8>"$CACHE/arm64.lock"
+  flock 8
+  if [ ! -s "$tarball" ]; then
+    install_packages
+    binfmt_arm64
+    root=$(mktemp -d /tmp/kiln-arm64.XXXXXX)
+    say "debootstrap --arch=arm64 --foreign bookworm + Python, then its second stage under qemu (6 to 13 minutes; log $log)"
+    if ! debootstrap --arch=arm64 --foreign --variant=minbase --include="${ARM64_PACKAGES// /,}" \
+        bookworm "$root" "$MIRROR" >"$log" 2>&1; then
+      tail -n 20 "$log" >&2; rm -rf "$root"; die "debootstrap --arch=arm64 --foreign failed (log $log)"
+    fi
+    # The second stage mounts /proc in the chroot: in a mount namespace of its own.
+    if ! unshare --mount --propagation private chroot "$root" /debootstrap/debootstrap --second-stage \
+        >>"$log" 2>&1 </dev/null; then
+      tail -n 20 "$log" >&2; rm -rf "$root"; die "the arm64 second stage failed (log $log)"
+    fi
+    rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/archives/*.deb
+    chroot "$root" python3 -c 'import platform; print("arm64 rootfs: python", platform.python_version(), platform.machine())' >>"$log" 2>&1 \
+      || { tail -n 5 "$log" >&2; rm -rf "$root"; die "python3 does not run in the arm64 rootfs (log $log)"; }
+    tar -C "$root" -cf "$tarball.tmp" . && mv "$tarball.tmp" "$tarball"
+    rm -rf "$root"
+    say "arm64 Python rootfs made in $((SECONDS - start)) s: $tarball"
+  fi
+  exec 8>&-
+  echo "$tarball"
+}
+
+# A multi-platform Python base (linux/amd64: kiln-local/python:3.11; linux/arm64: the
+# rootfs above) in NAME's registry as $MULTIARCH_REF. Idempotent: redone only when either
+# half changed or the registry lost it (a new engine container has an empty registry).
+engine_multiarch() {
+  local name=$1 c tarball want mark
+  known_engine "$name"
+  [ "$name" = docker20 ] && die "docker20 has no registry and no buildx: use a modern engine (docker26, docker28)"
+  inner_answers "$name" || die "$name does not answer: run $0 up $name"
+  c=$(container_of "$name")
+  tarball=$(arm64_rootfs)
+  binfmt_arm64
+  want="$(inner "$name" image inspect -f '{{.Id}}' "$BASE_PY") $(arm64_key)"
+  mark="$CACHE/engines/$name/multiarch"
+  if [ "$(cat "$mark" 2>/dev/null)" = "$want" ] \
+      && "$DOCKER" exec "$c" docker buildx imagetools inspect "$MULTIARCH_REF" >/dev/null 2>&1; then
+    echo "$MULTIARCH_REF"; return
+  fi
+  say "pushing $MULTIARCH_REF (linux/amd64, linux/arm64) to $name's registry"
+  inner "$name" tag "$BASE_PY" "$MULTIARCH_REF-amd64"
+  inner "$name" import --platform linux/arm64 "${ARM64_CHANGES[@]}" - "$MULTIARCH_REF-arm64" <"$tarball" >/dev/null \
+    || die "importing the arm64 rootfs into $name failed"
+  inner "$name" push -q "$MULTIARCH_REF-amd64" >/dev/null || die "pushing $MULTIARCH_REF-amd64 in $name failed"
+  inner "$name" push -q "$MULTIARCH_REF-arm64" >/dev/null || die "pushing $MULTIARCH_REF-arm64 in $name failed"
+  "$DOCKER" exec "$c" docker buildx imagetools create -t "$MULTIARCH_REF" "$MULTIARCH_REF-amd64" "$MULTIARCH_REF-arm64" >&2 \
+    || die "docker buildx imagetools create $MULTIARCH_REF in $name failed"
+  inner "$name" rmi "$MULTIARCH_REF-amd64" "$MULTIARCH_REF-arm64" >/dev/null
+  mkdir -p "$(dirname "$mark")"
+  echo "$want" >"$mark"
+  echo "$MULTIARCH_REF"
+}
+
 # PATH without the engine bin directories an earlier `env` put there.
 caller_path() {
   local out="" dir
@@ -447,12 +550,14 @@ engine_down() {
   say "removed the $suite rootfs, client and images"
 }
 
-usage() { echo "usage: $0 [up [NAME] | env NAME | frontend NAME TAG | status [NAME] | down NAME [--volumes|--purge]]" >&2; exit 2; }
+usage() { echo "usage: $0 [up [NAME] | env NAME | frontend NAME TAG | base-arm64 | multiarch NAME | status [NAME] | down NAME [--volumes|--purge]]" >&2; exit 2; }
 
 case "${1:-up}" in
   up) engine_up "${2:-docker20}" ;;
   env) [ $# -eq 2 ] || usage; engine_env "$2" ;;
   frontend) [ $# -eq 3 ] || usage; engine_frontend "$2" "$3" ;;
+  base-arm64) arm64_rootfs ;;
+  multiarch) [ $# -eq 2 ] || usage; engine_multiarch "$2" ;;
   status)
     if [ -n "${2:-}" ] && [ "$2" != docker20 ]; then
       known_engine "$2"; engine_status "$2"

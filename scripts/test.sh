@@ -2,7 +2,8 @@
 # The whole test suite: unit, golden and fake-bridge tests (cargo), then end-to-end
 # builds on real BuildKits: Docker 20.10 on this host (the example worker, the lock-file
 # projects, hostile contexts, how the image runs, the benchmark harness), then Docker 26
-# and 28 with buildx (engines.sh) and a load of concurrent builds (stress.sh). This
+# and 28 with buildx (engines.sh), whose arm64 base is made in the background from the
+# start, and a load of concurrent builds (stress.sh). This
 # script installs and starts every engine it needs. Fails, never skips, when an engine
 # cannot start. Every suite runs even when an earlier one failed; the exit status says
 # whether all passed.
@@ -28,6 +29,12 @@ cargo test --workspace --locked 2>&1 | tee /tmp/kiln-cargo-test.log
 [ "${PIPESTATUS[0]}" -eq 0 ] || failed+=("cargo test")
 echo "== engine (Docker 20.10 on this host)" >&2
 scripts/engine.sh up || { echo "the engine did not start" >&2; exit 1; }
+# The arm64 Python base for engines.sh's multi-platform checks: once per machine, 6 to 22
+# minutes of emulated dpkg on 2 cores, so it starts now and overlaps the Docker 20.10
+# suites (engines.sh waits for it; a failure shows there).
+arm64_start=$SECONDS
+( scripts/engine.sh base-arm64 >/tmp/kiln-base-arm64.log 2>&1
+  echo "== arm64 base: exit $? after $((SECONDS - arm64_start)) s (log /tmp/kiln-base-arm64.log)" >&2 ) &
 suite "end-to-end, example worker (Docker 20.10)" tests/e2e/run.sh
 suite "end-to-end, lock-file projects (Docker 20.10)" tests/e2e/projects.sh
 suite "end-to-end, hostile contexts and limits (Docker 20.10)" tests/e2e/hostile.sh
@@ -35,6 +42,7 @@ suite "end-to-end, how the image runs (Docker 20.10 and 28)" tests/e2e/service.s
 suite "benchmark smoke test" tests/e2e/bench_smoke.sh
 suite "end-to-end, modern engines (Docker 26 and 28, buildx)" tests/e2e/engines.sh
 suite "stress: ten builds at once on Docker 28" tests/e2e/stress.sh
+wait
 
 if [ ${#failed[@]} -gt 0 ]; then
   printf 'failed suites: %s\n' "${failed[*]}" >&2

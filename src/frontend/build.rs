@@ -208,6 +208,21 @@ async fn build_image(
         format!("{reference}@{digest}")
     };
     let config: Value = serde_json::from_slice(&config).unwrap_or(Value::Null);
+    // BuildKit answers with whatever it found: a single-platform base is returned as it is
+    // for any platform asked (containerd matches the platform only inside an index), and
+    // would silently become, say, an "arm64" image of amd64 binaries.
+    if let Some(found) = base_platform_mismatch(&config, &platform) {
+        let at = variant.python.base.loc;
+        let want = platform::id(&platform);
+        return Err(Failure::at(
+            &spec.files,
+            &[at],
+            format!(
+                "{}: error: the `python.base` image `{base}` has no {want} image: the engine resolved a {found} one (help: use a base published for {want}, e.g. a multi-platform image, or leave {want} out of --platform)",
+                at.position(&spec.files),
+            ),
+        ));
+    }
     let lower_opts = LowerOpts {
         platform: platform.clone(),
         images: BTreeMap::from([(
@@ -246,6 +261,24 @@ async fn build_image(
         image,
         config,
         verify,
+    })
+}
+
+/// The base config's platform (`os/architecture`) when it is not the one asked for; `None`
+/// when it matches or the config does not say (an old image without those fields).
+/// Variants (`arm/v7`, `arm64/v8`) are not compared: configs often leave them out.
+pub fn base_platform_mismatch(config: &Value, want: &pb::Platform) -> Option<String> {
+    let field = |k: &str| config.get(k).and_then(Value::as_str).unwrap_or("");
+    let (os, arch) = (field("os"), field("architecture"));
+    let differs = |have: &str, want: &str| !have.is_empty() && have != want;
+    (differs(os, &want.os) || differs(arch, &want.architecture)).then(|| {
+        let os = if os.is_empty() { want.os.as_str() } else { os };
+        let arch = if arch.is_empty() {
+            want.architecture.as_str()
+        } else {
+            arch
+        };
+        format!("{os}/{arch}")
     })
 }
 
@@ -501,4 +534,34 @@ fn result(
         refs: Refs::Map(refs),
         metadata,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_base_of_another_platform_is_named() {
+        let arm64 = platform::parse("linux/arm64").unwrap();
+        let amd64 = json!({"architecture": "amd64", "os": "linux"});
+        assert_eq!(
+            base_platform_mismatch(&amd64, &arm64).as_deref(),
+            Some("linux/amd64")
+        );
+        let v8 = platform::parse("linux/arm64/v8").unwrap();
+        let arm = json!({"architecture": "arm64", "os": "linux", "variant": "v8"});
+        assert_eq!(base_platform_mismatch(&arm, &arm64), None);
+        assert_eq!(
+            base_platform_mismatch(&json!({"architecture": "arm64", "os": "linux"}), &v8),
+            None
+        );
+        let windows = json!({"architecture": "arm64", "os": "windows"});
+        assert_eq!(
+            base_platform_mismatch(&windows, &arm64).as_deref(),
+            Some("windows/arm64")
+        );
+        // A config that does not say is taken as it is.
+        assert_eq!(base_platform_mismatch(&json!({}), &arm64), None);
+        assert_eq!(base_platform_mismatch(&Value::Null, &arm64), None);
+    }
 }

@@ -59,6 +59,10 @@ struct State {
     empty_dirs: Vec<String>,
     /// ResolveImageConfig fails (no such image).
     no_base_image: bool,
+    /// The base exists for this architecture only: ResolveImageConfig answers with its
+    /// config whatever platform is asked, as BuildKit does for a single-manifest image.
+    /// Unset: a multi-platform base, whose config is the asked platform's.
+    single_platform_base: Option<&'static str>,
 }
 
 #[derive(Clone)]
@@ -245,10 +249,20 @@ impl LlbBridge for Fake {
                 "docker.io/library/python:3.12-slim: not found",
             ));
         }
-        let config = br#"{"architecture":"amd64","os":"linux","config":{"Env":["PATH=/usr/local/bin:/usr/bin:/bin","PYTHON_VERSION=3.12.8"],"Cmd":["python3"]},"rootfs":{"type":"layers","diff_ids":[]}}"#;
+        let arch = match self.0.lock().unwrap().single_platform_base {
+            Some(arch) => arch.to_string(),
+            None => r
+                .get_ref()
+                .platform
+                .as_ref()
+                .map_or("amd64".into(), |p| p.architecture.clone()),
+        };
+        let config = format!(
+            r#"{{"architecture":"{arch}","os":"linux","config":{{"Env":["PATH=/usr/local/bin:/usr/bin:/bin","PYTHON_VERSION=3.12.8"],"Cmd":["python3"]}},"rootfs":{{"type":"layers","diff_ids":[]}}}}"#
+        );
         Ok(Response::new(gw::ResolveImageConfigResponse {
             digest: DIGEST.into(),
-            config: config.to_vec(),
+            config: config.into_bytes(),
             r#ref: String::new(),
         }))
     }
@@ -709,6 +723,51 @@ async fn several_platforms_return_a_ref_map() {
     let platforms: serde_json::Value =
         serde_json::from_slice(&result.metadata["refs.platforms"]).unwrap();
     assert_eq!(platforms["Platforms"][1]["ID"], "linux/arm64");
+}
+
+/// Issue 12: a base without the requested platform (BuildKit resolves a single-platform
+/// image for any platform) fails before any step, at `python.base`, never a wrong image.
+#[tokio::test]
+async fn a_base_without_the_requested_platform_fails_at_python_base() {
+    let f = fake(MODERN_LLB, MODERN_FRONTEND);
+    f.0.lock().unwrap().single_platform_base = Some("amd64");
+    let r = run(&f, opts(&[("platform", "linux/arm64")])).await;
+    let msg = error_message(&r);
+    assert!(
+        msg.starts_with("worker.yaml:4:9: error: the `python.base` image `python:3.12-slim` has no linux/arm64 image: the engine resolved a linux/amd64 one"),
+        "{msg}"
+    );
+    assert_eq!(
+        sources_of(&r).len(),
+        1,
+        "the spec line travels as a source detail"
+    );
+    let execs =
+        f.0.lock()
+            .unwrap()
+            .solves
+            .iter()
+            .filter_map(|r| r.definition.as_ref())
+            .any(|d| {
+                ops(d)
+                    .iter()
+                    .any(|o| matches!(o.op, Some(pb::op::Op::Exec(_))))
+            });
+    assert!(!execs, "no step was solved");
+
+    // Both platforms asked, one missing: the same error; the one it has is fine alone.
+    let f = fake(MODERN_LLB, MODERN_FRONTEND);
+    f.0.lock().unwrap().single_platform_base = Some("amd64");
+    let r = run(&f, opts(&[("platform", "linux/amd64,linux/arm64")])).await;
+    assert!(
+        error_message(&r).contains("has no linux/arm64 image"),
+        "{}",
+        error_message(&r)
+    );
+    let f = fake(MODERN_LLB, MODERN_FRONTEND);
+    f.0.lock().unwrap().single_platform_base = Some("amd64");
+    let r = run(&f, opts(&[("platform", "linux/amd64")])).await;
+    assert!(r.error.is_none(), "{}", error_message(&r));
 }
 
 /// Issue 10, 7: the platforms of one build are built at once, each step named with its

@@ -89,6 +89,44 @@ const KILN_HEAVY_PIP: &str = "pip install: core";
 const PEER_HEAVY: &str =
     "pip install --no-cache-dir --timeout=1000 --retries=5 -r requirements/core.txt";
 
+/// The engine's log, where kiln's frontend logs its timings: `KILN_DOCKERD_LOG`; else, when
+/// `DOCKER_HOST` is a modern engine's socket (`eval "$(scripts/engine.sh env docker28)"`:
+/// `/run/kiln/NAME/docker.sock`), its container's log on the host's dockerd; else the
+/// host dockerd's own log (scripts/engine.sh's default).
+fn dockerd_log() -> PathBuf {
+    if let Some(path) = std::env::var_os("KILN_DOCKERD_LOG") {
+        return PathBuf::from(path);
+    }
+    let host = std::env::var("DOCKER_HOST").unwrap_or_default();
+    if let Some(name) = engine_of_socket(&host) {
+        let out = Command::new(crate::docker::CLIENT)
+            .args([
+                "-H",
+                "unix:///var/run/docker.sock",
+                "inspect",
+                "-f",
+                "{{.LogPath}}",
+            ])
+            .arg(format!("kiln-engine-{name}"))
+            .output();
+        if let Some(out) = out.ok().filter(|o| o.status.success()) {
+            let path = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            if !path.is_empty() {
+                return PathBuf::from(path);
+            }
+        }
+    }
+    PathBuf::from("/var/log/kiln-dockerd.log")
+}
+
+/// `unix:///run/kiln/NAME/docker.sock` -> NAME.
+fn engine_of_socket(host: &str) -> Option<&str> {
+    let name = host
+        .strip_prefix("unix:///run/kiln/")?
+        .strip_suffix("/docker.sock")?;
+    (!name.is_empty() && !name.contains('/')).then_some(name)
+}
+
 /// One benchmark run: paths, the build runner and the report being filled.
 pub struct Bench {
     mode: Mode,
@@ -135,8 +173,7 @@ impl Bench {
         let logs = work.join("logs");
         mkdir(&logs)?;
         mkdir(&root.join("bench/results"))?;
-        let dlog = std::env::var_os("KILN_DOCKERD_LOG")
-            .map_or_else(|| PathBuf::from("/var/log/kiln-dockerd.log"), PathBuf::from);
+        let dlog = dockerd_log();
         let docker = Docker {
             root: root.clone(),
             ours: work.display().to_string(),
@@ -527,6 +564,17 @@ fn replace_line(text: &str, matches: impl Fn(&str) -> bool, to: &str) -> Option<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_modern_engine_is_named_by_its_socket() {
+        assert_eq!(
+            engine_of_socket("unix:///run/kiln/docker28/docker.sock"),
+            Some("docker28")
+        );
+        assert_eq!(engine_of_socket("unix:///var/run/docker.sock"), None);
+        assert_eq!(engine_of_socket("unix:///run/kiln//docker.sock"), None);
+        assert_eq!(engine_of_socket(""), None);
+    }
 
     fn steps(log: &str) -> Vec<Step> {
         progress::parse(log)
