@@ -21,6 +21,9 @@ for t in "${targets[@]}"; do
     lock_files) for f in ../examples/*/pyproject.toml; do { printf '\0'; cat "$f"; } >"corpus/$t/$(basename "$(dirname "$f")").toml"; done ;;
   esac
   echo "== $t ($secs s)"
+  # A crash ends that target's run, not the others'; the exit status reports it.
   RUSTC_BOOTSTRAP=1 cargo fuzz run "$t" "corpus/$t" -- \
-    -max_total_time="$secs" -max_len=1048576 -len_control=0 -rss_limit_mb=2048 -timeout=10 -print_final_stats=1
+    -max_total_time="$secs" -max_len=1048576 -len_control=0 -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 \
+    || { echo "== $t: a crash, kept in fuzz/artifacts/$t"; found=1; }
 done
+exit "${found:-0}"

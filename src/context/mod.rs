@@ -271,6 +271,10 @@ impl Gather {
         for local in requirements::local_installs(text) {
             self.local_lines.push((path.to_string(), local));
         }
+        // Marked as read before its includes are followed: a file that includes itself
+        // (or an already read file that leads back to it) is not read again, which would
+        // recurse without end.
+        self.includes.insert(path.to_string(), vec![]);
         let mut found = vec![];
         for inc in requirements::includes(text) {
             let resolved = requirements::resolve(path, &inc.path);
@@ -484,6 +488,23 @@ mod tests {
             info.requirement_files["req/core.txt"],
             ["req/core.txt", "req/base.txt", "pins.txt"]
         );
+    }
+
+    /// Found by the `requirements` fuzz target: a file that includes itself recursed
+    /// until the stack overflowed.
+    #[test]
+    fn a_file_that_includes_itself_is_read_once() {
+        let spec = format!("{SPEC}requirements: {{core: [core.txt], more: [more.txt]}}\n");
+        let info = gather(
+            &spec,
+            &[
+                ("core.txt", "-r core.txt\n-r ./core.txt\narq\n"),
+                ("more.txt", "-r core.txt\n-r more.txt\n"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(info.requirement_files["core.txt"], ["core.txt"]);
+        assert_eq!(info.requirement_files["more.txt"], ["more.txt", "core.txt"]);
     }
 
     #[test]
