@@ -26,12 +26,8 @@ pub struct Spec {
     pub description: Option<String>,
     pub args: Vec<Arg>,
     pub app: Option<App>,
-    pub user: User,
-    pub entrypoint: Option<S<Vec<String>>>,
-    pub cmd: Option<S<Vec<String>>>,
-    pub healthcheck: Option<Healthcheck>,
-    pub ports: Vec<S<String>>,
-    pub stop_signal: Option<S<String>>,
+    /// The spec-wide process keys; each variant's `process` is what it builds with.
+    pub process: Process,
     /// The spec-wide `verify` commands (each variant's list starts with them).
     pub verify: Vec<S<VerifyCommand>>,
     pub secrets: BuildSecrets,

@@ -315,10 +315,10 @@ mod tests {
             spec.app.unwrap().workdir.as_str()
         );
         let user = &p["user"]["oneOf"][1]["properties"];
-        assert_eq!(user["name"]["default"], spec.user.name.as_str());
-        assert_eq!(user["uid"]["default"], spec.user.uid);
+        assert_eq!(user["name"]["default"], spec.process.user.name.as_str());
+        assert_eq!(user["uid"]["default"], spec.process.user.uid);
         let hc = &p["healthcheck"]["properties"];
-        let h = spec.healthcheck.unwrap();
+        let h = spec.process.healthcheck.unwrap();
         let ns = |v: &Value| crate::spec::validate::duration_ns(v.as_str().unwrap()).unwrap();
         assert_eq!(ns(&hc["interval"]["default"]), h.interval_ns);
         assert_eq!(ns(&hc["timeout"]["default"]), h.timeout_ns);

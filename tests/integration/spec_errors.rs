@@ -684,7 +684,7 @@ fn build_args_override_defaults_and_reach_every_string() {
 #[test]
 fn root_user_is_a_warning_not_an_error() {
     let loaded = load("t.yaml", &format!("{GOOD}user: root\n")).unwrap();
-    assert!(loaded.spec.user.is_root());
+    assert!(loaded.spec.process.user.is_root());
     assert!(
         loaded
             .warnings
@@ -696,7 +696,10 @@ fn root_user_is_a_warning_not_an_error() {
 #[test]
 fn default_user_is_non_root_10001() {
     let loaded = load("t.yaml", GOOD).unwrap();
-    assert_eq!((loaded.spec.user.uid, loaded.spec.user.gid), (10001, 10001));
+    assert_eq!(
+        (loaded.spec.process.user.uid, loaded.spec.process.user.gid),
+        (10001, 10001)
+    );
 }
 
 #[test]
