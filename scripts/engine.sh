@@ -47,6 +47,9 @@ MIRROR=http://deb.debian.org/debian
 WAIT_S=${KILN_DOCKERD_WAIT:-60}
 ENGINES="docker20 docker26 docker26-graphdriver docker28 docker28-graphdriver"
 RUN_DIR=/run/kiln
+# The engine fetches HTTP sources itself (a lock's wheels): it trusts what this machine
+# trusts, as a daemon behind a TLS-inspecting proxy must (TLS is intercepted here).
+HOST_CA=/etc/ssl/certs/ca-certificates.crt
 
 say() { echo "engine: $*" >&2; }
 die() { say "ERROR: $*"; exit 1; }
@@ -255,7 +258,8 @@ engine_image() {
 
 engine_start() {
   local name=$1 img ikey c have state waited=0
-  img=$(engine_image "$name"); ikey=$(image_key "$(suite_of "$name")")
+  # "-ca1": containers made before the CA mount below are replaced once.
+  img=$(engine_image "$name"); ikey="$(image_key "$(suite_of "$name")")-ca1"
   c=$(container_of "$name")
   have=$("$DOCKER" container inspect -f '{{index .Config.Labels "dev.kiln.engine"}}' "$c" 2>/dev/null || true)
   if [ -n "$have" ] && [ "$have" != "$ikey" ]; then
@@ -275,6 +279,7 @@ engine_start() {
       --security-opt apparmor=unconfined --security-opt systempaths=unconfined \
       -v /sys/fs/cgroup:/sys/fs/cgroup:rw \
       -v "$(volume_of "$name"):/var/lib/docker" -v "$RUN_DIR/$name:/run/kiln" \
+      -v "$HOST_CA:/etc/ssl/certs/ca-certificates.crt:ro" \
       -e "KILN_ENGINE=$name" -e "KILN_STORE=$(store_of "$name")" \
       "$img" >/dev/null || die "docker run $c failed"
   else

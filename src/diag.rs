@@ -51,6 +51,10 @@ pub const WARNING_CODES: &[(&str, &str)] = &[
         "KilnUndeclaredBuildArg",
         "A --build-arg the spec does not declare under `args:`",
     ),
+    (
+        "KilnLockInStep",
+        "A lock whose files the engine cannot fetch by digest: its group installs from the index",
+    ),
 ];
 
 /// How many diagnostics a report shows: a spec with 100,000 mistakes gets the first ones

@@ -57,7 +57,7 @@ enum Command {
         /// spec names with their includes, are read as the frontend reads them.
         #[arg(long)]
         context: Option<String>,
-        /// Layer venv and app with MergeOp (needs BuildKit >= 0.10).
+        /// Layer venv and app with MergeOp, a fetched lock's packages with DiffOp (needs BuildKit >= 0.10).
         #[arg(long)]
         merge: bool,
     },
@@ -301,7 +301,11 @@ fn read_context(spec: &kiln::spec::Spec, dir: &str) -> Result<ContextInfo, Vec<D
     if !unreadable.is_empty() {
         return Err(unreadable);
     }
-    gather.finish()
+    let info = gather.finish()?;
+    for w in &info.warnings {
+        eprint!("{}", w.render(&spec.files));
+    }
+    Ok(info)
 }
 
 /// `kiln llb`: the definition of one target on stdout, protobuf or JSON.

@@ -8,6 +8,7 @@
 
 pub mod dockerignore;
 pub mod preflight;
+pub mod pylock;
 pub mod pyproject;
 pub mod requirements;
 
@@ -34,6 +35,11 @@ pub struct ContextInfo {
     /// The project's pinned Python (`major.minor` from its `.python-version`) and that
     /// file, used where the spec sets no `python.version`.
     pub python_pin: Option<(String, String)>,
+    /// Each PEP 751 lock a group names, as read (see `pylock::parse`).
+    pub pylocks: BTreeMap<String, pylock::Pylock>,
+    /// What the build should tell the user but that does not stop it (a lock whose files
+    /// cannot be fetched by the engine, so its group installs from the index).
+    pub warnings: Vec<Diagnostic>,
 }
 
 impl ContextInfo {
@@ -65,6 +71,8 @@ enum Why {
     Dockerignore,
     /// The project's `.python-version`, when there is one.
     PythonPin,
+    /// A PEP 751 lock: its packages and files.
+    Pylock { loc: Loc },
 }
 
 /// One include: its line, the path as written, and the context path it names (or why
@@ -89,6 +97,9 @@ pub struct Gather {
     /// Each `python.version` the spec sets, to hold against the project's.
     versions: Vec<(String, Loc)>,
     requires_python: Option<(String, String)>,
+    /// The spec mounts a netrc: some index needs credentials, which an engine's own
+    /// fetch does not have.
+    netrc: bool,
     info: ContextInfo,
     diags: Vec<Diagnostic>,
 }
@@ -106,6 +117,7 @@ impl Gather {
             main_project: None,
             versions: vec![],
             requires_python: None,
+            netrc: spec.secrets.netrc.is_some(),
             info: ContextInfo::default(),
             diags: vec![],
         };
@@ -132,6 +144,9 @@ impl Gather {
                             loc,
                         },
                     );
+                    if lock.kind == LockKind::Pylock {
+                        g.want(&lock.path.v, Why::Pylock { loc });
+                    }
                     let uv = (lock.kind == LockKind::Uv).then(|| lock.path.v.clone());
                     if lock.kind != LockKind::Pylock {
                         let pyproject = join(lock.project_dir(), "pyproject.toml");
@@ -243,6 +258,7 @@ impl Gather {
                 Some(text),
             ) => self.members(lock, path, text, *loc),
             (Why::Dockerignore, Some(text)) => self.info.dockerignore = dockerignore::parse(text),
+            (Why::Pylock { loc }, Some(text)) => self.pylock(path, text, *loc),
             (Why::PythonPin, Some(text)) => {
                 if let Some(v) = pyproject::pinned_version(text) {
                     self.info.python_pin = Some((v, path.to_string()));
@@ -262,6 +278,41 @@ impl Gather {
         }
         let dir = pyproject.strip_suffix("pyproject.toml").unwrap_or("");
         self.want(&format!("{dir}.python-version"), Why::PythonPin);
+    }
+
+    fn pylock(&mut self, path: &str, text: &str, loc: Loc) {
+        if self.info.pylocks.contains_key(path) {
+            return;
+        }
+        let read = if text.len() >= MAX_FILE_BYTES {
+            Ok(pylock::Pylock::InStep(format!(
+                "it is larger than kiln reads of a context file ({} MiB)",
+                MAX_FILE_BYTES >> 20
+            )))
+        } else {
+            pylock::parse(text).map(|lock| match lock {
+                pylock::Pylock::Addressable(p) if self.netrc => pylock::public_only(p),
+                other => other,
+            })
+        };
+        match read {
+            Ok(lock) => {
+                if let pylock::Pylock::InStep(why) = &lock {
+                    self.info.warnings.push(Diagnostic::warning(
+                        "KilnLockInStep",
+                        loc,
+                        format!("`{path}`: {why}, so its group installs from the index in its own step (the engine cannot fetch and check its files)"),
+                        "lock with hashes and plain https URLs (`kiln lock`) to have every file fetched once and cached by its digest",
+                    ));
+                }
+                self.info.pylocks.insert(path.to_string(), lock);
+            }
+            Err(e) => self.diags.push(Diagnostic::error(
+                loc,
+                format!("cannot read the lock `{path}`: {e}"),
+                "fix or regenerate the lock (`kiln lock`); uv would refuse it too",
+            )),
+        }
     }
 
     fn requirements(&mut self, path: &str, text: &str) {

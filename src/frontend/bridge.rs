@@ -43,7 +43,7 @@ const DEFAULT_FRONTEND_CAPS: &[&str] = &[
 /// The first engines with an LLB cap kiln may use, for the message that asks for an upgrade.
 pub fn cap_since(cap: &str) -> &'static str {
     match cap {
-        "mergeop" => "BuildKit 0.10, Docker 23.0",
+        "mergeop" | "diffop" => "BuildKit 0.10, Docker 23.0",
         "source.local.differ" => "BuildKit 0.12, Docker 24.0",
         c if c.starts_with("exec.")
             || c.starts_with("source.")

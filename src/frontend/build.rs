@@ -100,6 +100,7 @@ async fn report_warnings(bridge: &Bridge, opts: &Options, inputs: &Inputs) {
         .loaded
         .warnings
         .iter()
+        .chain(&inputs.context.warnings)
         .filter(|w| w.severity == Severity::Warning)
         .collect();
     if warnings.is_empty() {
@@ -234,7 +235,7 @@ async fn build_image(
         )]),
         context: opts.context_local.clone(),
         session_id: opts.session_id.clone(),
-        merge: bridge.has_llb("mergeop"),
+        merge: bridge.has_llb("mergeop") && bridge.has_llb("diffop"),
         no_cache: opts.no_cache,
         labels: opts.image_labels(),
         step_prefix,

@@ -95,6 +95,7 @@ impl Writer {
             Kind::Exec(e) => pb::op::Op::Exec((**e).clone()),
             Kind::File(f) => pb::op::Op::File(f.clone()),
             Kind::Merge(m) => pb::op::Op::Merge(m.clone()),
+            Kind::Diff(d) => pb::op::Op::Diff(*d),
         };
         let bytes = pb::Op {
             inputs,

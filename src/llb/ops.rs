@@ -28,6 +28,7 @@ pub(crate) enum Kind {
     Exec(Box<pb::ExecOp>),
     File(pb::FileOp),
     Merge(pb::MergeOp),
+    Diff(pb::DiffOp),
 }
 
 #[derive(Debug)]
@@ -88,6 +89,29 @@ pub fn image(reference: &str, platform: Option<pb::Platform>, meta: Meta) -> Sta
             platform,
             meta,
             BTreeSet::from(["source.image"]),
+        )),
+    }
+}
+
+/// A file fetched over HTTP(S) by the engine itself, checked against `sha256` (64 hex
+/// digits): BuildKit keys it by that checksum, so a file it has is never fetched again,
+/// and a changed file fails the build. The state holds one file, `/FILENAME`, mode 0644.
+pub fn http(url: &str, sha256: &str, filename: &str, meta: Meta) -> State {
+    let attrs = BTreeMap::from([
+        ("http.checksum".to_string(), format!("sha256:{sha256}")),
+        ("http.filename".to_string(), filename.to_string()),
+    ]);
+    let op = pb::SourceOp {
+        identifier: url.to_string(),
+        attrs,
+    };
+    State {
+        out: Some(node(
+            Kind::Source(op),
+            vec![],
+            None,
+            meta,
+            BTreeSet::from(["source.http", "source.http.checksum"]),
         )),
     }
 }
@@ -590,6 +614,37 @@ pub fn merge(states: &[State], meta: Meta) -> State {
             platform,
             meta,
             BTreeSet::from(["mergeop"]),
+        )),
+    }
+}
+
+/// What `upper` changed on top of `lower`, as a filesystem of its own (needs the `diffop`
+/// cap): merged onto anything, it replays exactly those changes (deletions included).
+pub fn diff(lower: &State, upper: &State, meta: Meta) -> State {
+    let mut inputs = vec![];
+    let mut index = |s: &State| match &s.out {
+        Some(o) => {
+            inputs.push(o.clone());
+            inputs.len() as i64 - 1
+        }
+        None => NONE,
+    };
+    let op = pb::DiffOp {
+        lower: Some(pb::LowerDiffInput {
+            input: index(lower),
+        }),
+        upper: Some(pb::UpperDiffInput {
+            input: index(upper),
+        }),
+    };
+    let platform = inputs.first().and_then(|o| o.node.platform.clone());
+    State {
+        out: Some(node(
+            Kind::Diff(op),
+            inputs,
+            platform,
+            meta,
+            BTreeSet::from(["diffop"]),
         )),
     }
 }

@@ -12,6 +12,8 @@ use crate::llb::{self, CopyOpts, Exec, Local, Meta, Mount, Owner, Sharing, Sourc
 use crate::reference;
 use crate::spec::{AppOwner, AptRepository, BuildSecrets, CustomStep, Installer, S, StepOutput};
 
+mod fetched;
+
 /// Where build secrets and requirement files appear inside build steps.
 const CA_PATH: &str = "/run/secrets/kiln-ca.pem";
 const NETRC_PATH: &str = "/root/.netrc";
@@ -45,7 +47,8 @@ pub struct LowerOpts {
     /// The local that holds the build context (docker build's `context`).
     pub context: String,
     pub session_id: Option<String>,
-    /// Layer venv and app with MergeOp (engines with the `mergeop` cap) instead of copies.
+    /// Layer venv and app with MergeOp, and a fetched lock's packages with DiffOp, instead
+    /// of copies (engines with the `mergeop` and `diffop` caps, BuildKit 0.10+).
     pub merge: bool,
     pub no_cache: bool,
     /// `--label` from the build command.
@@ -83,6 +86,8 @@ pub fn lower(plan: &Plan, opts: &LowerOpts) -> Lowered {
     let mut states: Vec<State> = Vec::with_capacity(plan.stages.len());
     // The image config of each final stage, by stage id: verify steps run with it.
     let mut configs: BTreeMap<StageId, Value> = BTreeMap::new();
+    // Per stage, what its venv is made of (install and project stages; default elsewhere).
+    let mut venvs: Vec<Venv> = Vec::with_capacity(plan.stages.len());
     for stage in &plan.stages {
         let parent = stage.parent.map(|p| states[p].clone()).unwrap_or_default();
         let info = image_info(opts, base_of(plan, stage));
@@ -117,13 +122,28 @@ pub fn lower(plan: &Plan, opts: &LowerOpts) -> Lowered {
             StageKind::Apt(step) => apt(&parent, step, &env, opts, meta),
             StageKind::Python(step) => python(&parent, step, &env, meta),
             StageKind::Install(step) => {
-                let on = match stage.deps.first() {
-                    Some(python) => {
-                        toolchain_into(&parent, &states[*python], &step.toolchain, &meta)
-                    }
-                    None => parent,
+                // The first group stands on the builder with the venv copied in, or (no
+                // build packages) on the Python stage itself: that is the empty venv.
+                let after_python = stage
+                    .parent
+                    .is_some_and(|p| matches!(plan.stage(p).kind, StageKind::Python(_)));
+                let (on, first) = match stage.deps.first() {
+                    Some(python) => (
+                        toolchain_into(&parent, &states[*python], &step.toolchain, &meta),
+                        true,
+                    ),
+                    None => (parent, after_python),
                 };
-                install(&on, step, opts, &env, meta)
+                let (empty, before) = match (first, stage.parent) {
+                    (true, _) => (Some(on.clone()), Some(Layered::new(on.clone()))),
+                    (false, Some(p)) => (venvs[p].empty.clone(), venvs[p].layered.clone()),
+                    (false, None) => (None, None),
+                };
+                let (state, layered) =
+                    install_stage(&on, (empty.as_ref(), before), step, opts, &env, meta);
+                venvs.push(Venv { empty, layered });
+                states.push(state);
+                continue;
             }
             StageKind::Project(step) => {
                 let on = match stage.deps.first() {
@@ -132,13 +152,32 @@ pub fn lower(plan: &Plan, opts: &LowerOpts) -> Lowered {
                     }
                     None => parent,
                 };
-                project(&on, step, opts, &env, meta)
+                let state = project(&on, step, opts, &env, meta.clone());
+                let mut venv = stage.parent.map(|p| venvs[p].clone()).unwrap_or_default();
+                if let Some(l) = &mut venv.layered {
+                    l.layers
+                        .push((("".into(), "project".into()), llb::diff(&on, &state, meta)));
+                }
+                venvs.push(venv);
+                states.push(state);
+                continue;
             }
             StageKind::Final(step) => {
                 let config = image_config(step, &info.config, &opts.platform, &opts.labels);
                 configs.insert(stage.id, config);
                 let (venv, outputs) = final_inputs(plan, stage, &states);
-                final_image(&parent, (venv, &outputs), step, (opts, plan.epoch), meta)
+                let layered = venvs[stage.deps[0]].layered.as_ref();
+                final_image(
+                    &parent,
+                    FromBuilder {
+                        venv,
+                        layered,
+                        outputs: &outputs,
+                    },
+                    step,
+                    (opts, plan.epoch),
+                    meta,
+                )
             }
             StageKind::Step(step) => {
                 // On an image: that image's config (verify and later steps need it).
@@ -155,8 +194,112 @@ pub fn lower(plan: &Plan, opts: &LowerOpts) -> Lowered {
             }
         };
         states.push(state);
+        venvs.push(Venv::default());
     }
     by_target(plan, &states, &configs)
+}
+
+/// What a venv stage is made of.
+#[derive(Clone, Default)]
+struct Venv {
+    /// The builder with the empty venv, which every group of the chain stands on.
+    empty: Option<State>,
+    /// Its layers, when every stage of the chain so far installed as layers.
+    layered: Option<Layered>,
+}
+
+/// A venv as layers (engines with MergeOp and DiffOp, fetched locks): the empty venv, each
+/// package's layer keyed by (PEP 503 name, sha256), and the `pip check` runs the image
+/// must wait for.
+#[derive(Clone)]
+pub(super) struct Layered {
+    empty: State,
+    layers: Vec<((String, String), State)>,
+    checks: Vec<State>,
+}
+
+impl Layered {
+    fn new(empty: State) -> Self {
+        Layered {
+            empty,
+            layers: vec![],
+            checks: vec![],
+        }
+    }
+}
+
+/// One group's install on `on`: from fetched files (as layers where `before` is set and
+/// the engine merges, else in one step), or from the index in the step.
+fn install_stage(
+    on: &State,
+    (empty, before): (Option<&State>, Option<Layered>),
+    step: &InstallStep,
+    opts: &LowerOpts,
+    env: &StepEnv,
+    meta: Meta,
+) -> (State, Option<Layered>) {
+    let (
+        GroupSource::Pylock {
+            lock,
+            fetch: Some(fetch),
+        },
+        Some(empty),
+    ) = (&step.source, empty)
+    else {
+        return (install(on, step, opts, env, meta), None);
+    };
+    let wheels = match fetched::wheels(fetch, empty, step, opts, env, &meta) {
+        Ok(w) => w,
+        Err(why) => {
+            // The lock does not fit this platform: uv says so (or finds what it can) in the step.
+            let step = InstallStep {
+                source: GroupSource::Pylock {
+                    lock: lock.clone(),
+                    fetch: None,
+                },
+                ..step.clone()
+            };
+            let meta = Meta {
+                name: meta.name.map(|n| format!("{n} [from the index: {why}]")),
+                ..meta
+            };
+            return (install(on, &step, opts, env, meta), None);
+        }
+    };
+    let conflict = |l: &Layered| {
+        wheels.iter().any(|w| {
+            l.layers
+                .iter()
+                .any(|(k, _)| k.0 == w.key.0 && k.1 != w.key.1)
+        })
+    };
+    match before.filter(|l| opts.merge && !conflict(l)) {
+        Some(mut layered) => {
+            let mut added = vec![on.clone()];
+            for w in &wheels {
+                if layered.layers.iter().any(|(k, _)| *k == w.key) {
+                    continue;
+                }
+                let layer = fetched::package_layer(empty, w, step, env, &meta);
+                added.push(layer.clone());
+                layered.layers.push((w.key.clone(), layer));
+            }
+            let state = llb::merge(
+                &added,
+                Meta {
+                    name: Some(format!("venv: {}", step.group)),
+                    ..meta.clone()
+                },
+            );
+            if step.pip.check {
+                layered
+                    .checks
+                    .push(fetched::check(&state, step, env, &meta));
+            }
+            (state, Some(layered))
+        }
+        None => (fetched::install_group(on, &wheels, step, env, meta), None),
+    }
 }
 
 /// Each target's image, config and verify step, from the lowered stages.
@@ -554,7 +697,7 @@ fn install_command(source: &GroupSource, step: &InstallStep, scope: &str) -> (St
             ),
             uv_cache(scope),
         ),
-        GroupSource::Pylock { lock } => (
+        GroupSource::Pylock { lock, .. } => (
             format!(
                 "uv pip install --python {} -r {}",
                 quote(&python),
@@ -914,16 +1057,28 @@ fn project_commands(
     }
 }
 
+/// What the image takes from the builder: the venv (whole, or as layers) and what each
+/// builder step declared as `outputs`.
+struct FromBuilder<'a> {
+    venv: &'a State,
+    layered: Option<&'a Layered>,
+    outputs: &'a [(State, &'a [StepOutput])],
+}
+
 /// The image: the runtime branch, the user, the venv (root-owned) and the app, with
 /// MergeOp as independent layers where the engine has it, else as chained copies.
 fn final_image(
     runtime: &State,
-    venv_state: (&State, &[(State, &[StepOutput])]),
+    from: FromBuilder,
     step: &FinalStep,
     (opts, epoch): (&LowerOpts, Option<u64>),
     meta: Meta,
 ) -> State {
-    let (venv_state, outputs) = venv_state;
+    let FromBuilder {
+        venv: venv_state,
+        layered,
+        outputs,
+    } = from;
     // `[image]`, not the variant's name: buildx bake already puts the target's name in
     // front (`[cuda image] app`, where `[cuda] ...` became `[cuda cuda] ...`).
     let named = |what: &str| Meta {
@@ -951,15 +1106,28 @@ fn final_image(
         None => on.clone(),
     };
     if opts.merge {
-        // Independent layers: a new runtime package does not recopy the venv or the app.
-        llb::merge(
-            &[
-                with_user,
-                venv_layer(&llb::scratch()),
-                app_layer(&llb::scratch()),
-            ],
-            named("merge"),
-        )
+        // Independent layers: a new runtime package does not recopy the venv or the app;
+        // with a layered venv, a new requirement adds its own layer and moves no other.
+        let mut layers = vec![with_user];
+        match layered {
+            Some(l) => {
+                // The empty venv, and each check's (empty) verdict: the image waits for them.
+                let mut base = llb::scratch().file(named("venv")).copy(
+                    &l.empty,
+                    &step.venv,
+                    &step.venv,
+                    dir_copy(None),
+                );
+                for c in &l.checks {
+                    base = base.copy(c, "/", &step.venv, dir_copy(None));
+                }
+                layers.push(base.done());
+                layers.extend(l.layers.iter().map(|(_, s)| s.clone()));
+            }
+            None => layers.push(venv_layer(&llb::scratch())),
+        }
+        layers.push(app_layer(&llb::scratch()));
+        llb::merge(&layers, named("merge"))
     } else {
         app_layer(&venv_layer(&with_user))
     }

@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 pub use stage::*;
 
 use crate::context::ContextInfo;
+use crate::context::pylock::Pylock;
 use crate::diag::{Loc, SourceFile};
 use crate::llb::{self, pb};
 use crate::spec::{self, LockKind, S, Spec, Variant};
@@ -394,10 +395,30 @@ impl Builder<'_> {
                             names(&lock.groups)
                         },
                     },
-                    LockKind::Pylock => GroupSource::Pylock { lock: path },
+                    LockKind::Pylock => GroupSource::Pylock {
+                        fetch: self.fetch(&path, v),
+                        lock: path,
+                    },
                 }
             }
         }
+    }
+
+    /// A PEP 751 lock's files as sources of their own, when the context gave a lock whose
+    /// every file has a URL and a sha256 and the variant's Python is known.
+    fn fetch(&self, lock: &str, v: &Variant) -> Option<Fetch> {
+        let Some(Pylock::Addressable(packages)) = self.context.pylocks.get(lock) else {
+            return None;
+        };
+        let python = match (&v.python.version, &self.context.python_pin) {
+            (Some(s), _) => s.v.clone(),
+            (None, Some((pin, _))) => pin.clone(),
+            (None, None) => return None,
+        };
+        Some(Fetch {
+            python,
+            packages: packages.clone(),
+        })
     }
 
     /// What app copies leave out: `.dockerignore`, then `app.exclude`.

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use crate::context::join;
+use crate::context::pylock::LockedPackage;
 use crate::spec::{AppOwner, AptRepository, BuildSecrets, CustomStep, FileCopy, Installer};
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -139,8 +140,19 @@ pub enum GroupSource {
         project: String,
         groups: Vec<String>,
     },
-    /// A PEP 751 lock, installed as locked with `uv pip install -r`.
-    Pylock { lock: String },
+    /// A PEP 751 lock. With `fetch`, every file it installs is an HTTP source the engine
+    /// fetches and checks by sha256, and the install runs offline from those files;
+    /// without, `uv pip install -r` of the lock from the index, in the step.
+    Pylock { lock: String, fetch: Option<Fetch> },
+}
+
+/// A lock whose files the engine fetches itself: what the lowering needs to choose one
+/// file per package for its platform (`context::pylock::choose`).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Fetch {
+    /// `major.minor` of the interpreter the files are for.
+    pub python: String,
+    pub packages: Vec<LockedPackage>,
 }
 
 impl GroupSource {
@@ -160,7 +172,9 @@ impl GroupSource {
             GroupSource::PoetryLock { lock, project, .. } => {
                 vec![join(project, "pyproject.toml"), lock.clone()]
             }
-            GroupSource::Pylock { lock } => vec![lock.clone()],
+            // The fetched files come from the lock's URLs, not from the context.
+            GroupSource::Pylock { fetch: Some(_), .. } => vec![],
+            GroupSource::Pylock { lock, fetch: None } => vec![lock.clone()],
         }
     }
 }

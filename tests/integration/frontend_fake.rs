@@ -385,6 +385,9 @@ const MODERN_LLB: &[&str] = &[
     "meta.description",
     "meta.ignorecache",
     "mergeop",
+    "diffop",
+    "source.http",
+    "source.http.checksum",
 ];
 const MODERN_FRONTEND: &[&str] = &[
     "readdir",
@@ -527,11 +530,11 @@ async fn builds_the_target_with_a_pinned_base_and_its_config() {
 
 #[tokio::test]
 async fn old_engine_gets_copies_deprecated_refs_and_statfile_evaluation() {
-    // BuildKit v0.8 (Docker 20.10): no mergeop, no differ, no evaluate, no refarray.
+    // BuildKit v0.8 (Docker 20.10): no mergeop or diffop, no differ, no evaluate, no refarray.
     let llb: Vec<&str> = MODERN_LLB
         .iter()
         .copied()
-        .filter(|c| *c != "mergeop" && *c != "source.local.differ")
+        .filter(|c| !matches!(*c, "mergeop" | "diffop" | "source.local.differ"))
         .collect();
     let f = fake(
         &llb,

@@ -30,6 +30,12 @@ const CASES: &[(&str, &str, &[&str])] = &[
         "default",
         &["--context", "examples/pylock-service"],
     ),
+    // The lock's files fetched by the engine; with MergeOp/DiffOp, a layer per package.
+    (
+        "specs/pylock-service.yaml",
+        "default",
+        &["--context", "examples/pylock-service", "--merge"],
+    ),
     // How the image runs: init, owned dirs and volumes, files; a variant's own process.
     (
         "specs/service.yaml",

@@ -1,0 +1,563 @@
+//! PEP 751 lock files (`pylock.toml`, `pylock.NAME.toml`) as kiln reads them: every
+//! package with its marker and its files (wheels, sdist), each named by URL and sha256,
+//! and the choice of one file per package for a target interpreter and platform.
+//!
+//! Facts used: PEP 751 (`[[packages]]`: `name`, `version`, `marker`, `wheels`, `sdist`,
+//! `vcs`/`directory`/`archive`; a file has `url` or `path`, and `hashes`), PEP 425 and the
+//! manylinux PEPs 513/571/599/600 for wheel filenames and platform tags.
+
+use std::str::FromStr;
+
+use pep508_rs::{MarkerEnvironment, MarkerEnvironmentBuilder, MarkerTree};
+use serde::Deserialize;
+
+/// One file of a locked package: where the engine fetches it and the digest it must have.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct LockedFile {
+    /// The file's name (`six-1.17.0-py2.py3-none-any.whl`): the wheel's tags are read from it.
+    pub filename: String,
+    pub url: String,
+    /// 64 lowercase hex digits.
+    pub sha256: String,
+}
+
+/// One `[[packages]]` entry whose files are all content-addressed.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct LockedPackage {
+    /// The name as written in the lock.
+    pub name: String,
+    pub version: Option<String>,
+    /// The PEP 508 marker that says where the package is installed; `None`: everywhere.
+    pub marker: Option<String>,
+    pub wheels: Vec<LockedFile>,
+    pub sdist: Option<LockedFile>,
+}
+
+/// What a lock file gives kiln.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Pylock {
+    /// Every package's files by URL and sha256: the engine can fetch them itself.
+    Addressable(Vec<LockedPackage>),
+    /// A valid lock with at least one package kiln cannot fetch as a checked file (the
+    /// reason names it): the group installs from the index in its step, as before.
+    InStep(String),
+}
+
+#[derive(Deserialize)]
+struct File {
+    #[serde(rename = "packages", default)]
+    packages: Vec<Package>,
+}
+
+#[derive(Deserialize)]
+struct Package {
+    name: String,
+    version: Option<String>,
+    marker: Option<String>,
+    #[serde(default)]
+    wheels: Vec<Dist>,
+    sdist: Option<Dist>,
+    vcs: Option<toml::Value>,
+    directory: Option<toml::Value>,
+    archive: Option<toml::Value>,
+}
+
+#[derive(Deserialize)]
+struct Dist {
+    name: Option<String>,
+    url: Option<String>,
+    path: Option<String>,
+    #[serde(default)]
+    hashes: std::collections::BTreeMap<String, String>,
+}
+
+/// Read a PEP 751 lock. Errors: the TOML or the lock's shape is invalid (uv would refuse
+/// it too); the message is TOML's own.
+pub fn parse(text: &str) -> Result<Pylock, String> {
+    let file: File = toml::from_str(text).map_err(|e| e.message().to_string())?;
+    let mut out = vec![];
+    for p in file.packages {
+        match package(p) {
+            Ok(p) => out.push(p),
+            Err(why) => return Ok(Pylock::InStep(why)),
+        }
+    }
+    Ok(Pylock::Addressable(out))
+}
+
+/// Where the spec mounts a netrc, some index needs credentials the engine's own fetch
+/// does not have: only files on PyPI's public file host stay addressable.
+pub fn public_only(packages: Vec<LockedPackage>) -> Pylock {
+    let private = packages.iter().find_map(|p| {
+        p.wheels
+            .iter()
+            .chain(&p.sdist)
+            .map(|f| host(&f.url))
+            .find(|h| *h != PUBLIC_FILES)
+            .map(|h| (p.name.clone(), h.to_string()))
+    });
+    match private {
+        None => Pylock::Addressable(packages),
+        Some((name, host)) => Pylock::InStep(format!(
+            "package `{name}` comes from `{host}`, which may need the credentials of build_secrets.netrc"
+        )),
+    }
+}
+
+/// PyPI's file host: public, no credentials.
+const PUBLIC_FILES: &str = "files.pythonhosted.org";
+
+fn host(url: &str) -> &str {
+    let rest = url.split("://").nth(1).unwrap_or("");
+    rest.split(['/', '?', '#']).next().unwrap_or("")
+}
+
+fn package(p: Package) -> Result<LockedPackage, String> {
+    let kind = [
+        ("vcs", &p.vcs),
+        ("directory", &p.directory),
+        ("archive", &p.archive),
+    ]
+    .into_iter()
+    .find(|(_, v)| v.is_some());
+    if let Some((kind, _)) = kind {
+        return Err(format!("package `{}` is a {kind} source", p.name));
+    }
+    if p.wheels.is_empty() && p.sdist.is_none() {
+        return Err(format!("package `{}` has no wheel and no sdist", p.name));
+    }
+    let name = p.name.clone();
+    let wheels = p
+        .wheels
+        .into_iter()
+        .map(|d| dist(&name, d))
+        .collect::<Result<Vec<_>, _>>()?;
+    let sdist = p.sdist.map(|d| dist(&name, d)).transpose()?;
+    Ok(LockedPackage {
+        name: p.name,
+        version: p.version,
+        marker: p.marker,
+        wheels,
+        sdist,
+    })
+}
+
+fn dist(package: &str, d: Dist) -> Result<LockedFile, String> {
+    let Some(url) = d.url else {
+        return Err(match d.path {
+            Some(path) => format!("package `{package}` is a local file (`{path}`)"),
+            None => format!("a file of package `{package}` has no url"),
+        });
+    };
+    let scheme_ok = url.starts_with("https://") || url.starts_with("http://");
+    if !scheme_ok || host(&url).contains('@') {
+        // Credentials in a URL would land in the definition; other schemes the engine
+        // cannot fetch.
+        return Err(format!(
+            "a file of package `{package}` is not a plain http(s) URL without credentials"
+        ));
+    }
+    let sha256 = d
+        .hashes
+        .get("sha256")
+        .filter(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+        .map(|h| h.to_ascii_lowercase())
+        .ok_or_else(|| format!("a file of package `{package}` has no sha256 hash"))?;
+    let filename = d
+        .name
+        .or_else(|| {
+            let last = url.split(['?', '#']).next()?.rsplit('/').next()?;
+            Some(last.to_string())
+        })
+        .filter(|f| !f.is_empty() && !f.contains(['/', '\\']) && f != "." && f != "..")
+        .ok_or_else(|| format!("a file of package `{package}` has no file name"))?;
+    Ok(LockedFile {
+        filename,
+        url,
+        sha256,
+    })
+}
+
+/// The file installed for one package.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Chosen {
+    Wheel(LockedFile),
+    /// Built into a wheel in the builder first.
+    Sdist(LockedFile),
+}
+
+/// For each package whose marker holds on CPython `python` (`major.minor`) on Linux on
+/// `arch` (GOARCH: `amd64`, `arm64`, ...), the file to install: the best compatible wheel,
+/// else the sdist. Errors: a marker kiln cannot evaluate, a package with neither, or a
+/// package listed twice for this target.
+pub fn choose<'l>(
+    packages: &'l [LockedPackage],
+    python: &str,
+    arch: &str,
+) -> Result<Vec<(&'l LockedPackage, Chosen)>, String> {
+    let machine = machine(arch).ok_or_else(|| format!("no wheels are known for `{arch}`"))?;
+    let (major, minor) = python
+        .split_once('.')
+        .and_then(|(a, b)| Some((a.parse::<u32>().ok()?, b.parse::<u32>().ok()?)))
+        .ok_or_else(|| format!("`{python}` is not a major.minor Python version"))?;
+    let env = environment(python, machine)?;
+    let mut out: Vec<(&LockedPackage, Chosen)> = vec![];
+    for p in packages {
+        if let Some(m) = &p.marker {
+            let tree = MarkerTree::from_str(m)
+                .map_err(|e| format!("package `{}`: marker `{m}`: {e}", p.name))?;
+            if !tree.evaluate(&env, &[]) {
+                continue;
+            }
+        }
+        if out
+            .iter()
+            .any(|(q, _)| normalize(&q.name) == normalize(&p.name))
+        {
+            return Err(format!(
+                "package `{}` is locked twice for this target",
+                p.name
+            ));
+        }
+        let best = p
+            .wheels
+            .iter()
+            .filter_map(|w| wheel_rank(&w.filename, (major, minor), machine).map(|r| (r, w)))
+            .max_by(|(a, w), (b, v)| a.cmp(b).then_with(|| v.filename.cmp(&w.filename)));
+        let chosen = match (best, &p.sdist) {
+            (Some((_, w)), _) => Chosen::Wheel(w.clone()),
+            (None, Some(s)) => Chosen::Sdist(s.clone()),
+            (None, None) => {
+                return Err(format!(
+                    "package `{}` has no wheel for CPython {python} on linux/{arch} and no sdist",
+                    p.name
+                ));
+            }
+        };
+        out.push((p, chosen));
+    }
+    Ok(out)
+}
+
+/// PEP 503 normalised name.
+fn normalize(name: &str) -> String {
+    name.to_ascii_lowercase().replace(['_', '.'], "-")
+}
+
+/// `platform.machine()` on Linux for a GOARCH.
+fn machine(arch: &str) -> Option<&'static str> {
+    Some(match arch {
+        "amd64" => "x86_64",
+        "arm64" => "aarch64",
+        "arm" => "armv7l",
+        "386" => "i686",
+        "ppc64le" => "ppc64le",
+        "s390x" => "s390x",
+        "riscv64" => "riscv64",
+        _ => return None,
+    })
+}
+
+fn environment(python: &str, machine: &str) -> Result<MarkerEnvironment, String> {
+    // The patch release is not known before the build: `.0` stands for the series.
+    let full = format!("{python}.0");
+    MarkerEnvironment::try_from(MarkerEnvironmentBuilder {
+        implementation_name: "cpython",
+        implementation_version: &full,
+        os_name: "posix",
+        platform_machine: machine,
+        platform_python_implementation: "CPython",
+        platform_release: "",
+        platform_system: "Linux",
+        platform_version: "",
+        python_full_version: &full,
+        python_version: python,
+        sys_platform: "linux",
+    })
+    .map_err(|e| e.to_string())
+}
+
+/// How well a wheel fits CPython `major.minor` on glibc Linux, or `None` when it does not
+/// install there. Higher is better: an interpreter-specific ABI over `abi3` over pure
+/// Python; then the lowest glibc a manylinux tag asks for (it runs on the most bases).
+/// musllinux wheels are left out: kiln's bases are glibc ones.
+fn wheel_rank(filename: &str, (major, minor): (u32, u32), machine: &str) -> Option<(u8, u32, i64)> {
+    let stem = filename.strip_suffix(".whl")?;
+    let parts: Vec<&str> = stem.split('-').collect();
+    if !(5..=6).contains(&parts.len()) {
+        return None;
+    }
+    let n = parts.len();
+    let (pys, abis, plats) = (parts[n - 3], parts[n - 2], parts[n - 1]);
+    let glibc = plats
+        .split('.')
+        .filter_map(|p| platform_glibc(p, machine))
+        .min()?;
+    let cp = format!("cp{major}{minor}");
+    let mut best: Option<(u8, u32)> = None;
+    for py in pys.split('.') {
+        for abi in abis.split('.') {
+            let rank = if abi == cp && py == cp {
+                Some((3, minor))
+            } else if abi == "abi3" {
+                py.strip_prefix(&format!("cp{major}"))
+                    .and_then(|m| m.parse::<u32>().ok())
+                    .filter(|m| *m <= minor)
+                    .map(|m| (2, m))
+            } else if abi == "none" {
+                let pure = py == format!("py{major}")
+                    || py == cp
+                    || py
+                        .strip_prefix(&format!("py{major}"))
+                        .and_then(|m| m.parse::<u32>().ok())
+                        .is_some_and(|m| m <= minor);
+                pure.then_some((1, 0))
+            } else {
+                None
+            };
+            best = best.max(rank);
+        }
+    }
+    let (rank, sub) = best?;
+    Some((rank, sub, -(glibc as i64)))
+}
+
+/// The glibc version (`major * 1000 + minor`) a platform tag needs on `machine`; 0 for
+/// `any` and `linux_*`; `None` when it does not run there.
+fn platform_glibc(tag: &str, machine: &str) -> Option<u32> {
+    if tag == "any" || tag == format!("linux_{machine}") {
+        return Some(0);
+    }
+    let rest = tag.strip_suffix(&format!("_{machine}"))?;
+    match rest {
+        "manylinux1" => Some(2005),
+        "manylinux2010" => Some(2012),
+        "manylinux2014" => Some(2017),
+        _ => {
+            let (a, b) = rest.strip_prefix("manylinux_")?.split_once('_')?;
+            Some(a.parse::<u32>().ok()? * 1000 + b.parse::<u32>().ok()?)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(name: &str) -> LockedFile {
+        LockedFile {
+            filename: name.into(),
+            url: format!("https://files.example/{name}"),
+            sha256: "0".repeat(64),
+        }
+    }
+
+    fn pkg(
+        name: &str,
+        marker: Option<&str>,
+        wheels: &[&str],
+        sdist: Option<&str>,
+    ) -> LockedPackage {
+        LockedPackage {
+            name: name.into(),
+            version: Some("1.0".into()),
+            marker: marker.map(str::to_string),
+            wheels: wheels.iter().map(|w| file(w)).collect(),
+            sdist: sdist.map(file),
+        }
+    }
+
+    fn chosen(p: &[LockedPackage], py: &str, arch: &str) -> Vec<String> {
+        choose(p, py, arch)
+            .unwrap()
+            .into_iter()
+            .map(|(_, c)| match c {
+                Chosen::Wheel(f) => f.filename,
+                Chosen::Sdist(f) => format!("sdist {}", f.filename),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn picks_the_interpreter_specific_wheel_for_the_platform() {
+        let core = pkg(
+            "pydantic-core",
+            None,
+            &[
+                "pydantic_core-2.0-cp311-cp311-macosx_11_0_arm64.whl",
+                "pydantic_core-2.0-cp311-cp311-manylinux_2_17_aarch64.manylinux2014_aarch64.whl",
+                "pydantic_core-2.0-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl",
+                "pydantic_core-2.0-cp311-cp311-musllinux_1_1_x86_64.whl",
+                "pydantic_core-2.0-cp312-cp312-manylinux_2_17_x86_64.manylinux2014_x86_64.whl",
+                "pydantic_core-2.0-cp313-cp313t-manylinux_2_17_x86_64.whl",
+            ],
+            Some("pydantic_core-2.0.tar.gz"),
+        );
+        assert_eq!(
+            chosen(std::slice::from_ref(&core), "3.11", "amd64"),
+            ["pydantic_core-2.0-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl"]
+        );
+        assert_eq!(
+            chosen(std::slice::from_ref(&core), "3.11", "arm64"),
+            ["pydantic_core-2.0-cp311-cp311-manylinux_2_17_aarch64.manylinux2014_aarch64.whl"]
+        );
+        // No cp310 wheel: the sdist, to be built in the builder.
+        assert_eq!(
+            chosen(&[core], "3.10", "amd64"),
+            ["sdist pydantic_core-2.0.tar.gz"]
+        );
+    }
+
+    #[test]
+    fn prefers_binary_over_pure_and_the_lowest_glibc() {
+        let p = pkg(
+            "x",
+            None,
+            &[
+                "x-1.0-py3-none-any.whl",
+                "x-1.0-cp312-cp312-manylinux_2_28_x86_64.whl",
+                "x-1.0-cp312-cp312-manylinux_2_17_x86_64.whl",
+            ],
+            None,
+        );
+        assert_eq!(
+            chosen(std::slice::from_ref(&p), "3.12", "amd64"),
+            ["x-1.0-cp312-cp312-manylinux_2_17_x86_64.whl"]
+        );
+        assert_eq!(chosen(&[p], "3.11", "amd64"), ["x-1.0-py3-none-any.whl"]);
+        let abi3 = pkg(
+            "y",
+            None,
+            &["y-1.0-cp38-abi3-manylinux2014_x86_64.whl"],
+            None,
+        );
+        assert_eq!(
+            chosen(std::slice::from_ref(&abi3), "3.12", "amd64"),
+            ["y-1.0-cp38-abi3-manylinux2014_x86_64.whl"]
+        );
+        assert!(
+            choose(&[abi3], "3.12", "arm64")
+                .unwrap_err()
+                .contains("no wheel for CPython 3.12 on linux/arm64")
+        );
+    }
+
+    #[test]
+    fn markers_select_packages() {
+        let p = [
+            pkg(
+                "a",
+                Some("python_full_version < '3.12'"),
+                &["a-1-py3-none-any.whl"],
+                None,
+            ),
+            pkg(
+                "b",
+                Some("sys_platform == 'win32'"),
+                &["b-1-py3-none-any.whl"],
+                None,
+            ),
+            pkg(
+                "c",
+                Some("platform_machine == 'aarch64'"),
+                &["c-1-py3-none-any.whl"],
+                None,
+            ),
+        ];
+        assert_eq!(chosen(&p, "3.11", "amd64"), ["a-1-py3-none-any.whl"]);
+        assert_eq!(chosen(&p, "3.12", "arm64"), ["c-1-py3-none-any.whl"]);
+        let twice = [
+            pkg("a", None, &["a-1-py3-none-any.whl"], None),
+            pkg("A", None, &["a-2-py3-none-any.whl"], None),
+        ];
+        assert!(
+            choose(&twice, "3.11", "amd64")
+                .unwrap_err()
+                .contains("locked twice")
+        );
+    }
+
+    #[test]
+    fn parses_a_uv_lock_export_and_says_what_is_not_addressable() {
+        let ok = r#"
+lock-version = "1.0"
+[[packages]]
+name = "six"
+version = "1.17.0"
+sdist = { url = "https://files.pythonhosted.org/p/six-1.17.0.tar.gz", hashes = { sha256 = "FF70335D468E7EB6EC65B95B99D3A2836546063F63ACC5171DE367E834932A81" } }
+wheels = [{ url = "https://files.pythonhosted.org/p/six-1.17.0-py2.py3-none-any.whl", hashes = { sha256 = "4721f391ed90541fddacab5acf947aa0d3dc7d27b2e1e8eda2be8970586c3274" } }]
+"#;
+        let Pylock::Addressable(p) = parse(ok).unwrap() else {
+            panic!("addressable")
+        };
+        assert_eq!(p[0].wheels[0].filename, "six-1.17.0-py2.py3-none-any.whl");
+        assert_eq!(
+            p[0].sdist.as_ref().unwrap().sha256,
+            "ff70335d468e7eb6ec65b95b99d3a2836546063f63acc5171de367e834932a81"
+        );
+        let cases = [
+            (
+                "wheels = [{ url = \"https://h/a-1-py3-none-any.whl\" }]",
+                "has no sha256",
+            ),
+            (
+                "wheels = [{ url = \"https://user:pw@h/a-1-py3-none-any.whl\", hashes = { sha256 = \"",
+                "credentials",
+            ),
+            (
+                "vcs = { type = \"git\", url = \"https://g/x\", commit-id = \"abc\" }",
+                "is a vcs source",
+            ),
+            (
+                "wheels = [{ path = \"dist/a-1-py3-none-any.whl\", hashes = { sha256 = \"",
+                "local file",
+            ),
+        ];
+        for (line, why) in cases {
+            let h = "a".repeat(64);
+            let line = if line.ends_with('"') {
+                format!("{line}{h}\" }} }}]")
+            } else {
+                line.to_string()
+            };
+            let text = format!("lock-version = \"1.0\"\n[[packages]]\nname = \"a\"\n{line}\n");
+            match parse(&text) {
+                Ok(Pylock::InStep(reason)) => assert!(reason.contains(why), "{reason} lacks {why}"),
+                other => panic!("{text}: {other:?}"),
+            }
+        }
+        assert!(parse("[[packages]]\nname = 3").is_err());
+    }
+
+    #[test]
+    fn with_a_netrc_only_public_files_are_fetched_by_the_engine() {
+        let public = pkg("a", None, &["a-1-py3-none-any.whl"], None);
+        let mut private = pkg("b", None, &["b-1-py3-none-any.whl"], None);
+        assert!(
+            matches!(public_only(vec![private.clone()]), Pylock::InStep(w) if w.contains("files.example"))
+        );
+        private.wheels[0].url = "https://files.pythonhosted.org/p/b-1-py3-none-any.whl".into();
+        let mut public = public;
+        public.wheels[0].url = "https://files.pythonhosted.org/p/a-1-py3-none-any.whl".into();
+        assert!(matches!(
+            public_only(vec![public, private]),
+            Pylock::Addressable(_)
+        ));
+    }
+
+    #[test]
+    fn the_example_lock_is_addressable_for_both_platforms() {
+        let text = include_str!("../../examples/pylock-service/pylock.toml");
+        let Pylock::Addressable(p) = parse(text).unwrap() else {
+            panic!("the example lock is addressable")
+        };
+        for arch in ["amd64", "arm64"] {
+            let files = choose(&p, "3.11", arch).unwrap();
+            assert!(files.len() >= 10, "{arch}: {}", files.len());
+            assert!(
+                files.iter().all(|(_, c)| matches!(c, Chosen::Wheel(_))),
+                "{arch}"
+            );
+        }
+    }
+}

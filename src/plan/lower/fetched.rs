@@ -1,0 +1,287 @@
+//! A PEP 751 group whose files the engine fetches itself. Each chosen file is an HTTP
+//! source checked by its sha256 (fetched in parallel from the start of the build, cached
+//! and exported by digest); an sdist is built into a wheel in the builder, on its own;
+//! the install runs with no network from those files. Where the engine has MergeOp and
+//! DiffOp each package is a layer of its own (what one install changed in the empty
+//! venv), so a new requirement adds one small layer; elsewhere the group installs in one
+//! step on the previous group, as other sources do.
+
+use super::*;
+use crate::context::pylock::{self, Chosen, LockedPackage};
+
+/// Where fetched (or built) files reach an install step.
+const FILES_MOUNT: &str = "/kiln/files";
+/// Where a sdist reaches its wheel build, and where the wheel is written.
+const SDIST_MOUNT: &str = "/kiln/sdist";
+const WHEEL_OUT: &str = "/kiln/wheel";
+
+/// One package of the group as the install reads it: the state that holds its wheel (the
+/// fetched file, or the wheel built from the sdist) and the path of the wheel in it.
+pub(super) struct Wheel {
+    /// PEP 503 name and the sha256 of the locked file: two groups that lock the same file
+    /// share it; the same name with another file cannot be layered.
+    pub key: (String, String),
+    label: String,
+    files: State,
+    path: String,
+}
+
+/// The packages of the group for this platform, each with its wheel; `Err` says why the
+/// lock cannot be installed from fetched files here (the caller installs in-step).
+pub(super) fn wheels(
+    fetch: &Fetch,
+    e: &State,
+    step: &InstallStep,
+    opts: &LowerOpts,
+    env: &StepEnv,
+    meta: &Meta,
+) -> Result<Vec<Wheel>, String> {
+    let chosen = pylock::choose(&fetch.packages, &fetch.python, &opts.platform.architecture)?;
+    Ok(chosen
+        .into_iter()
+        .map(|(p, c)| wheel(p, c, e, step, opts, env, meta))
+        .collect())
+}
+
+fn wheel(
+    p: &LockedPackage,
+    chosen: Chosen,
+    e: &State,
+    step: &InstallStep,
+    opts: &LowerOpts,
+    env: &StepEnv,
+    meta: &Meta,
+) -> Wheel {
+    let label = match &p.version {
+        Some(v) => format!("{} {v}", p.name),
+        None => p.name.clone(),
+    };
+    let named = |what: String| Meta {
+        name: Some(prefixed(opts.step_prefix.as_deref(), &what)),
+        ..Default::default()
+    };
+    let (file, built) = match &chosen {
+        Chosen::Wheel(f) => (f, false),
+        Chosen::Sdist(f) => (f, true),
+    };
+    let fetched = llb::http(
+        &file.url,
+        &file.sha256,
+        &file.filename,
+        named(format!("fetch {}", file.filename)),
+    );
+    let key = (normalize(&p.name), file.sha256.clone());
+    if !built {
+        return Wheel {
+            key,
+            label,
+            files: fetched,
+            path: quote(&format!("{FILES_MOUNT}/{}", file.filename)),
+        };
+    }
+    Wheel {
+        key,
+        label: label.clone(),
+        files: build_wheel(e, &fetched, &file.filename, step, env, meta, &label),
+        path: format!("{FILES_MOUNT}/*.whl"),
+    }
+}
+
+fn normalize(name: &str) -> String {
+    name.to_ascii_lowercase().replace(['_', '.'], "-")
+}
+
+/// A sdist built into a wheel in the builder (its build packages are there), with the
+/// index reachable for the build backend: cached by the sdist's digest and the builder,
+/// so it compiles once per base, not once per requirement change.
+fn build_wheel(
+    e: &State,
+    sdist: &State,
+    filename: &str,
+    step: &InstallStep,
+    env: &StepEnv,
+    meta: &Meta,
+    label: &str,
+) -> State {
+    let python = quote(&format!("{}/bin/python", step.toolchain.venv));
+    let src = quote(&format!("{SDIST_MOUNT}/{filename}"));
+    let index: String = index_args(&step.pip)
+        .iter()
+        .map(|a| format!(" {}", quote(a)))
+        .collect();
+    let (command, cache) = match step.toolchain.installer {
+        Installer::Uv => (
+            format!("uv build --wheel --python {python} --out-dir {WHEEL_OUT}{index} {src}"),
+            uv_cache(&env.cache),
+        ),
+        Installer::Pip => (
+            format!("{python} -m pip wheel --no-deps --wheel-dir {WHEEL_OUT}{index} {src}"),
+            pip_cache(&env.cache),
+        ),
+    };
+    let (mut mounts, secret_script) = secret_setup(&step.secrets);
+    mounts.extend([
+        Mount::Bind {
+            dest: SDIST_MOUNT.into(),
+            src: sdist.clone(),
+        },
+        Mount::Scratch {
+            dest: WHEEL_OUT.into(),
+        },
+        cache,
+    ]);
+    let meta = Meta {
+        name: Some(format!("wheel from sdist: {label} ({})", step.group)),
+        ..meta.clone()
+    };
+    e.run(sh(
+        format!("set -eu\n{secret_script}{command}\n"),
+        installer_env(&env.vars, &step.toolchain, Some(&step.pip)),
+        mounts,
+        meta,
+    ))
+    .scratch(WHEEL_OUT)
+}
+
+/// The installer's command for wheels given by path: exactly those, no resolution, no
+/// index, no cache (nothing but the venv changes).
+fn offline_install(installer: Installer, venv: &str, wheels: &[String]) -> String {
+    let python = quote(&format!("{venv}/bin/python"));
+    let wheels = wheels.join(" ");
+    match installer {
+        Installer::Uv => format!(
+            "uv pip install --python {python} --offline --no-index --no-deps --no-cache {wheels}"
+        ),
+        Installer::Pip => {
+            format!("{python} -m pip install --no-index --no-deps --no-cache-dir {wheels}")
+        }
+    }
+}
+
+fn offline_exec(
+    script: String,
+    step: &InstallStep,
+    env: &StepEnv,
+    mounts: Vec<Mount>,
+    meta: Meta,
+) -> Exec {
+    let mut vars = installer_env(&env.vars, &step.toolchain, None);
+    // The interpreter's own imports must not leave bytecode outside the venv: a layer is
+    // exactly what the install wrote.
+    vars.push("PYTHONDONTWRITEBYTECODE=1".into());
+    vars.sort();
+    Exec {
+        network_none: true,
+        ..sh(script, vars, mounts, meta)
+    }
+}
+
+/// The whole group in one step on `parent` (engines without MergeOp/DiffOp): each file
+/// mounted read-only in its own directory.
+pub(super) fn install_group(
+    parent: &State,
+    wheels: &[Wheel],
+    step: &InstallStep,
+    env: &StepEnv,
+    meta: Meta,
+) -> State {
+    let venv = &step.toolchain.venv;
+    let mut mounts = vec![];
+    let mut paths = vec![];
+    for (i, w) in wheels.iter().enumerate() {
+        let dir = format!("{FILES_MOUNT}/{i}");
+        mounts.push(Mount::Bind {
+            dest: dir.clone(),
+            src: w.files.clone(),
+        });
+        paths.push(w.path.replacen(FILES_MOUNT, &dir, 1));
+    }
+    let mut script = format!(
+        "set -eu\n{}\n",
+        offline_install(step.toolchain.installer, venv, &paths)
+    );
+    if step.pip.check {
+        script.push_str(&format!(
+            "{}\n",
+            check_command(step.toolchain.installer, venv)
+        ));
+    }
+    script.push_str(&drop_uv_lock(step.toolchain.installer, venv));
+    parent
+        .run(offline_exec(script, step, env, mounts, meta))
+        .root()
+}
+
+/// One package installed alone into the empty venv `e`, as a layer of its own: only what
+/// the install wrote.
+pub(super) fn package_layer(
+    e: &State,
+    w: &Wheel,
+    step: &InstallStep,
+    env: &StepEnv,
+    meta: &Meta,
+) -> State {
+    let venv = &step.toolchain.venv;
+    let script = format!(
+        "set -eu\n{}\n{}",
+        offline_install(
+            step.toolchain.installer,
+            venv,
+            std::slice::from_ref(&w.path)
+        ),
+        drop_uv_lock(step.toolchain.installer, venv)
+    );
+    let named = Meta {
+        name: Some(format!(
+            "{} install: {}: {}",
+            installer_name(step),
+            step.group,
+            w.label
+        )),
+        ..meta.clone()
+    };
+    let mounts = vec![Mount::Bind {
+        dest: FILES_MOUNT.into(),
+        src: w.files.clone(),
+    }];
+    let installed = e
+        .run(offline_exec(script, step, env, mounts, named.clone()))
+        .root();
+    llb::diff(
+        e,
+        &installed,
+        Meta {
+            name: Some(format!("layer: {}", w.label)),
+            ..named
+        },
+    )
+}
+
+fn installer_name(step: &InstallStep) -> &'static str {
+    match step.toolchain.installer {
+        Installer::Uv => "uv",
+        Installer::Pip => "pip",
+    }
+}
+
+/// `pip check` of the venv with every layer so far, run for its verdict only: the
+/// returned (empty) state, copied into the image's venv, makes the image depend on it.
+pub(super) fn check(on: &State, step: &InstallStep, env: &StepEnv, meta: &Meta) -> State {
+    let venv = &step.toolchain.venv;
+    let script = format!(
+        "set -eu\n{}\n{}",
+        check_command(step.toolchain.installer, venv),
+        drop_uv_lock(step.toolchain.installer, venv)
+    );
+    let named = Meta {
+        name: Some(format!("check: {}", step.group)),
+        ..meta.clone()
+    };
+    let mounts = vec![Mount::Scratch {
+        dest: CHECK_OUT.into(),
+    }];
+    on.run(offline_exec(script, step, env, mounts, named))
+        .scratch(CHECK_OUT)
+}
+
+const CHECK_OUT: &str = "/kiln/checked";

@@ -1,0 +1,154 @@
+#!/usr/bin/env bash
+# A PEP 751 lock's files as content-addressed sources, on a modern engine (MergeOp and
+# DiffOp: a layer per package) through its own buildx:
+#   - every file the lock names is fetched by the engine, once, from the lock's URL (a
+#     local file server here, which logs each request), and each install step runs with
+#     no network (the definition says so, and the image works);
+#   - a fresh runner (builder pruned, cache imported from the registry, mode=max) after
+#     one package was added to the lock downloads that one file and nothing else, and
+#     runs only that package's install;
+#   - the image after "+1 package" shares every layer of the image before but the new
+#     package's and the tiny ones whose inputs changed: what a push moves is measured.
+# Environment: KILN_E2E_LOCKED_ENGINE (default docker28).
+# Ends with "N passed, N failed"; exits non-zero on any failure.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+. tests/e2e/lib.sh
+
+NAME=${KILN_E2E_LOCKED_ENGINE:-docker28}
+TAG=e2e-locked
+BASE=kiln-local/python:3.11
+CA=/etc/ssl/certs/ca-certificates.crt
+RUN_ID="$(date +%s)-$$"
+engine_up || exit 1
+build_progress_reader
+secs() { echo $(( $(date +%s) - $1 )); }
+in_engine() { DOCKER_HOST=unix:///var/run/docker.sock "$DOCKER" exec "kiln-engine-$NAME" "$@"; }
+
+echo "== $NAME: a lock's files fetched by the engine, a layer per package"
+scripts/engine.sh up "$NAME" >"$E2E_WORK/logs/$NAME-up.log" 2>&1 \
+  || { fail "$NAME: up: $(tail -n 5 "$E2E_WORK/logs/$NAME-up.log")"; finish; }
+FRONTEND=$(scripts/engine.sh frontend "$NAME" "$TAG" 2>"$E2E_WORK/logs/$NAME-frontend.log") \
+  || { fail "$NAME: frontend: $(tail -n 5 "$E2E_WORK/logs/$NAME-frontend.log")"; finish; }
+
+# Four small wheels of the example lock, served over http on the docker0 address (the
+# engine's dockerd fetches them from its container); each request is logged.
+FILES="$E2E_WORK/files"; CTX="$E2E_WORK/ctx"; mkdir -p "$FILES" "$CTX/app"
+HOST_IP=$(ip -4 -o addr show docker0 | awk '{print $4}' | cut -d/ -f1)
+PORT=$((20000 + RANDOM % 20000))
+python3 - examples/pylock-service/pylock.toml "$FILES/index.tsv" <<'PY'
+import sys, tomllib
+lock = tomllib.load(open(sys.argv[1], "rb"))
+want = ["idna", "h11", "annotated-types", "typing-extensions"]
+with open(sys.argv[2], "w") as out:
+    for p in lock["packages"]:
+        if p["name"] in want:
+            w = p["wheels"][0]
+            out.write(f'{p["name"]}\t{p["version"]}\t{w["url"]}\t{w["hashes"]["sha256"]}\n')
+PY
+while IFS=$'\t' read -r _ _ url sha; do
+  curl -fsS -o "$FILES/$(basename "$url")" "$url" || fail "download $(basename "$url")"
+  echo "$sha  $FILES/$(basename "$url")" | sha256sum -c --quiet - || fail "sha256 of $(basename "$url")"
+done <"$FILES/index.tsv"
+python3 -u -m http.server "$PORT" --bind "$HOST_IP" --directory "$FILES" >"$E2E_WORK/logs/files-http.log" 2>&1 &
+http_pid=$!
+trap 'kill $http_pid 2>/dev/null' EXIT
+
+# pylock.toml with the first N packages of index.tsv, their URLs on the local server.
+lock_with() {
+  { echo 'lock-version = "1.0"'; echo 'created-by = "kiln e2e"'; echo 'requires-python = ">=3.11"'
+    head -n "$1" "$FILES/index.tsv" | while IFS=$'\t' read -r name version url sha; do
+      printf '\n[[packages]]\nname = "%s"\nversion = "%s"\nwheels = [{ url = "http://%s:%s/%s", hashes = { sha256 = "%s" } }]\n' \
+        "$name" "$version" "$HOST_IP" "$PORT" "$(basename "$url")" "$sha"
+    done; } >"$CTX/pylock.toml"
+}
+# Requests for wheels the server has answered so far, one file name per line.
+fetched() { grep -o 'GET /[^ ]*\.whl' "$E2E_WORK/logs/files-http.log" | sed 's|GET /||' | sort; }
+
+echo "print('ok')" >"$CTX/app/main.py"
+cat >"$CTX/kiln.yaml" <<EOF
+# syntax=$FRONTEND
+version: 1
+name: locked
+python: {base: "kiln-e2e-locked/python:run-$RUN_ID", version: "3.11", installer: uv}
+requirements: {core: {lock: pylock.toml}}
+build_secrets: {ca_bundle: pipca}
+app: {src: [app], workdir: /app}
+user: {name: app, uid: 10001}
+cmd: [python, main.py]
+verify:
+  - python -c "import idna, h11, annotated_types; print('imports ok')"
+  - python -c "import importlib.metadata as m; print(sorted(d.metadata['Name'] for d in m.distributions()))"
+EOF
+lock_with 3
+
+# No network in an install step: each one's exec says so in the definition the frontend
+# makes (the same code path; kiln llb needs no engine).
+# (the binary the frontend image was just made from)
+defn=$("target/$(uname -m)-unknown-linux-gnu/release/kiln" llb "$CTX/kiln.yaml" --context "$CTX" --merge --format json)
+nets=$(python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+for o in d["ops"]:
+    name = ((o.get("metadata") or {}).get("description") or {}).get("llb.customname", "")
+    e = (o.get("op") or {}).get("exec")
+    if e and name.startswith("uv install: core"):
+        print(name, e.get("network"))
+' <<<"$defn")
+assert_eq "one install step per package" 3 "$(grep -c . <<<"$nets")"
+assert_eq "every install step has network NONE" "" "$(grep -v ' NONE$' <<<"$nets")"
+
+(
+  eval "$(scripts/engine.sh env "$NAME")" || exit 1
+  # This run's own base: nothing of an earlier run is reused for the first build.
+  printf 'FROM %s\nRUN echo %s >/etc/kiln-e2e-run\n' "$BASE" "$RUN_ID" \
+    | docker buildx build -q --load -t "kiln-e2e-locked/python:run-$RUN_ID" - >"$E2E_WORK/logs/run-base.log" 2>&1 \
+    || { echo "FAIL base"; exit 1; }
+  cache="localhost:5000/kiln-e2e-cache:locked-$TAG"
+  args=(--progress=plain -f "$CTX/kiln.yaml" --secret "id=pipca,src=$CA" --provenance=false)
+  start=$(date +%s)
+  docker buildx build "${args[@]}" --cache-to "type=registry,ref=$cache,mode=max" \
+    --output "type=image,name=localhost:5000/kiln-e2e-locked/app:one,push=true" "$CTX" >"$E2E_WORK/logs/first.log" 2>&1 \
+    && echo "first $(secs "$start")" >"$E2E_WORK/first.ok"
+  docker builder prune -af >/dev/null 2>&1
+  lock_with 4
+  : >"$E2E_WORK/logs/files-http.mark"; cp "$E2E_WORK/logs/files-http.log" "$E2E_WORK/before.log"
+  start=$(date +%s)
+  docker buildx build "${args[@]}" --cache-from "type=registry,ref=$cache" \
+    --output "type=image,name=localhost:5000/kiln-e2e-locked/app:two,push=true" "$CTX" >"$E2E_WORK/logs/fresh.log" 2>&1 \
+    && echo "fresh $(secs "$start")" >"$E2E_WORK/fresh.ok"
+  docker rmi "kiln-e2e-locked/python:run-$RUN_ID" >/dev/null 2>&1
+  exit 0
+) || fail "$NAME: buildx env"
+
+if [ -f "$E2E_WORK/first.ok" ]; then
+  ok "first build, cache exported to the registry ($(cut -d' ' -f2 "$E2E_WORK/first.ok") s)"
+  first_fetch=$(fetched)
+  assert_eq "each of the lock's three files fetched once" 3 "$(grep -c . <<<"$first_fetch")"
+  assert_eq "no file fetched twice" "" "$(uniq -d <<<"$first_fetch")"
+  assert_contains "the verify commands ran in the image: imports" "$(log_of first)" "imports ok"
+  for p in idna h11 annotated-types; do check "first: [uv install: core: $p] ran" step_ran first "uv install: core: $p"; done
+else
+  fail "first build: $(tail -n 20 "$E2E_WORK/logs/first.log")"
+fi
+if [ -f "$E2E_WORK/fresh.ok" ]; then
+  ok "+1 package on a fresh runner (pruned, --cache-from) ($(cut -d' ' -f2 "$E2E_WORK/fresh.ok") s)"
+  new=$(diff <(grep -o 'GET /[^ ]*\.whl' "$E2E_WORK/before.log" | sed 's|GET /||' | sort) <(fetched) | sed -n 's/^> //p')
+  assert_eq "the fresh runner downloaded the one new wheel and nothing else" \
+    "$(basename "$(sed -n 4p "$FILES/index.tsv" | cut -f3)")" "$new"
+  for p in idna h11 annotated-types; do check "fresh: [uv install: core: $p] CACHED" step_cached fresh "uv install: core: $p"; done
+  check "fresh: [uv install: core: typing-extensions] ran" step_ran fresh "uv install: core: typing-extensions"
+  assert_contains "the new package is in the image" "$(log_of fresh)" "'typing_extensions'"
+  # What a push after +1 package moves: the layers of :two that :one does not have.
+  layers() { in_engine docker buildx imagetools inspect --raw "localhost:5000/kiln-e2e-locked/app:$1" \
+    | python3 -c 'import json,sys; [print(l["digest"], l["size"]) for l in json.load(sys.stdin)["layers"]]'; }
+  one=$(layers one); two=$(layers two)
+  total=$(awk '{s += $2} END {print s}' <<<"$two")
+  moved=$(grep -vxF -f <(cat <<<"$one") <<<"$two" | awk '{s += $2} END {print s + 0}')
+  echo "  pushed after +1 package: $moved of $total bytes (compressed layers), $(grep -vxF -f <(cat <<<"$one") <<<"$two" | grep -c .) new layers of $(grep -c . <<<"$two")"
+  check "the image has a layer per package (more than 6 layers)" test "$(grep -c . <<<"$two")" -gt 6
+  check "a push after +1 package moves at most 2% of the image" test $((moved * 50)) -le "$total"
+else
+  fail "+1 package on a fresh runner: $(tail -n 20 "$E2E_WORK/logs/fresh.log")"
+fi
+finish
