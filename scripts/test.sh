@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The whole test suite: unit, golden and fake-bridge tests (cargo), then end-to-end
+# The whole test suite: unit, golden, fake-bridge and `kiln lock` (real uv, installed
+# when missing: scripts/ensure-uv.sh) tests (cargo), then end-to-end
 # builds on real BuildKits: Docker 20.10 on this host (the example worker, the lock-file
 # projects, hostile contexts, how the image runs, the benchmark harness), then Docker 26
 # and 28 with buildx (engines.sh), whose arm64 base is made in the background from the
@@ -24,6 +25,11 @@ suite() { # suite NAME command...
   fi
 }
 
+# kiln lock's tests run the real uv 0.9.7 (tests/integration/lock.rs): installed from
+# PyPI when missing. UV_NATIVE_TLS: uv trusts the system's CAs (TLS interception), as pip
+# does here.
+uv_dir="$(scripts/ensure-uv.sh)" || { echo "uv could not be installed" >&2; exit 1; }
+export PATH="$uv_dir:$PATH" UV_NATIVE_TLS="${UV_NATIVE_TLS:-1}" KILN_REQUIRE_UV=1
 echo "== cargo test" >&2
 cargo test --workspace --locked 2>&1 | tee /tmp/kiln-cargo-test.log
 [ "${PIPESTATUS[0]}" -eq 0 ] || failed+=("cargo test")

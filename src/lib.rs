@@ -8,6 +8,7 @@ pub mod context;
 pub mod diag;
 pub mod frontend;
 pub mod llb;
+pub mod lock;
 pub mod plan;
 pub mod reference;
 pub mod spec;

@@ -1,4 +1,4 @@
-//! The `kiln` command line: check, llb, graph, schema, and the BuildKit frontend.
+//! The `kiln` command line: check, llb, graph, lock, schema, and the BuildKit frontend.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -71,6 +71,27 @@ enum Command {
         build_args: Vec<String>,
         #[arg(long, value_enum, default_value = "dot")]
         format: GraphFormat,
+    },
+    /// Write a PEP 751 lock (pylock.<group>.toml) per requirement group with uv, and print
+    /// the spec lines that point at them.
+    Lock {
+        spec: String,
+        /// The build context: the requirement files are read there and the locks written
+        /// there.
+        #[arg(long, value_name = "DIR", default_value = ".")]
+        context: String,
+        /// Only the groups these variants install (default: every variant's).
+        #[arg(long, value_name = "VARIANT")]
+        target: Vec<String>,
+        /// Only these groups (default: all).
+        #[arg(long, value_name = "NAME")]
+        group: Vec<String>,
+        /// Ignore the pins of the existing locks (uv's --upgrade); without it they are kept
+        /// wherever the requirements allow.
+        #[arg(long)]
+        upgrade: bool,
+        #[arg(long = "build-arg", value_name = "NAME=VALUE")]
+        build_args: Vec<String>,
     },
     /// Print the JSON Schema of the spec (for editors).
     Schema,
@@ -182,6 +203,14 @@ fn run(command: Command) -> Result<ExitCode, ExitCode> {
             build_args,
             format,
         } => graph(&load(&spec, &build_args)?.spec, &target, format),
+        Command::Lock {
+            spec,
+            context,
+            target,
+            group,
+            upgrade,
+            build_args,
+        } => lock(&spec, &context, target, group, upgrade, &build_args),
         Command::Schema => {
             println!(
                 "{}",
@@ -337,6 +366,62 @@ fn llb(
         Ok(()) => {}
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `kiln lock`: a PEP 751 lock per group with uv, in the context directory; the spec
+/// lines that point at them on stdout, the rest on stderr. Exit 2 for a spec or context
+/// error, 1 when uv is missing or failed.
+fn lock(
+    spec_path: &str,
+    dir: &str,
+    targets: Vec<String>,
+    groups: Vec<String>,
+    upgrade: bool,
+    build_args: &[String],
+) -> Result<ExitCode, ExitCode> {
+    use kiln::lock;
+    let loaded = load(spec_path, build_args)?;
+    let spec = &loaded.spec;
+    let context = read_context(spec, dir).map_err(|diags| {
+        for d in diags {
+            eprint!("{}", d.render(&spec.files));
+        }
+        ExitCode::from(2)
+    })?;
+    let mut command = format!("kiln lock {spec_path}");
+    if dir != "." {
+        command.push_str(&format!(" --context {dir}"));
+    }
+    for a in build_args {
+        command.push_str(&format!(" --build-arg {a}"));
+    }
+    let opts = lock::Options {
+        targets,
+        groups,
+        upgrade,
+        command,
+    };
+    let jobs = lock::plan(spec, &context, &opts).map_err(|d| refuse(spec, d))?;
+    let uv = "uv";
+    let version = lock::uv_version(uv).map_err(|d| {
+        eprint!("{}", d.render(&spec.files));
+        ExitCode::FAILURE
+    })?;
+    eprintln!("kiln lock: {version}, in {dir}");
+    let outcomes = lock::run(
+        &jobs,
+        std::path::Path::new(dir),
+        uv,
+        &lock::user_netrc_hosts(),
+    );
+    let report = lock::report(spec, &outcomes);
+    eprint!("{}", report.stderr);
+    print!("{}", report.stdout);
+    Ok(if report.failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 /// `kiln graph`: the stages of the named variants (all when none is named).

@@ -10,4 +10,5 @@ mod frontend_fake;
 mod golden;
 mod graph;
 mod hostile;
+mod lock;
 mod spec_errors;

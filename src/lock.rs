@@ -1,0 +1,1226 @@
+//! `kiln lock`: a PEP 751 lock (`pylock.<group>.toml`) per requirement group, made with
+//! uv on the host, so that a spec can point its groups at locks (`{lock: pylock.core.toml}`)
+//! instead of resolving at build time.
+//!
+//! - A requirements group (files, `packages`, `pip.constraints` and the `pip:` index
+//!   options) is resolved with `uv pip compile --universal --format pylock.toml
+//!   --python-version X.Y`. An existing `pylock.<group>.toml` is uv's preference (uv reads
+//!   the output file's pins), so re-locking after adding one requirement changes only what
+//!   must change; `--upgrade` drops that preference. A group installed on top of others
+//!   (`ml` in `[core, ml]`) is constrained to the pins of the groups below it, so the venv
+//!   holds one version of each package.
+//! - A `uv.lock` group is exported as the build exports it (`uv export --locked --format
+//!   pylock.toml --no-emit-workspace --no-default-groups`, with its extras and groups).
+//! - A `poetry.lock` group is not lockable by kiln; a `pylock.toml` group is one already.
+//!
+//! Every lock is then read back: a package with no URL, no sha256, or from a host with
+//! credentials (userinfo, or a `machine` in the netrc) cannot be fetched by its hash alone,
+//! so its group keeps the in-step install (uv in a build step, with the netrc secret), and
+//! the report says so. No URL is printed with its credentials.
+//!
+//! `plan` is pure (the command lines, tested without uv); `run` executes them.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::context::ContextInfo;
+use crate::diag::{Diagnostic, Loc};
+use crate::spec::{Group, GroupSource, Installer, LockKind, Spec, Variant};
+
+/// What the command line asked for.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// Only the groups these variants install (all variants when empty).
+    pub targets: Vec<String>,
+    /// Only these groups (all when empty).
+    pub groups: Vec<String>,
+    /// Ignore the pins of existing locks (uv's `--upgrade`).
+    pub upgrade: bool,
+    /// The command that remakes the locks, for the lock's header
+    /// (uv's `--custom-compile-command`).
+    pub command: String,
+}
+
+/// One group's work.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Job {
+    pub group: String,
+    pub loc: Loc,
+    pub action: Action,
+    /// Notes for the report (Python version chosen, installer, upgrade not applicable).
+    pub notes: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Run `uv ARGS` in the context directory; it writes `output` (context-relative).
+    Uv {
+        args: Vec<String>,
+        output: String,
+        /// Inline requirement lines, written to a file added as a source.
+        packages: Vec<String>,
+        /// Groups installed below this one: their locks' pins become constraints.
+        below: Vec<String>,
+    },
+    /// Already a PEP 751 lock: only read it back.
+    Check { lock: String },
+    /// Not lockable by kiln: why, and what to do.
+    Skip { why: String, help: String },
+}
+
+/// The lock file kiln writes for a group (PEP 751: `pylock.<name>.toml`).
+pub fn lock_name(group: &str) -> String {
+    format!("pylock.{group}.toml")
+}
+
+/// The work for each group `opts` selects. Errors: an unknown target or group, or no
+/// requirement group at all.
+pub fn plan(spec: &Spec, ctx: &ContextInfo, opts: &Options) -> Result<Vec<Job>, Diagnostic> {
+    if spec.groups.is_empty() {
+        return Err(Diagnostic::error(
+            spec.name.loc,
+            format!("spec `{}` has no requirement groups to lock", spec.name.v),
+            "add one, e.g. `requirements: {core: [requirements/core.txt]}`",
+        ));
+    }
+    let variants: Vec<&Variant> = if opts.targets.is_empty() {
+        spec.variants.iter().collect()
+    } else {
+        opts.targets
+            .iter()
+            .map(|t| spec.target(Some(t)))
+            .collect::<Result<_, _>>()?
+    };
+    for g in &opts.groups {
+        if spec.group(g).is_none() {
+            let known: Vec<&str> = spec.groups.iter().map(|g| g.name.v.as_str()).collect();
+            return Err(Diagnostic::error(
+                Loc::default(),
+                format!("unknown requirement group `{g}`"),
+                format!("the spec's groups are: {}", known.join(", ")),
+            ));
+        }
+    }
+    let mut jobs = vec![];
+    for group in &spec.groups {
+        if !opts.groups.is_empty() && !opts.groups.contains(&group.name.v) {
+            continue;
+        }
+        let users: Vec<&Variant> = variants
+            .iter()
+            .copied()
+            .filter(|v| v.groups.iter().any(|g| g.v == group.name.v))
+            .collect();
+        jobs.push(job(group, &users, ctx, opts));
+    }
+    if jobs.is_empty() {
+        return Err(Diagnostic::error(
+            Loc::default(),
+            "no requirement group to lock",
+            "the variants named with --target install none of the groups named with --group",
+        ));
+    }
+    Ok(jobs)
+}
+
+fn job(group: &Group, users: &[&Variant], ctx: &ContextInfo, opts: &Options) -> Job {
+    let name = group.name.v.clone();
+    let mut notes = vec![];
+    let Some(first) = users.first() else {
+        return Job {
+            group: name,
+            loc: group.name.loc,
+            action: Action::Skip {
+                why: "no variant installs it".into(),
+                help: "name it in a variant's `requirements`, or pass --target with a variant that does".into(),
+            },
+            notes,
+        };
+    };
+    let pip_users: Vec<&str> = users
+        .iter()
+        .filter(|v| v.python.installer == Installer::Pip)
+        .map(|v| v.name.v.as_str())
+        .collect();
+    let action = match &group.source {
+        GroupSource::Requirements {
+            files, packages, ..
+        } => {
+            let (version, why) = python_version(users, ctx);
+            match (&version, why) {
+                (Some(v), Some(why)) => notes.push(format!("resolved for Python >= {v} ({why}), every platform (--universal)")),
+                _ => notes.push("no Python version in the spec (python.version) or the project (.python-version): uv resolves for the Python it finds".into()),
+            }
+            if !pip_users.is_empty() {
+                notes.push(format!(
+                    "a pylock group is installed by uv: variant(s) {} need `python.installer: uv` before pointing at the lock",
+                    pip_users.join(", ")
+                ));
+            }
+            let pip = &first.pip;
+            for other in &users[1..] {
+                if other.pip.index_url != pip.index_url
+                    || other.pip.extra_index_urls != pip.extra_index_urls
+                    || other.pip.index_strategy != pip.index_strategy
+                {
+                    notes.push(format!(
+                        "variants `{}` and `{}` have different index options; locked with `{}`'s",
+                        first.name.v, other.name.v, first.name.v
+                    ));
+                }
+            }
+            let below = below(&name, users);
+            if !below.is_empty() {
+                notes.push(format!(
+                    "installed on top of {}: resolved within the pins of their locks (as constraints)",
+                    below.join(", ")
+                ));
+            }
+            let output = lock_name(&name);
+            let mut args: Vec<String> = vec![
+                "pip".into(),
+                "compile".into(),
+                "--universal".into(),
+                "--format".into(),
+                "pylock.toml".into(),
+                "--no-config".into(),
+            ];
+            if let Some(v) = version {
+                args.extend(["--python-version".into(), v]);
+            }
+            if let Some(u) = &pip.index_url {
+                args.extend(["--index-url".into(), u.clone()]);
+            }
+            for u in &pip.extra_index_urls {
+                args.extend(["--extra-index-url".into(), u.clone()]);
+            }
+            if let Some(s) = &pip.index_strategy {
+                args.extend(["--index-strategy".into(), s.v.clone()]);
+            }
+            if let Some(c) = &pip.constraints {
+                args.extend(["--constraints".into(), c.v.clone()]);
+            }
+            if let Some(c) = &pip.build_constraints {
+                args.extend(["--build-constraints".into(), c.v.clone()]);
+            }
+            for p in &pip.no_build_isolation {
+                args.extend(["--no-build-isolation-package".into(), p.v.clone()]);
+            }
+            if opts.upgrade {
+                args.push("--upgrade".into());
+            }
+            if !opts.command.is_empty() {
+                args.extend(["--custom-compile-command".into(), opts.command.clone()]);
+            }
+            args.extend(["--output-file".into(), output.clone()]);
+            args.extend(files.iter().map(|f| f.v.clone()));
+            Action::Uv {
+                args,
+                output,
+                packages: packages.iter().map(|p| p.v.clone()).collect(),
+                below,
+            }
+        }
+        GroupSource::Lock(lock) => match lock.kind {
+            LockKind::Uv => {
+                if opts.upgrade {
+                    notes.push(format!(
+                        "--upgrade does not re-resolve a uv.lock: run `uv lock --upgrade` in `{}` first",
+                        dir_or_dot(lock.project_dir())
+                    ));
+                }
+                if !pip_users.is_empty() {
+                    notes.push(format!(
+                        "a pylock group is installed by uv: variant(s) {} need `python.installer: uv`",
+                        pip_users.join(", ")
+                    ));
+                }
+                notes.push(format!(
+                    "exported from `{}`: run kiln lock again after each `uv lock` (a build installs the pylock as it is, without checking `uv.lock` against `pyproject.toml`)",
+                    lock.path.v
+                ));
+                let output = lock_name(&name);
+                let mut args: Vec<String> = vec![
+                    "export".into(),
+                    "--locked".into(),
+                    "--format".into(),
+                    "pylock.toml".into(),
+                    "--no-emit-workspace".into(),
+                    "--no-default-groups".into(),
+                ];
+                for e in &lock.extras {
+                    args.extend(["--extra".into(), e.v.clone()]);
+                }
+                for g in &lock.groups {
+                    args.extend(["--group".into(), g.v.clone()]);
+                }
+                if !lock.project_dir().is_empty() {
+                    args.extend(["--project".into(), lock.project_dir().to_string()]);
+                }
+                args.extend(["--output-file".into(), output.clone()]);
+                Action::Uv {
+                    args,
+                    output,
+                    packages: vec![],
+                    below: vec![],
+                }
+            }
+            LockKind::Poetry => Action::Skip {
+                why: format!("`{}` is Poetry's lock, which kiln does not re-lock", lock.path.v),
+                help: "it is installed exactly as locked already (`poetry install --no-root`); update it with `poetry lock`, or move the project to uv (`uv.lock`) to get a PEP 751 export".into(),
+            },
+            LockKind::Pylock => Action::Check {
+                lock: lock.path.v.clone(),
+            },
+        },
+    };
+    Job {
+        group: name,
+        loc: group.name.loc,
+        action,
+        notes,
+    }
+}
+
+fn dir_or_dot(d: &str) -> &str {
+    if d.is_empty() { "." } else { d }
+}
+
+/// The lowest Python version of the variants installing a group (`python.version`, else
+/// the project's `.python-version`), and where it comes from. A universal lock made for
+/// it also serves the newer ones.
+fn python_version(users: &[&Variant], ctx: &ContextInfo) -> (Option<String>, Option<String>) {
+    let mut best: Option<((u32, u32), String, String)> = None;
+    for v in users {
+        let (ver, why) = match (&v.python.version, &ctx.python_pin) {
+            (Some(s), _) => (s.v.clone(), format!("python.version of `{}`", v.name.v)),
+            (None, Some((pin, file))) => (pin.clone(), file.clone()),
+            (None, None) => continue,
+        };
+        let Some(key) = major_minor(&ver) else {
+            continue;
+        };
+        if best.as_ref().is_none_or(|(k, _, _)| key < *k) {
+            best = Some((key, ver, why));
+        }
+    }
+    match best {
+        Some((_, v, why)) => (Some(v), Some(why)),
+        None => (None, None),
+    }
+}
+
+fn major_minor(v: &str) -> Option<(u32, u32)> {
+    let mut it = v.split('.');
+    Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
+}
+
+/// The groups installed below `group` in the variants that install it, in order, once.
+fn below(group: &str, users: &[&Variant]) -> Vec<String> {
+    let mut out: Vec<String> = vec![];
+    for v in users {
+        for g in &v.groups {
+            if g.v == group {
+                break;
+            }
+            if !out.contains(&g.v) {
+                out.push(g.v.clone());
+            }
+        }
+    }
+    out
+}
+
+/// One package of a PEP 751 lock that cannot be fetched by URL and hash alone.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Finding {
+    pub package: String,
+    pub problem: String,
+    /// A local path (no URL): a build cannot install the lock from its mount, so the
+    /// group stays a requirements group.
+    pub local: bool,
+}
+
+/// A PEP 751 lock, read back: its packages (`name`, `version`, `marker`) and what keeps
+/// any of them from being fetched by URL and sha256 alone.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Checked {
+    pub packages: Vec<(String, Option<String>, Option<String>)>,
+    pub findings: Vec<Finding>,
+}
+
+/// Reads a PEP 751 lock. `credential_hosts`: hosts the netrc has a `machine` for.
+pub fn check_lock(text: &str, credential_hosts: &BTreeSet<String>) -> Result<Checked, String> {
+    let doc: toml::Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| e.message().to_string())?;
+    let mut out = Checked::default();
+    let Some(packages) = doc.get("packages").and_then(|p| p.as_array()) else {
+        return Ok(out);
+    };
+    for p in packages {
+        let name = p
+            .get("name")
+            .and_then(|n| n.as_str())
+            .unwrap_or("?")
+            .to_string();
+        let version = p.get("version").and_then(|v| v.as_str()).map(String::from);
+        let marker = p.get("marker").and_then(|v| v.as_str()).map(String::from);
+        let label = match &version {
+            Some(v) => format!("{name} {v}"),
+            None => name.clone(),
+        };
+        let mut problems: BTreeSet<String> = BTreeSet::new();
+        if p.get("directory").is_some() {
+            problems.insert("a local directory (no URL)".into());
+        }
+        if let Some(vcs) = p.get("vcs") {
+            let url = vcs.get("url").and_then(|u| u.as_str());
+            problems.insert(match url {
+                Some(u) => format!("from version control ({}): no hash", strip_userinfo(u)),
+                None => "from a local repository (no URL, no hash)".into(),
+            });
+        }
+        let mut artifacts: Vec<&toml::Value> = vec![];
+        for key in ["sdist", "archive"] {
+            if let Some(a) = p.get(key) {
+                artifacts.push(a);
+            }
+        }
+        if let Some(w) = p.get("wheels").and_then(|w| w.as_array()) {
+            artifacts.extend(w.iter());
+        }
+        if artifacts.is_empty() && problems.is_empty() {
+            problems.insert("no file to fetch (no wheels, sdist or archive)".into());
+        }
+        for a in artifacts {
+            let url = a.get("url").and_then(|u| u.as_str());
+            let sha256 = a
+                .get("hashes")
+                .and_then(|h| h.get("sha256"))
+                .and_then(|h| h.as_str());
+            match url {
+                None => {
+                    problems.insert("a local file (no URL)".into());
+                }
+                Some(u) => {
+                    if sha256.is_none() {
+                        problems.insert(format!("no sha256 for {}", strip_userinfo(u)));
+                    }
+                    if let Some(host) = needs_credentials(u, credential_hosts) {
+                        problems.insert(format!("from {host}, an index that needs credentials"));
+                    }
+                }
+            }
+        }
+        out.findings
+            .extend(problems.into_iter().map(|problem| Finding {
+                package: label.clone(),
+                local: problem.contains("no URL"),
+                problem,
+            }));
+        out.packages.push((name, version, marker));
+    }
+    Ok(out)
+}
+
+/// The host of `url` when fetching it needs credentials: userinfo in the URL, or a netrc
+/// `machine` for its host.
+fn needs_credentials(url: &str, credential_hosts: &BTreeSet<String>) -> Option<String> {
+    let rest = url.split_once("://")?.1;
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let (userinfo, hostport) = match authority.rsplit_once('@') {
+        Some((u, h)) => (Some(u), h),
+        None => (None, authority),
+    };
+    let host = hostport
+        .rsplit_once(':')
+        .filter(|(_, port)| port.chars().all(|c| c.is_ascii_digit()))
+        .map(|(h, _)| h)
+        .unwrap_or(hostport)
+        .to_ascii_lowercase();
+    (userinfo.is_some() || credential_hosts.contains(&host)).then_some(host)
+}
+
+/// `text` with the userinfo (`user:token@`) of every URL in it removed.
+pub fn strip_userinfo(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("://") {
+        out.push_str(&rest[..i + 3]);
+        rest = &rest[i + 3..];
+        let end = rest
+            .find(|c: char| c == '/' || c.is_whitespace() || "\"'<>?#`".contains(c))
+            .unwrap_or(rest.len());
+        if let Some(at) = rest[..end].rfind('@') {
+            rest = &rest[at + 1..];
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The hosts a netrc has a `machine` entry for (nothing else of it is kept).
+pub fn netrc_hosts(text: &str) -> BTreeSet<String> {
+    let mut hosts = BTreeSet::new();
+    let mut words = text.split_whitespace();
+    while let Some(w) = words.next() {
+        if w == "machine"
+            && let Some(h) = words.next()
+        {
+            hosts.insert(h.to_ascii_lowercase());
+        }
+    }
+    hosts
+}
+
+/// The netrc uv reads (`$NETRC`, else `~/.netrc`): its hosts; none when there is none.
+pub fn user_netrc_hosts() -> BTreeSet<String> {
+    let path = std::env::var_os("NETRC")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".netrc")));
+    path.and_then(|p| std::fs::read_to_string(p).ok())
+        .map(|t| netrc_hosts(&t))
+        .unwrap_or_default()
+}
+
+/// Constraints (`name==version ; marker`) from the locks of the groups below one: a pin
+/// two of them disagree on is left out (uv then finds the conflict itself, if any).
+pub fn constraints(locks: &[Checked]) -> String {
+    let mut pins: BTreeMap<(String, Option<String>), BTreeSet<String>> = BTreeMap::new();
+    for l in locks {
+        for (name, version, marker) in &l.packages {
+            if let Some(v) = version {
+                pins.entry((name.clone(), marker.clone()))
+                    .or_default()
+                    .insert(v.clone());
+            }
+        }
+    }
+    let mut out = String::new();
+    for ((name, marker), versions) in pins {
+        if versions.len() != 1 {
+            continue;
+        }
+        let v = versions.first().expect("one");
+        match marker {
+            Some(m) => out.push_str(&format!("{name}=={v} ; {m}\n")),
+            None => out.push_str(&format!("{name}=={v}\n")),
+        }
+    }
+    out
+}
+
+/// What happened to one group.
+#[derive(Debug)]
+pub struct Outcome {
+    pub group: String,
+    pub loc: Loc,
+    pub notes: Vec<String>,
+    pub result: Result<Done, Failure>,
+}
+
+#[derive(Debug)]
+pub enum Done {
+    /// The lock the group can point at, read back.
+    Locked {
+        lock: String,
+        checked: Checked,
+        wrote: bool,
+    },
+    Skipped {
+        why: String,
+        help: String,
+    },
+}
+
+#[derive(Debug)]
+pub struct Failure {
+    pub message: String,
+    /// uv's stderr, credentials removed.
+    pub detail: String,
+}
+
+/// `uv --version`; Errors: uv missing or not running.
+pub fn uv_version(uv: &str) -> Result<String, Diagnostic> {
+    let help = "install uv: `pip install uv==0.9.7` (or `pipx install uv==0.9.7`), or see https://docs.astral.sh/uv/getting-started/installation/";
+    match Command::new(uv).arg("--version").output() {
+        Ok(o) if o.status.success() => Ok(String::from_utf8_lossy(&o.stdout).trim().to_string()),
+        Ok(o) => Err(Diagnostic::error(
+            Loc::default(),
+            format!(
+                "`{uv} --version` failed: {}",
+                strip_userinfo(String::from_utf8_lossy(&o.stderr).trim())
+            ),
+            help,
+        )),
+        Err(e) => Err(Diagnostic::error(
+            Loc::default(),
+            format!("kiln lock runs uv, and `{uv}` cannot be run: {e}"),
+            help,
+        )),
+    }
+}
+
+/// Runs the jobs in `context` with `uv`, in an order where each group comes after the
+/// groups installed below it.
+pub fn run(
+    jobs: &[Job],
+    context: &Path,
+    uv: &str,
+    credential_hosts: &BTreeSet<String>,
+) -> Vec<Outcome> {
+    let tmp = std::env::temp_dir().join(format!("kiln-lock-{}", std::process::id()));
+    let mut done: BTreeMap<String, Checked> = BTreeMap::new();
+    let mut outcomes: BTreeMap<String, Outcome> = BTreeMap::new();
+    for job in order(jobs) {
+        let mut uv_warnings = vec![];
+        let result = match &job.action {
+            Action::Skip { why, help } => Ok(Done::Skipped {
+                why: why.clone(),
+                help: help.clone(),
+            }),
+            Action::Check { lock } => read_back(context, lock, credential_hosts, false),
+            Action::Uv {
+                args,
+                output,
+                packages,
+                below,
+            } => {
+                let mut below_locks = vec![];
+                for b in below {
+                    if let Some(c) = done.get(b) {
+                        below_locks.push(c.clone());
+                    } else if let Ok(t) = std::fs::read_to_string(context.join(lock_name(b)))
+                        && let Ok(c) = check_lock(&t, credential_hosts)
+                    {
+                        below_locks.push(c);
+                    }
+                }
+                match extra_inputs(&tmp, &job.group, packages, &below_locks) {
+                    Err(e) => Err(Failure {
+                        message: format!("cannot write a temporary file: {e}"),
+                        detail: String::new(),
+                    }),
+                    Ok(extra) => {
+                        let mut args = args.clone();
+                        args.extend(extra);
+                        run_uv(uv, &args, context).and_then(|warned| {
+                            uv_warnings = warned;
+                            read_back(context, output, credential_hosts, true)
+                        })
+                    }
+                }
+            }
+        };
+        if let Ok(Done::Locked { checked, .. }) = &result {
+            done.insert(job.group.clone(), checked.clone());
+        }
+        outcomes.insert(
+            job.group.clone(),
+            Outcome {
+                group: job.group.clone(),
+                loc: job.loc,
+                notes: job.notes.iter().cloned().chain(uv_warnings).collect(),
+                result,
+            },
+        );
+    }
+    let _ = std::fs::remove_dir_all(&tmp);
+    // Reported in spec order.
+    jobs.iter()
+        .filter_map(|j| outcomes.remove(&j.group))
+        .collect()
+}
+
+/// The jobs, each after the jobs of the groups installed below it (spec order otherwise;
+/// a cycle between variants is broken in spec order).
+fn order(jobs: &[Job]) -> Vec<&Job> {
+    let names: BTreeSet<&str> = jobs.iter().map(|j| j.group.as_str()).collect();
+    let mut left: Vec<&Job> = jobs.iter().collect();
+    let mut out: Vec<&Job> = vec![];
+    while !left.is_empty() {
+        let ready = left.iter().position(|j| match &j.action {
+            Action::Uv { below, .. } => below
+                .iter()
+                .all(|b| !names.contains(b.as_str()) || out.iter().any(|o| o.group == *b)),
+            _ => true,
+        });
+        out.push(left.remove(ready.unwrap_or(0)));
+    }
+    out
+}
+
+/// Extra `uv pip compile` arguments: the inline requirement lines as a source file, the
+/// pins of the groups below as a constraints file.
+fn extra_inputs(
+    tmp: &Path,
+    group: &str,
+    packages: &[String],
+    below: &[Checked],
+) -> std::io::Result<Vec<String>> {
+    let mut args = vec![];
+    let pins = constraints(below);
+    if !packages.is_empty() || !pins.is_empty() {
+        std::fs::create_dir_all(tmp)?;
+    }
+    if !pins.is_empty() {
+        let path = tmp.join(format!("{group}.below.txt"));
+        std::fs::write(&path, pins)?;
+        args.extend(["--constraints".into(), path.to_string_lossy().into_owned()]);
+    }
+    if !packages.is_empty() {
+        let path = tmp.join(format!("{group}.packages.in"));
+        std::fs::write(&path, packages.join("\n") + "\n")?;
+        args.push(path.to_string_lossy().into_owned());
+    }
+    Ok(args)
+}
+
+/// uv's `warning:` lines (credentials removed).
+fn warnings(stderr: &[u8]) -> Vec<String> {
+    String::from_utf8_lossy(stderr)
+        .lines()
+        .filter(|l| l.starts_with("warning:"))
+        .map(|l| format!("uv {}", strip_userinfo(l)))
+        .collect()
+}
+
+fn run_uv(uv: &str, args: &[String], dir: &Path) -> Result<Vec<String>, Failure> {
+    let mut cmd = Command::new(uv);
+    cmd.args(args).current_dir(dir);
+    // The spec's index options are the only ones: none from the environment.
+    for var in [
+        "UV_INDEX_URL",
+        "UV_EXTRA_INDEX_URL",
+        "UV_DEFAULT_INDEX",
+        "UV_INDEX",
+        "UV_INDEX_STRATEGY",
+        "UV_CONSTRAINT",
+        "UV_OVERRIDE",
+        "UV_BUILD_CONSTRAINT",
+        "UV_FIND_LINKS",
+        "UV_NO_INDEX",
+    ] {
+        cmd.env_remove(var);
+    }
+    let shown: Vec<String> = args
+        .iter()
+        .map(|a| match a.contains([' ', '\'', '"']) {
+            true => format!("'{}'", a.replace('\'', "'\\''")),
+            false => a.clone(),
+        })
+        .collect();
+    let shown = format!("uv {}", strip_userinfo(&shown.join(" ")));
+    match cmd.output() {
+        Err(e) => Err(Failure {
+            message: format!("`{shown}` cannot be run: {e}"),
+            detail: String::new(),
+        }),
+        Ok(o) if o.status.success() => Ok(warnings(&o.stderr)),
+        Ok(o) => Err(Failure {
+            message: format!("`{shown}` failed ({})", o.status),
+            detail: strip_userinfo(String::from_utf8_lossy(&o.stderr).trim_end()),
+        }),
+    }
+}
+
+fn read_back(
+    context: &Path,
+    lock: &str,
+    credential_hosts: &BTreeSet<String>,
+    wrote: bool,
+) -> Result<Done, Failure> {
+    let text = std::fs::read_to_string(context.join(lock)).map_err(|e| Failure {
+        message: format!("cannot read `{lock}`: {e}"),
+        detail: String::new(),
+    })?;
+    let checked = check_lock(&text, credential_hosts).map_err(|e| Failure {
+        message: format!("`{lock}` is not a PEP 751 lock: {e}"),
+        detail: String::new(),
+    })?;
+    Ok(Done::Locked {
+        lock: lock.to_string(),
+        checked,
+        wrote,
+    })
+}
+
+/// The report: per group what was done (stderr), the spec snippet (stdout), and every
+/// package that keeps its group on the in-step install.
+pub struct Report {
+    pub stdout: String,
+    pub stderr: String,
+    pub failed: bool,
+}
+
+pub fn report(spec: &Spec, outcomes: &[Outcome]) -> Report {
+    let mut err = String::new();
+    let mut snippet = vec![];
+    let mut in_step: Vec<(String, Vec<Finding>)> = vec![];
+    let mut failed = false;
+    for o in outcomes {
+        match &o.result {
+            Ok(Done::Locked {
+                lock,
+                checked,
+                wrote,
+            }) => {
+                let verb = if *wrote {
+                    "wrote"
+                } else {
+                    "already a PEP 751 lock:"
+                };
+                err.push_str(&format!(
+                    "{}: {verb} {lock} ({} packages)\n",
+                    o.group,
+                    checked.packages.len()
+                ));
+                if !checked.findings.iter().any(|f| f.local) {
+                    snippet.push(format!("  {}: {{lock: {lock}}}", o.group));
+                }
+                if !checked.findings.is_empty() {
+                    in_step.push((o.group.clone(), checked.findings.clone()));
+                }
+            }
+            Ok(Done::Skipped { why, help }) => {
+                err.push_str(&format!("{}: not locked: {why}; {help}\n", o.group));
+            }
+            Err(f) => {
+                failed = true;
+                let d = Diagnostic::error(
+                    o.loc,
+                    format!(
+                        "uv could not lock requirement group `{}`: {}",
+                        o.group, f.message
+                    ),
+                    "fix what uv says above the spec line, then run kiln lock again",
+                );
+                if !f.detail.is_empty() {
+                    err.push_str(&f.detail);
+                    err.push('\n');
+                }
+                err.push_str(&d.render(&spec.files));
+            }
+        }
+        for n in &o.notes {
+            err.push_str(&format!("{}: note: {n}\n", o.group));
+        }
+    }
+    for (group, findings) in &in_step {
+        if findings.iter().any(|f| f.local) {
+            err.push_str(&format!(
+                "{group}: keep it a requirements group (today's in-step install): its lock names local paths a build cannot read from the lock's mount:\n"
+            ));
+        } else {
+            err.push_str(&format!(
+                "{group}: keeps the in-step install (`uv pip install` in a build step, with the netrc secret `build_secrets.netrc`), not fetched by URL and hash, because of:\n"
+            ));
+        }
+        for f in findings {
+            err.push_str(&format!("  {group}: {}: {}\n", f.package, f.problem));
+        }
+    }
+    let stdout = if snippet.is_empty() {
+        String::new()
+    } else {
+        format!("requirements:\n{}\n", snippet.join("\n"))
+    };
+    Report {
+        stdout,
+        stderr: err,
+        failed,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::{LoadOptions, load_str};
+
+    fn spec(yaml: &str) -> Spec {
+        load_str("kiln.yaml", yaml, &LoadOptions::default())
+            .map_err(|r| r.render())
+            .expect("valid spec")
+            .spec
+    }
+
+    fn args(job: &Job) -> Vec<&str> {
+        match &job.action {
+            Action::Uv { args, .. } => args.iter().map(String::as_str).collect(),
+            other => panic!("not a uv job: {other:?}"),
+        }
+    }
+
+    const WORKER: &str = r#"
+version: 1
+name: w
+python: {base: python:3.12-slim, version: "3.12", installer: uv}
+requirements:
+  core: [requirements/core.txt]
+  ml: {files: [requirements/ml.txt], packages: ["numpy==2.2.6"]}
+pip:
+  index_url: https://pypi.example.com/simple
+  extra_index_urls: [https://download.pytorch.org/whl/cpu]
+  index_strategy: unsafe-best-match
+  constraints: constraints.txt
+variants:
+  minimal: {requirements: [core]}
+  cuda: {requirements: [core, ml], python: {version: "3.11"}}
+"#;
+
+    #[test]
+    fn requirements_group_is_compiled_universal_for_the_lowest_python() {
+        let s = spec(WORKER);
+        let opts = Options {
+            command: "kiln lock kiln.yaml".into(),
+            ..Default::default()
+        };
+        let jobs = plan(&s, &ContextInfo::default(), &opts).unwrap();
+        assert_eq!(jobs.len(), 2);
+        assert_eq!(
+            args(&jobs[0]),
+            [
+                "pip",
+                "compile",
+                "--universal",
+                "--format",
+                "pylock.toml",
+                "--no-config",
+                "--python-version",
+                "3.11",
+                "--index-url",
+                "https://pypi.example.com/simple",
+                "--extra-index-url",
+                "https://download.pytorch.org/whl/cpu",
+                "--index-strategy",
+                "unsafe-best-match",
+                "--constraints",
+                "constraints.txt",
+                "--custom-compile-command",
+                "kiln lock kiln.yaml",
+                "--output-file",
+                "pylock.core.toml",
+                "requirements/core.txt",
+            ]
+        );
+        // ml: only cuda (3.11) installs it, on top of core.
+        let Action::Uv {
+            packages,
+            below,
+            output,
+            ..
+        } = &jobs[1].action
+        else {
+            panic!()
+        };
+        assert_eq!(output, "pylock.ml.toml");
+        assert_eq!(packages, &["numpy==2.2.6"]);
+        assert_eq!(below, &["core"]);
+        assert!(args(&jobs[1]).ends_with(&[
+            "--output-file",
+            "pylock.ml.toml",
+            "requirements/ml.txt"
+        ]));
+        assert!(jobs[1].notes[0].contains("3.11"), "{:?}", jobs[1].notes);
+    }
+
+    #[test]
+    fn upgrade_and_targets() {
+        let s = spec(WORKER);
+        let opts = Options {
+            targets: vec!["minimal".into()],
+            upgrade: true,
+            ..Default::default()
+        };
+        let jobs = plan(&s, &ContextInfo::default(), &opts).unwrap();
+        // minimal (3.12) installs core; ml is installed by no selected variant.
+        assert!(args(&jobs[0]).contains(&"--upgrade"));
+        assert!(
+            args(&jobs[0])
+                .windows(2)
+                .any(|w| w == ["--python-version", "3.12"])
+        );
+        assert!(matches!(&jobs[1].action, Action::Skip { why, .. } if why.contains("no variant")));
+        let only = Options {
+            groups: vec!["ml".into()],
+            ..Default::default()
+        };
+        let jobs = plan(&s, &ContextInfo::default(), &only).unwrap();
+        assert_eq!(jobs.len(), 1);
+        assert_eq!(jobs[0].group, "ml");
+        let bad = Options {
+            groups: vec!["mll".into()],
+            ..Default::default()
+        };
+        let e = plan(&s, &ContextInfo::default(), &bad).unwrap_err();
+        assert!(e.message.contains("unknown requirement group `mll`"));
+        let bad = Options {
+            targets: vec!["gpu".into()],
+            ..Default::default()
+        };
+        assert!(plan(&s, &ContextInfo::default(), &bad).is_err());
+    }
+
+    #[test]
+    fn python_pin_of_the_project_and_no_version() {
+        let s = spec(
+            "version: 1\nname: w\npython: {base: python:3.12-slim}\nrequirements: {core: [r.txt]}\n",
+        );
+        let jobs = plan(&s, &ContextInfo::default(), &Options::default()).unwrap();
+        assert!(!args(&jobs[0]).contains(&"--python-version"));
+        assert!(
+            jobs[0]
+                .notes
+                .iter()
+                .any(|n| n.contains("no Python version"))
+        );
+        assert!(
+            jobs[0]
+                .notes
+                .iter()
+                .any(|n| n.contains("python.installer: uv"))
+        );
+        let ctx = ContextInfo {
+            python_pin: Some(("3.11".into(), ".python-version".into())),
+            ..Default::default()
+        };
+        let jobs = plan(&s, &ctx, &Options::default()).unwrap();
+        assert!(
+            args(&jobs[0])
+                .windows(2)
+                .any(|w| w == ["--python-version", "3.11"])
+        );
+        assert!(jobs[0].notes[0].contains(".python-version"));
+    }
+
+    #[test]
+    fn lock_groups_export_skip_or_check() {
+        let s = spec(
+            r#"
+version: 1
+name: p
+python: {base: python:3.12-slim, installer: uv}
+requirements:
+  deps: {lock: svc/uv.lock, extras: [ml], groups: [gpu]}
+  poetry: {lock: poetry.lock}
+  pinned: {lock: pylock.toml}
+variants: {all: {requirements: [deps, poetry, pinned]}}
+"#,
+        );
+        let jobs = plan(
+            &s,
+            &ContextInfo::default(),
+            &Options {
+                upgrade: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            args(&jobs[0]),
+            [
+                "export",
+                "--locked",
+                "--format",
+                "pylock.toml",
+                "--no-emit-workspace",
+                "--no-default-groups",
+                "--extra",
+                "ml",
+                "--group",
+                "gpu",
+                "--project",
+                "svc",
+                "--output-file",
+                "pylock.deps.toml",
+            ]
+        );
+        assert!(jobs[0].notes[0].contains("uv lock --upgrade"));
+        assert!(matches!(&jobs[1].action, Action::Skip { why, .. } if why.contains("Poetry")));
+        assert_eq!(
+            jobs[2].action,
+            Action::Check {
+                lock: "pylock.toml".into()
+            }
+        );
+    }
+
+    #[test]
+    fn no_groups_is_an_error() {
+        let s = spec("version: 1\nname: w\npython: {base: python:3.12-slim}\n");
+        let e = plan(&s, &ContextInfo::default(), &Options::default()).unwrap_err();
+        assert!(e.message.contains("no requirement groups"), "{}", e.message);
+    }
+
+    const LOCK: &str = r#"
+lock-version = "1.0"
+created-by = "uv"
+requires-python = ">=3.11"
+
+[[packages]]
+name = "anyio"
+version = "4.9.0"
+sdist = { url = "https://files.pythonhosted.org/a.tar.gz", hashes = { sha256 = "aa" } }
+wheels = [{ url = "https://files.pythonhosted.org/a.whl", hashes = { sha256 = "bb" } }]
+
+[[packages]]
+name = "numpy"
+version = "2.2.6"
+marker = "python_full_version < '3.12'"
+wheels = [{ url = "https://files.pythonhosted.org/n.whl", hashes = { sha256 = "cc" } }]
+
+[[packages]]
+name = "private"
+version = "1.0"
+wheels = [{ url = "https://bob:s3cret@pypi.corp.example/p.whl", hashes = { sha256 = "dd" } }]
+
+[[packages]]
+name = "internal"
+version = "2.0"
+wheels = [{ url = "https://pypi.internal.example:8443/i.whl", hashes = { md5 = "ee" } }]
+
+[[packages]]
+name = "local"
+directory = { path = "vendor/local" }
+
+[[packages]]
+name = "tool"
+vcs = { type = "git", url = "https://tok@github.com/o/tool", commit-id = "abc" }
+"#;
+
+    #[test]
+    fn lock_read_back_finds_what_cannot_be_fetched_by_hash() {
+        let hosts =
+            netrc_hosts("machine pypi.internal.example login u password p\ndefault login x");
+        let c = check_lock(LOCK, &hosts).unwrap();
+        assert_eq!(c.packages.len(), 6);
+        let found: Vec<String> = c
+            .findings
+            .iter()
+            .map(|f| format!("{}: {}", f.package, f.problem))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                "private 1.0: from pypi.corp.example, an index that needs credentials",
+                "internal 2.0: from pypi.internal.example, an index that needs credentials",
+                "internal 2.0: no sha256 for https://pypi.internal.example:8443/i.whl",
+                "local: a local directory (no URL)",
+                "tool: from version control (https://github.com/o/tool): no hash",
+            ]
+        );
+        assert!(!found.join("\n").contains("s3cret"));
+        assert!(!found.join("\n").contains("tok@"));
+    }
+
+    #[test]
+    fn constraints_from_the_groups_below() {
+        let c = check_lock(LOCK, &BTreeSet::new()).unwrap();
+        let other = Checked {
+            packages: vec![
+                ("anyio".into(), Some("4.16.0".into()), None),
+                ("idna".into(), Some("3.10".into()), None),
+            ],
+            findings: vec![],
+        };
+        let pins = constraints(&[c, other]);
+        // anyio: the two disagree, so no pin; numpy keeps its marker; no version, no pin.
+        assert_eq!(
+            pins,
+            "idna==3.10\ninternal==2.0\nnumpy==2.2.6 ; python_full_version < '3.12'\nprivate==1.0\n"
+        );
+    }
+
+    #[test]
+    fn userinfo_is_stripped_everywhere() {
+        assert_eq!(
+            strip_userinfo(
+                "error: GET https://u:tok@pypi.example.com/simple/x/ failed; see http://a@b/c"
+            ),
+            "error: GET https://pypi.example.com/simple/x/ failed; see http://b/c"
+        );
+        assert_eq!(
+            strip_userinfo("mail bob@example.com"),
+            "mail bob@example.com"
+        );
+        assert_eq!(strip_userinfo("https://host/a@b"), "https://host/a@b");
+    }
+
+    #[test]
+    fn order_puts_groups_below_first() {
+        let s = spec(
+            r#"
+version: 1
+name: w
+python: {base: python:3.12-slim, installer: uv}
+requirements: {ml: [ml.txt], core: [core.txt]}
+variants: {cuda: {requirements: [core, ml]}}
+"#,
+        );
+        let jobs = plan(&s, &ContextInfo::default(), &Options::default()).unwrap();
+        let ordered: Vec<&str> = order(&jobs).iter().map(|j| j.group.as_str()).collect();
+        assert_eq!(ordered, ["core", "ml"]);
+    }
+
+    #[test]
+    fn report_prints_the_snippet_and_the_in_step_groups() {
+        let s = spec(WORKER);
+        let hosts = netrc_hosts("machine pypi.internal.example");
+        let outcomes = vec![
+            Outcome {
+                group: "core".into(),
+                loc: Loc::default(),
+                notes: vec![],
+                result: Ok(Done::Locked {
+                    lock: "pylock.core.toml".into(),
+                    checked: check_lock(LOCK, &hosts).unwrap(),
+                    wrote: true,
+                }),
+            },
+            Outcome {
+                group: "web".into(),
+                loc: Loc::default(),
+                notes: vec!["resolved for Python >= 3.12".into()],
+                result: Ok(Done::Locked {
+                    lock: "pylock.web.toml".into(),
+                    checked: check_lock(&LOCK.replace("bob:s3cret@", ""), &BTreeSet::new())
+                        .map(|mut c| {
+                            c.findings.retain(|f| !f.local);
+                            c
+                        })
+                        .unwrap(),
+                    wrote: true,
+                }),
+            },
+            Outcome {
+                group: "ml".into(),
+                loc: s.groups[1].name.loc,
+                notes: vec![],
+                result: Err(Failure {
+                    message: "`uv pip compile ...` failed".into(),
+                    detail: "error: No solution found".into(),
+                }),
+            },
+        ];
+        let r = report(&s, &outcomes);
+        assert!(r.failed);
+        // core names a local directory: it stays a requirements group.
+        assert_eq!(r.stdout, "requirements:\n  web: {lock: pylock.web.toml}\n");
+        assert!(
+            r.stderr
+                .contains("core: wrote pylock.core.toml (6 packages)")
+        );
+        assert!(r.stderr.contains("core: keep it a requirements group"));
+        assert!(r.stderr.contains("web: keeps the in-step install"));
+        assert!(r.stderr.contains("  web: internal 2.0: no sha256"));
+        assert!(r.stderr.contains("web: note: resolved for Python >= 3.12"));
+        assert!(
+            r.stderr
+                .contains("  core: private 1.0: from pypi.corp.example")
+        );
+        assert!(r.stderr.contains("error: No solution found"));
+        assert!(r.stderr.contains("kiln.yaml:7:"), "{}", r.stderr);
+    }
+}
