@@ -9,21 +9,25 @@
 use super::*;
 use crate::context::pylock::{self, Chosen, LockedPackage};
 
-/// Where fetched (or built) files reach an install step.
+/// Where fetched (or built) files reach a group's install step.
 const FILES_MOUNT: &str = "/kiln/files";
+/// Where a package's file reaches its own install: a directory every Linux base has
+/// (FHS), so the mount point adds nothing to the package's layer.
+const PACKAGE_MOUNT: &str = "/mnt";
 /// Where a sdist reaches its wheel build, and where the wheel is written.
 const SDIST_MOUNT: &str = "/kiln/sdist";
 const WHEEL_OUT: &str = "/kiln/wheel";
 
 /// One package of the group as the install reads it: the state that holds its wheel (the
-/// fetched file, or the wheel built from the sdist) and the path of the wheel in it.
+/// fetched file, or the wheel built from the sdist) and the name of the wheel in it.
 pub(super) struct Wheel {
     /// PEP 503 name and the sha256 of the locked file: two groups that lock the same file
     /// share it; the same name with another file cannot be layered.
     pub key: (String, String),
     label: String,
     files: State,
-    path: String,
+    /// The wheel's name in `files` (a glob for one built from a sdist).
+    file: String,
 }
 
 /// The packages of the group for this platform, each with its wheel; `Err` says why the
@@ -76,14 +80,14 @@ fn wheel(
             key,
             label,
             files: fetched,
-            path: quote(&format!("{FILES_MOUNT}/{}", file.filename)),
+            file: quote(&file.filename),
         };
     }
     Wheel {
         key,
         label: label.clone(),
         files: build_wheel(e, &fetched, &file.filename, step, env, meta, &label),
-        path: format!("{FILES_MOUNT}/*.whl"),
+        file: "*.whl".into(),
     }
 }
 
@@ -194,7 +198,7 @@ pub(super) fn install_group(
             dest: dir.clone(),
             src: w.files.clone(),
         });
-        paths.push(w.path.replacen(FILES_MOUNT, &dir, 1));
+        paths.push(format!("{dir}/{}", w.file));
     }
     let mut script = format!(
         "set -eu\n{}\n",
@@ -227,7 +231,7 @@ pub(super) fn package_layer(
         offline_install(
             step.toolchain.installer,
             venv,
-            std::slice::from_ref(&w.path)
+            &[format!("{PACKAGE_MOUNT}/{}", w.file)]
         ),
         drop_uv_lock(step.toolchain.installer, venv)
     );
@@ -241,7 +245,7 @@ pub(super) fn package_layer(
         ..meta.clone()
     };
     let mounts = vec![Mount::Bind {
-        dest: FILES_MOUNT.into(),
+        dest: PACKAGE_MOUNT.into(),
         src: w.files.clone(),
     }];
     let installed = e
