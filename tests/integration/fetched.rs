@@ -1,0 +1,211 @@
+//! PEP 751 groups whose files the engine fetches: the definitions `kiln llb --context`
+//! makes for examples/pylock-service (the frontend compiles the same way).
+
+use serde_json::Value;
+
+use crate::common::{kiln_ok, temp_tree};
+
+const SPEC: &str = "specs/pylock-service.yaml";
+const LOCK: &str = "examples/pylock-service/pylock.toml";
+
+/// `kiln llb SPEC --context DIR ARGS... --format json`, parsed.
+fn llb(context: &str, args: &[&str]) -> Value {
+    let mut all = vec!["llb", SPEC, "--context", context, "--format", "json"];
+    all.extend_from_slice(args);
+    serde_json::from_slice(&kiln_ok(&all)).expect("kiln llb prints JSON")
+}
+
+fn ops(def: &Value) -> &Vec<Value> {
+    def["ops"].as_array().expect("ops")
+}
+
+fn name(op: &Value) -> &str {
+    op["metadata"]["description"]["llb.customname"]
+        .as_str()
+        .unwrap_or("")
+}
+
+/// The exec ops whose name starts with `prefix`.
+fn execs<'d>(def: &'d Value, prefix: &str) -> Vec<&'d Value> {
+    ops(def)
+        .iter()
+        .filter(|o| !o["op"]["exec"].is_null() && name(o).starts_with(prefix))
+        .collect()
+}
+
+/// The lock's files the definition fetches: (URL, checksum attribute).
+fn fetched(def: &Value) -> Vec<(String, String)> {
+    ops(def)
+        .iter()
+        .filter_map(|o| {
+            let s = &o["op"]["source"];
+            let url = s["identifier"].as_str()?;
+            url.starts_with("https://").then(|| {
+                (
+                    url.to_string(),
+                    s["attrs"]["http.checksum"]
+                        .as_str()
+                        .unwrap_or("")
+                        .to_string(),
+                )
+            })
+        })
+        .collect()
+}
+
+/// Every install step runs with no network, mounts no secret and no context files: only
+/// the fetched files.
+fn assert_offline(steps: &[&Value]) {
+    assert!(!steps.is_empty());
+    for s in steps {
+        let e = &s["op"]["exec"];
+        assert_eq!(e["network"], "NONE", "{}", name(s));
+        for m in e["mounts"].as_array().unwrap() {
+            assert_ne!(m["type"], "SECRET", "{}", name(s));
+            assert_ne!(m["type"], "CACHE", "{}", name(s));
+        }
+        let script = e["meta"]["args"][2].as_str().unwrap();
+        assert!(
+            script.contains("--offline --no-index --no-deps"),
+            "{script}"
+        );
+    }
+}
+
+#[test]
+fn each_locked_file_is_fetched_by_its_sha256_and_installed_offline_as_its_own_layer() {
+    let def = llb("examples/pylock-service", &["--merge"]);
+    let files = fetched(&def);
+    let lock = std::fs::read_to_string(LOCK).unwrap();
+    assert_eq!(files.len(), 11, "one file per package: {files:?}");
+    for (url, checksum) in &files {
+        let sha = checksum.strip_prefix("sha256:").expect("a sha256 checksum");
+        assert!(
+            lock.contains(url) && lock.contains(sha),
+            "{url} {sha} from the lock"
+        );
+    }
+    // CPython 3.12 on linux/amd64: the cp312 manylinux wheel of the one binary package.
+    assert!(files.iter().any(|(u, _)| u.ends_with(
+        "pydantic_core-2.50.5-cp312-cp312-manylinux2014_x86_64.manylinux_2_17_x86_64.whl"
+    )));
+    let installs = execs(&def, "uv install: core: ");
+    assert_eq!(installs.len(), 11, "a step per package");
+    assert_offline(&installs);
+    let diffs = ops(&def)
+        .iter()
+        .filter(|o| !o["op"]["diff"].is_null())
+        .count();
+    assert_eq!(diffs, 11, "a layer per package");
+    // The image: user, the empty venv, 11 packages, the app.
+    let image = ops(&def)
+        .iter()
+        .find(|o| name(o) == "[image] merge")
+        .unwrap();
+    assert_eq!(image["op"]["merge"]["inputs"].as_array().unwrap().len(), 14);
+    assert_eq!(execs(&def, "check: core").len(), 1);
+}
+
+#[test]
+fn without_mergeop_the_group_installs_in_one_offline_step() {
+    let def = llb("examples/pylock-service", &[]);
+    assert_eq!(fetched(&def).len(), 11);
+    let installs = execs(&def, "uv install: core");
+    assert_eq!(installs.len(), 1);
+    assert_offline(&installs);
+    assert!(ops(&def).iter().all(|o| o["op"]["diff"].is_null()));
+}
+
+#[test]
+fn the_platform_picks_the_wheels() {
+    let def = llb(
+        "examples/pylock-service",
+        &["--merge", "--platform", "linux/arm64"],
+    );
+    let files = fetched(&def);
+    assert!(
+        files.iter().any(|(u, _)| u.ends_with(
+            "pydantic_core-2.50.5-cp312-cp312-manylinux2014_aarch64.manylinux_2_17_aarch64.whl"
+        )),
+        "{files:?}"
+    );
+    assert!(!files.iter().any(|(u, _)| u.contains("x86_64")));
+}
+
+/// One package more in the lock: every other package's install and layer is the same op
+/// (so BuildKit finds it cached), and the new one is the only new install.
+#[test]
+fn adding_a_package_leaves_every_other_install_unchanged() {
+    let full = std::fs::read_to_string(LOCK).unwrap();
+    // The lock without `h11` (a package no other one's wheel choice depends on).
+    let mut fewer = String::new();
+    for (i, block) in full.split("\n[[packages]]\n").enumerate() {
+        if i > 0 && block.starts_with("name = \"h11\"") {
+            continue;
+        }
+        if i > 0 {
+            fewer.push_str("\n[[packages]]\n");
+        }
+        fewer.push_str(block);
+    }
+    assert!(fewer.len() < full.len());
+    let app = std::fs::read_to_string("examples/pylock-service/app/serve.py").unwrap_or_default();
+    let dir = temp_tree(
+        "fetched-fewer",
+        &[("pylock.toml", &fewer), ("app/serve.py", &app)],
+    );
+    let before = llb(dir.to_str().unwrap(), &["--merge"]);
+    let after = llb("examples/pylock-service", &["--merge"]);
+    let digests = |d: &Value, prefix: &str| -> Vec<String> {
+        execs(d, prefix)
+            .iter()
+            .map(|o| o["digest"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let (b, a) = (
+        digests(&before, "uv install: core: "),
+        digests(&after, "uv install: core: "),
+    );
+    assert_eq!(b.len() + 1, a.len());
+    assert!(
+        b.iter().all(|d| a.contains(d)),
+        "every earlier install is unchanged"
+    );
+    let new: Vec<_> = execs(&after, "uv install: core: ")
+        .into_iter()
+        .filter(|o| !b.contains(&o["digest"].as_str().unwrap().to_string()))
+        .map(name)
+        .collect();
+    assert_eq!(new, ["uv install: core: h11 0.16.0"]);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A lock kiln cannot fetch (no sha256) keeps the in-step install, with a warning.
+#[test]
+fn a_lock_without_hashes_installs_in_step_and_says_why() {
+    let lock = "lock-version = \"1.0\"\n[[packages]]\nname = \"six\"\nversion = \"1.17.0\"\nwheels = [{ url = \"https://files.pythonhosted.org/p/six-1.17.0-py2.py3-none-any.whl\" }]\n";
+    let dir = temp_tree("fetched-nohash", &[("pylock.toml", lock), ("app/x.py", "")]);
+    let out = crate::common::kiln(&[
+        "llb",
+        SPEC,
+        "--context",
+        dir.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("KilnLockInStep") && stderr.contains("has no sha256 hash"),
+        "{stderr}"
+    );
+    let def: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(fetched(&def).is_empty());
+    let install = execs(&def, "uv install: core");
+    assert_eq!(install.len(), 1);
+    let script = install[0]["op"]["exec"]["meta"]["args"][2]
+        .as_str()
+        .unwrap();
+    assert!(script.contains("-r /kiln/req/pylock.toml"), "{script}");
+    let _ = std::fs::remove_dir_all(dir);
+}
