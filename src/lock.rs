@@ -24,7 +24,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::context::ContextInfo;
+use crate::context::{ContextInfo, pylock};
 use crate::diag::{Diagnostic, Loc};
 use crate::spec::{Group, GroupSource, Installer, LockKind, Spec, Variant};
 
@@ -350,77 +350,38 @@ pub struct Checked {
     pub findings: Vec<Finding>,
 }
 
-/// Reads a PEP 751 lock. `credential_hosts`: hosts the netrc has a `machine` for.
+/// Reads a PEP 751 lock back (with the reader builds use, `context::pylock::read`).
+/// `credential_hosts`: hosts the netrc has a `machine` for. Errors: invalid TOML or
+/// lock shape.
 pub fn check_lock(text: &str, credential_hosts: &BTreeSet<String>) -> Result<Checked, String> {
-    let doc: toml::Table = text
-        .parse()
-        .map_err(|e: toml::de::Error| e.message().to_string())?;
     let mut out = Checked::default();
-    let Some(packages) = doc.get("packages").and_then(|p| p.as_array()) else {
-        return Ok(out);
-    };
-    for p in packages {
-        let name = p
-            .get("name")
-            .and_then(|n| n.as_str())
-            .unwrap_or("?")
-            .to_string();
-        let version = p.get("version").and_then(|v| v.as_str()).map(String::from);
-        let marker = p.get("marker").and_then(|v| v.as_str()).map(String::from);
-        let label = match &version {
-            Some(v) => format!("{name} {v}"),
-            None => name.clone(),
+    for entry in pylock::read(text)? {
+        let p = &entry.package;
+        let label = match &p.version {
+            Some(v) => format!("{} {v}", p.name),
+            None => p.name.clone(),
         };
-        let mut problems: BTreeSet<String> = BTreeSet::new();
-        if p.get("directory").is_some() {
-            problems.insert("a local directory (no URL)".into());
-        }
-        if let Some(vcs) = p.get("vcs") {
-            let url = vcs.get("url").and_then(|u| u.as_str());
-            problems.insert(match url {
-                Some(u) => format!("from version control ({}): no hash", strip_userinfo(u)),
-                None => "from a local repository (no URL, no hash)".into(),
-            });
-        }
-        let mut artifacts: Vec<&toml::Value> = vec![];
-        for key in ["sdist", "archive"] {
-            if let Some(a) = p.get(key) {
-                artifacts.push(a);
-            }
-        }
-        if let Some(w) = p.get("wheels").and_then(|w| w.as_array()) {
-            artifacts.extend(w.iter());
-        }
-        if artifacts.is_empty() && problems.is_empty() {
-            problems.insert("no file to fetch (no wheels, sdist or archive)".into());
-        }
-        for a in artifacts {
-            let url = a.get("url").and_then(|u| u.as_str());
-            let sha256 = a
-                .get("hashes")
-                .and_then(|h| h.get("sha256"))
-                .and_then(|h| h.as_str());
-            match url {
-                None => {
-                    problems.insert("a local file (no URL)".into());
-                }
-                Some(u) => {
-                    if sha256.is_none() {
-                        problems.insert(format!("no sha256 for {}", strip_userinfo(u)));
-                    }
-                    if let Some(host) = needs_credentials(u, credential_hosts) {
-                        problems.insert(format!("from {host}, an index that needs credentials"));
-                    }
-                }
+        let mut problems: BTreeSet<(String, bool)> = entry
+            .problems
+            .iter()
+            .map(|pr| (pr.text.clone(), pr.local))
+            .collect();
+        for url in &entry.urls {
+            if let Some(host) = needs_credentials(url, credential_hosts) {
+                problems.insert((
+                    format!("from {host}, an index that needs credentials"),
+                    false,
+                ));
             }
         }
         out.findings
-            .extend(problems.into_iter().map(|problem| Finding {
+            .extend(problems.into_iter().map(|(problem, local)| Finding {
                 package: label.clone(),
-                local: problem.contains("no URL"),
                 problem,
+                local,
             }));
-        out.packages.push((name, version, marker));
+        out.packages
+            .push((p.name.clone(), p.version.clone(), p.marker.clone()));
     }
     Ok(out)
 }
@@ -1062,19 +1023,19 @@ requires-python = ">=3.11"
 [[packages]]
 name = "anyio"
 version = "4.9.0"
-sdist = { url = "https://files.pythonhosted.org/a.tar.gz", hashes = { sha256 = "aa" } }
-wheels = [{ url = "https://files.pythonhosted.org/a.whl", hashes = { sha256 = "bb" } }]
+sdist = { url = "https://files.pythonhosted.org/a.tar.gz", hashes = { sha256 = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa" } }
+wheels = [{ url = "https://files.pythonhosted.org/a.whl", hashes = { sha256 = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb" } }]
 
 [[packages]]
 name = "numpy"
 version = "2.2.6"
 marker = "python_full_version < '3.12'"
-wheels = [{ url = "https://files.pythonhosted.org/n.whl", hashes = { sha256 = "cc" } }]
+wheels = [{ url = "https://files.pythonhosted.org/n.whl", hashes = { sha256 = "cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc" } }]
 
 [[packages]]
 name = "private"
 version = "1.0"
-wheels = [{ url = "https://bob:s3cret@pypi.corp.example/p.whl", hashes = { sha256 = "dd" } }]
+wheels = [{ url = "https://bob:s3cret@pypi.corp.example/p.whl", hashes = { sha256 = "dddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddd" } }]
 
 [[packages]]
 name = "internal"

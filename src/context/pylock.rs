@@ -66,23 +66,46 @@ struct Package {
 struct Dist {
     name: Option<String>,
     url: Option<String>,
-    path: Option<String>,
     #[serde(default)]
     hashes: std::collections::BTreeMap<String, String>,
 }
 
-/// Read a PEP 751 lock. Errors: the TOML or the lock's shape is invalid (uv would refuse
-/// it too); the message is TOML's own.
-pub fn parse(text: &str) -> Result<Pylock, String> {
+/// One `[[packages]]` entry as read: the package with the files the engine can fetch,
+/// and what keeps it from fetching the package by URL and sha256 alone (nothing, for most).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    pub package: LockedPackage,
+    pub problems: Vec<Problem>,
+    /// The URL of every file the entry names, fetchable or not.
+    pub urls: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Problem {
+    /// What is wrong, for a message (`no sha256 for https://...`); URLs without userinfo.
+    pub text: String,
+    /// The file or directory has no URL, only a local path.
+    pub local: bool,
+}
+
+/// Read every entry of a PEP 751 lock. Errors: the TOML or the lock's shape is invalid
+/// (uv would refuse it too); the message is TOML's own.
+pub fn read(text: &str) -> Result<Vec<Entry>, String> {
     let file: File = toml::from_str(text).map_err(|e| e.message().to_string())?;
-    let mut out = vec![];
-    for p in file.packages {
-        match package(p) {
-            Ok(p) => out.push(p),
-            Err(why) => return Ok(Pylock::InStep(why)),
-        }
-    }
-    Ok(Pylock::Addressable(out))
+    Ok(file.packages.into_iter().map(entry).collect())
+}
+
+/// Read a PEP 751 lock for a build: addressable when no entry has a problem, else the
+/// first problem. Errors: as `read`.
+pub fn parse(text: &str) -> Result<Pylock, String> {
+    let entries = read(text)?;
+    let first = entries
+        .iter()
+        .find_map(|e| e.problems.first().map(|p| (&e.package.name, &p.text)));
+    Ok(match first {
+        Some((name, why)) => Pylock::InStep(format!("package `{name}`: {why}")),
+        None => Pylock::Addressable(entries.into_iter().map(|e| e.package).collect()),
+    })
 }
 
 /// Where the spec mounts a netrc, some index needs credentials the engine's own fetch
@@ -112,57 +135,102 @@ fn host(url: &str) -> &str {
     rest.split(['/', '?', '#']).next().unwrap_or("")
 }
 
-fn package(p: Package) -> Result<LockedPackage, String> {
-    let kind = [
-        ("vcs", &p.vcs),
-        ("directory", &p.directory),
-        ("archive", &p.archive),
-    ]
-    .into_iter()
-    .find(|(_, v)| v.is_some());
-    if let Some((kind, _)) = kind {
-        return Err(format!("package `{}` is a {kind} source", p.name));
+fn entry(p: Package) -> Entry {
+    let problem = |text: &str, local: bool| Problem {
+        text: text.to_string(),
+        local,
+    };
+    let mut problems = vec![];
+    if p.directory.is_some() {
+        problems.push(problem("a local directory (no URL)", true));
     }
-    if p.wheels.is_empty() && p.sdist.is_none() {
-        return Err(format!("package `{}` has no wheel and no sdist", p.name));
+    if let Some(vcs) = &p.vcs {
+        problems.push(match vcs.get("url").and_then(|u| u.as_str()) {
+            Some(u) => problem(
+                &format!("from version control ({}): no hash", redact(u)),
+                false,
+            ),
+            None => problem("from a local repository (no URL, no hash)", true),
+        });
     }
-    let name = p.name.clone();
-    let wheels = p
+    if p.archive.is_some() {
+        problems.push(problem("an archive URL (a file of no stated kind)", false));
+    }
+    if p.wheels.is_empty() && p.sdist.is_none() && problems.is_empty() {
+        problems.push(problem(
+            "no file to fetch (no wheels, sdist or archive)",
+            false,
+        ));
+    }
+    let urls = p
         .wheels
-        .into_iter()
-        .map(|d| dist(&name, d))
-        .collect::<Result<Vec<_>, _>>()?;
-    let sdist = p.sdist.map(|d| dist(&name, d)).transpose()?;
-    Ok(LockedPackage {
-        name: p.name,
-        version: p.version,
-        marker: p.marker,
-        wheels,
-        sdist,
-    })
+        .iter()
+        .chain(&p.sdist)
+        .filter_map(|d| d.url.clone())
+        .collect();
+    let mut keep = |d: Dist| match dist(d) {
+        Ok(f) => Some(f),
+        Err(e) => {
+            problems.push(e);
+            None
+        }
+    };
+    let wheels = p.wheels.into_iter().filter_map(&mut keep).collect();
+    let sdist = p.sdist.and_then(&mut keep);
+    problems.sort();
+    problems.dedup();
+    Entry {
+        package: LockedPackage {
+            name: p.name,
+            version: p.version,
+            marker: p.marker,
+            wheels,
+            sdist,
+        },
+        problems,
+        urls,
+    }
 }
 
-fn dist(package: &str, d: Dist) -> Result<LockedFile, String> {
+/// `url` without its userinfo (`user:token@`), for messages.
+fn redact(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let (authority, path) = rest.split_at(rest.find(['/', '?', '#']).unwrap_or(rest.len()));
+            let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+            format!("{scheme}://{host}{path}")
+        }
+        None => url.to_string(),
+    }
+}
+
+fn dist(d: Dist) -> Result<LockedFile, Problem> {
+    let problem = |text: String| Problem { text, local: false };
     let Some(url) = d.url else {
-        return Err(match d.path {
-            Some(path) => format!("package `{package}` is a local file (`{path}`)"),
-            None => format!("a file of package `{package}` has no url"),
+        return Err(Problem {
+            text: "a local file (no URL)".into(),
+            local: true,
         });
     };
-    let scheme_ok = url.starts_with("https://") || url.starts_with("http://");
-    if !scheme_ok || host(&url).contains('@') {
-        // Credentials in a URL would land in the definition; other schemes the engine
-        // cannot fetch.
-        return Err(format!(
-            "a file of package `{package}` is not a plain http(s) URL without credentials"
-        ));
+    if !(url.starts_with("https://") || url.starts_with("http://")) {
+        return Err(problem(format!(
+            "a URL the engine cannot fetch ({})",
+            redact(&url)
+        )));
+    }
+    let authority = host(&url);
+    if let Some((_, h)) = authority.rsplit_once('@') {
+        // Credentials in a URL would land in the definition.
+        return Err(problem(format!(
+            "from {h}, an index that needs credentials"
+        )));
     }
     let sha256 = d
         .hashes
         .get("sha256")
         .filter(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
         .map(|h| h.to_ascii_lowercase())
-        .ok_or_else(|| format!("a file of package `{package}` has no sha256 hash"))?;
+        .ok_or_else(|| problem(format!("no sha256 for {url}")))?;
     let filename = d
         .name
         .or_else(|| {
@@ -170,7 +238,7 @@ fn dist(package: &str, d: Dist) -> Result<LockedFile, String> {
             Some(last.to_string())
         })
         .filter(|f| !f.is_empty() && !f.contains(['/', '\\']) && f != "." && f != "..")
-        .ok_or_else(|| format!("a file of package `{package}` has no file name"))?;
+        .ok_or_else(|| problem(format!("no file name in {url}")))?;
     Ok(LockedFile {
         filename,
         url,
@@ -498,7 +566,7 @@ wheels = [{ url = "https://files.pythonhosted.org/p/six-1.17.0-py2.py3-none-any.
         let cases = [
             (
                 "wheels = [{ url = \"https://h/a-1-py3-none-any.whl\" }]",
-                "has no sha256",
+                "no sha256 for https://h/",
             ),
             (
                 "wheels = [{ url = \"https://user:pw@h/a-1-py3-none-any.whl\", hashes = { sha256 = \"",
@@ -506,7 +574,7 @@ wheels = [{ url = "https://files.pythonhosted.org/p/six-1.17.0-py2.py3-none-any.
             ),
             (
                 "vcs = { type = \"git\", url = \"https://g/x\", commit-id = \"abc\" }",
-                "is a vcs source",
+                "from version control (https://g/x)",
             ),
             (
                 "wheels = [{ path = \"dist/a-1-py3-none-any.whl\", hashes = { sha256 = \"",

@@ -256,7 +256,9 @@ untag "$IMG-pylock:hash"
 if dbuild pylock-hash -f "$E2E_WORK/specs/pylock-hash.yaml" -t "$IMG-pylock:hash" "${ARGS[@]}" "$E2E_WORK/pylock-hash"; then
   fail "pylock hash: a wrong hash in pylock.toml must fail the build"
 else
-  assert_contains "pylock hash: the log reports a hash mismatch" "$(log_of pylock-hash)" "Hash mismatch"
+  # The engine checks each fetched file against the lock's sha256 before any step sees it.
+  assert_contains "pylock hash: the engine's fetch of the wheel reports a digest mismatch" "$(log_of pylock-hash)" \
+    "step \`fetch anyio-4.16.0-py3-none-any.whl\` failed: digest mismatch"
   check "pylock hash: nothing exported" bash -c "! $DOCKER image inspect $IMG-pylock:hash"
 fi
 

@@ -196,7 +196,8 @@ fn a_lock_without_hashes_installs_in_step_and_says_why() {
     assert!(out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("KilnLockInStep") && stderr.contains("has no sha256 hash"),
+        stderr.contains("KilnLockInStep")
+            && stderr.contains("no sha256 for https://files.pythonhosted.org/p/six"),
         "{stderr}"
     );
     let def: Value = serde_json::from_slice(&out.stdout).unwrap();

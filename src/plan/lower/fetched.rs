@@ -60,9 +60,11 @@ fn wheel(
         Some(v) => format!("{} {v}", p.name),
         None => p.name.clone(),
     };
+    // At the group's spec line: a failed fetch (a digest mismatch) is reported there.
     let named = |what: String| Meta {
         name: Some(prefixed(opts.step_prefix.as_deref(), &what)),
-        ..Default::default()
+        loc: meta.loc,
+        ..meta.clone()
     };
     let (file, built) = match &chosen {
         Chosen::Wheel(f) => (f, false),
