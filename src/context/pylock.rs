@@ -308,7 +308,7 @@ pub fn choose<'l>(
 }
 
 /// PEP 503 normalised name.
-fn normalize(name: &str) -> String {
+pub fn normalize(name: &str) -> String {
     name.to_ascii_lowercase().replace(['_', '.'], "-")
 }
 

@@ -34,7 +34,7 @@ pub(super) struct Wheel {
 /// lock cannot be installed from fetched files here (the caller installs in-step).
 pub(super) fn wheels(
     fetch: &Fetch,
-    e: &State,
+    empty: &State,
     step: &InstallStep,
     opts: &LowerOpts,
     env: &StepEnv,
@@ -43,14 +43,14 @@ pub(super) fn wheels(
     let chosen = pylock::choose(&fetch.packages, &fetch.python, &opts.platform.architecture)?;
     Ok(chosen
         .into_iter()
-        .map(|(p, c)| wheel(p, c, e, step, opts, env, meta))
+        .map(|(p, c)| wheel(p, c, empty, step, opts, env, meta))
         .collect())
 }
 
 fn wheel(
     p: &LockedPackage,
     chosen: Chosen,
-    e: &State,
+    empty: &State,
     step: &InstallStep,
     opts: &LowerOpts,
     env: &StepEnv,
@@ -76,7 +76,7 @@ fn wheel(
         &file.filename,
         named(format!("fetch {}", file.filename)),
     );
-    let key = (normalize(&p.name), file.sha256.clone());
+    let key = (pylock::normalize(&p.name), file.sha256.clone());
     if !built {
         return Wheel {
             key,
@@ -88,20 +88,16 @@ fn wheel(
     Wheel {
         key,
         label: label.clone(),
-        files: build_wheel(e, &fetched, &file.filename, step, env, meta, &label),
+        files: build_wheel(empty, &fetched, &file.filename, step, env, meta, &label),
         file: "*.whl".into(),
     }
-}
-
-fn normalize(name: &str) -> String {
-    name.to_ascii_lowercase().replace(['_', '.'], "-")
 }
 
 /// A sdist built into a wheel in the builder (its build packages are there), with the
 /// index reachable for the build backend: cached by the sdist's digest and the builder,
 /// so it compiles once per base, not once per requirement change.
 fn build_wheel(
-    e: &State,
+    empty: &State,
     sdist: &State,
     filename: &str,
     step: &InstallStep,
@@ -140,13 +136,14 @@ fn build_wheel(
         name: Some(format!("wheel from sdist: {label} ({})", step.group)),
         ..meta.clone()
     };
-    e.run(sh(
-        format!("set -eu\n{secret_script}{command}\n"),
-        installer_env(&env.vars, &step.toolchain, Some(&step.pip)),
-        mounts,
-        meta,
-    ))
-    .scratch(WHEEL_OUT)
+    empty
+        .run(sh(
+            format!("set -eu\n{secret_script}{command}\n"),
+            installer_env(&env.vars, &step.toolchain, Some(&step.pip)),
+            mounts,
+            meta,
+        ))
+        .scratch(WHEEL_OUT)
 }
 
 /// The installer's command for wheels given by path: exactly those, no resolution, no
@@ -218,10 +215,10 @@ pub(super) fn install_group(
         .root()
 }
 
-/// One package installed alone into the empty venv `e`, as a layer of its own: only what
+/// One package installed alone into the empty venv `empty`, as a layer of its own: only what
 /// the install wrote.
 pub(super) fn package_layer(
-    e: &State,
+    empty: &State,
     w: &Wheel,
     step: &InstallStep,
     env: &StepEnv,
@@ -250,11 +247,11 @@ pub(super) fn package_layer(
         dest: PACKAGE_MOUNT.into(),
         src: w.files.clone(),
     }];
-    let installed = e
+    let installed = empty
         .run(offline_exec(script, step, env, mounts, named.clone()))
         .root();
     llb::diff(
-        e,
+        empty,
         &installed,
         Meta {
             name: Some(format!("layer: {}", w.label)),
