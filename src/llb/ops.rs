@@ -77,9 +77,20 @@ fn node(
 
 /// `docker-image://` source. `reference` must already be normalised (`docker.io/library/x:y`).
 pub fn image(reference: &str, platform: Option<pb::Platform>, meta: Meta) -> State {
+    image_with_attrs(reference, platform, BTreeMap::new(), meta)
+}
+
+/// `image` with `attrs` in the op as they are (and so in its digest); BuildKit ignores
+/// attrs it does not know.
+pub fn image_with_attrs(
+    reference: &str,
+    platform: Option<pb::Platform>,
+    attrs: BTreeMap<String, String>,
+    meta: Meta,
+) -> State {
     let op = pb::SourceOp {
         identifier: format!("docker-image://{reference}"),
-        attrs: BTreeMap::new(),
+        attrs,
     };
     State {
         out: Some(node(
