@@ -23,8 +23,11 @@
 #   docker26-graphdriver  the same with the classic overlay2 image store
 #   docker28              Debian sid docker.io 28.5 + buildx 0.29, containerd image store
 #   docker28-graphdriver  the same with the classic overlay2 image store
-# A modern engine runs in a container on docker20 (docker-in-docker, --restart unless-stopped)
-# with a registry on its localhost:5000; its socket is /run/kiln/NAME/docker.sock.
+#   docker20-dind         Debian bookworm docker.io 20.10 (the host's engine) in a container of
+#                         its own, no buildx: for loads that may crash it (its BuildKit 0.8
+#                         panics the whole dockerd, see docs/security.md "Engine faults")
+# Every engine but docker20 runs in a container on docker20 (docker-in-docker, --restart
+# unless-stopped) with a registry on its localhost:5000; its socket is /run/kiln/NAME/docker.sock.
 # Environment: KILN_ENGINE_CACHE (default /var/cache/kiln: rootfs tarballs, clients, logs),
 # KILN_DOCKERD_LOG (default /var/log/kiln-dockerd.log), KILN_DOCKERD_WAIT (seconds, default 60).
 set -euo pipefail
@@ -45,7 +48,7 @@ BASE_PY=kiln-local/python:3.11
 BASE_DOCKERFILE=scripts/base/Dockerfile.python
 MIRROR=http://deb.debian.org/debian
 WAIT_S=${KILN_DOCKERD_WAIT:-60}
-ENGINES="docker20 docker26 docker26-graphdriver docker28 docker28-graphdriver"
+ENGINES="docker20 docker20-dind docker26 docker26-graphdriver docker28 docker28-graphdriver"
 RUN_DIR=/run/kiln
 # The engine fetches HTTP sources itself (a lock's wheels): it trusts what this machine
 # trusts, as a daemon behind a TLS-inspecting proxy must (TLS is intercepted here).
@@ -147,19 +150,23 @@ host_up() {
   make_base
 }
 
-# ---- modern engines: Docker from a newer Debian suite, in a container on docker20 ----
+# ---- engines in containers: Docker from a Debian suite, in a container on docker20 ----
 
 known_engine() {
   case " $ENGINES " in *" $1 "*) ;; *) die "unknown engine '$1' (engines: $ENGINES)" ;; esac
 }
-suite_of() { case "$1" in docker26*) echo trixie ;; docker28*) echo sid ;; esac; }
-store_of() { case "$1" in *-graphdriver) echo graphdriver ;; *) echo containerd ;; esac; }
+suite_of() { case "$1" in docker20-dind) echo bookworm ;; docker26*) echo trixie ;; docker28*) echo sid ;; esac; }
+# 20.10 has only the classic store.
+store_of() { case "$1" in *-graphdriver|docker20-dind) echo graphdriver ;; *) echo containerd ;; esac; }
 # The major.minor the name promises: a suite that moved on fails `up` instead of lying.
-want_version() { case "$1" in docker26*) echo 26.1 ;; docker28*) echo 28.5 ;; esac; }
-packages_of() {
+want_version() { case "$1" in docker20-dind) echo 20.10 ;; docker26*) echo 26.1 ;; docker28*) echo 28.5 ;; esac; }
+packages_of() { # packages_of SUITE
   # git: BuildKit's git sources. qemu-user-static joins this list with arm64 (its binfmt
-  # registration goes in init.sh).
-  echo "docker.io docker-cli docker-buildx containerd runc tini iptables docker-registry git"
+  # registration goes in init.sh). bookworm's docker.io holds its CLI and has no buildx.
+  case "$1" in
+    bookworm) echo "docker.io containerd runc tini iptables docker-registry git" ;;
+    *) echo "docker.io docker-cli docker-buildx containerd runc tini iptables docker-registry git" ;;
+  esac
 }
 container_of() { echo "kiln-engine-$1"; }
 volume_of() { echo "kiln-engine-$1"; }
@@ -211,14 +218,15 @@ engine_rootfs() {
   fi
   rm -rf "$root"/var/lib/apt/lists/* "$root/usr/sbin/policy-rc.d"
   : >"$root/etc/resolv.conf"
-  chroot "$root" dpkg-query -W docker.io docker-cli docker-buildx containerd runc docker-registry \
-    >"$CACHE/engines/rootfs-$suite-$key.versions"
+  # shellcheck disable=SC2046
+  chroot "$root" dpkg-query -W $(packages_of "$suite") >"$CACHE/engines/rootfs-$suite-$key.versions"
   tar -C "$root" -cf "$tarball.tmp" . && mv "$tarball.tmp" "$tarball"
   rm -rf "$root"
   echo "$tarball"
 }
 
-# The client side on the host: NAME's docker CLI and buildx plugin, from its rootfs.
+# The client side on the host: NAME's docker CLI and buildx plugin (when its suite has
+# one), from its rootfs.
 engine_client() {
   local name=$1 suite key dir tarball
   suite=$(suite_of "$name"); key=$(rootfs_key "$suite")
@@ -227,8 +235,11 @@ engine_client() {
     tarball=$(engine_rootfs "$suite")
     rm -rf "$dir.tmp"; mkdir -p "$dir.tmp/bin" "$dir.tmp/cli-plugins"
     tar -xOf "$tarball" ./usr/bin/docker >"$dir.tmp/bin/docker"
-    tar -xOf "$tarball" ./usr/libexec/docker/cli-plugins/docker-buildx >"$dir.tmp/cli-plugins/docker-buildx"
-    chmod +x "$dir.tmp/bin/docker" "$dir.tmp/cli-plugins/docker-buildx"
+    chmod +x "$dir.tmp/bin/docker"
+    if tar -tf "$tarball" ./usr/libexec/docker/cli-plugins/docker-buildx >/dev/null 2>&1; then
+      tar -xOf "$tarball" ./usr/libexec/docker/cli-plugins/docker-buildx >"$dir.tmp/cli-plugins/docker-buildx"
+      chmod +x "$dir.tmp/cli-plugins/docker-buildx"
+    fi
     rm -rf "$dir"; mv "$dir.tmp" "$dir"
   fi
   # Per engine: PATH directory and DOCKER_CONFIG (buildx keeps its state there).
@@ -404,7 +415,7 @@ arm64_rootfs() {
 engine_multiarch() {
   local name=$1 c tarball want mark
   known_engine "$name"
-  [ "$name" = docker20 ] && die "docker20 has no registry and no buildx: use a modern engine (docker26, docker28)"
+  case "$name" in docker20*) die "$name has no buildx: use a modern engine (docker26, docker28)" ;; esac
   inner_answers "$name" || die "$name does not answer: run $0 up $name"
   c=$(container_of "$name")
   tarball=$(arm64_rootfs)

@@ -237,6 +237,7 @@ async fn build_image(
         session_id: opts.session_id.clone(),
         merge: bridge.has_llb("mergeop") && bridge.has_llb("diffop"),
         no_cache: opts.no_cache,
+        own_vertices: own_vertices(bridge, opts),
         labels: opts.image_labels(),
         step_prefix,
     };
@@ -263,6 +264,26 @@ async fn build_image(
         config,
         verify,
     })
+}
+
+/// The first cap only BuildKit 0.12 and later report: it came with moby/buildkit#3953.
+const FIXED_IGNORE_CACHE_MERGE: &str = "gateway.exec.secretenv";
+
+/// What makes this build's ops its own (`LowerOpts::own_vertices`): set for `--no-cache` on
+/// BuildKit before 0.12 (Docker 20.10 to 24). There, once a build loads an op with
+/// `ignore_cache` while another build has it without, each later build that loads the op
+/// is handed the other build's vertex without holding it; when that build ends the vertex
+/// is dropped, and the scheduler panics (`failed to get edge`, dockerd with it) as soon as
+/// a later build asks for its inputs. An op no other build has cannot be handed around;
+/// the session is unique per build.
+fn own_vertices(bridge: &Bridge, opts: &Options) -> Option<String> {
+    if !opts.no_cache || bridge.has(FIXED_IGNORE_CACHE_MERGE) {
+        return None;
+    }
+    Some(opts.session_id.clone().unwrap_or_else(|| {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+        format!("{}-{}", std::process::id(), now.map_or(0, |d| d.as_nanos()))
+    }))
 }
 
 /// The base config's platform (`os/architecture`) when it is not the one asked for; `None`

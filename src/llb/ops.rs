@@ -78,9 +78,20 @@ fn node(
 
 /// `docker-image://` source. `reference` must already be normalised (`docker.io/library/x:y`).
 pub fn image(reference: &str, platform: Option<pb::Platform>, meta: Meta) -> State {
+    image_with_attrs(reference, platform, BTreeMap::new(), meta)
+}
+
+/// `image` with `attrs` in the op as they are (and so in its digest); BuildKit ignores
+/// attrs it does not know.
+pub fn image_with_attrs(
+    reference: &str,
+    platform: Option<pb::Platform>,
+    attrs: BTreeMap<String, String>,
+    meta: Meta,
+) -> State {
     let op = pb::SourceOp {
         identifier: format!("docker-image://{reference}"),
-        attrs: BTreeMap::new(),
+        attrs,
     };
     State {
         out: Some(node(
@@ -96,11 +107,16 @@ pub fn image(reference: &str, platform: Option<pb::Platform>, meta: Meta) -> Sta
 /// A file fetched over HTTP(S) by the engine itself, checked against `sha256` (64 hex
 /// digits): BuildKit keys it by that checksum, so a file it has is never fetched again,
 /// and a changed file fails the build. The state holds one file, `/FILENAME`, mode 0644.
-pub fn http(url: &str, sha256: &str, filename: &str, meta: Meta) -> State {
-    let attrs = BTreeMap::from([
-        ("http.checksum".to_string(), format!("sha256:{sha256}")),
-        ("http.filename".to_string(), filename.to_string()),
-    ]);
+/// `extra` attrs go in the op as they are (see `image_with_attrs`).
+pub fn http(
+    url: &str,
+    (sha256, filename): (&str, &str),
+    extra: BTreeMap<String, String>,
+    meta: Meta,
+) -> State {
+    let mut attrs = extra;
+    attrs.insert("http.checksum".into(), format!("sha256:{sha256}"));
+    attrs.insert("http.filename".into(), filename.into());
     let op = pb::SourceOp {
         identifier: url.to_string(),
         attrs,

@@ -51,6 +51,11 @@ pub struct LowerOpts {
     /// of copies (engines with the `mergeop` and `diffop` caps, BuildKit 0.10+).
     pub merge: bool,
     pub no_cache: bool,
+    /// Set on the base as the attr `kiln.build`, so every op of this build is its own (no
+    /// other build has an op with its digest): for `--no-cache` on BuildKit before 0.12,
+    /// whose solver loses a vertex that one build loads with `ignore_cache` while another
+    /// has it without, and panics (`failed to get edge`; moby/buildkit#3953).
+    pub own_vertices: Option<String>,
     /// `--label` from the build command.
     pub labels: BTreeMap<String, String>,
     /// Put before every step name (`[linux/arm64] uv install: core`): set when one build
@@ -67,6 +72,7 @@ impl LowerOpts {
             session_id: None,
             merge: false,
             no_cache: false,
+            own_vertices: None,
             labels: BTreeMap::new(),
             step_prefix: None,
         }
@@ -117,7 +123,12 @@ pub fn lower(plan: &Plan, opts: &LowerOpts) -> Lowered {
         };
         let state = match &stage.kind {
             StageKind::Base { .. } => {
-                llb::image(&info.reference, Some(opts.platform.clone()), meta)
+                let attrs = opts
+                    .own_vertices
+                    .iter()
+                    .map(|id| ("kiln.build".to_string(), id.clone()));
+                let platform = Some(opts.platform.clone());
+                llb::image_with_attrs(&info.reference, platform, attrs.collect(), meta)
             }
             StageKind::Apt(step) => apt(&parent, step, &env, opts, meta),
             StageKind::Python(step) => python(&parent, step, &env, meta),

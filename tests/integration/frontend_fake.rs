@@ -564,6 +564,65 @@ async fn old_engine_gets_copies_deprecated_refs_and_statfile_evaluation() {
     assert_eq!(s.stats, 2, "the image, then verify, forced by StatFile");
 }
 
+/// The image solve's base: its source attrs, and whether it ignores the cache.
+fn base_attrs_and_ignore_cache(f: &Fake) -> (HashMap<String, String>, bool) {
+    let s = f.0.lock().unwrap();
+    let def = s.solves[3].definition.as_ref().unwrap();
+    def.def
+        .iter()
+        .find_map(|bytes| match prost::Message::decode(bytes.as_slice()) {
+            Ok(pb::Op {
+                op: Some(pb::op::Op::Source(src)),
+                ..
+            }) if src.identifier.starts_with("docker-image") => {
+                let ignored = def.metadata[&digest_of(bytes)].ignore_cache;
+                Some((src.attrs.into_iter().collect(), ignored))
+            }
+            _ => None,
+        })
+        .unwrap()
+}
+
+#[tokio::test]
+async fn no_cache_builds_get_vertices_of_their_own_where_buildkit_would_panic() {
+    // BuildKit 0.8 to 0.11 panics when builds with and without --no-cache load the same
+    // op (moby/buildkit#3953): there, a --no-cache build's base carries its session, so
+    // none of its ops is another build's. The cap of 0.12, the first with the fix:
+    let fixed = "gateway.exec.secretenv";
+    let old_llb: Vec<&str> = MODERN_LLB
+        .iter()
+        .copied()
+        .filter(|c| *c != "mergeop" && *c != "source.local.differ")
+        .collect();
+    let own = HashMap::from([("kiln.build".to_string(), "session-1".to_string())]);
+
+    let f = fake(&old_llb, OLD_FRONTEND);
+    let r = run(&f, opts(&[("no-cache", "")])).await;
+    assert!(r.error.is_none(), "{}", error_message(&r));
+    assert_eq!(base_attrs_and_ignore_cache(&f), (own.clone(), true));
+
+    // The same build without --no-cache shares its ops with every other build, as before.
+    let f = fake(&old_llb, OLD_FRONTEND);
+    run(&f, opts(&[])).await;
+    assert_eq!(base_attrs_and_ignore_cache(&f), (HashMap::new(), false));
+
+    // An engine with the fix: --no-cache ignores the cache and nothing more.
+    let modern: Vec<&str> = MODERN_FRONTEND.iter().copied().chain([fixed]).collect();
+    let f = fake(MODERN_LLB, &modern);
+    run(&f, opts(&[("no-cache", "")])).await;
+    assert_eq!(base_attrs_and_ignore_cache(&f), (HashMap::new(), true));
+
+    // Without a session (a bare engine), the build still gets a value of its own.
+    let f = fake(&old_llb, OLD_FRONTEND);
+    let o = frontend_options_without_session(&[("filename", "worker.yaml"), ("no-cache", "")]);
+    run(&f, o).await;
+    let (attrs, _) = base_attrs_and_ignore_cache(&f);
+    assert!(
+        attrs.get("kiln.build").is_some_and(|v| !v.is_empty()),
+        "{attrs:?}"
+    );
+}
+
 #[tokio::test]
 async fn a_missing_cap_is_refused_by_name() {
     let llb: Vec<&str> = MODERN_LLB

@@ -70,10 +70,17 @@ fn wheel(
         Chosen::Wheel(f) => (f, false),
         Chosen::Sdist(f) => (f, true),
     };
+    // A fetch is a vertex of its own in a `--no-cache` build too, where the base is (see
+    // `LowerOpts::own_vertices`).
+    let own = opts
+        .own_vertices
+        .iter()
+        .map(|id| ("kiln.build".to_string(), id.clone()))
+        .collect();
     let fetched = llb::http(
         &file.url,
-        &file.sha256,
-        &file.filename,
+        (&file.sha256, &file.filename),
+        own,
         named(format!("fetch {}", file.filename)),
     );
     let key = (pylock::normalize(&p.name), file.sha256.clone());
