@@ -1,6 +1,7 @@
 //! PEP 751 groups whose files the engine fetches: the definitions `kiln llb --context`
 //! makes for examples/pylock-service (the frontend compiles the same way).
 
+use kiln::llb::pb;
 use serde_json::Value;
 
 use crate::common::{kiln_ok, temp_tree};
@@ -209,4 +210,46 @@ fn a_lock_without_hashes_installs_in_step_and_says_why() {
         .unwrap();
     assert!(script.contains("-r /kiln/req/pylock.toml"), "{script}");
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// On engines whose solver loses a vertex shared by a `--no-cache` build and a cached one
+/// (BuildKit before 0.12), the frontend gives the build's ops its own digests: the fetches
+/// too, which stand on no base.
+#[test]
+fn a_build_with_vertices_of_its_own_fetches_with_its_own_digests() {
+    let spec = crate::common::spec(SPEC);
+    let mut gather = kiln::context::Gather::new(&spec);
+    loop {
+        let wanted = gather.wanted();
+        if wanted.is_empty() {
+            break;
+        }
+        for path in wanted {
+            let bytes = std::fs::read(format!("examples/pylock-service/{path}")).ok();
+            gather.give(&path, bytes.as_deref());
+        }
+    }
+    let context = gather.finish().expect("the example's context is fine");
+    let variant = spec.target(None).unwrap();
+    let sources = |own: Option<&str>| -> Vec<pb::SourceOp> {
+        let mut opts = kiln::plan::lower::LowerOpts::offline(crate::common::amd64());
+        opts.own_vertices = own.map(str::to_string);
+        let def = kiln::plan::compile(&spec, variant, &context, &opts).def;
+        crate::common::ops(&def)
+            .into_iter()
+            .filter_map(|o| match o.op {
+                Some(pb::op::Op::Source(s)) if s.identifier.starts_with("https://") => Some(s),
+                _ => None,
+            })
+            .collect()
+    };
+    let shared = sources(None);
+    let own = sources(Some("session-1"));
+    assert_eq!(shared.len(), 11);
+    assert!(shared.iter().all(|s| !s.attrs.contains_key("kiln.build")));
+    assert_eq!(own.len(), 11);
+    assert!(
+        own.iter()
+            .all(|s| s.attrs.get("kiln.build").map(String::as_str) == Some("session-1"))
+    );
 }
