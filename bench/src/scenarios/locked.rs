@@ -185,6 +185,10 @@ impl Drop for Server {
 impl Bench {
     /// Every locked-mode scenario, in order.
     pub(super) fn locked(&mut self) -> Result<(), String> {
+        // KILN_BENCH_LOCKED_ONLY=lock300: only the 300-package rows (to rerun them alone).
+        if std::env::var("KILN_BENCH_LOCKED_ONLY").as_deref() == Ok("lock300") {
+            return self.lock300();
+        }
         self.scenario("kiln lock of the example");
         let ms = self.relock()?;
         self.row(Row::new(
@@ -478,7 +482,8 @@ impl Bench {
             &spec,
             &format!(
                 "# syntax={}\nversion: 1\nname: lock300\npython: {{base: \"{BASE}\", version: \"3.11\", installer: uv}}\n\
-                 requirements: {{core: {{lock: pylock.toml}}}}\napp: {{src: [app], workdir: /app}}\n\
+                 requirements: {{core: {{lock: pylock.toml}}}}\nbuild_secrets: {{ca_bundle: pipca}}\n\
+                 app: {{src: [app], workdir: /app}}\n\
                  user: {{name: app, uid: 10001}}\ncmd: [python, -m, app]\n",
                 self.frontend
             ),
@@ -525,16 +530,22 @@ impl Bench {
             .map_err(|e| format!("file server: {e}"))?;
         let _server = Server(server);
         std::thread::sleep(std::time::Duration::from_millis(500));
-        let job = |name: &str| Job {
-            name: name.into(),
-            args: vec![
+        // The venv step installs uv from PyPI: it needs the CA bundle, as the example's.
+        let common = self.common();
+        let job = |name: &str| {
+            let mut args: Vec<std::ffi::OsString> = vec![
                 "-f".into(),
                 spec.clone().into(),
                 "-t".into(),
                 "bench/kiln:lock300".into(),
-                dir.join("ctx").into(),
-            ],
-            buildx: false,
+            ];
+            args.extend(common.iter().cloned());
+            args.push(dir.join("ctx").into());
+            Job {
+                name: name.into(),
+                args,
+                buildx: false,
+            }
         };
         let t0 = Instant::now();
         let first = self.run.build(job("lock300-first"));
