@@ -21,6 +21,10 @@ pub struct Job {
     pub name: String,
     /// Everything after `docker build --progress=plain`.
     pub args: Vec<OsString>,
+    /// Built by `docker buildx build` with the `docker` first on PATH (a modern engine's
+    /// client from `scripts/engine.sh env NAME`, with its buildx): registry cache import
+    /// and export, pushes. Otherwise by [`CLIENT`]'s `docker build`.
+    pub buildx: bool,
 }
 
 /// How one build ended.
@@ -101,8 +105,14 @@ impl Engine for Docker {
                     let log = logs.join(format!("{}.log", job.name));
                     let t0 = Instant::now();
                     let child = File::create(&log).and_then(|out| {
-                        self.cmd()
-                            .args(["build", "--progress=plain"])
+                        let mut cmd = if job.buildx {
+                            let mut c = Command::new("docker");
+                            c.env("DOCKER_BUILDKIT", "1").arg("buildx");
+                            c
+                        } else {
+                            self.cmd()
+                        };
+                        cmd.args(["build", "--progress=plain"])
                             .args(&job.args)
                             .stdout(out.try_clone()?)
                             .stderr(out)

@@ -36,8 +36,15 @@ struct BenchArgs {
     #[arg(long, conflicts_with = "smoke")]
     quick: bool,
     /// 1 run, only the no-op rebuild, app-code change, frontend-cost and LLB rows (tests/e2e/bench_smoke.sh).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "locked")]
     smoke: bool,
+    /// Issue 14: the example locked by `kiln lock` against the peer, `--runs` times (cold,
+    /// warm, +1 requirement, fresh runner and pushed bytes on a modern engine, 300-package lock).
+    #[arg(long, conflicts_with = "quick")]
+    locked: bool,
+    /// With --locked: also the heavy CUDA variant (torch from PyPI; needs ~15 GB free).
+    #[arg(long, requires = "locked")]
+    heavy: bool,
 }
 
 #[derive(Subcommand)]
@@ -100,12 +107,13 @@ fn check_step(log: &Path, step: &str, cached: bool) -> ExitCode {
 }
 
 fn bench(args: &BenchArgs) -> ExitCode {
-    let mode = match (args.quick, args.smoke) {
-        (true, _) => scenarios::Mode::Quick,
-        (_, true) => scenarios::Mode::Smoke,
+    let mode = match (args.quick, args.smoke, args.locked) {
+        (true, _, _) => scenarios::Mode::Quick,
+        (_, true, _) => scenarios::Mode::Smoke,
+        (_, _, true) => scenarios::Mode::Locked,
         _ => scenarios::Mode::Full,
     };
-    let runs = if mode == scenarios::Mode::Full {
+    let runs = if matches!(mode, scenarios::Mode::Full | scenarios::Mode::Locked) {
         args.runs as usize
     } else {
         1
@@ -115,7 +123,7 @@ fn bench(args: &BenchArgs) -> ExitCode {
         .parent()
         .expect("bench/ has a parent")
         .to_path_buf();
-    match scenarios::run(root, mode, runs) {
+    match scenarios::run(root, mode, runs, args.heavy) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(e) => {
@@ -141,6 +149,11 @@ mod tests {
         assert!(cli.bench.quick && cli.command.is_none());
         assert!(Cli::try_parse_from(["kiln-bench", "--runs", "0"]).is_err());
         assert!(Cli::try_parse_from(["kiln-bench", "--quick", "--smoke"]).is_err());
+        assert!(Cli::try_parse_from(["kiln-bench", "--locked", "--smoke"]).is_err());
+        assert!(Cli::try_parse_from(["kiln-bench", "--heavy"]).is_err());
+        let cli =
+            Cli::try_parse_from(["kiln-bench", "--locked", "--heavy", "--runs", "1"]).unwrap();
+        assert!(cli.bench.locked && cli.bench.heavy);
         let cli = Cli::try_parse_from(["kiln-bench", "progress", "x.log", "--step", "a", "--ran"])
             .unwrap();
         assert!(matches!(

@@ -16,6 +16,10 @@ pub enum Unit {
     MsFine,
     /// Samples in MB; one sample per side, shown alone (no min / median).
     Mb,
+    /// Samples in MB, shown with two decimals (min / median).
+    MbFine,
+    /// Samples in percent, shown with two decimals (min / median).
+    Pct,
 }
 
 impl Unit {
@@ -25,6 +29,8 @@ impl Unit {
             Unit::Ms => format!("{v:.0} ms"),
             Unit::MsFine => format!("{v:.2} ms"),
             Unit::Mb => format!("{v:.0} MB"),
+            Unit::MbFine => format!("{v:.2} MB"),
+            Unit::Pct => format!("{v:.2} %"),
         }
     }
 }
@@ -161,6 +167,16 @@ mod tests {
         assert_eq!(
             r.render(),
             "| image size, minimal | 375 MB | 395 MB | 0.95 |"
+        );
+        let r = Row::new("pushed", Unit::MbFine, &[0.5], &[100.0]);
+        assert_eq!(
+            r.render(),
+            "| pushed | 0.50 MB / 0.50 MB | 100.00 MB / 100.00 MB | 0.01 |"
+        );
+        let r = Row::new("share", Unit::Pct, &[0.25], &[50.0]);
+        assert_eq!(
+            r.render(),
+            "| share | 0.25 % / 0.25 % | 50.00 % / 50.00 % | 0.01 |"
         );
         let r = Row::new("all failed", Unit::Secs, &[], &[1.0]);
         assert_eq!(r.render(), "| all failed | - | 0.0 s / 0.0 s | - |");

@@ -269,6 +269,7 @@ mod tests {
         Job {
             name: name.into(),
             args: vec![],
+            buildx: false,
         }
     }
 

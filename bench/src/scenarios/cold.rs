@@ -2,8 +2,8 @@
 //! one apt package added, and kiln's uv against kiln's pip.
 
 use super::{
-    Bench, KILN_HEAVY, KILN_HEAVY_PIP, PEER_HEAVY, Tool, cold_pair_ok, read, replace_line, turns,
-    write,
+    Bench, KILN_HEAVY, KILN_HEAVY_PIP, Mode, PEER_HEAVY, Tool, cold_pair_ok, read, replace_line,
+    turns, write,
 };
 use crate::report::{Row, Unit};
 
@@ -45,6 +45,9 @@ impl Bench {
             self.note(line);
         }
         self.both_from_cold();
+        if self.mode == Mode::Locked {
+            return Ok(());
+        }
         self.apt_added()
     }
 

@@ -145,7 +145,7 @@ impl Bench {
 
 /// Wall times (ms) of `runs` runs of a command, after some warm-ups; output discarded.
 /// Empty when the command cannot be started.
-fn time(runs: usize, command: impl FnMut() -> Command) -> Vec<f64> {
+pub(super) fn time(runs: usize, command: impl FnMut() -> Command) -> Vec<f64> {
     time_n(runs, WARMUPS, command)
 }
 

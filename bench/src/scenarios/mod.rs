@@ -8,6 +8,7 @@
 mod cold;
 mod frontend;
 mod images;
+mod locked;
 mod warm;
 
 use std::ffi::OsString;
@@ -28,6 +29,10 @@ pub enum Mode {
     Quick,
     /// 1 run: the no-op rebuild, app-code change, frontend-cost and LLB rows only.
     Smoke,
+    /// Issue 14: the example with its groups locked by `kiln lock` (PEP 751, files fetched
+    /// by the engine), `--runs` times: cold, warm, fresh-runner and pushed-bytes rows
+    /// (the last two on a modern engine only), and a 300-package lock.
+    Locked,
 }
 
 impl Mode {
@@ -36,6 +41,7 @@ impl Mode {
             Mode::Full => "full",
             Mode::Quick => "quick",
             Mode::Smoke => "smoke",
+            Mode::Locked => "locked",
         }
     }
 }
@@ -83,6 +89,8 @@ pub fn cold_pair_ok(a: &[Step], b: &[Step], heavy: &str) -> bool {
 
 const BASE: &str = "kiln-local/python:3.11";
 const FRONTEND: &str = "kiln/frontend:bench";
+/// The frontend's tag in locked mode (a modern engine: pushed to its registry).
+const FRONTEND_LOCKED_TAG: &str = "bench14";
 /// The step of a kiln cold build that must have run for the sample to count.
 const KILN_HEAVY: &str = "uv install: core";
 const KILN_HEAVY_PIP: &str = "pip install: core";
@@ -139,6 +147,15 @@ pub struct Bench {
     peer_cuda: PathBuf,
     kiln_bin: PathBuf,
     ca: PathBuf,
+    /// The modern engine's name (`docker28`) when DOCKER_HOST is its socket; `None` on
+    /// the host's Docker 20.10.
+    engine_name: Option<String>,
+    /// Locked mode: the spec with requirement files that `kiln lock` reads.
+    unlocked_spec: PathBuf,
+    /// Locked mode: the heavy CUDA scenario (torch from PyPI) runs too.
+    heavy: bool,
+    /// The frontend image the specs' `# syntax=` lines name.
+    frontend: String,
     run: Runner<Docker>,
     report: Report,
     edits: usize,
@@ -151,8 +168,13 @@ pub struct Bench {
 
 /// Runs the benchmark from the repository root `root`, prints the report and writes it to
 /// `bench/results/latest.md`. `Ok(false)` when some build failed.
-pub fn run(root: PathBuf, mode: Mode, runs: usize) -> Result<bool, String> {
+pub fn run(root: PathBuf, mode: Mode, runs: usize, heavy: bool) -> Result<bool, String> {
     let mut b = Bench::set_up(root, mode, runs)?;
+    b.heavy = heavy;
+    if mode == Mode::Locked {
+        b.locked()?;
+        return b.finish();
+    }
     if mode == Mode::Full {
         b.cold()?;
     }
@@ -187,13 +209,20 @@ impl Bench {
         if !run.engine.start() {
             return Err("the engine did not start".into());
         }
-        let built = Command::new(root.join("scripts/frontend-image.sh"))
-            .arg(FRONTEND)
-            .stdout(std::process::Stdio::null())
-            .status();
-        if !built.is_ok_and(|s| s.success()) {
-            return Err("cannot build the frontend image".into());
-        }
+        let engine_name =
+            engine_of_socket(&std::env::var("DOCKER_HOST").unwrap_or_default()).map(str::to_string);
+        let frontend = if mode == Mode::Locked {
+            locked::frontend_image(&root, engine_name.as_deref())?
+        } else {
+            let built = Command::new(root.join("scripts/frontend-image.sh"))
+                .arg(FRONTEND)
+                .stdout(std::process::Stdio::null())
+                .status();
+            if !built.is_ok_and(|s| s.success()) {
+                return Err("cannot build the frontend image".into());
+            }
+            FRONTEND.to_string()
+        };
         // scripts/frontend-image.sh builds this one (static, for the image).
         let kiln_bin = root.join(format!(
             "target/{}-unknown-linux-gnu/release/kiln",
@@ -221,7 +250,7 @@ impl Bench {
         let body = spec_text.split_once('\n').map_or("", |(_, rest)| rest);
         write(
             &work.join("worker.yaml"),
-            &format!("# syntax={FRONTEND}\n{body}"),
+            &format!("# syntax={frontend}\n{body}"),
         )?;
         for (from, to) in [
             ("Dockerfile.worker.minimal", "Dockerfile.minimal"),
@@ -230,9 +259,18 @@ impl Bench {
             std::fs::copy(root.join("bench/peer").join(from), work.join(to))
                 .map_err(|e| format!("copy {from}: {e}"))?;
         }
+        let unlocked_spec = work.join("worker.unlocked.yaml");
+        if mode == Mode::Locked {
+            std::fs::copy(work.join("worker.yaml"), &unlocked_spec)
+                .map_err(|e| format!("copy the spec: {e}"))?;
+        }
         Ok(Bench {
             mode,
             runs,
+            engine_name,
+            unlocked_spec,
+            heavy: false,
+            frontend,
             ctx: work.join("ctx"),
             spec: work.join("worker.yaml"),
             peer_minimal: work.join("Dockerfile.minimal"),
@@ -280,6 +318,7 @@ impl Bench {
         Job {
             name: name.into(),
             args,
+            buildx: false,
         }
     }
 
@@ -302,6 +341,7 @@ impl Bench {
         Job {
             name: name.into(),
             args,
+            buildx: false,
         }
     }
 
@@ -358,6 +398,9 @@ impl Bench {
     /// Starts a scenario: the disturbance count starts again.
     fn scenario(&mut self, name: &str) {
         self.run.disturbed = 0;
+        if self.mode == Mode::Locked {
+            self.frontend_still_there();
+        }
         let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
         let load: Vec<&str> = load.split_whitespace().take(3).collect();
         self.run

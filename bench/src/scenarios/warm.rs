@@ -2,13 +2,13 @@
 
 use std::path::Path;
 
-use super::{Bench, Mode, append, turns};
+use super::{Bench, Mode, Tool, append, turns};
 use crate::report::{Row, Unit, num};
 use crate::stats::median;
 
 /// Requirements added one per run (a different one each run, so no run meets a layer an
 /// earlier run made).
-const REQS: [&str; 3] = ["humanize==4.12.3", "tabulate==0.9.0", "toolz==1.0.0"];
+pub(super) const REQS: [&str; 3] = ["humanize==4.12.3", "tabulate==0.9.0", "toolz==1.0.0"];
 
 impl Bench {
     /// The no-op, app-edit and (unless smoke) requirement rows.
@@ -120,6 +120,8 @@ impl Bench {
         self.run.build(self.peer("warm2-peer", "minimal"));
         self.run.disturbed = 0;
         let mut samples = [vec![], vec![]];
+        // Locked mode: kiln's time is `kiln lock` of the edited context plus the build.
+        let (mut locks, mut builds) = (vec![], vec![]);
         for i in 1..=self.runs {
             self.restore_ctx()?;
             // The comment makes the file new to the engine even if an earlier bench added
@@ -131,13 +133,46 @@ impl Bench {
             );
             append(&self.ctx.join("requirements/core.txt"), &line)?;
             for who in turns(i) {
+                let lock = if who == Tool::Kiln && self.mode == Mode::Locked {
+                    let ms = self.relock()?;
+                    locks.push(ms);
+                    ms
+                } else {
+                    0.0
+                };
                 let job = self.job(who, &format!("req-{}-{i}", who.label()), "minimal");
-                samples[who as usize].extend(self.run.build(job));
+                if let Some(ms) = self.run.build(job) {
+                    samples[who as usize].push(ms + lock);
+                    if who == Tool::Kiln {
+                        builds.push(ms);
+                    }
+                }
             }
         }
         let [ks, ps] = samples;
         self.restore_ctx()?;
-        self.row(Row::new("one requirement added", Unit::Secs, &ks, &ps));
+        if self.mode == Mode::Locked {
+            self.row(Row::new(
+                "one requirement added, warm (kiln: `kiln lock` + build)",
+                Unit::Secs,
+                &ks,
+                &ps,
+            ));
+            self.row(Row::new(
+                "one requirement added, warm: kiln's build alone",
+                Unit::Secs,
+                &builds,
+                &ps,
+            ));
+            self.row(Row::new(
+                "one requirement added: `kiln lock` of the edited context (kiln only)",
+                Unit::Secs,
+                &locks,
+                &[],
+            ));
+        } else {
+            self.row(Row::new("one requirement added", Unit::Secs, &ks, &ps));
+        }
         let r = self.runs;
         let line = format!(
             "one requirement added, slowest steps of the last run: kiln: {}; peer: {}",
@@ -150,19 +185,19 @@ impl Bench {
 }
 
 /// The length of dockerd's log now (0 when there is none).
-fn dlog_len(dlog: &Path) -> u64 {
+pub(super) fn dlog_len(dlog: &Path) -> u64 {
     std::fs::metadata(dlog).map_or(0, |m| m.len())
 }
 
 /// What dockerd logged after byte `mark` (all of it if the log was started again).
-fn dlog_since(dlog: &Path, mark: u64) -> String {
+pub(super) fn dlog_since(dlog: &Path, mark: u64) -> String {
     let raw = std::fs::read(dlog).unwrap_or_default();
     let from = usize::try_from(mark).map_or(0, |m| if m > raw.len() { 0 } else { m });
     String::from_utf8_lossy(&raw[from..]).into_owned()
 }
 
 /// The number before the last word of the last line holding `pattern`: `... 35 ms` -> 35.
-fn last_value(text: &str, pattern: &str) -> Option<f64> {
+pub(super) fn last_value(text: &str, pattern: &str) -> Option<f64> {
     let line = text.lines().rev().find(|l| l.contains(pattern))?;
     let words: Vec<&str> = line.split_whitespace().collect();
     words.get(words.len().checked_sub(2)?)?.parse().ok()
