@@ -26,7 +26,7 @@ use std::process::Command;
 
 use crate::context::{ContextInfo, pylock};
 use crate::diag::{Diagnostic, Loc};
-use crate::spec::{Group, GroupSource, Installer, LockKind, Spec, Variant};
+use crate::spec::{Group, GroupSource, Installer, LockKind, S, Spec, Variant};
 
 /// What the command line asked for.
 #[derive(Clone, Debug, Default)]
@@ -241,20 +241,12 @@ fn job(group: &Group, users: &[&Variant], ctx: &ContextInfo, opts: &Options) -> 
                     lock.path.v
                 ));
                 let output = lock_name(&name);
-                let mut args: Vec<String> = vec![
-                    "export".into(),
-                    "--locked".into(),
-                    "--format".into(),
-                    "pylock.toml".into(),
-                    "--no-emit-workspace".into(),
-                    "--no-default-groups".into(),
-                ];
-                for e in &lock.extras {
-                    args.extend(["--extra".into(), e.v.clone()]);
-                }
-                for g in &lock.groups {
-                    args.extend(["--group".into(), g.v.clone()]);
-                }
+                let strings = |l: &[S<String>]| l.iter().map(|s| s.v.clone()).collect::<Vec<_>>();
+                let mut args = vec!["export".to_string()];
+                args.extend(pylock::uv_export_args(
+                    &strings(&lock.extras),
+                    &strings(&lock.groups),
+                ));
                 if !lock.project_dir().is_empty() {
                     args.extend(["--project".into(), lock.project_dir().to_string()]);
                 }

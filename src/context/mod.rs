@@ -71,7 +71,7 @@ enum Why {
     Dockerignore,
     /// The project's `.python-version`, when there is one.
     PythonPin,
-    /// A PEP 751 lock: its packages and files.
+    /// A PEP 751 lock: its packages and files (and, like `Present`, it must exist).
     Pylock { loc: Loc },
 }
 
@@ -137,16 +137,15 @@ impl Gather {
                 }
                 GroupSource::Lock(lock) => {
                     let loc = lock.path.loc;
-                    g.want(
-                        &lock.path.v,
-                        Why::Present {
+                    // A PEP 751 lock is read for its files; any other only has to be there.
+                    let why = match lock.kind {
+                        LockKind::Pylock => Why::Pylock { loc },
+                        _ => Why::Present {
                             what: "lock file",
                             loc,
                         },
-                    );
-                    if lock.kind == LockKind::Pylock {
-                        g.want(&lock.path.v, Why::Pylock { loc });
-                    }
+                    };
+                    g.want(&lock.path.v, why);
                     let uv = (lock.kind == LockKind::Uv).then(|| lock.path.v.clone());
                     if lock.kind != LockKind::Pylock {
                         let pyproject = join(lock.project_dir(), "pyproject.toml");
@@ -239,9 +238,10 @@ impl Gather {
             (Why::Requirements, Some(text)) if !self.includes.contains_key(path) => {
                 self.requirements(path, text)
             }
-            (Why::Project { loc, .. } | Why::Present { loc, .. }, None) => {
+            (Why::Project { loc, .. } | Why::Present { loc, .. } | Why::Pylock { loc }, None) => {
                 let what = match why {
                     Why::Present { what, .. } => what,
+                    Why::Pylock { .. } => "lock file",
                     _ => "project file",
                 };
                 self.diags.push(Diagnostic::error(

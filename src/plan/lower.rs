@@ -8,6 +8,7 @@ use serde_json::Value;
 use super::config::{DEFAULT_PATH, base_env, config_env, image_config};
 use super::shell::{join, quote};
 use super::*;
+use crate::context::pylock;
 use crate::llb::{self, CopyOpts, Exec, Local, Meta, Mount, Owner, Sharing, SourceLoc, State, pb};
 use crate::reference;
 use crate::spec::{AppOwner, AptRepository, BuildSecrets, CustomStep, Installer, S, StepOutput};
@@ -826,19 +827,7 @@ fn uv_export(
     else {
         unreachable!("uv_export is called for uv locks")
     };
-    let mut args: Vec<String> = vec![
-        "--locked".into(),
-        "--format".into(),
-        "pylock.toml".into(),
-        "--no-emit-workspace".into(),
-        "--no-default-groups".into(),
-    ];
-    for e in extras {
-        args.extend(["--extra".into(), e.clone()]);
-    }
-    for g in groups {
-        args.extend(["--group".into(), g.clone()]);
-    }
+    let mut args = pylock::uv_export_args(extras, groups);
     args.extend([
         "--output-file".into(),
         format!("{EXPORT_MOUNT}/pylock.toml"),
