@@ -186,7 +186,8 @@ impl Bench {
     /// Every locked-mode scenario, in order.
     pub(super) fn locked(&mut self) -> Result<(), String> {
         // KILN_BENCH_LOCKED_ONLY=lock300: only the 300-package rows (to rerun them alone).
-        if std::env::var("KILN_BENCH_LOCKED_ONLY").as_deref() == Ok("lock300") {
+        let only = std::env::var("KILN_BENCH_LOCKED_ONLY").ok();
+        if only.as_deref() == Some("lock300") {
             return self.lock300();
         }
         self.scenario("kiln lock of the example");
@@ -201,6 +202,10 @@ impl Bench {
         let orig = self.work.join("ctx.orig");
         std::fs::remove_dir_all(&orig).map_err(|e| format!("rm {}: {e}", orig.display()))?;
         super::copy_dir(&self.ctx, &orig)?;
+        // KILN_BENCH_LOCKED_ONLY=heavy (with --heavy): only the heavy CUDA rows.
+        if only.as_deref() == Some("heavy") {
+            return self.heavy_cuda();
+        }
         self.cold()?;
         self.warm()?;
         if self.engine_name.is_some() {
