@@ -139,21 +139,24 @@ pub fn lower(plan: &Plan, opts: &LowerOpts) -> Lowered {
                 let after_python = stage
                     .parent
                     .is_some_and(|p| matches!(plan.stage(p).kind, StageKind::Python(_)));
-                let (on, first) = match stage.deps.first() {
+                // Layers are installed on the Python stage, not the builder: they need no
+                // build packages, so they run beside the apt step, and a fresh runner pulls
+                // the small venv stage to add one, not the builder.
+                let (on, python) = match stage.deps.first() {
                     Some(python) => (
                         toolchain_into(&parent, &states[*python], &step.toolchain, &meta),
-                        true,
+                        Some(states[*python].clone()),
                     ),
-                    None => (parent, after_python),
+                    None => (parent.clone(), after_python.then_some(parent)),
                 };
-                let (empty, before) = match (first, stage.parent) {
-                    (true, _) => (Some(on.clone()), Some(Layered::new(on.clone()))),
-                    (false, Some(p)) => (venvs[p].empty.clone(), venvs[p].layered.clone()),
-                    (false, None) => (None, None),
+                let (builder, before) = match (python, stage.parent) {
+                    (Some(python), _) => (Some(on.clone()), Some(Layered::new(python))),
+                    (None, Some(p)) => (venvs[p].builder.clone(), venvs[p].layered.clone()),
+                    (None, None) => (None, None),
                 };
                 let (state, layered) =
-                    install_stage(&on, (empty.as_ref(), before), step, opts, &env, meta);
-                venvs.push(Venv { empty, layered });
+                    install_stage(&on, (builder.as_ref(), before), step, opts, &env, meta);
+                venvs.push(Venv { builder, layered });
                 states.push(state);
                 continue;
             }
@@ -214,8 +217,9 @@ pub fn lower(plan: &Plan, opts: &LowerOpts) -> Lowered {
 /// What a venv stage is made of.
 #[derive(Clone, Default)]
 struct Venv {
-    /// The builder with the empty venv, which every group of the chain stands on.
-    empty: Option<State>,
+    /// The builder with the empty venv, which every group of the chain stands on (and
+    /// where a sdist is built into a wheel).
+    builder: Option<State>,
     /// Its layers, when every stage of the chain so far installed as layers.
     layered: Option<Layered>,
 }
@@ -225,6 +229,8 @@ struct Venv {
 /// must wait for.
 #[derive(Clone)]
 pub(super) struct Layered {
+    /// The Python stage: the base with the empty venv (and the installer), which each
+    /// package is installed into alone.
     empty: State,
     layers: Vec<((String, String), State)>,
     checks: Vec<State>,
@@ -244,7 +250,7 @@ impl Layered {
 /// the engine merges, else in one step), or from the index in the step.
 fn install_stage(
     on: &State,
-    (empty, before): (Option<&State>, Option<Layered>),
+    (builder, before): (Option<&State>, Option<Layered>),
     step: &InstallStep,
     opts: &LowerOpts,
     env: &StepEnv,
@@ -255,12 +261,12 @@ fn install_stage(
             lock,
             fetch: Some(fetch),
         },
-        Some(empty),
-    ) = (&step.source, empty)
+        Some(builder),
+    ) = (&step.source, builder)
     else {
         return (install(on, step, opts, env, meta), None);
     };
-    let wheels = match fetched::wheels(fetch, empty, step, opts, env, &meta) {
+    let wheels = match fetched::wheels(fetch, builder, step, opts, env, &meta) {
         Ok(w) => w,
         Err(why) => {
             // The lock does not fit this platform: uv says so (or finds what it can) in the step.
@@ -292,7 +298,7 @@ fn install_stage(
                 if layered.layers.iter().any(|(k, _)| *k == w.key) {
                     continue;
                 }
-                let layer = fetched::package_layer(empty, w, step, env, &meta);
+                let layer = fetched::package_layer(&layered.empty, w, step, env, &meta);
                 added.push(layer.clone());
                 layered.layers.push((w.key.clone(), layer));
             }
@@ -304,9 +310,18 @@ fn install_stage(
                 },
             );
             if step.pip.check {
-                layered
-                    .checks
-                    .push(fetched::check(&state, step, env, &meta));
+                // Over the layers alone (on the Python stage): the verdict needs no builder.
+                let mut venv = vec![layered.empty.clone()];
+                venv.extend(layered.layers.iter().map(|(_, l)| l.clone()));
+                let venv = llb::merge(
+                    &venv,
+                    Meta {
+                        name: Some(format!("venv to check: {}", step.group)),
+                        ..meta.clone()
+                    },
+                );
+                let check = fetched::check(&venv, step, env, &meta);
+                layered.checks.push(check);
             }
             (state, Some(layered))
         }

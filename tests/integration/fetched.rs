@@ -253,3 +253,62 @@ fn a_build_with_vertices_of_its_own_fetches_with_its_own_digests() {
             .all(|s| s.attrs.get("kiln.build").map(String::as_str) == Some("session-1"))
     );
 }
+
+/// With build packages in the spec, a package's install stands on the Python stage, not on
+/// the builder: it needs no compiler, so it runs beside the apt step (and a fresh runner
+/// adding one pulls the small venv stage). With every file a wheel, nothing needs the
+/// builder, so the build packages are not in the image's graph at all.
+#[test]
+fn package_installs_stand_on_the_python_stage_not_the_builder() {
+    let spec = std::fs::read_to_string(SPEC)
+        .unwrap()
+        .replace("requirements:", "system: {build: [gcc, libc6-dev]}\nrequirements:");
+    let dir = temp_tree("fetched-builder", &[("spec.yaml", &spec)]);
+    let spec = dir.join("spec.yaml");
+    let def: Value = serde_json::from_slice(&kiln_ok(&[
+        "llb",
+        spec.to_str().unwrap(),
+        "--context",
+        "examples/pylock-service",
+        "--merge",
+        "--format",
+        "json",
+    ]))
+    .unwrap();
+    let by_digest: std::collections::HashMap<&str, &Value> = ops(&def)
+        .iter()
+        .map(|o| (o["digest"].as_str().unwrap(), o))
+        .collect();
+    // Every op `op` stands on, itself included.
+    let ancestry = |op: &Value| -> Vec<String> {
+        let (mut seen, mut todo) = (vec![], vec![op]);
+        while let Some(o) = todo.pop() {
+            seen.push(name(o).to_string());
+            for i in o["inputs"].as_array().unwrap() {
+                todo.push(by_digest[i["digest"].as_str().unwrap()]);
+            }
+        }
+        seen
+    };
+    let installs = execs(&def, "uv install: core: ");
+    assert_eq!(installs.len(), 11);
+    let mut checked = execs(&def, "check: core");
+    assert_eq!(checked.len(), 1);
+    checked.extend(installs);
+    for op in checked {
+        let names = ancestry(op);
+        assert!(
+            names.iter().any(|n| n.starts_with("python")),
+            "{}: {names:?}",
+            name(op)
+        );
+        assert!(
+            !names.iter().any(|n| n.contains("into the builder")),
+            "{} stands on the builder: {names:?}",
+            name(op)
+        );
+    }
+    let graph = serde_json::to_string(&def["ops"]).unwrap();
+    assert!(!graph.contains("libc6-dev"), "no builder in the graph");
+    let _ = std::fs::remove_dir_all(dir);
+}

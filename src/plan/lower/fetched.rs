@@ -34,7 +34,7 @@ pub(super) struct Wheel {
 /// lock cannot be installed from fetched files here (the caller installs in-step).
 pub(super) fn wheels(
     fetch: &Fetch,
-    empty: &State,
+    builder: &State,
     step: &InstallStep,
     opts: &LowerOpts,
     env: &StepEnv,
@@ -43,14 +43,14 @@ pub(super) fn wheels(
     let chosen = pylock::choose(&fetch.packages, &fetch.python, &opts.platform.architecture)?;
     Ok(chosen
         .into_iter()
-        .map(|(p, c)| wheel(p, c, empty, step, opts, env, meta))
+        .map(|(p, c)| wheel(p, c, builder, step, opts, env, meta))
         .collect())
 }
 
 fn wheel(
     p: &LockedPackage,
     chosen: Chosen,
-    empty: &State,
+    builder: &State,
     step: &InstallStep,
     opts: &LowerOpts,
     env: &StepEnv,
@@ -95,7 +95,7 @@ fn wheel(
     Wheel {
         key,
         label: label.clone(),
-        files: build_wheel(empty, &fetched, &file.filename, step, env, meta, &label),
+        files: build_wheel(builder, &fetched, &file.filename, step, env, meta, &label),
         file: "*.whl".into(),
     }
 }
@@ -104,7 +104,7 @@ fn wheel(
 /// index reachable for the build backend: cached by the sdist's digest and the builder,
 /// so it compiles once per base, not once per requirement change.
 fn build_wheel(
-    empty: &State,
+    builder: &State,
     sdist: &State,
     filename: &str,
     step: &InstallStep,
@@ -143,7 +143,7 @@ fn build_wheel(
         name: Some(format!("wheel from sdist: {label} ({})", step.group)),
         ..meta.clone()
     };
-    empty
+    builder
         .run(sh(
             format!("set -eu\n{secret_script}{command}\n"),
             installer_env(&env.vars, &step.toolchain, Some(&step.pip)),
