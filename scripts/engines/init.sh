@@ -28,6 +28,9 @@ esac >/etc/docker/daemon.json
 # dockerd: the usual socket for clients inside the container, and /run/kiln/docker.sock,
 # a directory the host bind-mounts (/run/kiln/NAME), for clients on the host. Its
 # containers' cgroups go under kiln-NAME, apart from the host engine's.
-rm -f /var/run/docker.pid /run/kiln/docker.sock
+# After a crash (BuildKit 0.8 panics take dockerd down) the container restarts with the old
+# pid files in place: a stale containerd.pid made dockerd wait about 35 s for a containerd
+# that is gone.
+rm -f /var/run/docker.pid /var/run/docker/containerd/containerd.pid /run/kiln/docker.sock
 exec dockerd --host=unix:///var/run/docker.sock --host=unix:///run/kiln/docker.sock \
   --cgroup-parent="/kiln-$name"

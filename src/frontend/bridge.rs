@@ -44,7 +44,7 @@ const DEFAULT_FRONTEND_CAPS: &[&str] = &[
 pub fn cap_since(cap: &str) -> &'static str {
     match cap {
         "mergeop" | "diffop" => "BuildKit 0.10, Docker 23.0",
-        "source.local.differ" => "BuildKit 0.12, Docker 24.0",
+        "source.local.differ" => "BuildKit 0.9, Docker 23.0",
         c if c.starts_with("exec.")
             || c.starts_with("source.")
             || c.starts_with("meta.")
