@@ -19,6 +19,8 @@ pub struct LockedFile {
     pub url: String,
     /// 64 lowercase hex digits.
     pub sha256: String,
+    /// The file's size in bytes, when the lock gives it (PEP 751 `size`, optional).
+    pub size: Option<u64>,
 }
 
 /// One `[[packages]]` entry whose files are all content-addressed.
@@ -68,6 +70,7 @@ struct Dist {
     url: Option<String>,
     #[serde(default)]
     hashes: std::collections::BTreeMap<String, String>,
+    size: Option<u64>,
 }
 
 /// One `[[packages]]` entry as read: the package with the files the engine can fetch,
@@ -243,6 +246,7 @@ fn dist(d: Dist) -> Result<LockedFile, Problem> {
         filename,
         url,
         sha256,
+        size: d.size,
     })
 }
 
@@ -441,6 +445,7 @@ mod tests {
             filename: name.into(),
             url: format!("https://files.example/{name}"),
             sha256: "0".repeat(64),
+            size: None,
         }
     }
 

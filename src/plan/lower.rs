@@ -170,8 +170,7 @@ pub fn lower(plan: &Plan, opts: &LowerOpts) -> Lowered {
                 let state = project(&on, step, opts, &env, meta.clone());
                 let mut venv = stage.parent.map(|p| venvs[p].clone()).unwrap_or_default();
                 if let Some(l) = &mut venv.layered {
-                    l.layers
-                        .push((("".into(), "project".into()), llb::diff(&on, &state, meta)));
+                    l.layers.push((vec![], llb::diff(&on, &state, meta)));
                 }
                 venvs.push(venv);
                 states.push(state);
@@ -225,14 +224,14 @@ struct Venv {
 }
 
 /// A venv as layers (engines with MergeOp and DiffOp, fetched locks): the empty venv, each
-/// package's layer keyed by (PEP 503 name, sha256), and the `pip check` runs the image
-/// must wait for.
+/// layer with the packages in it as (PEP 503 name, sha256), and the `pip check` runs the
+/// image must wait for.
 #[derive(Clone)]
 pub(super) struct Layered {
     /// The Python stage: the base with the empty venv (and the installer), which each
     /// package is installed into alone.
     empty: State,
-    layers: Vec<((String, String), State)>,
+    layers: Vec<(Vec<(String, String)>, State)>,
     checks: Vec<State>,
 }
 
@@ -284,23 +283,27 @@ fn install_stage(
             return (install(on, &step, opts, env, meta), None);
         }
     };
+    let installed = |l: &Layered| -> Vec<(String, String)> {
+        l.layers.iter().flat_map(|(k, _)| k.iter().cloned()).collect()
+    };
     let conflict = |l: &Layered| {
-        wheels.iter().any(|w| {
-            l.layers
-                .iter()
-                .any(|(k, _)| k.0 == w.key.0 && k.1 != w.key.1)
-        })
+        let have = installed(l);
+        wheels
+            .iter()
+            .any(|w| have.iter().any(|k| k.0 == w.key.0 && k.1 != w.key.1))
     };
     match before.filter(|l| opts.merge && !conflict(l)) {
         Some(mut layered) => {
+            let have = installed(&layered);
+            let new: Vec<&fetched::Wheel> =
+                wheels.iter().filter(|w| !have.contains(&w.key)).collect();
             let mut added = vec![on.clone()];
-            for w in &wheels {
-                if layered.layers.iter().any(|(k, _)| *k == w.key) {
-                    continue;
-                }
-                let layer = fetched::package_layer(&layered.empty, w, step, env, &meta);
+            for unit in fetched::layers(new) {
+                let layer = fetched::package_layer(&layered.empty, &unit, step, env, &meta);
                 added.push(layer.clone());
-                layered.layers.push((w.key.clone(), layer));
+                layered
+                    .layers
+                    .push((unit.iter().map(|w| w.key.clone()).collect(), layer));
             }
             let state = llb::merge(
                 &added,

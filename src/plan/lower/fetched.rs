@@ -2,9 +2,10 @@
 //! source checked by its sha256 (fetched in parallel from the start of the build, cached
 //! and exported by digest); an sdist is built into a wheel in the builder, on its own;
 //! the install runs with no network from those files. Where the engine has MergeOp and
-//! DiffOp each package is a layer of its own (what one install changed in the empty
-//! venv), so a new requirement adds one small layer; elsewhere the group installs in one
-//! step on the previous group, as other sources do.
+//! DiffOp each large package is a layer of its own and small ones share one of a few
+//! stable sets (`layers`; a layer is what one install changed in the empty venv), so a
+//! new requirement changes one small layer; elsewhere the group installs in one step on
+//! the previous group, as other sources do.
 
 use super::*;
 use crate::context::pylock::{self, Chosen, LockedPackage};
@@ -18,6 +19,18 @@ const PACKAGE_MOUNT: &str = "/mnt";
 const SDIST_MOUNT: &str = "/kiln/sdist";
 const WHEEL_OUT: &str = "/kiln/wheel";
 
+/// A wheel at least this large (the lock's `size`) is a layer of its own; smaller ones
+/// share one of `SETS` layers. Bytes: one MiB.
+const SMALL_BYTES: u64 = 1 << 20;
+/// How many layers a group's small wheels are spread over, by a hash of the package's
+/// name: a package's set never depends on the others, so a new small package changes one
+/// set's layer, and a lock of hundreds of small packages is not hundreds of layers (each a
+/// container, a diff and a layer the image's engine must stack: overlay2 stops at 128).
+const SETS: u8 = 16;
+/// Past this many large wheels in a group, they share the sets too (the layer bound wins
+/// over one layer per package).
+const MAX_OWN: usize = 64;
+
 /// One package of the group as the install reads it: the state that holds its wheel (the
 /// fetched file, or the wheel built from the sdist) and the name of the wheel in it.
 pub(super) struct Wheel {
@@ -28,6 +41,33 @@ pub(super) struct Wheel {
     files: State,
     /// The wheel's name in `files` (a glob for one built from a sdist).
     file: String,
+    /// The shared layer a small wheel goes into (`None`: a layer of its own).
+    set: Option<u8>,
+}
+
+/// Which set a small wheel of package `name` (PEP 503 normalized) goes into: stable across
+/// locks, builds and kiln versions (sha256, not Rust's hasher).
+fn set_of(name: &str) -> u8 {
+    use sha2::Digest;
+    sha2::Sha256::digest(name.as_bytes())[0] % SETS
+}
+
+/// `wheels` as the layers they are installed in, in lock order: a large wheel (or one
+/// built from a sdist, or of unknown size) alone, small ones by set.
+pub(super) fn layers(wheels: Vec<&Wheel>) -> Vec<Vec<&Wheel>> {
+    let own = wheels.iter().filter(|w| w.set.is_none()).count();
+    let set = |w: &Wheel| match w.set {
+        None if own > MAX_OWN => Some(set_of(&w.key.0)),
+        s => s,
+    };
+    let mut units: Vec<(Option<u8>, Vec<&Wheel>)> = vec![];
+    for w in wheels {
+        match set(w).and_then(|s| units.iter_mut().find(|(u, _)| *u == Some(s))) {
+            Some((_, unit)) => unit.push(w),
+            None => units.push((set(w), vec![w])),
+        }
+    }
+    units.into_iter().map(|(_, u)| u).collect()
 }
 
 /// The packages of the group for this platform, each with its wheel; `Err` says why the
@@ -85,7 +125,9 @@ fn wheel(
     );
     let key = (pylock::normalize(&p.name), file.sha256.clone());
     if !built {
+        let small = file.size.is_some_and(|n| n < SMALL_BYTES);
         return Wheel {
+            set: small.then(|| set_of(&key.0)),
             key,
             label,
             files: fetched,
@@ -97,6 +139,7 @@ fn wheel(
         label: label.clone(),
         files: build_wheel(builder, &fetched, &file.filename, step, env, meta, &label),
         file: "*.whl".into(),
+        set: None,
     }
 }
 
@@ -222,37 +265,52 @@ pub(super) fn install_group(
         .root()
 }
 
-/// One package installed alone into the empty venv `empty`, as a layer of its own: only what
-/// the install wrote.
+/// One layer's packages (`layers`) installed alone into the empty venv `empty`: the layer
+/// is only what the install wrote.
 pub(super) fn package_layer(
     empty: &State,
-    w: &Wheel,
+    unit: &[&Wheel],
     step: &InstallStep,
     env: &StepEnv,
     meta: &Meta,
 ) -> State {
     let venv = &step.toolchain.venv;
+    let paths: Vec<String> = unit
+        .iter()
+        .map(|w| format!("{PACKAGE_MOUNT}/{}", w.file))
+        .collect();
     let script = format!(
         "set -eu\n{}\n{}",
-        offline_install(
-            step.toolchain.installer,
-            venv,
-            &[format!("{PACKAGE_MOUNT}/{}", w.file)]
-        ),
+        offline_install(step.toolchain.installer, venv, &paths),
         drop_uv_lock(step.toolchain.installer, venv)
     );
+    let labels: Vec<&str> = unit.iter().map(|w| w.label.as_str()).collect();
+    let label = match labels.len() {
+        0..=4 => labels.join(", "),
+        n => format!("{} and {} more", labels[..3].join(", "), n - 3),
+    };
     let named = Meta {
         name: Some(format!(
-            "{} install: {}: {}",
+            "{} install: {}: {label}",
             installer_name(step),
             step.group,
-            w.label
         )),
         ..meta.clone()
     };
+    // The set's files side by side in one state (each source holds just its file).
+    let files = match unit {
+        [w] => w.files.clone(),
+        _ => llb::merge(
+            &unit.iter().map(|w| w.files.clone()).collect::<Vec<_>>(),
+            Meta {
+                name: Some(format!("files: {label}")),
+                ..meta.clone()
+            },
+        ),
+    };
     let mounts = vec![Mount::Bind {
         dest: PACKAGE_MOUNT.into(),
-        src: w.files.clone(),
+        src: files,
     }];
     let installed = empty
         .run(offline_exec(script, step, env, mounts, named.clone()))
@@ -261,7 +319,7 @@ pub(super) fn package_layer(
         empty,
         &installed,
         Meta {
-            name: Some(format!("layer: {}", w.label)),
+            name: Some(format!("layer: {label}")),
             ..named
         },
     )
@@ -295,3 +353,58 @@ pub(super) fn check(on: &State, step: &InstallStep, env: &StepEnv, meta: &Meta) 
 }
 
 const CHECK_OUT: &str = "/kiln/checked";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wheel(name: &str, size: u64) -> Wheel {
+        Wheel {
+            key: (name.into(), format!("sha-{name}")),
+            label: name.into(),
+            files: State::default(),
+            file: format!("{name}.whl"),
+            set: (size < SMALL_BYTES).then(|| set_of(name)),
+        }
+    }
+
+    fn names(units: Vec<Vec<&Wheel>>) -> Vec<Vec<String>> {
+        units
+            .into_iter()
+            .map(|u| u.iter().map(|w| w.label.clone()).collect())
+            .collect()
+    }
+
+    /// Large wheels alone, small ones by set; a package's layer does not depend on which
+    /// other packages the lock has; past `MAX_OWN` large wheels they share the sets too.
+    #[test]
+    fn layers_are_large_wheels_alone_and_small_ones_by_set() {
+        let small: Vec<Wheel> = (0..200).map(|i| wheel(&format!("p{i}"), 10_000)).collect();
+        let units = layers(small.iter().collect());
+        assert_eq!(units.len(), SETS as usize, "200 small wheels fill every set");
+        assert!(units.iter().all(|u| u.len() > 1));
+        // The same package is in the same set with or without the others.
+        let fewer = layers(small[..100].iter().collect());
+        let set_with = |units: &[Vec<&Wheel>], w: &Wheel| {
+            units
+                .iter()
+                .find(|u| u.iter().any(|x| x.key == w.key))
+                .map(|u| u.iter().map(|x| x.set).collect::<Vec<_>>())
+        };
+        for w in &small[..100] {
+            let (all, some) = (set_with(&units, w), set_with(&fewer, w));
+            assert_eq!(all.as_ref().map(|s| s[0]), some.as_ref().map(|s| s[0]));
+            assert!(all.unwrap().iter().all(|s| *s == w.set));
+        }
+        let mixed = [wheel("torch", 800 << 20), wheel("six", 11_000), wheel("numpy", 16 << 20)];
+        assert_eq!(
+            names(layers(mixed.iter().collect())),
+            [vec!["torch"], vec!["six"], vec!["numpy"]]
+        );
+        let large: Vec<Wheel> = (0..=MAX_OWN)
+            .map(|i| wheel(&format!("big{i}"), 2 << 20))
+            .collect();
+        assert_eq!(layers(large.iter().collect()).len(), SETS as usize);
+        assert_eq!(layers(large[..MAX_OWN].iter().collect()).len(), MAX_OWN);
+    }
+}
