@@ -202,8 +202,8 @@ impl Bench {
         let orig = self.work.join("ctx.orig");
         std::fs::remove_dir_all(&orig).map_err(|e| format!("rm {}: {e}", orig.display()))?;
         super::copy_dir(&self.ctx, &orig)?;
-        // KILN_BENCH_LOCKED_ONLY=heavy (with --heavy): only the heavy CUDA rows.
-        if only.as_deref() == Some("heavy") {
+        // KILN_BENCH_LOCKED_ONLY=heavy: only the heavy CUDA rows; heavy-req: only its +1 row.
+        if matches!(only.as_deref(), Some("heavy" | "heavy-req")) {
             return self.heavy_cuda();
         }
         self.cold()?;
@@ -640,20 +640,24 @@ impl Bench {
         }
         let secs = t0.elapsed().as_secs_f64();
         let rate = bytes as f64 / secs.max(0.001);
+        // KILN_BENCH_LOCKED_ONLY=heavy-req: only the +1 row (the cold rows ran before).
+        let cold = std::env::var("KILN_BENCH_LOCKED_ONLY").as_deref() != Ok("heavy-req");
+        let download_s = total as f64 / rate.max(1.0);
         let mut samples = [vec![], vec![]];
-        for who in turns(1) {
+        for who in turns(1).into_iter().filter(|_| cold) {
             self.run.prune();
             let name = format!("heavy-cold-{}", who.label());
             samples[who as usize].extend(self.run.build(self.job(who, &name, "cuda")));
         }
         let [ks, ps] = samples;
-        self.row(Row::new(
-            "heavy CUDA (torch), cold build",
-            Unit::Secs,
-            &ks,
-            &ps,
-        ));
-        let download_s = total as f64 / rate.max(1.0);
+        if cold {
+            self.row(Row::new(
+                "heavy CUDA (torch), cold build",
+                Unit::Secs,
+                &ks,
+                &ps,
+            ));
+        }
         self.note(format!(
             "heavy CUDA: line rate {:.1} MB/s ({} MB of the largest wheels in {secs:.1} s); the ml lock's wheels ({:.0} MB) take {download_s:.0} s at it; kiln's cold build is {} of that",
             rate / 1e6,
@@ -661,21 +665,23 @@ impl Bench {
             total as f64 / 1e6,
             median(&ks).map_or("-".into(), |k| format!("{:.2}x", k / 1000.0 / download_s))
         ));
-        // Each cold build began with a prune, so the side that went first has lost its
-        // cache: both are built again (untimed) before the warm row.
-        self.run.say("warming the cache (heavy cuda, both tools)");
+        // +1 requirement, one side at a time from a pruned engine (both sides' heavy
+        // states together do not fit this disk): a warm-up build of the unedited context,
+        // untimed, then the edit (kiln: and `kiln lock`) and the timed build.
+        let mut samples = [vec![], vec![]];
         for who in turns(1) {
+            self.run.prune();
+            std::fs::remove_dir_all(&self.ctx)
+                .map_err(|e| format!("rm {}: {e}", self.ctx.display()))?;
+            super::copy_dir(&heavy_orig, &self.ctx)?;
             let name = format!("heavy-warm-{}", who.label());
             if self.run.build(self.job(who, &name, "cuda")).is_none() {
                 return Err(format!("the heavy {} build fails", who.label()));
             }
-        }
-        let mut samples = [vec![], vec![]];
-        super::append(
-            &self.ctx.join("requirements/core.txt"),
-            "humanize==4.12.3  # bench heavy\n",
-        )?;
-        for who in turns(1) {
+            super::append(
+                &self.ctx.join("requirements/core.txt"),
+                "humanize==4.12.3  # bench heavy\n",
+            )?;
             let lock = if who == Tool::Kiln {
                 self.relock()?
             } else {
@@ -693,10 +699,13 @@ impl Bench {
             &ks,
             &ps,
         ));
+        self.run.prune();
         let line = format!(
-            "heavy CUDA, slowest steps: cold kiln: {}; cold peer: {}",
+            "heavy CUDA, slowest steps: cold kiln: {}; cold peer: {}; +1 kiln: {}; +1 peer: {}",
             self.slowest("heavy-cold-kiln", 4),
-            self.slowest("heavy-cold-peer", 3)
+            self.slowest("heavy-cold-peer", 3),
+            self.slowest("heavy-req-kiln", 4),
+            self.slowest("heavy-req-peer", 3)
         );
         self.note(line);
         self.restore_ctx()?;
