@@ -170,7 +170,12 @@ pub fn lower(plan: &Plan, opts: &LowerOpts) -> Lowered {
                 let state = project(&on, step, opts, &env, meta.clone());
                 let mut venv = stage.parent.map(|p| venvs[p].clone()).unwrap_or_default();
                 if let Some(l) = &mut venv.layered {
-                    l.layers.push((vec![], llb::diff(&on, &state, meta)));
+                    // The project changes with the app: size 0 puts it on top.
+                    l.layers.push(PackageLayer {
+                        packages: vec![],
+                        bytes: 0,
+                        state: llb::diff(&on, &state, meta),
+                    });
                 }
                 venvs.push(venv);
                 states.push(state);
@@ -231,8 +236,17 @@ pub(super) struct Layered {
     /// The Python stage: the base with the empty venv (and the installer), which each
     /// package is installed into alone.
     empty: State,
-    layers: Vec<(Vec<(String, String)>, State)>,
+    layers: Vec<PackageLayer>,
     checks: Vec<State>,
+}
+
+/// One layer of a layered venv: the packages in it (PEP 503 name, sha256), their files'
+/// size in bytes (the lock's `size`; 0 when unknown), and the layer.
+#[derive(Clone)]
+pub(super) struct PackageLayer {
+    packages: Vec<(String, String)>,
+    bytes: u64,
+    state: State,
 }
 
 impl Layered {
@@ -284,7 +298,10 @@ fn install_stage(
         }
     };
     let installed = |l: &Layered| -> Vec<(String, String)> {
-        l.layers.iter().flat_map(|(k, _)| k.iter().cloned()).collect()
+        l.layers
+            .iter()
+            .flat_map(|l| l.packages.iter().cloned())
+            .collect()
     };
     let conflict = |l: &Layered| {
         let have = installed(l);
@@ -299,11 +316,13 @@ fn install_stage(
                 wheels.iter().filter(|w| !have.contains(&w.key)).collect();
             let mut added = vec![on.clone()];
             for unit in fetched::layers(new) {
-                let layer = fetched::package_layer(&layered.empty, &unit, step, env, &meta);
-                added.push(layer.clone());
-                layered
-                    .layers
-                    .push((unit.iter().map(|w| w.key.clone()).collect(), layer));
+                let state = fetched::package_layer(&layered.empty, &unit, step, env, &meta);
+                added.push(state.clone());
+                layered.layers.push(PackageLayer {
+                    packages: unit.iter().map(|w| w.key.clone()).collect(),
+                    bytes: unit.iter().map(|w| w.bytes).sum(),
+                    state,
+                });
             }
             let state = llb::merge(
                 &added,
@@ -315,7 +334,7 @@ fn install_stage(
             if step.pip.check {
                 // Over the layers alone (on the Python stage): the verdict needs no builder.
                 let mut venv = vec![layered.empty.clone()];
-                venv.extend(layered.layers.iter().map(|(_, l)| l.clone()));
+                venv.extend(layered.layers.iter().map(|l| l.state.clone()));
                 let venv = llb::merge(
                     &venv,
                     Meta {
@@ -1140,7 +1159,12 @@ fn final_image(
                     base = base.copy(c, "/", &step.venv, dir_copy(None));
                 }
                 layers.push(base.done());
-                layers.extend(l.layers.iter().map(|(_, s)| s.clone()));
+                // Largest at the bottom: an engine unpacks again every layer above one
+                // that changed (the chain IDs move), so a new small package must not sit
+                // under torch.
+                let mut packages: Vec<&PackageLayer> = l.layers.iter().collect();
+                packages.sort_by_key(|p| std::cmp::Reverse(p.bytes));
+                layers.extend(packages.into_iter().map(|p| p.state.clone()));
             }
             None => layers.push(venv_layer(&llb::scratch())),
         }

@@ -336,3 +336,45 @@ fn package_installs_stand_on_the_python_stage_not_the_builder() {
     assert!(!graph.contains("libc6-dev"), "no builder in the graph");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// The image stacks its package layers largest first: an engine unpacks again every
+/// layer above one that changed, so a new small package must not sit under the large ones.
+#[test]
+fn the_image_stacks_package_layers_largest_first() {
+    let def = llb("examples/pylock-service", &["--merge"]);
+    let entries = kiln::context::pylock::read(&std::fs::read_to_string(LOCK).unwrap()).unwrap();
+    let size = |label: &str| -> u64 {
+        label
+            .split(", ")
+            .map(|p| {
+                let name = p.split(' ').next().unwrap();
+                let e = entries.iter().find(|e| e.package.name == name).unwrap();
+                e.package.wheels.iter().map(|w| w.size.unwrap()).max().unwrap()
+            })
+            .sum()
+    };
+    let by_digest: std::collections::HashMap<&str, &Value> = ops(&def)
+        .iter()
+        .map(|o| (o["digest"].as_str().unwrap(), o))
+        .collect();
+    let image = ops(&def)
+        .iter()
+        .find(|o| name(o) == "[image] merge")
+        .unwrap();
+    let inputs: Vec<&str> = image["inputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| name(by_digest[i["digest"].as_str().unwrap()]))
+        .collect();
+    assert_eq!(inputs.first(), Some(&"[image] user svc 10001:10001"));
+    assert_eq!(inputs.last(), Some(&"[image] app"));
+    let layers: Vec<&str> = inputs
+        .iter()
+        .filter_map(|n| n.strip_prefix("layer: "))
+        .collect();
+    assert_eq!(layers.len(), 7);
+    assert_eq!(layers[0], "pydantic-core 2.50.5");
+    let sizes: Vec<u64> = layers.iter().map(|l| size(l)).collect();
+    assert!(sizes.windows(2).all(|w| w[0] >= w[1]), "{layers:?} {sizes:?}");
+}

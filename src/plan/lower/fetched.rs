@@ -43,6 +43,8 @@ pub(super) struct Wheel {
     file: String,
     /// The shared layer a small wheel goes into (`None`: a layer of its own).
     set: Option<u8>,
+    /// The locked file's size (the sdist's for a built wheel); 0 when the lock has none.
+    pub bytes: u64,
 }
 
 /// Which set a small wheel of package `name` (PEP 503 normalized) goes into: stable across
@@ -128,6 +130,7 @@ fn wheel(
         let small = file.size.is_some_and(|n| n < SMALL_BYTES);
         return Wheel {
             set: small.then(|| set_of(&key.0)),
+            bytes: file.size.unwrap_or(0),
             key,
             label,
             files: fetched,
@@ -140,6 +143,7 @@ fn wheel(
         files: build_wheel(builder, &fetched, &file.filename, step, env, meta, &label),
         file: "*.whl".into(),
         set: None,
+        bytes: file.size.unwrap_or(0),
     }
 }
 
@@ -365,6 +369,7 @@ mod tests {
             files: State::default(),
             file: format!("{name}.whl"),
             set: (size < SMALL_BYTES).then(|| set_of(name)),
+            bytes: size,
         }
     }
 
