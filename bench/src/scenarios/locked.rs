@@ -671,6 +671,7 @@ impl Bench {
         let mut samples = [vec![], vec![]];
         for who in turns(1) {
             self.run.prune();
+            drop_heavy_images();
             std::fs::remove_dir_all(&self.ctx)
                 .map_err(|e| format!("rm {}: {e}", self.ctx.display()))?;
             super::copy_dir(&heavy_orig, &self.ctx)?;
@@ -700,6 +701,7 @@ impl Bench {
             &ps,
         ));
         self.run.prune();
+        drop_heavy_images();
         let line = format!(
             "heavy CUDA, slowest steps: cold kiln: {}; cold peer: {}; +1 kiln: {}; +1 peer: {}",
             self.slowest("heavy-cold-kiln", 4),
@@ -711,6 +713,21 @@ impl Bench {
         self.restore_ctx()?;
         self.relock()?;
         Ok(())
+    }
+}
+
+/// The heavy images, and those their rebuilds left untagged: a prune keeps images, and
+/// on this disk two sides' 6 GB images and their predecessors do not fit.
+fn drop_heavy_images() {
+    for args in [
+        &["image", "rm", "-f", "bench/kiln:cuda", "bench/peer:cuda"][..],
+        &["image", "prune", "-f"][..],
+    ] {
+        let _ = Command::new(CLIENT)
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status();
     }
 }
 
