@@ -99,15 +99,28 @@ fn each_locked_file_is_fetched_by_its_sha256_and_installed_offline_as_its_own_la
     assert!(names.contains(&"uv install: core: pydantic-core 2.50.5"));
     assert!(names.contains(&"uv install: core: annotated-types 0.8.0, anyio 4.16.0"));
     for package in [
-        "annotated-types", "anyio", "certifi", "h11", "httpcore", "httpx", "idna", "pydantic",
-        "pydantic-core", "typing-extensions", "typing-inspection",
+        "annotated-types",
+        "anyio",
+        "certifi",
+        "h11",
+        "httpcore",
+        "httpx",
+        "idna",
+        "pydantic",
+        "pydantic-core",
+        "typing-extensions",
+        "typing-inspection",
     ] {
         let with = |n: &&&str| {
             n.trim_start_matches("uv install: core: ")
                 .split(", ")
                 .any(|p| p.split(' ').next() == Some(package))
         };
-        assert_eq!(names.iter().filter(with).count(), 1, "{package} in {names:?}");
+        assert_eq!(
+            names.iter().filter(with).count(),
+            1,
+            "{package} in {names:?}"
+        );
     }
     let diffs = ops(&def)
         .iter()
@@ -177,7 +190,11 @@ fn adding_a_package_leaves_every_other_install_unchanged() {
             .collect();
         assert_eq!(new, [joins], "{package}");
         let kept = a.iter().filter(|d| b.contains(d)).count();
-        assert_eq!(kept, a.len() - 1, "{package}: every other install is unchanged");
+        assert_eq!(
+            kept,
+            a.len() - 1,
+            "{package}: every other install is unchanged"
+        );
     }
 }
 
@@ -284,9 +301,10 @@ fn a_build_with_vertices_of_its_own_fetches_with_its_own_digests() {
 /// builder, so the build packages are not in the image's graph at all.
 #[test]
 fn package_installs_stand_on_the_python_stage_not_the_builder() {
-    let spec = std::fs::read_to_string(SPEC)
-        .unwrap()
-        .replace("requirements:", "system: {build: [gcc, libc6-dev]}\nrequirements:");
+    let spec = std::fs::read_to_string(SPEC).unwrap().replace(
+        "requirements:",
+        "system: {build: [gcc, libc6-dev]}\nrequirements:",
+    );
     let dir = temp_tree("fetched-builder", &[("spec.yaml", &spec)]);
     let spec = dir.join("spec.yaml");
     let def: Value = serde_json::from_slice(&kiln_ok(&[
@@ -349,7 +367,12 @@ fn the_image_stacks_package_layers_largest_first() {
             .map(|p| {
                 let name = p.split(' ').next().unwrap();
                 let e = entries.iter().find(|e| e.package.name == name).unwrap();
-                e.package.wheels.iter().map(|w| w.size.unwrap()).max().unwrap()
+                e.package
+                    .wheels
+                    .iter()
+                    .map(|w| w.size.unwrap())
+                    .max()
+                    .unwrap()
             })
             .sum()
     };
@@ -376,5 +399,8 @@ fn the_image_stacks_package_layers_largest_first() {
     assert_eq!(layers.len(), 7);
     assert_eq!(layers[0], "pydantic-core 2.50.5");
     let sizes: Vec<u64> = layers.iter().map(|l| size(l)).collect();
-    assert!(sizes.windows(2).all(|w| w[0] >= w[1]), "{layers:?} {sizes:?}");
+    assert!(
+        sizes.windows(2).all(|w| w[0] >= w[1]),
+        "{layers:?} {sizes:?}"
+    );
 }

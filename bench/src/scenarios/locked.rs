@@ -702,7 +702,11 @@ impl Bench {
         // Python version and platform.
         let mut sizes = lock_wheels(&lock);
         sizes.extend(lock_wheels(&read(&heavy_orig.join("pylock.core.toml"))?));
-        let kiln_cold = if cold { "heavy-cold-kiln" } else { "heavy-warm-kiln" };
+        let kiln_cold = if cold {
+            "heavy-cold-kiln"
+        } else {
+            "heavy-warm-kiln"
+        };
         let total = fetched_bytes(&self.steps(kiln_cold), &sizes);
         let download_s = total as f64 / rate.max(1.0);
         self.note(format!(

@@ -386,7 +386,11 @@ mod tests {
     fn layers_are_large_wheels_alone_and_small_ones_by_set() {
         let small: Vec<Wheel> = (0..200).map(|i| wheel(&format!("p{i}"), 10_000)).collect();
         let units = layers(small.iter().collect());
-        assert_eq!(units.len(), SETS as usize, "200 small wheels fill every set");
+        assert_eq!(
+            units.len(),
+            SETS as usize,
+            "200 small wheels fill every set"
+        );
         assert!(units.iter().all(|u| u.len() > 1));
         // The same package is in the same set with or without the others.
         let fewer = layers(small[..100].iter().collect());
@@ -401,7 +405,11 @@ mod tests {
             assert_eq!(all.as_ref().map(|s| s[0]), some.as_ref().map(|s| s[0]));
             assert!(all.unwrap().iter().all(|s| *s == w.set));
         }
-        let mixed = [wheel("torch", 800 << 20), wheel("six", 11_000), wheel("numpy", 16 << 20)];
+        let mixed = [
+            wheel("torch", 800 << 20),
+            wheel("six", 11_000),
+            wheel("numpy", 16 << 20),
+        ];
         assert_eq!(
             names(layers(mixed.iter().collect())),
             [vec!["torch"], vec!["six"], vec!["numpy"]]
