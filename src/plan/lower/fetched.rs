@@ -45,6 +45,8 @@ pub(super) struct Wheel {
     set: Option<u8>,
     /// The locked file's size (the sdist's for a built wheel); 0 when the lock has none.
     pub bytes: u64,
+    /// Built from a sdist: its name in `files` is a glob, so it is always installed alone.
+    built: bool,
 }
 
 /// Which set a small wheel of package `name` (PEP 503 normalized) goes into: stable across
@@ -59,7 +61,7 @@ fn set_of(name: &str) -> u8 {
 pub(super) fn layers(wheels: Vec<&Wheel>) -> Vec<Vec<&Wheel>> {
     let own = wheels.iter().filter(|w| w.set.is_none()).count();
     let set = |w: &Wheel| match w.set {
-        None if own > MAX_OWN => Some(set_of(&w.key.0)),
+        None if own > MAX_OWN && !w.built => Some(set_of(&w.key.0)),
         s => s,
     };
     let mut units: Vec<(Option<u8>, Vec<&Wheel>)> = vec![];
@@ -131,6 +133,7 @@ fn wheel(
         return Wheel {
             set: small.then(|| set_of(&key.0)),
             bytes: file.size.unwrap_or(0),
+            built: false,
             key,
             label,
             files: fetched,
@@ -144,6 +147,7 @@ fn wheel(
         file: "*.whl".into(),
         set: None,
         bytes: file.size.unwrap_or(0),
+        built: true,
     }
 }
 
@@ -370,6 +374,7 @@ mod tests {
             file: format!("{name}.whl"),
             set: (size < SMALL_BYTES).then(|| set_of(name)),
             bytes: size,
+            built: false,
         }
     }
 
@@ -419,5 +424,11 @@ mod tests {
             .collect();
         assert_eq!(layers(large.iter().collect()).len(), SETS as usize);
         assert_eq!(layers(large[..MAX_OWN].iter().collect()).len(), MAX_OWN);
+        // Wheels built from sdists are mounted by a glob: never two in one install.
+        let mut built: Vec<Wheel> = (0..=MAX_OWN)
+            .map(|i| wheel(&format!("sdist{i}"), 2 << 20))
+            .collect();
+        built.iter_mut().for_each(|w| w.built = true);
+        assert_eq!(layers(built.iter().collect()).len(), MAX_OWN + 1);
     }
 }
