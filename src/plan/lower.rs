@@ -297,21 +297,16 @@ fn install_stage(
             return (install(on, &step, opts, env, meta), None);
         }
     };
-    let installed = |l: &Layered| -> Vec<(String, String)> {
-        l.layers
-            .iter()
-            .flat_map(|l| l.packages.iter().cloned())
-            .collect()
-    };
-    let conflict = |l: &Layered| {
-        let have = installed(l);
-        wheels
-            .iter()
-            .any(|w| have.iter().any(|k| k.0 == w.key.0 && k.1 != w.key.1))
-    };
-    match before.filter(|l| opts.merge && !conflict(l)) {
+    // The packages the layers below already hold, as (PEP 503 name, sha256).
+    let have: Vec<(String, String)> = before
+        .iter()
+        .flat_map(|l| l.layers.iter().flat_map(|p| p.packages.iter().cloned()))
+        .collect();
+    let conflict = wheels
+        .iter()
+        .any(|w| have.iter().any(|k| k.0 == w.key.0 && k.1 != w.key.1));
+    match before.filter(|_| opts.merge && !conflict) {
         Some(mut layered) => {
-            let have = installed(&layered);
             let new: Vec<&fetched::Wheel> =
                 wheels.iter().filter(|w| !have.contains(&w.key)).collect();
             let mut added = vec![on.clone()];
