@@ -26,7 +26,8 @@ use std::process::Command;
 
 use crate::context::{ContextInfo, pylock};
 use crate::diag::{Diagnostic, Loc};
-use crate::spec::{Group, GroupSource, Installer, LockKind, S, Spec, Variant};
+use crate::plan::install;
+use crate::spec::{Group, Spec, Variant};
 
 /// What the command line asked for.
 #[derive(Clone, Debug, Default)]
@@ -52,27 +53,7 @@ pub struct Job {
     pub notes: Vec<String>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Action {
-    /// Run `uv ARGS` in the context directory; it writes `output` (context-relative).
-    Uv {
-        args: Vec<String>,
-        output: String,
-        /// Inline requirement lines, written to a file added as a source.
-        packages: Vec<String>,
-        /// Groups installed below this one: their locks' pins become constraints.
-        below: Vec<String>,
-    },
-    /// Already a PEP 751 lock: only read it back.
-    Check { lock: String },
-    /// Not lockable by kiln: why, and what to do.
-    Skip { why: String, help: String },
-}
-
-/// The lock file kiln writes for a group (PEP 751: `pylock.<name>.toml`).
-pub fn lock_name(group: &str) -> String {
-    format!("pylock.{group}.toml")
-}
+pub use crate::plan::install::{LockAction as Action, lock_name};
 
 /// The work for each group `opts` selects. Errors: an unknown target or group, or no
 /// requirement group at all.
@@ -126,8 +107,7 @@ pub fn plan(spec: &Spec, ctx: &ContextInfo, opts: &Options) -> Result<Vec<Job>, 
 
 fn job(group: &Group, users: &[&Variant], ctx: &ContextInfo, opts: &Options) -> Job {
     let name = group.name.v.clone();
-    let mut notes = vec![];
-    let Some(first) = users.first() else {
+    if users.is_empty() {
         return Job {
             group: name,
             loc: group.name.loc,
@@ -135,193 +115,20 @@ fn job(group: &Group, users: &[&Variant], ctx: &ContextInfo, opts: &Options) -> 
                 why: "no variant installs it".into(),
                 help: "name it in a variant's `requirements`, or pass --target with a variant that does".into(),
             },
-            notes,
+            notes: vec![],
         };
+    }
+    let req = install::LockRequest {
+        upgrade: opts.upgrade,
+        command: opts.command.clone(),
     };
-    let pip_users: Vec<&str> = users
-        .iter()
-        .filter(|v| v.python.installer == Installer::Pip)
-        .map(|v| v.name.v.as_str())
-        .collect();
-    let action = match &group.source {
-        GroupSource::Requirements {
-            files, packages, ..
-        } => {
-            let (version, why) = python_version(users, ctx);
-            match (&version, why) {
-                (Some(v), Some(why)) => notes.push(format!("resolved for Python >= {v} ({why}), every platform (--universal)")),
-                _ => notes.push("no Python version in the spec (python.version) or the project (.python-version): uv resolves for the Python it finds".into()),
-            }
-            if !pip_users.is_empty() {
-                notes.push(format!(
-                    "a pylock group is installed by uv: variant(s) {} need `python.installer: uv` before pointing at the lock",
-                    pip_users.join(", ")
-                ));
-            }
-            let pip = &first.pip;
-            for other in &users[1..] {
-                if other.pip.index_url != pip.index_url
-                    || other.pip.extra_index_urls != pip.extra_index_urls
-                    || other.pip.index_strategy != pip.index_strategy
-                {
-                    notes.push(format!(
-                        "variants `{}` and `{}` have different index options; locked with `{}`'s",
-                        first.name.v, other.name.v, first.name.v
-                    ));
-                }
-            }
-            let below = below(&name, users);
-            if !below.is_empty() {
-                notes.push(format!(
-                    "installed on top of {}: resolved within the pins of their locks (as constraints)",
-                    below.join(", ")
-                ));
-            }
-            let output = lock_name(&name);
-            let mut args: Vec<String> = vec![
-                "pip".into(),
-                "compile".into(),
-                "--universal".into(),
-                "--format".into(),
-                "pylock.toml".into(),
-                "--no-config".into(),
-            ];
-            if let Some(v) = version {
-                args.extend(["--python-version".into(), v]);
-            }
-            if let Some(u) = &pip.index_url {
-                args.extend(["--index-url".into(), u.clone()]);
-            }
-            for u in &pip.extra_index_urls {
-                args.extend(["--extra-index-url".into(), u.clone()]);
-            }
-            if let Some(s) = &pip.index_strategy {
-                args.extend(["--index-strategy".into(), s.v.clone()]);
-            }
-            if let Some(c) = &pip.constraints {
-                args.extend(["--constraints".into(), c.v.clone()]);
-            }
-            if let Some(c) = &pip.build_constraints {
-                args.extend(["--build-constraints".into(), c.v.clone()]);
-            }
-            for p in &pip.no_build_isolation {
-                args.extend(["--no-build-isolation-package".into(), p.v.clone()]);
-            }
-            if opts.upgrade {
-                args.push("--upgrade".into());
-            }
-            if !opts.command.is_empty() {
-                args.extend(["--custom-compile-command".into(), opts.command.clone()]);
-            }
-            args.extend(["--output-file".into(), output.clone()]);
-            args.extend(files.iter().map(|f| f.v.clone()));
-            Action::Uv {
-                args,
-                output,
-                packages: packages.iter().map(|p| p.v.clone()).collect(),
-                below,
-            }
-        }
-        GroupSource::Lock(lock) => match lock.kind {
-            LockKind::Uv => {
-                if opts.upgrade {
-                    notes.push(format!(
-                        "--upgrade does not re-resolve a uv.lock: run `uv lock --upgrade` in `{}` first",
-                        dir_or_dot(lock.project_dir())
-                    ));
-                }
-                if !pip_users.is_empty() {
-                    notes.push(format!(
-                        "a pylock group is installed by uv: variant(s) {} need `python.installer: uv`",
-                        pip_users.join(", ")
-                    ));
-                }
-                notes.push(format!(
-                    "exported from `{}`: run kiln lock again after each `uv lock` (a build installs the pylock as it is, without checking `uv.lock` against `pyproject.toml`)",
-                    lock.path.v
-                ));
-                let output = lock_name(&name);
-                let strings = |l: &[S<String>]| l.iter().map(|s| s.v.clone()).collect::<Vec<_>>();
-                let mut args = vec!["export".to_string()];
-                args.extend(pylock::uv_export_args(
-                    &strings(&lock.extras),
-                    &strings(&lock.groups),
-                ));
-                if !lock.project_dir().is_empty() {
-                    args.extend(["--project".into(), lock.project_dir().to_string()]);
-                }
-                args.extend(["--output-file".into(), output.clone()]);
-                Action::Uv {
-                    args,
-                    output,
-                    packages: vec![],
-                    below: vec![],
-                }
-            }
-            LockKind::Poetry => Action::Skip {
-                why: format!("`{}` is Poetry's lock, which kiln does not re-lock", lock.path.v),
-                help: "it is installed exactly as locked already (`poetry install --no-root`); update it with `poetry lock`, or move the project to uv (`uv.lock`) to get a PEP 751 export".into(),
-            },
-            LockKind::Pylock => Action::Check {
-                lock: lock.path.v.clone(),
-            },
-        },
-    };
+    let (action, notes) = install::lock_action(group, users, ctx, &req);
     Job {
         group: name,
         loc: group.name.loc,
         action,
         notes,
     }
-}
-
-fn dir_or_dot(d: &str) -> &str {
-    if d.is_empty() { "." } else { d }
-}
-
-/// The lowest Python version of the variants installing a group (`python.version`, else
-/// the project's `.python-version`), and where it comes from. A universal lock made for
-/// it also serves the newer ones.
-fn python_version(users: &[&Variant], ctx: &ContextInfo) -> (Option<String>, Option<String>) {
-    let mut best: Option<((u32, u32), String, String)> = None;
-    for v in users {
-        let (ver, why) = match (&v.python.version, &ctx.python_pin) {
-            (Some(s), _) => (s.v.clone(), format!("python.version of `{}`", v.name.v)),
-            (None, Some((pin, file))) => (pin.clone(), file.clone()),
-            (None, None) => continue,
-        };
-        let Some(key) = major_minor(&ver) else {
-            continue;
-        };
-        if best.as_ref().is_none_or(|(k, _, _)| key < *k) {
-            best = Some((key, ver, why));
-        }
-    }
-    match best {
-        Some((_, v, why)) => (Some(v), Some(why)),
-        None => (None, None),
-    }
-}
-
-fn major_minor(v: &str) -> Option<(u32, u32)> {
-    let mut it = v.split('.');
-    Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
-}
-
-/// The groups installed below `group` in the variants that install it, in order, once.
-fn below(group: &str, users: &[&Variant]) -> Vec<String> {
-    let mut out: Vec<String> = vec![];
-    for v in users {
-        for g in &v.groups {
-            if g.v == group {
-                break;
-            }
-            if !out.contains(&g.v) {
-                out.push(g.v.clone());
-            }
-        }
-    }
-    out
 }
 
 /// One package of a PEP 751 lock that cannot be fetched by URL and hash alone.

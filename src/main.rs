@@ -11,7 +11,7 @@ use kiln::context::{ContextInfo, Gather};
 use kiln::diag::Diagnostic;
 use kiln::llb::platform;
 use kiln::plan::lower::LowerOpts;
-use kiln::plan::{self, Plan, compile};
+use kiln::plan::{self, Plan, PlanOpts, compile};
 use kiln::spec::{self, LoadOptions};
 
 #[derive(Parser)]
@@ -61,7 +61,8 @@ enum Command {
         #[arg(long)]
         merge: bool,
     },
-    /// Print the stage graph.
+    /// Print the stage graph: the stages the engine gets (with --context, a lock's
+    /// fetched files, wheel builds and layers too), as Graphviz dot or Mermaid.
     Graph {
         spec: String,
         /// Only these variants (default: all).
@@ -71,6 +72,17 @@ enum Command {
         build_args: Vec<String>,
         #[arg(long, value_enum, default_value = "dot")]
         format: GraphFormat,
+        /// The build context directory, read as `llb --context` reads it (lock files among
+        /// it: their files become stages).
+        #[arg(long, value_name = "DIR")]
+        context: Option<String>,
+        /// os/arch[/variant]: which of a lock's files are installed; default: this machine's.
+        #[arg(long)]
+        platform: Option<String>,
+        /// The graph for an engine with MergeOp and DiffOp (a fetched lock's packages as
+        /// layers), as `llb --merge`.
+        #[arg(long)]
+        merge: bool,
     },
     /// Write a PEP 751 lock (pylock.<group>.toml) per requirement group with uv, and print
     /// the spec lines that point at them.
@@ -177,24 +189,9 @@ fn run(command: Command) -> Result<ExitCode, ExitCode> {
             merge,
         } => {
             let loaded = load(&spec, &build_args)?;
-            let platform = match platform {
-                Some(p) => platform::parse(&p).map_err(|e| {
-                    eprintln!("error: {e}");
-                    ExitCode::from(2)
-                })?,
-                None => platform::host(),
-            };
-            let mut opts = LowerOpts::offline(platform);
+            let mut opts = LowerOpts::offline(parse_platform(platform)?);
             opts.merge = merge;
-            let context = match &context {
-                Some(dir) => read_context(&loaded.spec, dir).map_err(|diags| {
-                    for d in diags {
-                        eprint!("{}", d.render(&loaded.spec.files));
-                    }
-                    ExitCode::from(2)
-                })?,
-                None => ContextInfo::default(),
-            };
+            let context = context_of(&loaded.spec, context.as_deref())?;
             llb(&loaded.spec, target.as_deref(), &context, &opts, format)
         }
         Command::Graph {
@@ -202,7 +199,16 @@ fn run(command: Command) -> Result<ExitCode, ExitCode> {
             target,
             build_args,
             format,
-        } => graph(&load(&spec, &build_args)?.spec, &target, format),
+            context,
+            platform,
+            merge,
+        } => {
+            let loaded = load(&spec, &build_args)?;
+            let mut opts = LowerOpts::offline(parse_platform(platform)?);
+            opts.merge = merge;
+            let context = context_of(&loaded.spec, context.as_deref())?;
+            graph(&loaded.spec, &target, &context, &opts, format)
+        }
         Command::Lock {
             spec,
             context,
@@ -220,6 +226,31 @@ fn run(command: Command) -> Result<ExitCode, ExitCode> {
         }
         Command::Frontend => Ok(kiln::frontend::main()),
     }
+}
+
+/// `--platform`, else this machine's. Errors: exit 2 with why.
+fn parse_platform(platform: Option<String>) -> Result<kiln::llb::pb::Platform, ExitCode> {
+    match platform {
+        Some(p) => platform::parse(&p).map_err(|e| {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }),
+        None => Ok(platform::host()),
+    }
+}
+
+/// What the spec names in the context `dir` (nothing without one). Errors: exit 2, each
+/// problem rendered against the spec.
+fn context_of(spec: &kiln::spec::Spec, dir: Option<&str>) -> Result<ContextInfo, ExitCode> {
+    let Some(dir) = dir else {
+        return Ok(ContextInfo::default());
+    };
+    read_context(spec, dir).map_err(|diags| {
+        for d in diags {
+            eprint!("{}", d.render(&spec.files));
+        }
+        ExitCode::from(2)
+    })
 }
 
 /// `kiln check`: every spec, each reported (with what it names in `context`, when
@@ -428,6 +459,8 @@ fn lock(
 fn graph(
     spec: &kiln::spec::Spec,
     targets: &[String],
+    context: &ContextInfo,
+    opts: &LowerOpts,
     format: GraphFormat,
 ) -> Result<ExitCode, ExitCode> {
     let variants = if targets.is_empty() {
@@ -439,7 +472,7 @@ fn graph(
             .collect::<Result<Vec<_>, _>>()
             .map_err(|d| refuse(spec, d))?
     };
-    let plan = Plan::new(spec, &variants, &ContextInfo::default());
+    let plan = Plan::new(spec, &variants, context, &PlanOpts::of(opts));
     print!(
         "{}",
         match format {

@@ -15,7 +15,7 @@ pub mod requirements;
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::diag::{Diagnostic, Loc};
-use crate::spec::{GroupSource, LockKind, Spec};
+use crate::spec::{GroupSource, Spec, Variant};
 
 /// What the context adds to the spec.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -42,7 +42,33 @@ pub struct ContextInfo {
     pub warnings: Vec<Diagnostic>,
 }
 
+/// The interpreter a variant's packages are for, as the spec or the project asks for it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PythonWant<'a> {
+    /// `major.minor`.
+    pub version: &'a str,
+    /// The project's `.python-version` that asks for it; `None`: the spec's
+    /// `python.version`.
+    pub pin_file: Option<&'a str>,
+}
+
 impl ContextInfo {
+    /// The spec's `python.version`, else the project's `.python-version`; `None` when
+    /// neither says. The one place this rule is written.
+    pub fn python<'a>(&'a self, v: &'a Variant) -> Option<PythonWant<'a>> {
+        match (&v.python.version, &self.python_pin) {
+            (Some(s), _) => Some(PythonWant {
+                version: &s.v,
+                pin_file: None,
+            }),
+            (None, Some((pin, file))) => Some(PythonWant {
+                version: pin,
+                pin_file: Some(file),
+            }),
+            (None, None) => None,
+        }
+    }
+
     /// The files installing `file` reads; just `file` when the context was not read.
     pub fn requirement_closure(&self, file: &str) -> Vec<String> {
         self.requirement_files
@@ -136,25 +162,25 @@ impl Gather {
                     }
                 }
                 GroupSource::Lock(lock) => {
-                    let loc = lock.path.loc;
-                    // A PEP 751 lock is read for its files; any other only has to be there.
-                    let why = match lock.kind {
-                        LockKind::Pylock => Why::Pylock { loc },
-                        _ => Why::Present {
+                    let (kind, loc) = (lock.kind, lock.path.loc);
+                    // A lock kiln reads for its files; any other only has to be there.
+                    let why = match kind.read_by_kiln() {
+                        true => Why::Pylock { loc },
+                        false => Why::Present {
                             what: "lock file",
                             loc,
                         },
                     };
                     g.want(&lock.path.v, why);
-                    let uv = (lock.kind == LockKind::Uv).then(|| lock.path.v.clone());
-                    if lock.kind != LockKind::Pylock {
+                    if kind.has_project() {
                         let pyproject = join(lock.project_dir(), "pyproject.toml");
                         if g.main_project.is_none()
                             && spec.app.as_ref().and_then(|a| a.project.as_ref()).is_none()
                         {
                             g.main_project = Some(pyproject.clone());
                         }
-                        g.want(&pyproject, Why::Project { lock: uv, loc });
+                        let lock = kind.reads_workspace().then(|| lock.path.v.clone());
+                        g.want(&pyproject, Why::Project { lock, loc });
                     }
                 }
             }

@@ -250,30 +250,6 @@ fn dist(d: Dist) -> Result<LockedFile, Problem> {
     })
 }
 
-/// `uv export`'s arguments that make one group of a `uv.lock` a PEP 751 set: exactly the
-/// locked files (`--locked`: a lock that no longer matches `pyproject.toml` fails), the
-/// project's dependencies without the workspace's own packages, only the `groups` and
-/// `extras` asked for. The build's export step and `kiln lock` both use it, so a lock
-/// `kiln lock` writes is the set the build would install.
-pub fn uv_export_args(extras: &[String], groups: &[String]) -> Vec<String> {
-    let mut args: Vec<String> = [
-        "--locked",
-        "--format",
-        "pylock.toml",
-        "--no-emit-workspace",
-        "--no-default-groups",
-    ]
-    .map(String::from)
-    .to_vec();
-    for e in extras {
-        args.extend(["--extra".into(), e.clone()]);
-    }
-    for g in groups {
-        args.extend(["--group".into(), g.clone()]);
-    }
-    args
-}
-
 /// The file installed for one package.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Chosen {

@@ -5,21 +5,16 @@ use super::{Plan, StageKind};
 fn shape(kind: &StageKind) -> &'static str {
     match kind {
         StageKind::Base { .. } => "box3d",
+        StageKind::Fetch(_) => "cylinder",
         StageKind::Apt(_)
         | StageKind::Python(_)
         | StageKind::Install(_)
+        | StageKind::Wheel(_)
+        | StageKind::Layer(_)
         | StageKind::Project(_)
         | StageKind::Step(_) => "box",
         StageKind::Final { .. } => "doubleoctagon",
-        StageKind::Verify { .. } => "note",
-    }
-}
-
-/// What a stage takes from a dependency: a builder step's outputs, else the venv.
-fn dep_label(plan: &Plan, dep: usize) -> &'static str {
-    match plan.stage(dep).kind {
-        StageKind::Step(_) => "outputs",
-        _ => "venv",
+        StageKind::Verify { .. } | StageKind::Check(_) => "note",
     }
 }
 
@@ -42,11 +37,11 @@ pub fn dot(plan: &Plan) -> String {
         if let Some(p) = s.parent {
             out.push_str(&format!("  s{p} -> s{};\n", s.id));
         }
-        for d in &s.deps {
+        for (role, d) in &s.inputs {
             out.push_str(&format!(
                 "  s{d} -> s{} [style=dashed, label=\"{}\"];\n",
                 s.id,
-                dep_label(plan, *d)
+                role.label()
             ));
         }
     }
@@ -64,12 +59,8 @@ pub fn mermaid(plan: &Plan) -> String {
         if let Some(p) = s.parent {
             out.push_str(&format!("  s{p} --> s{}\n", s.id));
         }
-        for d in &s.deps {
-            out.push_str(&format!(
-                "  s{d} -. {} .-> s{}\n",
-                dep_label(plan, *d),
-                s.id
-            ));
+        for (role, d) in &s.inputs {
+            out.push_str(&format!("  s{d} -. {} .-> s{}\n", role.label(), s.id));
         }
     }
     out

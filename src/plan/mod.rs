@@ -6,7 +6,9 @@
 //! runs it once. `lower` turns the stages into LLB; `compile` is the whole way for one target.
 
 pub mod config;
+mod fetched;
 pub mod graph;
+pub mod install;
 pub mod lower;
 pub mod shell;
 mod stage;
@@ -16,10 +18,9 @@ use std::collections::BTreeMap;
 pub use stage::*;
 
 use crate::context::ContextInfo;
-use crate::context::pylock::Pylock;
 use crate::diag::{Loc, SourceFile};
 use crate::llb::{self, pb};
-use crate::spec::{self, LockKind, S, Spec, Variant};
+use crate::spec::{self, LockTool, S, Spec, Variant};
 use lower::{LowerOpts, lower};
 
 pub type StageId = usize;
@@ -30,13 +31,27 @@ pub struct Stage {
     pub kind: StageKind,
     /// The filesystem this stage starts from.
     pub parent: Option<StageId>,
-    /// Other stages it reads from (the venv for an install or a final image).
-    pub deps: Vec<StageId>,
+    /// Other stages it reads, each in its role (the venv copied into the builder, the
+    /// files an install mounts, the layers an image stacks), in order.
+    pub inputs: Vec<(Role, StageId)>,
     /// Where the spec asks for this work (the first place, when several do).
     pub loc: Loc,
 }
 
 impl Stage {
+    /// The first input in `role`.
+    pub fn input(&self, role: Role) -> Option<StageId> {
+        self.inputs_of(role).next()
+    }
+
+    /// Every input in `role`, in order.
+    pub fn inputs_of(&self, role: Role) -> impl Iterator<Item = StageId> + '_ {
+        self.inputs
+            .iter()
+            .filter(move |(r, _)| *r == role)
+            .map(|(_, id)| *id)
+    }
+
     /// A short label for progress output and graphs.
     pub fn label(&self) -> String {
         match &self.kind {
@@ -61,6 +76,15 @@ impl Stage {
                 format!("python:{check} venv {}{tool}", p.toolchain.venv)
             }
             StageKind::Install(i) => format!("{} install: {}", i.toolchain.installer, i.group),
+            StageKind::Fetch(f) => format!("fetch {}", f.file.filename),
+            StageKind::Wheel(w) => format!("wheel from sdist: {} ({})", w.package, w.group),
+            StageKind::Layer(l) => format!(
+                "{} install: {}: {}",
+                l.toolchain.installer,
+                l.group,
+                fetched::packages_label(&l.packages)
+            ),
+            StageKind::Check(c) => format!("check: {}", c.group),
             StageKind::Project(p) => {
                 let dir = if p.dir.is_empty() { "." } else { &p.dir };
                 format!("{} install: project {dir}", p.toolchain.installer)
@@ -101,8 +125,9 @@ pub struct Target {
     pub variant: String,
     pub base: StageId,
     pub runtime: StageId,
-    /// The last install stage (or the Python stage when there are no requirements).
-    pub venv: StageId,
+    /// The last install stage (or the Python stage when there are no requirements);
+    /// `None` when the image takes the venv as layers and nothing else reads it.
+    pub venv: Option<StageId>,
     pub image: StageId,
     /// The one verify stage (all commands and the health check), if there is anything
     /// to verify.
@@ -125,15 +150,16 @@ impl Plan {
     /// The plan for `variants` (typically from `Spec::target`, or all of `spec.variants`);
     /// `context` is what was read from the build context (`ContextInfo::default()` when
     /// it was not: then each requirement file stands for itself alone).
-    pub fn new(spec: &Spec, variants: &[&Variant], context: &ContextInfo) -> Plan {
+    pub fn new(spec: &Spec, variants: &[&Variant], context: &ContextInfo, opts: &PlanOpts) -> Plan {
         let mut b = Builder {
             stages: vec![],
             memo: BTreeMap::new(),
             context,
+            opts,
         };
-        let targets = variants.iter().map(|v| b.variant(spec, v)).collect();
+        let mut targets: Vec<Target> = variants.iter().map(|v| b.variant(spec, v)).collect();
         Plan {
-            stages: b.stages,
+            stages: reachable(b.stages, &mut targets),
             targets,
             files: spec.files.clone(),
             epoch: spec.source_date_epoch,
@@ -142,6 +168,26 @@ impl Plan {
 
     pub fn stage(&self, id: StageId) -> &Stage {
         &self.stages[id]
+    }
+}
+
+/// What a plan depends on besides the spec and the context: the engine it is for.
+#[derive(Clone, Debug)]
+pub struct PlanOpts {
+    /// The target platform: which of a lock's files are installed.
+    pub platform: pb::Platform,
+    /// The engine stacks layers (MergeOp and DiffOp): each package of a fetched lock is
+    /// installed into a layer of its own.
+    pub layers: bool,
+}
+
+impl PlanOpts {
+    /// The plan that `opts` lowers: its platform, and layers where its engine merges.
+    pub fn of(opts: &LowerOpts) -> PlanOpts {
+        PlanOpts {
+            platform: opts.platform.clone(),
+            layers: opts.merge,
+        }
     }
 }
 
@@ -173,7 +219,7 @@ pub fn compile(
     context: &ContextInfo,
     opts: &LowerOpts,
 ) -> Compiled {
-    let plan = Plan::new(spec, &[variant], context);
+    let plan = Plan::new(spec, &[variant], context, &PlanOpts::of(opts));
     let mut lowered = lower(&plan, opts);
     let target = &variant.name.v;
     let image = lowered
@@ -196,12 +242,13 @@ pub fn compile(
 }
 
 /// Identity of a stage: what it does, what it starts from, what else it reads.
-type StageKey = (StageKind, Option<StageId>, Vec<StageId>);
+type StageKey = (StageKind, Option<StageId>, Vec<(Role, StageId)>);
 
 struct Builder<'c> {
     stages: Vec<Stage>,
     memo: BTreeMap<StageKey, StageId>,
     context: &'c ContextInfo,
+    opts: &'c PlanOpts,
 }
 
 impl Builder<'_> {
@@ -210,20 +257,20 @@ impl Builder<'_> {
         &mut self,
         kind: StageKind,
         parent: Option<StageId>,
-        deps: Vec<StageId>,
+        inputs: Vec<(Role, StageId)>,
         loc: Loc,
     ) -> StageId {
-        let key = (kind, parent, deps);
+        let key = (kind, parent, inputs);
         if let Some(id) = self.memo.get(&key) {
             return *id;
         }
         let id = self.stages.len();
-        let (kind, parent, deps) = key.clone();
+        let (kind, parent, inputs) = key.clone();
         self.stages.push(Stage {
             id,
             kind,
             parent,
-            deps,
+            inputs,
             loc,
         });
         self.memo.insert(key, id);
@@ -245,7 +292,7 @@ impl Builder<'_> {
         let runtime = self.apt(base, AptRole::Runtime, &runtime_packages(v), &repos);
         let builder = self.apt(base, AptRole::Build, &v.build_packages, &repos);
         let uses_poetry = v.groups.iter().any(|g| {
-            matches!(&spec.group(&g.v).map(|g| &g.source), Some(spec::GroupSource::Lock(l)) if l.kind == LockKind::Poetry)
+            matches!(&spec.group(&g.v).map(|g| &g.source), Some(spec::GroupSource::Lock(l)) if l.kind.tool() == LockTool::Poetry)
         });
         let toolchain = Toolchain {
             installer: py.installer,
@@ -257,11 +304,10 @@ impl Builder<'_> {
         // after them: the first install copies them into the builder.
         let python = self.add(
             StageKind::Python(PythonStep {
-                version: match (&py.version, &self.context.python_pin) {
-                    (Some(v), _) => Some((v.v.clone(), "python.version".into())),
-                    (None, Some((pin, file))) => Some((pin.clone(), file.clone())),
-                    (None, None) => None,
-                },
+                version: self.context.python(v).map(|want| {
+                    let from = want.pin_file.unwrap_or("python.version");
+                    (want.version.to_string(), from.to_string())
+                }),
                 toolchain: toolchain.clone(),
                 secrets: spec.secrets.clone(),
             }),
@@ -270,23 +316,29 @@ impl Builder<'_> {
             py.version.as_ref().map(|s| s.loc).unwrap_or(py.base.loc),
         );
         let first = (builder != base).then_some((builder, python));
-        let mut venv = self.installs(spec, v, &toolchain, first, python);
+        let (mut venv, mut layered) = self.installs(spec, v, &toolchain, first, python);
         if let Some(dir) = spec.app.as_ref().and_then(|a| a.project.as_ref()) {
             let step = ProjectStep {
                 dir: dir.v.clone(),
                 exclude: self.app_exclude(spec),
-                pip: pip_options(v),
+                pip: PipOptions::of(v),
                 toolchain: toolchain.clone(),
                 secrets: spec.secrets.clone(),
             };
             // With no group to install, the venv still has to reach the builder.
-            let (on, deps) = match first {
-                Some((builder, python)) if venv == python => (builder, vec![python]),
+            let (on, inputs) = match first {
+                Some((builder, python)) if venv == python => {
+                    (builder, vec![(Role::Toolchain, python)])
+                }
                 _ => (venv, vec![]),
             };
-            venv = self.add(StageKind::Project(step), Some(on), deps, dir.loc);
+            venv = self.add(StageKind::Project(step), Some(on), inputs, dir.loc);
+            if let Some(l) = &mut layered {
+                // The project changes with the app: size 0 puts it on top.
+                l.push(venv, vec![], 0);
+            }
         }
-        let image = self.custom_steps(spec, v, runtime, venv);
+        let image = self.custom_steps(spec, v, runtime, (venv, layered.as_ref()));
         // Every check runs on the image itself, all at once in one container.
         let (checks, verify_locs) = verify_checks(v);
         let verify = (!checks.is_empty()).then(|| {
@@ -300,7 +352,7 @@ impl Builder<'_> {
             variant: v.name.v.clone(),
             base,
             runtime,
-            venv,
+            venv: Some(venv),
             image,
             verify,
             verify_locs,
@@ -309,116 +361,81 @@ impl Builder<'_> {
 
     /// The variant's groups, each installed on the previous one. The first runs on the
     /// builder with the venv copied in (`first`: builder and Python stage) when there are
-    /// build packages, else on the Python stage (`venv`) itself. Returns the last stage.
+    /// build packages, else on the Python stage (`python`) itself. Returns the last stage,
+    /// and the venv as layers when every group installed as layers.
     fn installs(
         &mut self,
         spec: &Spec,
         v: &Variant,
         toolchain: &Toolchain,
         first: Option<(StageId, StageId)>,
-        mut venv: StageId,
-    ) -> StageId {
-        let pip = pip_options(v);
+        python: StageId,
+    ) -> (StageId, Option<fetched::Layered>) {
+        let pip = PipOptions::of(v);
+        // Where a sdist is built into a wheel: the builder with the venv, else the Python
+        // stage.
+        let wheel_on = match first {
+            Some((builder, python)) => (builder, vec![(Role::Toolchain, python)]),
+            None => (python, vec![]),
+        };
+        let mut layered = (!v.groups.is_empty()).then(|| fetched::Layered::new(python));
+        let mut venv = python;
         for (i, name) in v.groups.iter().enumerate() {
             let group = spec
                 .group(&name.v)
                 .expect("variant groups are checked at load");
-            let kind = StageKind::Install(InstallStep {
+            let (on, mut inputs) = match first {
+                Some((builder, python)) if i == 0 => (builder, vec![(Role::Toolchain, python)]),
+                _ => (venv, vec![]),
+            };
+            let step = |install| InstallStep {
                 group: name.v.clone(),
-                source: self.source(&group.source, v),
+                install,
                 pip: pip.clone(),
                 toolchain: toolchain.clone(),
                 secrets: spec.secrets.clone(),
-            });
-            venv = match first {
-                Some((builder, python)) if i == 0 => {
-                    self.add(kind, Some(builder), vec![python], group.name.loc)
-                }
-                _ => self.add(kind, Some(venv), vec![], group.name.loc),
             };
-        }
-        venv
-    }
-
-    /// A group's source as the install step needs it: every context file it reads.
-    fn source(&self, source: &spec::GroupSource, v: &Variant) -> GroupSource {
-        let names = |list: &[S<String>]| list.iter().map(|s| s.v.clone()).collect::<Vec<_>>();
-        match source {
-            spec::GroupSource::Requirements {
-                files,
-                packages,
-                require_hashes,
-            } => {
-                let constraints = v.pip.constraints.as_ref().map(|c| c.v.clone());
-                let build = v.pip.build_constraints.as_ref().map(|c| &c.v);
-                let mut reached: Vec<String> = vec![];
-                for f in files.iter().map(|f| &f.v).chain(&constraints).chain(build) {
-                    for r in self.context.requirement_closure(f) {
-                        if !reached.contains(&r) {
-                            reached.push(r);
+            let in_step = |fallback| Install::InStep {
+                recipe: install::recipe(&group.source, v, self.context, (toolchain, &pip)),
+                fallback,
+            };
+            let fetch = install::fetchable(&group.source, v, self.context);
+            let install = match fetch {
+                None => {
+                    layered = None;
+                    in_step(None)
+                }
+                Some(f) => {
+                    let group = fetched::Group {
+                        name: &name.v,
+                        loc: group.name.loc,
+                        pip: &pip,
+                        toolchain,
+                        secrets: &spec.secrets,
+                        wheel_on: &wheel_on,
+                    };
+                    match self.fetched(&f, &group, &mut layered) {
+                        Ok((install, files)) => {
+                            inputs.extend(files);
+                            install
+                        }
+                        // The lock does not fit this platform: uv says so (or finds what
+                        // it can) in the step.
+                        Err(why) => {
+                            layered = None;
+                            in_step(Some(why))
                         }
                     }
                 }
-                // As pip does by itself once a file has a hash, so that uv does too.
-                let hashed = reached
-                    .iter()
-                    .any(|f| self.context.hashed_files.contains(f));
-                GroupSource::Requirements {
-                    files: names(files),
-                    packages: names(packages),
-                    constraints,
-                    reached,
-                    require_hashes: require_hashes.unwrap_or(v.pip.require_hashes || hashed),
-                }
-            }
-            spec::GroupSource::Lock(lock) => {
-                let (path, project) = (lock.path.v.clone(), lock.project_dir().to_string());
-                match lock.kind {
-                    LockKind::Uv => GroupSource::UvLock {
-                        members: self
-                            .context
-                            .workspace_files
-                            .get(&path)
-                            .cloned()
-                            .unwrap_or_default(),
-                        lock: path,
-                        project,
-                        extras: names(&lock.extras),
-                        groups: names(&lock.groups),
-                    },
-                    LockKind::Poetry => GroupSource::PoetryLock {
-                        lock: path,
-                        project,
-                        groups: if lock.groups.is_empty() {
-                            vec!["main".into()]
-                        } else {
-                            names(&lock.groups)
-                        },
-                    },
-                    LockKind::Pylock => GroupSource::Pylock {
-                        fetch: self.fetch(&path, v),
-                        lock: path,
-                    },
-                }
-            }
+            };
+            venv = self.add(
+                StageKind::Install(step(install)),
+                Some(on),
+                inputs,
+                group.name.loc,
+            );
         }
-    }
-
-    /// A PEP 751 lock's files as sources of their own, when the context gave a lock whose
-    /// every file has a URL and a sha256 and the variant's Python is known.
-    fn fetch(&self, lock: &str, v: &Variant) -> Option<Fetch> {
-        let Some(Pylock::Addressable(packages)) = self.context.pylocks.get(lock) else {
-            return None;
-        };
-        let python = match (&v.python.version, &self.context.python_pin) {
-            (Some(s), _) => s.v.clone(),
-            (None, Some((pin, _))) => pin.clone(),
-            (None, None) => return None,
-        };
-        Some(Fetch {
-            python,
-            packages: packages.clone(),
-        })
+        (venv, layered)
     }
 
     /// What app copies leave out: `.dockerignore`, then `app.exclude`.
@@ -437,7 +454,7 @@ impl Builder<'_> {
         spec: &Spec,
         v: &Variant,
         runtime: StageId,
-        venv: StageId,
+        (venv, layered): (StageId, Option<&fetched::Layered>),
     ) -> StageId {
         let stage = |s: &S<spec::CustomStep>| {
             let kind = StepStage {
@@ -447,13 +464,17 @@ impl Builder<'_> {
             (StageKind::Step(kind), s.loc)
         };
         let place = |p| move |s: &&S<spec::CustomStep>| s.v.place == p;
-        let mut deps = vec![venv];
+        // The venv whole, or (where the engine layers and every group did) as its layers.
+        let mut inputs = match layered {
+            Some(l) => l.image_inputs(),
+            None => vec![(Role::Venv, venv)],
+        };
         for s in spec.steps.iter().filter(place(spec::StepPlace::Builder)) {
             let (kind, loc) = stage(s);
-            deps.push(self.add(kind, Some(venv), vec![], loc));
+            inputs.push((Role::Outputs, self.add(kind, Some(venv), vec![], loc)));
         }
         let final_kind = StageKind::Final(final_step(spec, v, self.app_exclude(spec)));
-        let mut image = self.add(final_kind, Some(runtime), deps, v.name.loc);
+        let mut image = self.add(final_kind, Some(runtime), inputs, v.name.loc);
         for s in spec.steps.iter().filter(place(spec::StepPlace::Image)) {
             let (kind, loc) = stage(s);
             image = self.add(kind, Some(image), vec![], loc);
@@ -481,21 +502,65 @@ impl Builder<'_> {
     }
 }
 
-fn pip_options(v: &Variant) -> PipOptions {
-    PipOptions {
-        index_url: v.pip.index_url.clone(),
-        extra_index_urls: v.pip.extra_index_urls.clone(),
-        timeout: v.pip.timeout,
-        retries: v.pip.retries,
-        check: v.pip.check,
-        build_constraints: v.pip.build_constraints.as_ref().map(|c| c.v.clone()),
-        index_strategy: v.pip.index_strategy.as_ref().map(|s| s.v.clone()),
-        no_build_isolation: v
-            .pip
-            .no_build_isolation
-            .iter()
-            .map(|p| p.v.clone())
-            .collect(),
+/// The stages the targets' images and verify runs reach, renumbered in order (`targets`
+/// with them): what the engine gets, and nothing else (a layered group's venv stage that
+/// no later stage reads, say).
+fn reachable(stages: Vec<Stage>, targets: &mut [Target]) -> Vec<Stage> {
+    let mut keep = vec![false; stages.len()];
+    let mut todo: Vec<StageId> = targets
+        .iter()
+        .flat_map(|t| std::iter::once(t.image).chain(t.verify))
+        .collect();
+    while let Some(id) = todo.pop() {
+        if !std::mem::replace(&mut keep[id], true) {
+            let s = &stages[id];
+            todo.extend(s.parent);
+            todo.extend(s.inputs.iter().map(|(_, i)| *i));
+        }
+    }
+    // Parents and inputs come before a stage, so they are renumbered first.
+    let mut new_id: Vec<Option<StageId>> = vec![None; stages.len()];
+    let mut out: Vec<Stage> = vec![];
+    for s in stages.into_iter().filter(|s| keep[s.id]) {
+        let id = out.len();
+        new_id[s.id] = Some(id);
+        let map = |old: StageId| new_id[old].expect("an input of a kept stage is kept");
+        out.push(Stage {
+            id,
+            parent: s.parent.map(map),
+            inputs: s.inputs.iter().map(|(r, i)| (*r, map(*i))).collect(),
+            ..s
+        });
+    }
+    let map = |old: StageId| new_id[old].expect("a target's stages are kept");
+    for t in targets {
+        t.base = map(t.base);
+        t.runtime = map(t.runtime);
+        t.venv = t.venv.and_then(|v| new_id[v]);
+        t.image = map(t.image);
+        t.verify = t.verify.map(map);
+    }
+    out
+}
+
+impl PipOptions {
+    /// The variant's `pip:` settings.
+    pub fn of(v: &Variant) -> PipOptions {
+        PipOptions {
+            index_url: v.pip.index_url.clone(),
+            extra_index_urls: v.pip.extra_index_urls.clone(),
+            timeout: v.pip.timeout,
+            retries: v.pip.retries,
+            check: v.pip.check,
+            build_constraints: v.pip.build_constraints.as_ref().map(|c| c.v.clone()),
+            index_strategy: v.pip.index_strategy.as_ref().map(|s| s.v.clone()),
+            no_build_isolation: v
+                .pip
+                .no_build_isolation
+                .iter()
+                .map(|p| p.v.clone())
+                .collect(),
+        }
     }
 }
 
@@ -622,7 +687,8 @@ mod tests {
             .unwrap()
             .spec;
         let all: Vec<&Variant> = spec.variants.iter().collect();
-        Plan::new(&spec, &all, &ContextInfo::default())
+        let opts = PlanOpts::of(&LowerOpts::offline(llb::platform("linux", "amd64", "")));
+        Plan::new(&spec, &all, &ContextInfo::default(), &opts)
     }
 
     fn count(plan: &Plan, what: fn(&StageKind) -> bool) -> usize {

@@ -4,8 +4,8 @@
 
 use std::collections::BTreeMap;
 
-use crate::context::join;
-use crate::context::pylock::LockedPackage;
+use super::install::Recipe;
+use crate::context::pylock::LockedFile;
 use crate::spec::{AppOwner, AptRepository, BuildSecrets, CustomStep, FileCopy, Installer};
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -17,8 +17,17 @@ pub enum StageKind {
     /// Check the interpreter version, create the venv, install the installer (uv).
     Python(PythonStep),
     /// Install one requirement group into the venv, on top of the previous group (the
-    /// first group: on the builder, with the Python stage's venv copied in from `deps`).
+    /// first group: on the builder, with the Python stage's venv copied in: its
+    /// `Toolchain` input).
     Install(InstallStep),
+    /// A locked file the engine fetches.
+    Fetch(FetchStep),
+    /// A sdist built into a wheel in the builder.
+    Wheel(WheelStep),
+    /// Packages installed alone into the empty venv: a layer of the image.
+    Layer(LayerStep),
+    /// `pip check` over the empty venv and the layers so far.
+    Check(CheckStep),
     /// Build the app's own project as a wheel and install it into the venv, after the
     /// dependencies.
     Project(ProjectStep),
@@ -30,6 +39,42 @@ pub enum StageKind {
     /// The `verify` commands (and the health check) run against a finished image, all in
     /// one container (not part of the image).
     Verify(VerifyStep),
+}
+
+/// What a stage takes from another stage it reads (besides its parent, the filesystem it
+/// starts from).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Role {
+    /// The Python stage's venv and installers, copied into this stage's filesystem (the
+    /// first install, a wheel build or the project on the builder).
+    Toolchain,
+    /// The venv the image copies (the last install or project stage).
+    Venv,
+    /// A builder step whose `outputs` the image copies.
+    Outputs,
+    /// A file mounted for an install or a wheel build (a fetch or a built wheel).
+    File,
+    /// A package layer: stacked in the image (largest first), merged for a group's venv
+    /// or a check.
+    Layer,
+    /// The empty venv the image's layers stand on (the Python stage).
+    EmptyVenv,
+    /// A check the image waits for.
+    Check,
+}
+
+impl Role {
+    /// The edge's label in `kiln graph`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Role::Toolchain | Role::Venv => "venv",
+            Role::Outputs => "outputs",
+            Role::File => "file",
+            Role::Layer => "layer",
+            Role::EmptyVenv => "empty venv",
+            Role::Check => "check",
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -104,79 +149,70 @@ pub struct PythonStep {
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct InstallStep {
     pub group: String,
-    pub source: GroupSource,
+    pub install: Install,
     pub pip: PipOptions,
     pub toolchain: Toolchain,
     pub secrets: BuildSecrets,
 }
 
-/// Where a group's requirements come from. Each kind of source lowers to its own mounts
-/// and installer command (`plan/lower.rs`, `install`).
+/// How a group is installed.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum GroupSource {
-    /// Requirement files in the build context (`-r`), inline requirement lines, and an
-    /// optional constraints file (`-c`), as pip and `uv pip install` read them.
-    Requirements {
-        files: Vec<String>,
-        packages: Vec<String>,
-        constraints: Option<String>,
-        /// Every context file those read, their includes too: what the step mounts.
-        reached: Vec<String>,
-        require_hashes: bool,
+pub enum Install {
+    /// In the step, from the group's context files, with the network (the installer
+    /// resolves, or reads the lock and downloads): see `install::Recipe`.
+    InStep {
+        recipe: Recipe,
+        /// Why a lock whose files the engine could fetch installs here instead (it has
+        /// none for this platform), for the step's name.
+        fallback: Option<String>,
     },
-    /// A uv project's lock: `uv sync --locked` of the project's dependencies (not the
-    /// project itself), with the extras and groups asked for.
-    UvLock {
-        lock: String,
-        project: String,
-        /// The `pyproject.toml` of each workspace member.
-        members: Vec<String>,
-        extras: Vec<String>,
-        groups: Vec<String>,
-    },
-    /// A Poetry project's lock: `poetry install --no-root --only GROUPS`.
-    PoetryLock {
-        lock: String,
-        project: String,
-        groups: Vec<String>,
-    },
-    /// A PEP 751 lock. With `fetch`, every file it installs is an HTTP source the engine
-    /// fetches and checks by sha256, and the install runs offline from those files;
-    /// without, `uv pip install -r` of the lock from the index, in the step.
-    Pylock { lock: String, fetch: Option<Fetch> },
+    /// Offline from files the engine fetched (the stage's `File` inputs), each mounted in
+    /// a directory of its own: the file's name in it, in input order.
+    Files(Vec<String>),
+    /// Offline, each package into a layer of its own (the stage's `Layer` inputs, new in
+    /// this group), merged on the previous venv.
+    Layers,
 }
 
-/// A lock whose files the engine fetches itself: what the lowering needs to choose one
-/// file per package for its platform (`context::pylock::choose`).
+/// One locked file the engine fetches: an HTTP source checked by its sha256.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Fetch {
-    /// `major.minor` of the interpreter the files are for.
-    pub python: String,
-    pub packages: Vec<LockedPackage>,
+pub struct FetchStep {
+    pub file: LockedFile,
 }
 
-impl GroupSource {
-    /// The context files the install step reads: only these invalidate it.
-    pub fn context_files(&self) -> Vec<String> {
-        match self {
-            GroupSource::Requirements { reached, .. } => reached.clone(),
-            GroupSource::UvLock {
-                lock,
-                project,
-                members,
-                ..
-            } => [join(project, "pyproject.toml"), lock.clone()]
-                .into_iter()
-                .chain(members.iter().cloned())
-                .collect(),
-            GroupSource::PoetryLock { lock, project, .. } => {
-                vec![join(project, "pyproject.toml"), lock.clone()]
-            }
-            // The fetched files come from the lock's URLs, not from the context.
-            GroupSource::Pylock { fetch: Some(_), .. } => vec![],
-            GroupSource::Pylock { lock, fetch: None } => vec![lock.clone()],
-        }
-    }
+/// A sdist (the stage's `File` input) built into a wheel in the builder, with the index
+/// reachable for its build backend.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct WheelStep {
+    /// `name version`, for progress.
+    pub package: String,
+    pub group: String,
+    /// The sdist's file name.
+    pub sdist: String,
+    pub pip: PipOptions,
+    pub toolchain: Toolchain,
+    pub secrets: BuildSecrets,
+}
+
+/// Some packages of a group installed alone into the empty venv (the stage's parent is
+/// the Python stage): the layer is only what they wrote (DiffOp).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct LayerStep {
+    pub group: String,
+    /// Each package as `name version`, in install order.
+    pub packages: Vec<String>,
+    /// The name of each `File` input's file in its mount (a glob for a wheel built from a
+    /// sdist).
+    pub files: Vec<String>,
+    pub toolchain: Toolchain,
+}
+
+/// `pip check` of the empty venv (the parent) with the `Layer` inputs merged on it, run
+/// for its verdict: the image waits for it.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct CheckStep {
+    pub group: String,
+    pub toolchain: Toolchain,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -165,30 +165,116 @@ impl Lock {
     }
 }
 
-/// The tool whose lock format a lock file is, from its file name.
+/// The tool whose lock format a lock file is, from its file name. Everything kiln knows
+/// about a kind before reading the lock is a method here; how a group of the kind is
+/// installed and locked lives in its module under `plan/install/`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum LockKind {
-    /// `uv.lock`, installed with `uv sync --locked`.
+    /// `uv.lock`, installed exactly as locked by uv (exported to PEP 751 in the build).
     Uv,
     /// `poetry.lock`, installed with `poetry install --no-root`.
     Poetry,
-    /// PEP 751 `pylock.toml` / `pylock.NAME.toml`, installed with `uv pip sync`.
+    /// PEP 751 `pylock.toml` / `pylock.NAME.toml`, read by kiln: its files are fetched by
+    /// the engine when every one has a URL and a sha256.
     Pylock,
 }
 
+/// The tool a lock kind is installed with, in the builder.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum LockTool {
+    Uv,
+    Poetry,
+}
+
 impl LockKind {
+    /// Every kind, in the order messages list them.
+    pub const ALL: [LockKind; 3] = [LockKind::Uv, LockKind::Poetry, LockKind::Pylock];
+
     /// The kind named by a lock file's name. Errors: the names kiln reads.
     pub fn of(path: &str) -> Result<LockKind, String> {
         let name = path.rsplit('/').next().unwrap_or(path);
-        match name {
-            "uv.lock" => Ok(LockKind::Uv),
-            "poetry.lock" => Ok(LockKind::Poetry),
-            n if n == "pylock.toml" || (n.starts_with("pylock.") && n.ends_with(".toml")) => {
-                Ok(LockKind::Pylock)
+        LockKind::ALL
+            .into_iter()
+            .find(|k| k.names(name))
+            .ok_or_else(|| {
+                format!(
+                    "`{name}` is not a lock file kiln reads: name {}",
+                    LockKind::listed()
+                )
+            })
+    }
+
+    /// Whether a file called `name` is a lock of this kind.
+    fn names(self, name: &str) -> bool {
+        match self {
+            LockKind::Uv => name == "uv.lock",
+            LockKind::Poetry => name == "poetry.lock",
+            LockKind::Pylock => {
+                name == "pylock.toml" || (name.starts_with("pylock.") && name.ends_with(".toml"))
             }
-            _ => Err(format!(
-                "`{name}` is not a lock file kiln reads: name uv.lock, poetry.lock or a PEP 751 pylock.toml"
-            )),
+        }
+    }
+
+    /// The lock's file name as messages call it (`a pylock.toml`).
+    pub fn file_name(self) -> &'static str {
+        match self {
+            LockKind::Uv => "uv.lock",
+            LockKind::Poetry => "poetry.lock",
+            LockKind::Pylock => "pylock.toml",
+        }
+    }
+
+    /// The kinds' file names for messages: `uv.lock, poetry.lock or a PEP 751 pylock.toml`.
+    pub fn listed() -> &'static str {
+        "uv.lock, poetry.lock or a PEP 751 pylock.toml"
+    }
+
+    /// The tool that installs a group of this kind.
+    pub fn tool(self) -> LockTool {
+        match self {
+            LockKind::Uv | LockKind::Pylock => LockTool::Uv,
+            LockKind::Poetry => LockTool::Poetry,
+        }
+    }
+
+    /// A lock of this kind belongs to a project: the `pyproject.toml` beside it, which
+    /// the tool reads with the lock (and which holds the project's Python).
+    pub fn has_project(self) -> bool {
+        match self {
+            LockKind::Uv | LockKind::Poetry => true,
+            LockKind::Pylock => false,
+        }
+    }
+
+    /// The lock covers a uv workspace: every member's `pyproject.toml` is read with it.
+    pub fn reads_workspace(self) -> bool {
+        self == LockKind::Uv
+    }
+
+    /// kiln reads the lock itself (each package's files), rather than only mounting it.
+    pub fn read_by_kiln(self) -> bool {
+        self == LockKind::Pylock
+    }
+
+    /// Whether `extras` (`"extras"`) or `groups` (`"groups"`) may select from a lock of
+    /// this kind; `Err` is the help for a spec that uses it anyway.
+    pub fn selects(self, key: &str) -> Result<(), &'static str> {
+        match (self, key) {
+            (LockKind::Uv, _) | (LockKind::Poetry, "groups") => Ok(()),
+            (LockKind::Poetry, _) => Err(
+                "kiln installs Poetry groups (`groups: [main, ...]`); move the extra's packages into a group, or use uv",
+            ),
+            (LockKind::Pylock, _) => Err(
+                "a PEP 751 lock is installed as it was exported: choose extras and groups when you export it (`uv export --extra ...`)",
+            ),
+        }
+    }
+
+    /// The groups installed when the spec names none.
+    pub fn default_groups(self) -> &'static [&'static str] {
+        match self {
+            LockKind::Poetry => &["main"],
+            LockKind::Uv | LockKind::Pylock => &[],
         }
     }
 }

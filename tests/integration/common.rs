@@ -14,7 +14,7 @@ use prost::Message;
 pub use kiln::frontend::opts::Options;
 pub use kiln::llb::pb;
 pub use kiln::plan::Compiled as Built;
-pub use kiln::plan::{AptRole, AptStep, CheckKind, Plan, StageKind};
+pub use kiln::plan::{AptRole, AptStep, CheckKind, Plan, Role, StageKind};
 pub use kiln::spec::{Installer, Loaded, Spec};
 
 /// The repository root: the tests' working directory for the binary and spec paths.
@@ -116,7 +116,8 @@ pub fn plan(spec: &Spec, targets: &[&str]) -> Plan {
             .map(|t| spec.target(Some(t)).expect("a variant of the spec"))
             .collect()
     };
-    Plan::new(spec, &variants, &Default::default())
+    let opts = kiln::plan::PlanOpts::of(&kiln::plan::lower::LowerOpts::offline(amd64()));
+    Plan::new(spec, &variants, &Default::default(), &opts)
 }
 
 /// One target as `kiln llb` and the frontend build it, offline for linux/amd64: the

@@ -404,3 +404,69 @@ fn the_image_stacks_package_layers_largest_first() {
         "{layers:?} {sizes:?}"
     );
 }
+
+/// `kiln graph --context` shows the graph the engine gets (issue 20): with the lock read,
+/// a stage per fetched file and per layer, and nothing the definition lacks; without
+/// MergeOp, the fetches and the one install step.
+#[test]
+fn graph_with_the_context_shows_the_fetched_files_and_layers_the_definition_has() {
+    for merge in [true, false] {
+        let mut args = vec![
+            "--context",
+            "examples/pylock-service",
+            "--platform",
+            "linux/amd64",
+        ];
+        if merge {
+            args.push("--merge");
+        }
+        let mut graph_args = vec!["graph", SPEC, "--format", "dot"];
+        graph_args.extend_from_slice(&args);
+        let dot = String::from_utf8(kiln_ok(&graph_args)).unwrap();
+        let labels: Vec<&str> = dot
+            .lines()
+            .filter_map(|l| {
+                l.split_once("[label=\"")?
+                    .1
+                    .split_once("\", shape=")
+                    .map(|(l, _)| l)
+            })
+            .collect();
+        let def = llb("examples/pylock-service", &args[2..]);
+        let names: Vec<&str> = ops(&def).iter().map(name).collect();
+        // Every stage is in the definition, by its progress name (the image's ops are
+        // `[image] ...`; verify is a definition of its own).
+        for label in labels.iter().filter(|l| !l.starts_with("verify ")) {
+            let label = if label.starts_with("image ") {
+                "[image]"
+            } else {
+                label
+            };
+            assert!(
+                names.iter().any(|n| n.starts_with(label)),
+                "merge {merge}: stage `{label}` has no op in {names:#?}"
+            );
+        }
+        let count = |prefix: &str| labels.iter().filter(|l| l.starts_with(prefix)).count();
+        assert_eq!(
+            count("fetch "),
+            fetched(&def).len(),
+            "merge {merge}: a stage per fetch"
+        );
+        assert_eq!(count("fetch "), 11, "merge {merge}: {labels:#?}");
+        let diffs = ops(&def)
+            .iter()
+            .filter(|o| !o["op"]["diff"].is_null())
+            .count();
+        let layers = count("uv install: core: ");
+        assert_eq!(layers, diffs, "merge {merge}: a stage per layer");
+        assert_eq!(count("check: core"), usize::from(merge));
+        if merge {
+            assert_eq!(layers, 7, "{labels:#?}");
+            // The group's venv merge is read by nothing: not a stage.
+            assert!(!labels.contains(&"uv install: core"), "{labels:#?}");
+        } else {
+            assert_eq!(count("uv install: core"), 1, "{labels:#?}");
+        }
+    }
+}

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use prost::Message;
 
 use crate::common::{
-    AptRole, AptStep, CheckKind, Graph, ROOT, StageKind, TEST_CA_PEM, build, definition,
+    AptRole, AptStep, CheckKind, Graph, ROOT, Role, StageKind, TEST_CA_PEM, build, definition,
     exec_script, graph, image_config, images_in_one_definition, kiln_command, load, ops, pb,
     pem_fragments, plan, spec, temp_tree,
 };
@@ -571,7 +571,7 @@ fn the_venv_is_made_beside_the_build_packages_not_after_them() {
         for t in &plan.targets {
             let at = format!("{path} {}", t.variant);
             // Down the venv chain to this target's first install.
-            let mut first = plan.stage(t.venv);
+            let mut first = plan.stage(t.venv.expect("no layers without a context"));
             assert!(matches!(first.kind, StageKind::Install(_)), "{at}");
             while let Some(p) = first.parent.map(|p| plan.stage(p))
                 && matches!(p.kind, StageKind::Install(_))
@@ -581,10 +581,10 @@ fn the_venv_is_made_beside_the_build_packages_not_after_them() {
             let parent = plan.stage(first.parent.unwrap());
             let py = if is_build_apt(&parent.kind) {
                 assert_eq!(parent.parent, Some(t.base), "{at}: build apt on the base");
-                assert_eq!(first.deps.len(), 1, "{at}: venv copied in");
-                plan.stage(first.deps[0])
+                assert_eq!(first.inputs.len(), 1, "{at}: venv copied in");
+                plan.stage(first.input(Role::Toolchain).expect("the venv copied in"))
             } else {
-                assert!(first.deps.is_empty(), "{at}");
+                assert!(first.inputs.is_empty(), "{at}");
                 parent
             };
             assert!(
@@ -673,7 +673,7 @@ fn installer_options_reach_pip_and_uv() {
             .expect("the install step");
         let want: &[&str] = if installer == "uv" {
             &[
-                "--build-constraint /kiln/req/build.txt",
+                "--build-constraints /kiln/req/build.txt",
                 "--index-strategy unsafe-best-match",
                 "--no-build-isolation-package flash-attn",
             ]

@@ -129,8 +129,9 @@ impl Cx {
             Err(why) => {
                 let help = if path.v.ends_with(".txt") || path.v.contains("requirements") {
                     format!(
-                        "a requirements file is `files: [{}]`; `lock` names uv.lock, poetry.lock or pylock.toml",
-                        path.v
+                        "a requirements file is `files: [{}]`; `lock` names {}",
+                        path.v,
+                        LockKind::listed()
                     )
                 } else {
                     "point `lock` at the project's lock file".to_string()
@@ -153,22 +154,13 @@ impl Cx {
         };
         let extras = names("extras");
         let groups = names("groups");
-        if let (LockKind::Poetry, Some(first)) = (kind, extras.first()) {
-            self.err(
-                first.loc,
-                "`extras` cannot select from a poetry.lock",
-                "kiln installs Poetry groups (`groups: [main, ...]`); move the extra's packages into a group, or use uv",
-            );
-        }
-        if kind == LockKind::Pylock {
-            for (key, list) in [("extras", &extras), ("groups", &groups)] {
-                if let Some(first) = list.first() {
-                    self.err(
-                        first.loc,
-                        format!("`{key}` cannot select from a pylock.toml"),
-                        "a PEP 751 lock is installed as it was exported: choose extras and groups when you export it (`uv export --extra ...`)",
-                    );
-                }
+        for (key, list) in [("extras", &extras), ("groups", &groups)] {
+            if let (Err(help), Some(first)) = (kind.selects(key), list.first()) {
+                self.err(
+                    first.loc,
+                    format!("`{key}` cannot select from a {}", kind.file_name()),
+                    help,
+                );
             }
         }
         Some(Lock {

@@ -230,7 +230,7 @@ impl Cx {
             let GroupSource::Lock(lock) = &g.source else {
                 continue;
             };
-            if lock.kind == LockKind::Poetry {
+            if lock.kind.tool() != LockTool::Uv {
                 continue;
             }
             let pip = variants.iter().find(|v| {

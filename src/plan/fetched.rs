@@ -1,0 +1,330 @@
+//! The stages of a group whose locked files the engine fetches itself (`install::fetchable`):
+//! a `Fetch` per chosen file (an HTTP source checked by its sha256, fetched in parallel
+//! from the start of the build, cached and exported by digest) and a `Wheel` build per
+//! sdist; then the install, offline. Where the engine layers (MergeOp and DiffOp) and
+//! every group below was layered too, each large package is a `Layer` of its own and
+//! small ones share one of a few stable sets (a layer is what one install wrote into the
+//! empty venv), so a new requirement changes one small layer; a `Check` runs `pip check`
+//! over the layers so far, and the image stacks them largest first. Elsewhere the group
+//! installs in one step from all its files, on the previous group, as other sources do.
+
+use super::install::Fetchable;
+use super::*;
+use crate::context::pylock::{self, Chosen};
+use crate::spec::BuildSecrets;
+
+/// A wheel at least this large (the lock's `size`) is a layer of its own; smaller ones
+/// share one of `SETS` layers. Bytes: one MiB.
+const SMALL_BYTES: u64 = 1 << 20;
+/// How many layers a group's small wheels are spread over, by a hash of the package's
+/// name: a package's set never depends on the others, so a new small package changes one
+/// set's layer, and a lock of hundreds of small packages is not hundreds of layers (each a
+/// container, a diff and a layer the image's engine must stack: overlay2 stops at 128).
+const SETS: u8 = 16;
+/// Past this many large wheels in a group, they share the sets too (the layer bound wins
+/// over one layer per package).
+const MAX_OWN: usize = 64;
+
+/// What a fetched group's stages share: its name and line, and how it installs.
+pub(super) struct Group<'g> {
+    pub name: &'g str,
+    pub loc: Loc,
+    pub pip: &'g PipOptions,
+    pub toolchain: &'g Toolchain,
+    pub secrets: &'g BuildSecrets,
+    /// Where a sdist is built: the builder with the venv copied in, or the Python stage.
+    pub wheel_on: &'g (StageId, Vec<(Role, StageId)>),
+}
+
+/// A venv made of layers, along one variant's chain of groups: the Python stage (the
+/// empty venv every layer is installed into), the layers so far and the checks.
+#[derive(Clone, Debug)]
+pub(super) struct Layered {
+    empty: StageId,
+    layers: Vec<Layer>,
+    checks: Vec<StageId>,
+}
+
+/// One layer: its stage, the packages in it (PEP 503 name, sha256), its files' size in
+/// bytes (the lock's `size`; 0 when unknown).
+#[derive(Clone, Debug)]
+struct Layer {
+    stage: StageId,
+    packages: Vec<(String, String)>,
+    bytes: u64,
+}
+
+impl Layered {
+    pub fn new(empty: StageId) -> Layered {
+        Layered {
+            empty,
+            layers: vec![],
+            checks: vec![],
+        }
+    }
+
+    /// A layer on top (its stage is a `Layer`, or a `Project` whose install is one).
+    pub fn push(&mut self, stage: StageId, packages: Vec<(String, String)>, bytes: u64) {
+        self.layers.push(Layer {
+            stage,
+            packages,
+            bytes,
+        });
+    }
+
+    /// What the image takes: the empty venv, each check (it waits for the verdicts) and
+    /// the layers, largest at the bottom: an engine unpacks again every layer above one
+    /// that changed (their chain IDs move), so a new small package must not sit under
+    /// torch.
+    pub fn image_inputs(&self) -> Vec<(Role, StageId)> {
+        let mut layers: Vec<&Layer> = self.layers.iter().collect();
+        layers.sort_by_key(|l| std::cmp::Reverse(l.bytes));
+        let mut out = vec![(Role::EmptyVenv, self.empty)];
+        out.extend(self.checks.iter().map(|c| (Role::Check, *c)));
+        out.extend(layers.into_iter().map(|l| (Role::Layer, l.stage)));
+        out
+    }
+}
+
+/// One package of the group as the install reads it: the stage that holds its wheel (the
+/// fetched file, or the wheel built from the sdist) and the wheel's name in it.
+pub(super) struct Wheel {
+    /// PEP 503 name and the sha256 of the locked file: two groups that lock the same file
+    /// share it; the same name with another file cannot be layered.
+    key: (String, String),
+    /// `name version`.
+    label: String,
+    stage: StageId,
+    /// The wheel's name in the stage's output (a glob for one built from a sdist).
+    file: String,
+    /// The shared layer a small wheel goes into (`None`: a layer of its own).
+    set: Option<u8>,
+    /// The locked file's size (the sdist's for a built wheel); 0 when the lock has none.
+    bytes: u64,
+    /// Built from a sdist: its name is a glob, so it is always installed alone.
+    built: bool,
+}
+
+/// Which set a small wheel of package `name` (PEP 503 normalized) goes into: stable across
+/// locks, builds and kiln versions (sha256, not Rust's hasher).
+fn set_of(name: &str) -> u8 {
+    use sha2::Digest;
+    sha2::Sha256::digest(name.as_bytes())[0] % SETS
+}
+
+/// `wheels` as the layers they are installed in, in lock order: a large wheel (or one
+/// built from a sdist, or of unknown size) alone, small ones by set.
+fn layers(wheels: Vec<&Wheel>) -> Vec<Vec<&Wheel>> {
+    let own = wheels.iter().filter(|w| w.set.is_none()).count();
+    let set = |w: &Wheel| match w.set {
+        None if own > MAX_OWN && !w.built => Some(set_of(&w.key.0)),
+        s => s,
+    };
+    let mut units: Vec<(Option<u8>, Vec<&Wheel>)> = vec![];
+    for w in wheels {
+        match set(w).and_then(|s| units.iter_mut().find(|(u, _)| *u == Some(s))) {
+            Some((_, unit)) => unit.push(w),
+            None => units.push((set(w), vec![w])),
+        }
+    }
+    units.into_iter().map(|(_, u)| u).collect()
+}
+
+/// A layer's packages for a step name: up to four, else three and a count.
+pub(super) fn packages_label(packages: &[String]) -> String {
+    match packages.len() {
+        0..=4 => packages.join(", "),
+        n => format!("{} and {} more", packages[..3].join(", "), n - 3),
+    }
+}
+
+impl Builder<'_> {
+    /// The stages of a fetched group: its files, then the install as layers (when the
+    /// engine layers, `layered` holds the venv so far and no package is locked with
+    /// another file below) or in one step from all the files. Returns the install and its
+    /// inputs. Errors: why the lock cannot be installed from fetched files for this
+    /// platform (the caller installs in the step).
+    pub(super) fn fetched(
+        &mut self,
+        lock: &Fetchable,
+        group: &Group,
+        layered: &mut Option<Layered>,
+    ) -> Result<(Install, Vec<(Role, StageId)>), String> {
+        let arch = &self.opts.platform.architecture;
+        let chosen = pylock::choose(lock.packages, &lock.python, arch)?;
+        let wheels: Vec<Wheel> = chosen
+            .into_iter()
+            .map(|(p, c)| self.wheel(p, c, group))
+            .collect();
+        // The packages the layers below already hold.
+        let have: Vec<(String, String)> = layered
+            .iter()
+            .flat_map(|l| l.layers.iter().flat_map(|p| p.packages.iter().cloned()))
+            .collect();
+        let conflict = wheels
+            .iter()
+            .any(|w| have.iter().any(|k| k.0 == w.key.0 && k.1 != w.key.1));
+        let Some(venv) = layered.as_mut().filter(|_| self.opts.layers && !conflict) else {
+            *layered = None;
+            let files = wheels.iter().map(|w| (Role::File, w.stage)).collect();
+            let names = wheels.into_iter().map(|w| w.file).collect();
+            return Ok((Install::Files(names), files));
+        };
+        let new: Vec<&Wheel> = wheels.iter().filter(|w| !have.contains(&w.key)).collect();
+        let mut added = vec![];
+        for unit in layers(new) {
+            let step = LayerStep {
+                group: group.name.to_string(),
+                packages: unit.iter().map(|w| w.label.clone()).collect(),
+                files: unit.iter().map(|w| w.file.clone()).collect(),
+                toolchain: group.toolchain.clone(),
+            };
+            let files = unit.iter().map(|w| (Role::File, w.stage)).collect();
+            let stage = self.add(StageKind::Layer(step), Some(venv.empty), files, group.loc);
+            venv.push(
+                stage,
+                unit.iter().map(|w| w.key.clone()).collect(),
+                unit.iter().map(|w| w.bytes).sum(),
+            );
+            added.push((Role::Layer, stage));
+        }
+        if group.pip.check {
+            // Over the layers alone (on the Python stage): the verdict needs no builder.
+            let step = CheckStep {
+                group: group.name.to_string(),
+                toolchain: group.toolchain.clone(),
+            };
+            let layers = venv.layers.iter().map(|l| (Role::Layer, l.stage)).collect();
+            let check = self.add(StageKind::Check(step), Some(venv.empty), layers, group.loc);
+            venv.checks.push(check);
+        }
+        Ok((Install::Layers, added))
+    }
+
+    /// The stage that holds package `p`'s chosen file: its fetch, or the wheel built from
+    /// the fetched sdist.
+    fn wheel(&mut self, p: &pylock::LockedPackage, chosen: Chosen, group: &Group) -> Wheel {
+        let label = match &p.version {
+            Some(v) => format!("{} {v}", p.name),
+            None => p.name.clone(),
+        };
+        let (file, built) = match chosen {
+            Chosen::Wheel(f) => (f, false),
+            Chosen::Sdist(f) => (f, true),
+        };
+        let key = (pylock::normalize(&p.name), file.sha256.clone());
+        let bytes = file.size.unwrap_or(0);
+        let small = file.size.is_some_and(|n| n < SMALL_BYTES);
+        let filename = file.filename.clone();
+        // At the group's spec line: a failed fetch (a digest mismatch) is reported there.
+        let fetch = self.add(
+            StageKind::Fetch(FetchStep { file }),
+            None,
+            vec![],
+            group.loc,
+        );
+        if !built {
+            return Wheel {
+                set: small.then(|| set_of(&key.0)),
+                key,
+                label,
+                stage: fetch,
+                file: shell::quote(&filename),
+                bytes,
+                built,
+            };
+        }
+        let step = WheelStep {
+            package: label.clone(),
+            group: group.name.to_string(),
+            sdist: filename,
+            pip: group.pip.clone(),
+            toolchain: group.toolchain.clone(),
+            secrets: group.secrets.clone(),
+        };
+        let (on, toolchain) = group.wheel_on;
+        let mut inputs = toolchain.clone();
+        inputs.push((Role::File, fetch));
+        let stage = self.add(StageKind::Wheel(step), Some(*on), inputs, group.loc);
+        Wheel {
+            key,
+            label,
+            stage,
+            file: "*.whl".into(),
+            set: None,
+            bytes,
+            built,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wheel(name: &str, size: u64) -> Wheel {
+        Wheel {
+            key: (name.into(), format!("sha-{name}")),
+            label: name.into(),
+            stage: 0,
+            file: format!("{name}.whl"),
+            set: (size < SMALL_BYTES).then(|| set_of(name)),
+            bytes: size,
+            built: false,
+        }
+    }
+
+    fn names(units: Vec<Vec<&Wheel>>) -> Vec<Vec<String>> {
+        units
+            .into_iter()
+            .map(|u| u.iter().map(|w| w.label.clone()).collect())
+            .collect()
+    }
+
+    /// Large wheels alone, small ones by set; a package's layer does not depend on which
+    /// other packages the lock has; past `MAX_OWN` large wheels they share the sets too.
+    #[test]
+    fn layers_are_large_wheels_alone_and_small_ones_by_set() {
+        let small: Vec<Wheel> = (0..200).map(|i| wheel(&format!("p{i}"), 10_000)).collect();
+        let units = layers(small.iter().collect());
+        assert_eq!(
+            units.len(),
+            SETS as usize,
+            "200 small wheels fill every set"
+        );
+        assert!(units.iter().all(|u| u.len() > 1));
+        // The same package is in the same set with or without the others.
+        let fewer = layers(small[..100].iter().collect());
+        let set_with = |units: &[Vec<&Wheel>], w: &Wheel| {
+            units
+                .iter()
+                .find(|u| u.iter().any(|x| x.key == w.key))
+                .map(|u| u.iter().map(|x| x.set).collect::<Vec<_>>())
+        };
+        for w in &small[..100] {
+            let (all, some) = (set_with(&units, w), set_with(&fewer, w));
+            assert_eq!(all.as_ref().map(|s| s[0]), some.as_ref().map(|s| s[0]));
+            assert!(all.unwrap().iter().all(|s| *s == w.set));
+        }
+        let mixed = [
+            wheel("torch", 800 << 20),
+            wheel("six", 11_000),
+            wheel("numpy", 16 << 20),
+        ];
+        assert_eq!(
+            names(layers(mixed.iter().collect())),
+            [vec!["torch"], vec!["six"], vec!["numpy"]]
+        );
+        let large: Vec<Wheel> = (0..=MAX_OWN)
+            .map(|i| wheel(&format!("big{i}"), 2 << 20))
+            .collect();
+        assert_eq!(layers(large.iter().collect()).len(), SETS as usize);
+        assert_eq!(layers(large[..MAX_OWN].iter().collect()).len(), MAX_OWN);
+        // Wheels built from sdists are mounted by a glob: never two in one install.
+        let mut built: Vec<Wheel> = (0..=MAX_OWN)
+            .map(|i| wheel(&format!("sdist{i}"), 2 << 20))
+            .collect();
+        built.iter_mut().for_each(|w| w.built = true);
+        assert_eq!(layers(built.iter().collect()).len(), MAX_OWN + 1);
+    }
+}

@@ -1,0 +1,174 @@
+//! One requirement group's install and its `kiln lock`, per kind of source. Each kind's
+//! module turns a group of its kind into the install step as data (`Recipe`: the context
+//! files it reads, an export before it, its command and cache; lowering makes the LLB)
+//! and says what `kiln lock` does with it (`LockAction`). This file is the one dispatch on
+//! the kind; a source whose files the engine can fetch by digest says so with `fetchable`,
+//! and is then installed offline (`Fetched`) whatever its format.
+
+pub mod flags;
+pub mod poetry;
+pub mod pylock;
+pub mod requirements;
+pub mod uv_lock;
+
+use crate::context::ContextInfo;
+use crate::context::pylock::LockedPackage;
+use crate::spec::{self, LockKind, Variant};
+
+use super::{PipOptions, Toolchain};
+
+/// Where a group's context files are mounted (read-only) in its install step.
+pub const REQ_MOUNT: &str = "/kiln/req";
+/// Where an export step writes the install's input, and where the install reads it.
+pub const EXPORT_MOUNT: &str = "/kiln/export";
+/// uv lives in its own venv in the builder, on PATH for every step that uses it.
+pub const UV_HOME: &str = "/opt/kiln-uv";
+/// Poetry lives in its own venv in the builder, for `poetry.lock` groups.
+pub const POETRY_HOME: &str = "/opt/kiln-poetry";
+
+/// `path` (context-relative, `""` for the root) as the install step sees it.
+pub fn in_mount(path: &str) -> String {
+    match path {
+        "" => REQ_MOUNT.to_string(),
+        p => format!("{REQ_MOUNT}/{p}"),
+    }
+}
+
+/// A group's install in its step, as data.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Recipe {
+    /// The context files the step reads, mounted at `REQ_MOUNT` from a source that holds
+    /// only them: only these invalidate it. Empty: nothing is mounted.
+    pub reads: Vec<String>,
+    /// A step before the install that turns those files into its input (written to
+    /// `EXPORT_MOUNT`, which the install then reads instead of the files).
+    pub export: Option<Export>,
+    /// The install: one shell command (several lines at most), paths as mounted.
+    pub command: String,
+    pub cache: Cache,
+}
+
+/// A step that prepares an install's input from the group's context files.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Export {
+    /// What the step is called in progress output (`uv export`).
+    pub name: &'static str,
+    /// Its shell command, run with the files at `REQ_MOUNT`; writes into `EXPORT_MOUNT`.
+    pub command: String,
+    pub cache: Cache,
+}
+
+/// The package cache a command uses (a cache mount, scoped to the base).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Cache {
+    Pip,
+    Uv,
+    Poetry,
+}
+
+/// A lock whose every file the engine can fetch and check by sha256 itself: the
+/// interpreter they are chosen for and the locked packages.
+pub struct Fetchable<'c> {
+    /// `major.minor` of the interpreter.
+    pub python: String,
+    pub packages: &'c [LockedPackage],
+}
+
+/// What `kiln lock` does for one group (run by `lock::run`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LockAction {
+    /// Run `uv ARGS` in the context directory; it writes `output` (context-relative).
+    Uv {
+        args: Vec<String>,
+        output: String,
+        /// Inline requirement lines, written to a file added as a source.
+        packages: Vec<String>,
+        /// Groups installed below this one: their locks' pins become constraints.
+        below: Vec<String>,
+    },
+    /// Already a PEP 751 lock: only read it back.
+    Check { lock: String },
+    /// Not lockable by kiln: why, and what to do.
+    Skip { why: String, help: String },
+}
+
+/// What the `kiln lock` command line asks of every group.
+#[derive(Clone, Debug, Default)]
+pub struct LockRequest {
+    /// Ignore the pins of existing locks (uv's `--upgrade`).
+    pub upgrade: bool,
+    /// The command that remakes the locks, for the lock's header
+    /// (uv's `--custom-compile-command`).
+    pub command: String,
+}
+
+/// The lock file kiln writes for a group (PEP 751: `pylock.<name>.toml`).
+pub fn lock_name(group: &str) -> String {
+    format!("pylock.{group}.toml")
+}
+
+/// The install of `source` for variant `v`, with `toolchain` and `pip`, as its step runs it.
+pub fn recipe(
+    source: &spec::GroupSource,
+    v: &Variant,
+    ctx: &ContextInfo,
+    (toolchain, pip): (&Toolchain, &PipOptions),
+) -> Recipe {
+    match source {
+        spec::GroupSource::Requirements {
+            files,
+            packages,
+            require_hashes,
+        } => requirements::Requirements::new(files, packages, *require_hashes, v, ctx)
+            .recipe(toolchain, pip),
+        spec::GroupSource::Lock(lock) => match lock.kind {
+            LockKind::Uv => uv_lock::recipe(lock, ctx, toolchain),
+            LockKind::Poetry => poetry::recipe(lock, toolchain),
+            LockKind::Pylock => pylock::recipe(lock, toolchain),
+        },
+    }
+}
+
+/// The locked files of `source`, when the engine can fetch every one by its digest for
+/// variant `v` (its interpreter known); `None`: the group installs in its step.
+pub fn fetchable<'c>(
+    source: &spec::GroupSource,
+    v: &Variant,
+    ctx: &'c ContextInfo,
+) -> Option<Fetchable<'c>> {
+    match source {
+        spec::GroupSource::Lock(lock) if lock.kind == LockKind::Pylock => {
+            pylock::fetchable(lock, v, ctx)
+        }
+        _ => None,
+    }
+}
+
+/// What `kiln lock` does for `group`, installed by `users` (the variants that install it,
+/// the first one's options win), with notes for the report.
+pub fn lock_action(
+    group: &spec::Group,
+    users: &[&Variant],
+    ctx: &ContextInfo,
+    req: &LockRequest,
+) -> (LockAction, Vec<String>) {
+    match &group.source {
+        spec::GroupSource::Requirements {
+            files, packages, ..
+        } => requirements::lock(&group.name.v, files, packages, users, ctx, req),
+        spec::GroupSource::Lock(lock) => match lock.kind {
+            LockKind::Uv => uv_lock::lock(&group.name.v, lock, users, req),
+            LockKind::Poetry => poetry::lock(lock),
+            LockKind::Pylock => pylock::lock(lock),
+        },
+    }
+}
+
+/// The variants of `users` that install with pip: a group uv installs needs uv.
+fn pip_users(users: &[&Variant]) -> Vec<String> {
+    users
+        .iter()
+        .filter(|v| v.python.installer == spec::Installer::Pip)
+        .map(|v| v.name.v.clone())
+        .collect()
+}

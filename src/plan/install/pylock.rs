@@ -1,0 +1,45 @@
+//! A PEP 751 lock (`pylock.toml`, `pylock.NAME.toml`). When every file has a URL and a
+//! sha256 (and the variant's interpreter is known), the engine fetches the files itself
+//! and the group installs offline from them (`fetchable`; the plan's fetched-group
+//! stages); otherwise `uv pip install -r` of the lock from the index, in the step.
+
+use super::{Cache, ContextInfo, Fetchable, LockAction, Recipe, in_mount};
+use crate::context::pylock::Pylock;
+use crate::plan::Toolchain;
+use crate::plan::shell::quote;
+use crate::spec::{Lock, Variant};
+
+/// uv installs the lock's set itself, from the index.
+pub fn recipe(lock: &Lock, toolchain: &Toolchain) -> Recipe {
+    let python = format!("{}/bin/python", toolchain.venv);
+    Recipe {
+        reads: vec![lock.path.v.clone()],
+        export: None,
+        command: format!(
+            "uv pip install --python {} -r {}",
+            quote(&python),
+            quote(&in_mount(&lock.path.v))
+        ),
+        cache: Cache::Uv,
+    }
+}
+
+/// The lock's packages, when the context gave a lock whose every file has a URL and a
+/// sha256 and the variant's Python is known.
+pub fn fetchable<'c>(lock: &Lock, v: &Variant, ctx: &'c ContextInfo) -> Option<Fetchable<'c>> {
+    let Some(Pylock::Addressable(packages)) = ctx.pylocks.get(&lock.path.v) else {
+        return None;
+    };
+    Some(Fetchable {
+        python: ctx.python(v)?.version.to_string(),
+        packages,
+    })
+}
+
+/// `kiln lock` only reads a PEP 751 lock back.
+pub fn lock(lock: &Lock) -> (LockAction, Vec<String>) {
+    let action = LockAction::Check {
+        lock: lock.path.v.clone(),
+    };
+    (action, vec![])
+}

@@ -1,0 +1,124 @@
+//! The Python stage (the interpreter checked, the venv made, the installers put beside
+//! it) and its copy into the builder.
+
+use super::{StepEnv, cache_mount, installer_env, secret_setup, sh};
+use crate::llb::{CopyOpts, Meta, State};
+use crate::plan::install::{Cache, POETRY_HOME, UV_HOME};
+use crate::plan::shell::quote;
+use crate::plan::{PythonStep, Toolchain};
+use crate::spec::Installer;
+
+/// The pip kiln puts in every venv it creates with `installer: pip`.
+pub const PIP_VERSION: &str = "25.1.1";
+
+pub(super) fn python(parent: &State, step: &PythonStep, env: &StepEnv, meta: Meta) -> State {
+    let Toolchain {
+        installer,
+        uv_version,
+        venv,
+        poetry,
+    } = &step.toolchain;
+    let installer = *installer;
+    let mut script = String::from("set -eu\n");
+    script.push_str("PY=$(command -v python3 || command -v python || true)\n");
+    script.push_str("if [ -z \"$PY\" ]; then echo 'kiln: the base image has no python3; use a Python base such as python:3.12-slim' >&2; exit 1; fi\n");
+    if let Some((v, from)) = &step.version {
+        // No spec position in the script: op bytes must not change when lines move (the
+        // step's progress name carries the position instead).
+        script
+            .push_str("have=$(\"$PY\" -c 'import sys; print(\"%d.%d\" % sys.version_info[:2])')\n");
+        script.push_str(&format!(
+            "if [ \"$have\" != {want} ]; then echo \"kiln: base has Python $have, {who} wants {v} ({from}); pick a base image with Python {v} or change {from}\" >&2; exit 1; fi\n",
+            want = quote(v),
+            // Both names are kiln's or a context path (no quote or `$` in either).
+            who = if from == "python.version" { "spec" } else { "the project" },
+            from = from.replace(['"', '$', '`', '\\'], ""),
+        ));
+    }
+    // With uv the venv is uv's to fill: no pip or setuptools seeded into it (as `uv venv`
+    // makes it), which also keeps an old ensurepip pip out of the image.
+    let seed = if installer == Installer::Uv {
+        " --without-pip"
+    } else {
+        ""
+    };
+    script.push_str(&format!("\"$PY\" -m venv{seed} {}\n", quote(venv)));
+    // Both installers download: secrets and the pip cache are mounted for this step too.
+    let (mut mounts, secret_script) = secret_setup(&step.secrets);
+    mounts.push(cache_mount(Cache::Pip, &env.cache));
+    script.push_str(&secret_script);
+    match installer {
+        // The base's pip may predate PEP 517-only builds (no wheel cache for sdists, so
+        // psycopg2 would recompile on every install): a pinned, current pip in the venv.
+        Installer::Pip => script.push_str(&format!(
+            "{}/bin/python -m pip install -q {}\n",
+            quote(venv),
+            quote(&format!("pip=={PIP_VERSION}"))
+        )),
+        Installer::Uv => {
+            script.push_str(&format!(
+                "\"$PY\" -m venv {UV_HOME}\n{UV_HOME}/bin/python -m pip install -q {}\n",
+                quote(&format!("uv=={uv_version}"))
+            ));
+            script.push_str("uv --version\n");
+        }
+    }
+    if let Some(version) = poetry {
+        script.push_str(&format!(
+            "\"$PY\" -m venv {POETRY_HOME}\n{POETRY_HOME}/bin/python -m pip install -q {}\n",
+            quote(&format!("poetry=={version}"))
+        ));
+    }
+    parent
+        .run(sh(
+            script,
+            installer_env(env, &step.toolchain, None),
+            mounts,
+            meta,
+        ))
+        .root()
+}
+
+/// The builder with the venv (and uv) made beside it copied in. Same paths, so the venv's
+/// absolute links to the base's interpreter still hold: the builder stands on that base.
+pub(super) fn toolchain_into(
+    builder: &State,
+    python: &State,
+    toolchain: &Toolchain,
+    meta: &Meta,
+) -> State {
+    let venv = &toolchain.venv;
+    let copy = CopyOpts {
+        contents_only: true,
+        create_dest_path: true,
+        ..Default::default()
+    };
+    let mut ops = builder
+        .file(Meta {
+            name: Some(format!("venv {venv} into the builder")),
+            ignore_cache: meta.ignore_cache,
+            loc: meta.loc,
+        })
+        .copy(python, venv, venv, copy.clone());
+    if toolchain.poetry.is_some() {
+        ops = ops.copy(python, POETRY_HOME, POETRY_HOME, copy.clone());
+    }
+    if toolchain.installer == Installer::Uv {
+        ops = ops.copy(python, UV_HOME, UV_HOME, copy);
+    }
+    ops.done()
+}
+
+/// `on` with the Python stage's venv and installers copied in when the stage reads them
+/// (`Role::Toolchain`: the builder), else `on` itself (it stands on the Python stage).
+pub(super) fn with_toolchain(
+    on: &State,
+    python: Option<State>,
+    toolchain: &Toolchain,
+    meta: &Meta,
+) -> State {
+    match python {
+        Some(python) => toolchain_into(on, &python, toolchain, meta),
+        None => on.clone(),
+    }
+}
