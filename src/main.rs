@@ -185,7 +185,9 @@ fn run(command: Command) -> Result<ExitCode, ExitCode> {
                 None => platform::host(),
             };
             let mut opts = LowerOpts::offline(platform);
-            opts.merge = merge;
+            if merge {
+                opts.caps = kiln::llb::caps::Caps::latest();
+            }
             let context = match &context {
                 Some(dir) => read_context(&loaded.spec, dir).map_err(|diags| {
                     for d in diags {

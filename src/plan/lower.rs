@@ -9,6 +9,7 @@ use super::config::{DEFAULT_PATH, base_env, config_env, image_config};
 use super::shell::{join, quote};
 use super::*;
 use crate::context::pylock;
+use crate::llb::caps::Caps;
 use crate::llb::{self, CopyOpts, Exec, Local, Meta, Mount, Owner, Sharing, SourceLoc, State, pb};
 use crate::reference;
 use crate::spec::{AppOwner, AptRepository, BuildSecrets, CustomStep, Installer, S, StepOutput};
@@ -48,9 +49,9 @@ pub struct LowerOpts {
     /// The local that holds the build context (docker build's `context`).
     pub context: String,
     pub session_id: Option<String>,
-    /// Layer venv and app with MergeOp, and a fetched lock's packages with DiffOp, instead
-    /// of copies (engines with the `mergeop` and `diffop` caps, BuildKit 0.10+).
-    pub merge: bool,
+    /// What the engine offers (`Caps::merge_layers`: MergeOp and DiffOp layers rather
+    /// than copies).
+    pub caps: Caps,
     pub no_cache: bool,
     /// Set on the base as the attr `kiln.build`, so every op of this build is its own (no
     /// other build has an op with its digest): for `--no-cache` on BuildKit before 0.12,
@@ -71,7 +72,7 @@ impl LowerOpts {
             images: BTreeMap::new(),
             context: "context".into(),
             session_id: None,
-            merge: false,
+            caps: Caps::offline(),
             no_cache: false,
             own_vertices: None,
             labels: BTreeMap::new(),
@@ -305,7 +306,7 @@ fn install_stage(
     let conflict = wheels
         .iter()
         .any(|w| have.iter().any(|k| k.0 == w.key.0 && k.1 != w.key.1));
-    match before.filter(|_| opts.merge && !conflict) {
+    match before.filter(|_| opts.caps.merge_layers() && !conflict) {
         Some(mut layered) => {
             let new: Vec<&fetched::Wheel> =
                 wheels.iter().filter(|w| !have.contains(&w.key)).collect();
@@ -1137,7 +1138,7 @@ fn final_image(
         Some(app) => app_layer(on, app, &step.user, opts, named("app")),
         None => on.clone(),
     };
-    if opts.merge {
+    if opts.caps.merge_layers() {
         // Independent layers: a new runtime package does not recopy the venv or the app;
         // with a layered venv, a new requirement adds its own layer and moves no other.
         let mut layers = vec![with_user];
