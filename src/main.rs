@@ -9,6 +9,7 @@ use prost::Message;
 
 use kiln::context::{ContextInfo, Gather};
 use kiln::diag::Diagnostic;
+use kiln::llb::caps::Caps;
 use kiln::llb::platform;
 use kiln::plan::lower::LowerOpts;
 use kiln::plan::{self, Plan, PlanOpts, compile};
@@ -189,8 +190,7 @@ fn run(command: Command) -> Result<ExitCode, ExitCode> {
             merge,
         } => {
             let loaded = load(&spec, &build_args)?;
-            let mut opts = LowerOpts::offline(parse_platform(platform)?);
-            opts.merge = merge;
+            let opts = offline_opts(platform, merge)?;
             let context = context_of(&loaded.spec, context.as_deref())?;
             llb(&loaded.spec, target.as_deref(), &context, &opts, format)
         }
@@ -204,8 +204,7 @@ fn run(command: Command) -> Result<ExitCode, ExitCode> {
             merge,
         } => {
             let loaded = load(&spec, &build_args)?;
-            let mut opts = LowerOpts::offline(parse_platform(platform)?);
-            opts.merge = merge;
+            let opts = offline_opts(platform, merge)?;
             let context = context_of(&loaded.spec, context.as_deref())?;
             graph(&loaded.spec, &target, &context, &opts, format)
         }
@@ -228,15 +227,22 @@ fn run(command: Command) -> Result<ExitCode, ExitCode> {
     }
 }
 
-/// `--platform`, else this machine's. Errors: exit 2 with why.
-fn parse_platform(platform: Option<String>) -> Result<kiln::llb::pb::Platform, ExitCode> {
-    match platform {
+/// Lowering options without an engine: for `--platform` (else this machine's), and with
+/// `--merge` for an engine with every cap kiln knows (MergeOp and DiffOp layers), else
+/// for the most cautious one. Errors: exit 2 with why.
+fn offline_opts(platform: Option<String>, merge: bool) -> Result<LowerOpts, ExitCode> {
+    let platform = match platform {
         Some(p) => platform::parse(&p).map_err(|e| {
             eprintln!("error: {e}");
             ExitCode::from(2)
-        }),
-        None => Ok(platform::host()),
+        })?,
+        None => platform::host(),
+    };
+    let mut opts = LowerOpts::offline(platform);
+    if merge {
+        opts.caps = Caps::latest();
     }
+    Ok(opts)
 }
 
 /// What the spec names in the context `dir` (nothing without one). Errors: exit 2, each

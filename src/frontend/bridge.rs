@@ -1,6 +1,6 @@
 //! The calls kiln makes to BuildKit's LLBBridge, each with the engine's caps in mind.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::time::Duration;
 
 use bollard_buildkit_proto::google::protobuf::Any;
@@ -15,6 +15,7 @@ use tonic::transport::Channel;
 use super::errdefs;
 use super::opts::CacheImport;
 use crate::diag::{Loc, SourceFile};
+use crate::llb::caps::{self, Caps};
 use crate::llb::pb;
 
 /// What kiln accepts from BuildKit in one message (a large image config or error).
@@ -31,30 +32,6 @@ const MAX_ERROR_MESSAGE: usize = 64 << 10;
 /// See `Bridge::read_file`.
 pub const MAX_READ_BYTES: usize = (1 << 20) + 1;
 const PING_TIMEOUT: Duration = Duration::from_secs(15);
-
-/// The frozen caps an engine without caps reporting has.
-const DEFAULT_FRONTEND_CAPS: &[&str] = &[
-    "solve.base",
-    "solve.inlinereturn",
-    "resolveimage",
-    "readfile",
-];
-
-/// The first engines with an LLB cap kiln may use, for the message that asks for an upgrade.
-pub fn cap_since(cap: &str) -> &'static str {
-    match cap {
-        "mergeop" | "diffop" => "BuildKit 0.10, Docker 23.0",
-        "source.local.differ" => "BuildKit 0.9, Docker 23.0",
-        c if c.starts_with("exec.")
-            || c.starts_with("source.")
-            || c.starts_with("meta.")
-            || c == "file.base" =>
-        {
-            "BuildKit 0.5, Docker 19.03"
-        }
-        _ => "a newer BuildKit",
-    }
-}
 
 /// A failure to hand back to BuildKit (and the user) through `Return`.
 #[derive(Debug, Clone, PartialEq)]
@@ -109,9 +86,8 @@ impl Failure {
 #[derive(Clone)]
 pub struct Bridge {
     client: LlbBridgeClient<Channel>,
-    pub frontend_caps: BTreeSet<String>,
-    /// None when the engine did not list them (then only the v0 ops are safe).
-    pub llb_caps: Option<BTreeSet<String>>,
+    /// What the engine offers, from its Ping.
+    pub caps: Caps,
     pub workers: Vec<WorkerRecord>,
     pub cache_imports: Vec<CacheImport>,
 }
@@ -135,56 +111,26 @@ impl Bridge {
             })?
             .map_err(|s| Failure::engine("ping BuildKit", s))?
             .into_inner();
-        let enabled = |caps: &[bollard_buildkit_proto::moby::buildkit::v1::apicaps::ApiCap]| -> BTreeSet<String> {
-            caps.iter().filter(|c| c.enabled).map(|c| c.id.clone()).collect()
-        };
-        let frontend_caps = if pong.frontend_api_caps.is_empty() {
-            DEFAULT_FRONTEND_CAPS
-                .iter()
-                .map(|s| s.to_string())
-                .collect()
-        } else {
-            enabled(&pong.frontend_api_caps)
-        };
-        let llb_caps = (!pong.llb_caps.is_empty()).then(|| enabled(&pong.llb_caps));
         Ok(Bridge {
             client,
-            frontend_caps,
-            llb_caps,
+            caps: Caps::from_ping(&pong.frontend_api_caps, &pong.llb_caps),
             workers: pong.workers,
             cache_imports: vec![],
         })
     }
 
-    pub fn has(&self, cap: &str) -> bool {
-        self.frontend_caps.contains(cap)
-    }
-
-    pub fn has_llb(&self, cap: &str) -> bool {
-        self.llb_caps.as_ref().is_some_and(|c| c.contains(cap))
-    }
-
-    /// Refuse a definition that uses an op the engine does not know, naming the cap.
+    /// Refuse a definition that uses an op the engine does not know, naming each cap it
+    /// lacks and the first release that has it.
     pub fn check_caps(&self, def: &pb::Definition) -> Result<(), Failure> {
-        let Some(have) = &self.llb_caps else {
-            return Ok(());
-        };
-        let missing: Vec<String> = crate::llb::used_caps(def)
-            .into_iter()
-            .filter(|c| !have.contains(c))
-            .collect();
+        let missing = self.caps.missing(def);
         if missing.is_empty() {
             return Ok(());
         }
-        let named: Vec<String> = missing
-            .iter()
-            .map(|c| format!("{c} ({})", cap_since(c)))
-            .collect();
         Err(Failure::new(
             tonic::Code::FailedPrecondition,
             format!(
                 "this BuildKit lacks LLB capabilities kiln needs: {}; upgrade the engine (see docs/usage.md)",
-                named.join(", ")
+                missing.join(", ")
             ),
         ))
     }
@@ -195,7 +141,7 @@ impl Bridge {
         let req = gw::SolveRequest {
             definition: Some(def),
             allow_result_return: true,
-            allow_result_array_ref: self.has("proto.refarray"),
+            allow_result_array_ref: self.caps.ref_array(),
             cache_imports: self
                 .cache_imports
                 .iter()
@@ -204,7 +150,7 @@ impl Bridge {
                     attrs: c.attrs.clone().into_iter().collect(),
                 })
                 .collect(),
-            evaluate: evaluate && self.has("gateway.solve.evaluate"),
+            evaluate: evaluate && self.caps.evaluate(),
             ..Default::default()
         };
         fits("build definition", req.encoded_len())?;
@@ -220,8 +166,8 @@ impl Bridge {
         };
         let id = RefId(id);
         // Older engines have no evaluate flag: reading from the result forces it to be built.
-        if evaluate && !self.has("gateway.solve.evaluate") {
-            if self.has("statfile") {
+        if evaluate && !self.caps.evaluate() {
+            if self.caps.stat_file() {
                 client
                     .stat_file(gw::StatFileRequest {
                         r#ref: id.0.clone(),
@@ -233,7 +179,10 @@ impl Bridge {
             } else {
                 return Err(Failure::new(
                     tonic::Code::FailedPrecondition,
-                    "this BuildKit can neither evaluate a solve nor stat a result, so kiln cannot build the image before verifying it; upgrade to BuildKit >= 0.8 (Docker >= 20.10)",
+                    format!(
+                        "this BuildKit can neither evaluate a solve nor stat a result, so kiln cannot build the image before verifying it; upgrade to {}",
+                        caps::GATEWAY_EVALUATE_SOLVE.since.at_least()
+                    ),
                 ));
             }
         }
@@ -300,7 +249,7 @@ impl Bridge {
             .resolve_image_config(gw::ResolveImageConfigRequest {
                 r#ref: reference.into(),
                 platform: Some(platform.clone()),
-                resolve_mode: if self.has("resolveimage.resolvemode") {
+                resolve_mode: if self.caps.resolve_mode() {
                     "default".into()
                 } else {
                     String::new()
@@ -314,7 +263,7 @@ impl Bridge {
         Ok((resp.digest, resp.config))
     }
 
-    /// A build warning (`Warn`, cap `gateway.warnings`), shown by buildx with the spec
+    /// A build warning (`Warn`, `Caps::warnings`), shown by buildx with the spec
     /// line when `loc` has one; attached to the vertex `digest` (the spec's load).
     pub async fn warn(
         &self,
@@ -372,7 +321,7 @@ impl Bridge {
         });
         let req = match result {
             Ok(r) => {
-                let refarray = self.has("proto.refarray");
+                let refarray = self.caps.ref_array();
                 let to_ref = |id: String| gw::Ref { id, def: None };
                 let kind = match r.refs {
                     Refs::None => None,

@@ -12,7 +12,7 @@ use super::errdefs;
 use super::opts::Options;
 use super::subrequests;
 use crate::diag::{Diagnostic, Loc, MAX_SHOWN, Severity, SourceFile};
-use crate::llb::{self, Meta, pb, platform};
+use crate::llb::{self, Meta, caps, pb, platform};
 use crate::plan::lower::{ImageInfo, LowerOpts};
 use crate::plan::{CheckKind, Compiled, VerifyCheck, VerifyRun, compile};
 use crate::reference;
@@ -122,7 +122,7 @@ async fn report_warnings(bridge: &Bridge, opts: &Options, inputs: &Inputs) {
     for w in warnings.into_iter().take(MAX_SHOWN).chain(summary.as_ref()) {
         let line = w.one_line(&spec.files);
         eprintln!("kiln: {line}");
-        if bridge.has("gateway.warnings") {
+        if bridge.caps.warnings() {
             let short = format!("{}: {}", w.code, w.message);
             let sent = bridge
                 .warn(
@@ -235,7 +235,7 @@ async fn build_image(
         )]),
         context: opts.context_local.clone(),
         session_id: opts.session_id.clone(),
-        merge: bridge.has_llb("mergeop") && bridge.has_llb("diffop"),
+        caps: bridge.caps.clone(),
         no_cache: opts.no_cache,
         own_vertices: own_vertices(bridge, opts),
         labels: opts.image_labels(),
@@ -266,9 +266,6 @@ async fn build_image(
     })
 }
 
-/// The first cap only BuildKit 0.12 and later report: it came with moby/buildkit#3953.
-const FIXED_IGNORE_CACHE_MERGE: &str = "gateway.exec.secretenv";
-
 /// What makes this build's ops its own (`LowerOpts::own_vertices`): set for `--no-cache` on
 /// BuildKit before 0.12 (Docker 20.10 to 24). There, once a build loads an op with
 /// `ignore_cache` while another build has it without, each later build that loads the op
@@ -277,7 +274,7 @@ const FIXED_IGNORE_CACHE_MERGE: &str = "gateway.exec.secretenv";
 /// a later build asks for its inputs. An op no other build has cannot be handed around;
 /// the session is unique per build.
 fn own_vertices(bridge: &Bridge, opts: &Options) -> Option<String> {
-    if !opts.no_cache || bridge.has(FIXED_IGNORE_CACHE_MERGE) {
+    if !opts.no_cache || !bridge.caps.own_vertices_for_no_cache() {
         return None;
     }
     Some(opts.session_id.clone().unwrap_or_else(|| {
@@ -529,10 +526,13 @@ fn result(
             metadata,
         });
     }
-    if !bridge.has("returnmap") {
+    if !bridge.caps.return_map() {
         return Err(Failure::new(
             tonic::Code::FailedPrecondition,
-            "this BuildKit cannot return several platforms at once (no `returnmap` cap); build one --platform at a time",
+            format!(
+                "this BuildKit cannot return several platforms at once (no `{}` cap); build one --platform at a time",
+                caps::RETURN_MAP.id
+            ),
         ));
     }
     let mut refs = vec![];

@@ -63,7 +63,7 @@ async fn read_files(
             follow_paths: paths.to_vec(),
             shared_key_hint: Some(format!("{local}-kiln-inputs")),
             session_id: opts.session_id.clone(),
-            differ_none: bridge.has_llb("source.local.differ"),
+            differ_none: bridge.caps.local_differ_none(),
             ..Default::default()
         },
         Meta {
@@ -147,7 +147,7 @@ fn local_file(bridge: &Bridge, opts: &Options, local: &str, path: &str) -> llb::
             follow_paths: vec![path.into()],
             shared_key_hint: Some(format!("{local}-{path}")),
             session_id: opts.session_id.clone(),
-            differ_none: bridge.has_llb("source.local.differ"),
+            differ_none: bridge.caps.local_differ_none(),
             ..Default::default()
         },
         Meta {
@@ -173,7 +173,7 @@ pub async fn preflight(bridge: &Bridge, opts: &Options, inputs: &Inputs) -> Resu
     let spec = &inputs.loaded.spec;
     let apps = preflight::context_paths(spec);
     let mut errors = inputs.problems.clone();
-    if let (true, false, Some(app)) = (bridge.has("statfile"), apps.is_empty(), &spec.app) {
+    if let (true, false, Some(app)) = (bridge.caps.stat_file(), apps.is_empty(), &spec.app) {
         let mut exclude = inputs.context.dockerignore.clone();
         exclude.extend(app.exclude.iter().cloned());
         let local = Local {
@@ -185,10 +185,11 @@ pub async fn preflight(bridge: &Bridge, opts: &Options, inputs: &Inputs) -> Resu
             ..Default::default()
         };
         let r = solve_local(bridge, local, "app source").await?;
+        let read_dir = bridge.caps.read_dir();
         for p in &apps {
             if bridge.stat(&r, &p.v).await.is_err() {
                 errors.push(preflight::missing(p));
-            } else if bridge.has("readdir") && matches!(bridge.dir_entries(&r, &p.v).await, Ok(0)) {
+            } else if read_dir && matches!(bridge.dir_entries(&r, &p.v).await, Ok(0)) {
                 errors.push(preflight::emptied(p));
             }
         }

@@ -20,8 +20,11 @@ use opts::Options;
 /// Serve one build over an already connected channel.
 pub async fn serve(channel: Channel, opts: Result<Options, String>) -> Result<(), String> {
     let mut bridge = Bridge::connect(channel).await.map_err(|f| f.message)?;
-    if !bridge.has("return") {
-        return Err("this BuildKit is too old for kiln (no `return` gateway cap); use Docker >= 20.10 or BuildKit >= 0.8".into());
+    if !bridge.caps.return_result() {
+        return Err(format!(
+            "this BuildKit is too old for kiln (no `{}` gateway cap); use Docker >= 20.10 or BuildKit >= 0.8",
+            crate::llb::caps::RETURN_RESULT.id
+        ));
     }
     let result = match opts {
         Ok(o) => build::run(&mut bridge, &o).await,

@@ -5,6 +5,7 @@ use bollard_buildkit_proto::pb;
 use prost::Message;
 use sha2::{Digest, Sha256};
 
+use super::caps::{self, Cap};
 use super::ops::{Kind, Node, State};
 use crate::diag::SourceFile;
 
@@ -53,14 +54,6 @@ pub fn head(def: &pb::Definition) -> Option<String> {
     let last = def.def.last()?;
     let terminal = <pb::Op as Message>::decode(last.as_slice()).ok()?;
     terminal.inputs.first().map(|i| i.digest.clone())
-}
-
-/// Every cap the ops of `def` declare, for checking against what the engine offers.
-pub fn used_caps(def: &pb::Definition) -> BTreeSet<String> {
-    def.metadata
-        .values()
-        .flat_map(|m| m.caps.keys().cloned())
-        .collect()
 }
 
 /// An op's name in the graph: sha256 of its exact encoding.
@@ -112,16 +105,16 @@ impl Writer {
                 ignore_cache: node.meta.ignore_cache,
                 ..Default::default()
             };
-            let mut caps: BTreeSet<&str> = node.caps.clone();
+            let mut caps: BTreeSet<Cap> = node.caps.clone();
             if let Some(name) = &node.meta.name {
                 meta.description
                     .insert("llb.customname".into(), name.clone());
-                caps.insert("meta.description");
+                caps.insert(caps::META_DESCRIPTION);
             }
             if node.meta.ignore_cache {
-                caps.insert("meta.ignorecache");
+                caps.insert(caps::META_IGNORE_CACHE);
             }
-            meta.caps = caps.into_iter().map(|c| (c.to_string(), true)).collect();
+            meta.caps = caps.into_iter().map(|c| (c.id.to_string(), true)).collect();
             self.metadata.insert(digest.clone(), meta);
             if let Some(loc) = node.meta.loc {
                 let pos = pb::Position {
@@ -176,7 +169,7 @@ mod tests {
         assert_eq!(ops[1].inputs[0].digest, d0);
         assert_eq!(ops[2].inputs[0].digest, d1);
         assert!(ops[2].op.is_none());
-        assert!(def.metadata[&d1].caps.contains_key("exec.meta.base"));
+        assert!(def.metadata[&d1].caps.contains_key(caps::EXEC_META_BASE.id));
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! chain (`image(..).run(..).root()`); `marshal` turns one into a `pb::Definition`
 //! whose op digests are stable across runs and processes.
 
+pub mod caps;
 mod dump;
 mod marshal;
 mod ops;
@@ -12,6 +13,6 @@ pub mod platform;
 
 pub use bollard_buildkit_proto::pb;
 pub use dump::to_json;
-pub use marshal::{digest_of, head, marshal, used_caps};
+pub use marshal::{digest_of, head, marshal};
 pub use ops::*;
 pub use platform::platform;

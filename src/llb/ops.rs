@@ -3,6 +3,8 @@ use std::rc::Rc;
 
 use bollard_buildkit_proto::pb;
 
+use super::caps::{self, Cap};
+
 /// BuildKit's "no input" / "no output" index.
 const NONE: i64 = -1;
 
@@ -37,7 +39,7 @@ pub(crate) struct Node {
     pub inputs: Vec<Output>,
     pub platform: Option<pb::Platform>,
     pub meta: Meta,
-    pub caps: BTreeSet<&'static str>,
+    pub caps: BTreeSet<Cap>,
 }
 
 /// One output of one op.
@@ -62,7 +64,7 @@ fn node(
     inputs: Vec<Output>,
     platform: Option<pb::Platform>,
     meta: Meta,
-    caps: BTreeSet<&'static str>,
+    caps: BTreeSet<Cap>,
 ) -> Output {
     Output {
         node: Rc::new(Node {
@@ -99,7 +101,7 @@ pub fn image_with_attrs(
             vec![],
             platform,
             meta,
-            BTreeSet::from(["source.image"]),
+            BTreeSet::from([caps::SOURCE_IMAGE]),
         )),
     }
 }
@@ -127,7 +129,7 @@ pub fn http(
             vec![],
             None,
             meta,
-            BTreeSet::from(["source.http", "source.http.checksum"]),
+            BTreeSet::from([caps::SOURCE_HTTP, caps::SOURCE_HTTP_CHECKSUM]),
         )),
     }
 }
@@ -147,31 +149,31 @@ pub struct Local {
 
 pub fn local(l: Local, meta: Meta) -> State {
     let mut attrs = BTreeMap::new();
-    let mut caps = BTreeSet::from(["source.local"]);
+    let mut caps = BTreeSet::from([caps::SOURCE_LOCAL]);
     let json = |v: &Vec<String>| serde_json::to_string(v).expect("string list serialises");
     if !l.include.is_empty() {
         attrs.insert("local.includepattern".into(), json(&l.include));
-        caps.insert("source.local.includepatterns");
+        caps.insert(caps::SOURCE_LOCAL_INCLUDE_PATTERNS);
     }
     if !l.exclude.is_empty() {
         attrs.insert("local.excludepatterns".into(), json(&l.exclude));
-        caps.insert("source.local.excludepatterns");
+        caps.insert(caps::SOURCE_LOCAL_EXCLUDE_PATTERNS);
     }
     if !l.follow_paths.is_empty() {
         attrs.insert("local.followpaths".into(), json(&l.follow_paths));
-        caps.insert("source.local.followpaths");
+        caps.insert(caps::SOURCE_LOCAL_FOLLOW_PATHS);
     }
     if let Some(h) = l.shared_key_hint {
         attrs.insert("local.sharedkeyhint".into(), h);
-        caps.insert("source.local.sharedkeyhint");
+        caps.insert(caps::SOURCE_LOCAL_SHARED_KEY_HINT);
     }
     if let Some(s) = l.session_id {
         attrs.insert("local.session".into(), s);
-        caps.insert("source.local.sessionid");
+        caps.insert(caps::SOURCE_LOCAL_SESSION_ID);
     }
     if l.differ_none {
         attrs.insert("local.differ".into(), "none".into());
-        caps.insert("source.local.differ");
+        caps.insert(caps::SOURCE_LOCAL_DIFFER);
     }
     let op = pb::SourceOp {
         identifier: format!("local://{}", l.name),
@@ -228,15 +230,10 @@ impl Mount {
 
     /// This mount as an ExecOp mount; a bind's source joins `inputs`, and the caps it
     /// needs join `caps`. `output` is the index a scratch mount's result gets.
-    fn encode(
-        &self,
-        inputs: &mut Vec<Output>,
-        caps: &mut BTreeSet<&'static str>,
-        output: i64,
-    ) -> pb::Mount {
+    fn encode(&self, inputs: &mut Vec<Output>, caps: &mut BTreeSet<Cap>, output: i64) -> pb::Mount {
         match self {
             Mount::Scratch { dest } => {
-                caps.insert("exec.mount.bind");
+                caps.insert(caps::EXEC_MOUNT_BIND);
                 pb::Mount {
                     input: NONE,
                     dest: dest.clone(),
@@ -245,7 +242,7 @@ impl Mount {
                 }
             }
             Mount::Bind { dest, src } => {
-                caps.insert("exec.mount.bind");
+                caps.insert(caps::EXEC_MOUNT_BIND);
                 pb::Mount {
                     input: input_of(src, inputs),
                     dest: dest.clone(),
@@ -255,8 +252,8 @@ impl Mount {
                 }
             }
             Mount::Cache { dest, id, sharing } => {
-                caps.insert("exec.mount.cache");
-                caps.insert("exec.mount.cache.sharing");
+                caps.insert(caps::EXEC_MOUNT_CACHE);
+                caps.insert(caps::EXEC_MOUNT_CACHE_SHARING);
                 let sharing = match sharing {
                     Sharing::Shared => pb::CacheSharingOpt::Shared,
                     Sharing::Locked => pb::CacheSharingOpt::Locked,
@@ -281,7 +278,7 @@ impl Mount {
                 uid,
                 gid,
             } => {
-                caps.insert("exec.mount.secret");
+                caps.insert(caps::EXEC_MOUNT_SECRET);
                 pb::Mount {
                     input: NONE,
                     dest: dest.clone(),
@@ -365,7 +362,7 @@ impl State {
     /// Run `exec` with this state as its root filesystem.
     pub fn run(&self, exec: Exec) -> ExecState {
         let mut inputs: Vec<Output> = Vec::new();
-        let mut caps = BTreeSet::from(["exec.meta.base"]);
+        let mut caps = BTreeSet::from([caps::EXEC_META_BASE]);
         let mut mounts = vec![pb::Mount {
             input: input_of(self, &mut inputs),
             dest: "/".into(),
@@ -388,7 +385,7 @@ impl State {
             mounts.push(m.encode(&mut inputs, &mut caps, output));
         }
         if exec.network_none {
-            caps.insert("exec.meta.network");
+            caps.insert(caps::EXEC_META_NETWORK);
         }
         let op = pb::ExecOp {
             meta: Some(pb::Meta {
@@ -603,7 +600,7 @@ impl FileOps {
             inputs,
             platform,
             self.meta,
-            BTreeSet::from(["file.base"]),
+            BTreeSet::from([caps::FILE_BASE]),
         );
         State { out: Some(out) }
     }
@@ -629,7 +626,7 @@ pub fn merge(states: &[State], meta: Meta) -> State {
             inputs,
             platform,
             meta,
-            BTreeSet::from(["mergeop"]),
+            BTreeSet::from([caps::MERGE_OP]),
         )),
     }
 }
@@ -660,7 +657,7 @@ pub fn diff(lower: &State, upper: &State, meta: Meta) -> State {
             inputs,
             platform,
             meta,
-            BTreeSet::from(["diffop"]),
+            BTreeSet::from([caps::DIFF_OP]),
         )),
     }
 }

@@ -186,7 +186,7 @@ impl PlanOpts {
     pub fn of(opts: &LowerOpts) -> PlanOpts {
         PlanOpts {
             platform: opts.platform.clone(),
-            layers: opts.merge,
+            layers: opts.caps.merge_layers(),
         }
     }
 }

@@ -12,6 +12,7 @@ use std::process::{Command, Output};
 use prost::Message;
 
 pub use kiln::frontend::opts::Options;
+pub use kiln::llb::caps;
 pub use kiln::llb::pb;
 pub use kiln::plan::Compiled as Built;
 pub use kiln::plan::{AptRole, AptStep, CheckKind, Plan, Role, StageKind};
@@ -124,7 +125,9 @@ pub fn plan(spec: &Spec, targets: &[&str]) -> Plan {
 /// image definition, its config and the verify definitions.
 pub fn build(spec: &Spec, target: &str, merge: bool) -> Built {
     let mut opts = kiln::plan::lower::LowerOpts::offline(amd64());
-    opts.merge = merge;
+    if merge {
+        opts.caps = kiln::llb::caps::Caps::latest();
+    }
     match spec.target(Some(target)) {
         Ok(variant) => kiln::plan::compile(spec, variant, &Default::default(), &opts),
         Err(d) => panic!("{target}: {}", d.render(&spec.files)),

@@ -15,6 +15,7 @@ use bollard_buildkit_proto::moby::buildkit::v1::frontend::{
 use serde::Deserialize;
 use tonic::{Request, Response, Status};
 
+use crate::common::caps::{self, Cap};
 use crate::common::{
     Options, frontend_options, frontend_options_without_session, frontend_over, ops, pb,
 };
@@ -25,8 +26,8 @@ const DIGEST: &str = "sha256:111111111111111111111111111111111111111111111111111
 #[derive(Default)]
 struct State {
     files: HashMap<String, Vec<u8>>,
-    llb_caps: Vec<&'static str>,
-    frontend_caps: Vec<&'static str>,
+    llb_caps: Vec<Cap>,
+    frontend_caps: Vec<Cap>,
     solves: Vec<gw::SolveRequest>,
     stats: usize,
     returned: Option<gw::ReturnRequest>,
@@ -127,10 +128,10 @@ fn engine_failure(digest: &str, args: &str, details: bool) -> Status {
 
 type ExecStream = Pin<Box<dyn tokio_stream::Stream<Item = Result<gw::ExecMessage, Status>> + Send>>;
 
-fn caps(list: &[&str]) -> Vec<ApiCap> {
+fn api_caps(list: &[Cap]) -> Vec<ApiCap> {
     list.iter()
         .map(|c| ApiCap {
-            id: c.to_string(),
+            id: c.id.to_string(),
             enabled: true,
             ..Default::default()
         })
@@ -149,8 +150,8 @@ impl LlbBridge for Fake {
         }
         let s = self.0.lock().unwrap();
         Ok(Response::new(gw::PongResponse {
-            frontend_api_caps: caps(&s.frontend_caps),
-            llb_caps: caps(&s.llb_caps),
+            frontend_api_caps: api_caps(&s.frontend_caps),
+            llb_caps: api_caps(&s.llb_caps),
             workers: vec![],
         }))
     }
@@ -365,53 +366,61 @@ impl LlbBridge for Fake {
     }
 }
 
-/// A current engine's caps (what matters to kiln).
-const MODERN_LLB: &[&str] = &[
-    "source.image",
-    "source.local",
-    "source.local.includepatterns",
-    "source.local.excludepatterns",
-    "source.local.followpaths",
-    "source.local.sharedkeyhint",
-    "source.local.sessionid",
-    "source.local.differ",
-    "exec.meta.base",
-    "exec.meta.network",
-    "exec.mount.bind",
-    "exec.mount.cache",
-    "exec.mount.cache.sharing",
-    "exec.mount.secret",
-    "file.base",
-    "meta.description",
-    "meta.ignorecache",
-    "mergeop",
-    "diffop",
-    "source.http",
-    "source.http.checksum",
+/// A current engine's LLB caps: every one kiln uses.
+const MODERN_LLB: &[Cap] = &[
+    caps::SOURCE_IMAGE,
+    caps::SOURCE_LOCAL,
+    caps::SOURCE_LOCAL_INCLUDE_PATTERNS,
+    caps::SOURCE_LOCAL_EXCLUDE_PATTERNS,
+    caps::SOURCE_LOCAL_FOLLOW_PATHS,
+    caps::SOURCE_LOCAL_SHARED_KEY_HINT,
+    caps::SOURCE_LOCAL_SESSION_ID,
+    caps::SOURCE_LOCAL_DIFFER,
+    caps::EXEC_META_BASE,
+    caps::EXEC_META_NETWORK,
+    caps::EXEC_MOUNT_BIND,
+    caps::EXEC_MOUNT_CACHE,
+    caps::EXEC_MOUNT_CACHE_SHARING,
+    caps::EXEC_MOUNT_SECRET,
+    caps::FILE_BASE,
+    caps::META_DESCRIPTION,
+    caps::META_IGNORE_CACHE,
+    caps::MERGE_OP,
+    caps::DIFF_OP,
+    caps::SOURCE_HTTP,
+    caps::SOURCE_HTTP_CHECKSUM,
 ];
-const MODERN_FRONTEND: &[&str] = &[
-    "readdir",
-    "solve.base",
-    "resolveimage",
-    "readfile",
-    "return",
-    "returnmap",
-    "proto.refarray",
-    "statfile",
-    "gateway.solve.evaluate",
-];
-
-/// BuildKit 0.8 (Docker 20.10): no evaluate, no refarray, no warnings.
-const OLD_FRONTEND: &[&str] = &[
-    "solve.base",
-    "resolveimage",
-    "readfile",
-    "return",
-    "returnmap",
-    "statfile",
+/// A current engine's gateway caps, but for `GATEWAY_WARNINGS` and `GATEWAY_EXEC_SECRET_ENV`,
+/// which the tests that need them add.
+const MODERN_FRONTEND: &[Cap] = &[
+    caps::READ_DIR,
+    caps::SOLVE_BASE,
+    caps::RESOLVE_IMAGE,
+    caps::READ_FILE,
+    caps::RETURN_RESULT,
+    caps::RETURN_MAP,
+    caps::PROTO_REF_ARRAY,
+    caps::STAT_FILE,
+    caps::GATEWAY_EVALUATE_SOLVE,
 ];
 
-fn fake(llb: &[&'static str], frontend: &[&'static str]) -> Fake {
+/// An old engine's gateway caps: no evaluate, no refarray, no warnings (by BuildKit's
+/// sources, as before 0.7, Docker 19.03; `caps::ALL` has each cap's release).
+const OLD_FRONTEND: &[Cap] = &[
+    caps::SOLVE_BASE,
+    caps::RESOLVE_IMAGE,
+    caps::READ_FILE,
+    caps::RETURN_RESULT,
+    caps::RETURN_MAP,
+    caps::STAT_FILE,
+];
+
+/// `list` without `gone`: an engine that lacks those caps.
+fn without(list: &[Cap], gone: &[Cap]) -> Vec<Cap> {
+    list.iter().copied().filter(|c| !gone.contains(c)).collect()
+}
+
+fn fake(llb: &[Cap], frontend: &[Cap]) -> Fake {
     let mut s = State {
         llb_caps: llb.to_vec(),
         frontend_caps: frontend.to_vec(),
@@ -530,23 +539,13 @@ async fn builds_the_target_with_a_pinned_base_and_its_config() {
 
 #[tokio::test]
 async fn old_engine_gets_copies_deprecated_refs_and_statfile_evaluation() {
-    // BuildKit v0.8 (Docker 20.10): no mergeop or diffop, no differ, no evaluate, no refarray.
-    let llb: Vec<&str> = MODERN_LLB
-        .iter()
-        .copied()
-        .filter(|c| !matches!(*c, "mergeop" | "diffop" | "source.local.differ"))
-        .collect();
-    let f = fake(
-        &llb,
-        &[
-            "solve.base",
-            "resolveimage",
-            "readfile",
-            "return",
-            "returnmap",
-            "statfile",
-        ],
+    // An old engine: no mergeop or diffop, no differ (before BuildKit 0.9 and 0.10), no
+    // evaluate, no refarray.
+    let llb = without(
+        MODERN_LLB,
+        &[caps::MERGE_OP, caps::DIFF_OP, caps::SOURCE_LOCAL_DIFFER],
     );
+    let f = fake(&llb, OLD_FRONTEND);
     let r = run(&f, opts(&[])).await;
     assert!(r.error.is_none(), "{}", error_message(&r));
     assert!(matches!(
@@ -588,12 +587,8 @@ async fn no_cache_builds_get_vertices_of_their_own_where_buildkit_would_panic() 
     // BuildKit 0.8 to 0.11 panics when builds with and without --no-cache load the same
     // op (moby/buildkit#3953): there, a --no-cache build's base carries its session, so
     // none of its ops is another build's. The cap of 0.12, the first with the fix:
-    let fixed = "gateway.exec.secretenv";
-    let old_llb: Vec<&str> = MODERN_LLB
-        .iter()
-        .copied()
-        .filter(|c| *c != "mergeop" && *c != "source.local.differ")
-        .collect();
+    let fixed = caps::GATEWAY_EXEC_SECRET_ENV;
+    let old_llb = without(MODERN_LLB, &[caps::MERGE_OP, caps::SOURCE_LOCAL_DIFFER]);
     let own = HashMap::from([("kiln.build".to_string(), "session-1".to_string())]);
 
     let f = fake(&old_llb, OLD_FRONTEND);
@@ -607,7 +602,7 @@ async fn no_cache_builds_get_vertices_of_their_own_where_buildkit_would_panic() 
     assert_eq!(base_attrs_and_ignore_cache(&f), (HashMap::new(), false));
 
     // An engine with the fix: --no-cache ignores the cache and nothing more.
-    let modern: Vec<&str> = MODERN_FRONTEND.iter().copied().chain([fixed]).collect();
+    let modern: Vec<Cap> = MODERN_FRONTEND.iter().copied().chain([fixed]).collect();
     let f = fake(MODERN_LLB, &modern);
     run(&f, opts(&[("no-cache", "")])).await;
     assert_eq!(base_attrs_and_ignore_cache(&f), (HashMap::new(), true));
@@ -623,21 +618,29 @@ async fn no_cache_builds_get_vertices_of_their_own_where_buildkit_would_panic() 
     );
 }
 
+/// A definition that needs caps the engine lacks is refused before anything is built,
+/// each cap named with the first release that has it (`file.base` came with BuildKit 0.5,
+/// the exec caps with caps reporting itself, 0.3); a cap the definition does not use (no
+/// secret here) is not named.
 #[tokio::test]
-async fn a_missing_cap_is_refused_by_name() {
-    let llb: Vec<&str> = MODERN_LLB
-        .iter()
-        .copied()
-        .filter(|c| *c != "exec.mount.cache")
-        .collect();
+async fn a_missing_cap_is_refused_by_name_and_first_release() {
+    let llb = without(
+        MODERN_LLB,
+        &[
+            caps::FILE_BASE,
+            caps::EXEC_MOUNT_SECRET,
+            caps::EXEC_MOUNT_CACHE,
+        ],
+    );
     let f = fake(&llb, MODERN_FRONTEND);
     let r = run(&f, opts(&[])).await;
-    let msg = error_message(&r);
-    assert!(
-        msg.contains(
-            "lacks LLB capabilities kiln needs: exec.mount.cache (BuildKit 0.5, Docker 19.03)"
-        ),
-        "{msg}"
+    assert_eq!(
+        r.error.as_ref().map(|e| e.code),
+        Some(tonic::Code::FailedPrecondition as i32)
+    );
+    assert_eq!(
+        error_message(&r),
+        "this BuildKit lacks LLB capabilities kiln needs: exec.mount.cache (BuildKit 0.3, Docker 18.09), file.base (BuildKit 0.5, Docker 19.03); upgrade the engine (see docs/usage.md)"
     );
     assert_eq!(
         f.0.lock().unwrap().solves.len(),
@@ -1203,13 +1206,13 @@ async fn spec_errors_carry_buildkit_source_details() {
 /// engine has `gateway.warnings`, else a vertex named after the warning.
 #[tokio::test]
 async fn warnings_reach_the_user() {
-    let with_warnings = |frontend: &[&'static str]| {
+    let with_warnings = |frontend: &[Cap]| {
         let f = fake(MODERN_LLB, frontend);
         spec_with(&f, "app: {src: [app]}\n", "app: {src: [app]}\nuser: root\n");
         f
     };
     let mut modern = MODERN_FRONTEND.to_vec();
-    modern.push("gateway.warnings");
+    modern.push(caps::GATEWAY_WARNINGS);
     let f = with_warnings(&modern);
     let r = run(&f, opts(&[("build-arg:NOT_DECLARED", "1")])).await;
     assert!(r.error.is_none(), "{}", error_message(&r));

@@ -71,7 +71,9 @@ pub(super) fn final_image(
     // with a layered venv, a new requirement adds its own layer and moves no other.
     let mut layers = vec![with_user];
     match venv {
-        Venv::Whole(venv) if !opts.merge => return app_layer(&venv_layer(&layers[0], &venv)),
+        Venv::Whole(venv) if !opts.caps.merge_layers() => {
+            return app_layer(&venv_layer(&layers[0], &venv));
+        }
         Venv::Whole(venv) => layers.push(venv_layer(&llb::scratch(), &venv)),
         Venv::Layers {
             empty,

@@ -17,6 +17,7 @@ use serde_json::Value;
 use super::config::{DEFAULT_PATH, base_env};
 use super::install::{Cache, UV_HOME};
 use super::*;
+use crate::llb::caps::Caps;
 use crate::llb::{self, Exec, Local, Meta, Mount, Sharing, SourceLoc, State, pb};
 use crate::reference;
 use crate::spec::{BuildSecrets, Installer, S, StepOutput};
@@ -45,9 +46,9 @@ pub struct LowerOpts {
     /// The local that holds the build context (docker build's `context`).
     pub context: String,
     pub session_id: Option<String>,
-    /// Layer venv and app with MergeOp, and a fetched lock's packages with DiffOp, instead
-    /// of copies (engines with the `mergeop` and `diffop` caps, BuildKit 0.10+).
-    pub merge: bool,
+    /// What the engine offers (`Caps::merge_layers`: MergeOp and DiffOp layers rather
+    /// than copies).
+    pub caps: Caps,
     pub no_cache: bool,
     /// Set on the base as the attr `kiln.build`, so every op of this build is its own (no
     /// other build has an op with its digest): for `--no-cache` on BuildKit before 0.12,
@@ -68,7 +69,7 @@ impl LowerOpts {
             images: BTreeMap::new(),
             context: "context".into(),
             session_id: None,
-            merge: false,
+            caps: Caps::offline(),
             no_cache: false,
             own_vertices: None,
             labels: BTreeMap::new(),
