@@ -160,7 +160,7 @@ pub fn schema() -> Value {
                         "files": strings("Requirement files in the context; their -r/-c includes are followed."),
                         "packages": strings("Requirement lines."),
                         "require_hashes": {"type": "boolean", "description": "--require-hashes for this group (pip and uv alike); default: pip.require_hashes."},
-                        "lock": {"type": "string", "description": "A lock file in the context: uv.lock, poetry.lock or a PEP 751 pylock.toml; its directory holds the project."},
+                        "lock": {"type": "string", "description": format!("A lock file in the context: {}; its directory holds the project.", super::LockKind::listed())},
                         "extras": strings("Optional-dependency extras to install from the lock (uv, Poetry)."),
                         "groups": strings("Dependency groups: uv adds them to the project's dependencies; Poetry installs exactly these (default main).")
                     }}
