@@ -53,7 +53,7 @@ pub struct Job {
     pub notes: Vec<String>,
 }
 
-pub use crate::plan::install::{LockAction as Action, lock_name};
+pub use crate::plan::install::{BELOW_TXT, LockAction as Action, LockDir, lock_name};
 
 /// The work for each group `opts` selects. Errors: an unknown target or group, or no
 /// requirement group at all.
@@ -324,54 +324,73 @@ pub fn uv_version(uv: &str) -> Result<String, Diagnostic> {
 }
 
 /// Runs the jobs in `context` with `uv`, in an order where each group comes after the
-/// groups installed below it.
+/// groups installed below it. uv gets a private directory (mode 0700, an unpredictable
+/// name) for what kiln writes for it, and an environment with none of the user's
+/// variables but those it needs to run and to reach the index (`UV_ENV`).
 pub fn run(
     jobs: &[Job],
     context: &Path,
     uv: &str,
     credential_hosts: &BTreeSet<String>,
 ) -> Vec<Outcome> {
-    let tmp = std::env::temp_dir().join(format!("kiln-lock-{}", std::process::id()));
+    let private = tempfile::Builder::new().prefix("kiln-lock-").tempdir();
     let mut done: BTreeMap<String, Checked> = BTreeMap::new();
     let mut outcomes: BTreeMap<String, Outcome> = BTreeMap::new();
     for job in order(jobs) {
         let mut uv_warnings = vec![];
-        let result = match &job.action {
-            Action::Skip { why, help } => Ok(Done::Skipped {
+        let result = match (&job.action, &private) {
+            (Action::Skip { why, help }, _) => Ok(Done::Skipped {
                 why: why.clone(),
                 help: help.clone(),
             }),
-            Action::Check { lock } => read_back(context, lock, credential_hosts, false),
-            Action::Uv {
-                args,
-                output,
-                packages,
-                below,
-            } => {
-                let mut below_locks = vec![];
-                for b in below {
-                    if let Some(c) = done.get(b) {
-                        below_locks.push(c.clone());
-                    } else if let Ok(t) = std::fs::read_to_string(context.join(lock_name(b)))
-                        && let Ok(c) = check_lock(&t, credential_hosts)
-                    {
-                        below_locks.push(c);
-                    }
-                }
-                match extra_inputs(&tmp, &job.group, packages, &below_locks) {
-                    Err(e) => Err(Failure {
-                        message: format!("cannot write a temporary file: {e}"),
-                        detail: String::new(),
-                    }),
-                    Ok(extra) => {
-                        let mut args = args.clone();
-                        args.extend(extra);
-                        run_uv(uv, &args, context).and_then(|warned| {
-                            uv_warnings = warned;
-                            read_back(context, output, credential_hosts, true)
+            (Action::Check { lock }, _) => read_context_lock(context, lock)
+                .and_then(|text| checked(lock, &text, credential_hosts, false)),
+            (Action::Uv { .. }, Err(e)) => Err(Failure {
+                message: format!("cannot make a private temporary directory: {e}"),
+                detail: String::new(),
+            }),
+            (
+                Action::Uv {
+                    args,
+                    dir,
+                    inputs,
+                    below,
+                    output,
+                },
+                Ok(private),
+            ) => {
+                let work = private.path().join(&job.group);
+                let mut run = || -> Result<Done, Failure> {
+                    let below: Vec<Checked> = below
+                        .iter()
+                        .filter_map(|b| match done.get(b) {
+                            Some(c) => Some(c.clone()),
+                            None => read_context_lock(context, &lock_name(b))
+                                .ok()
+                                .and_then(|t| check_lock(&t, credential_hosts).ok()),
                         })
-                    }
-                }
+                        .collect();
+                    prepare(&work, inputs, &below, (context, output, *dir))?;
+                    let cwd = match dir {
+                        LockDir::Private => work.as_path(),
+                        LockDir::Context => context,
+                    };
+                    let (stdout, warned) = run_uv(uv, args, cwd)?;
+                    uv_warnings = warned;
+                    let text = match dir {
+                        LockDir::Private => {
+                            std::fs::read_to_string(work.join(output)).map_err(|e| Failure {
+                                message: format!("uv wrote no `{output}`: {e}"),
+                                detail: String::new(),
+                            })?
+                        }
+                        LockDir::Context => stdout,
+                    };
+                    let done = checked(output, &text, credential_hosts, true)?;
+                    write_lock(context, output, &text)?;
+                    Ok(done)
+                };
+                run()
             }
         };
         if let Ok(Done::Locked { checked, .. }) = &result {
@@ -387,11 +406,74 @@ pub fn run(
             },
         );
     }
-    let _ = std::fs::remove_dir_all(&tmp);
     // Reported in spec order.
     jobs.iter()
         .filter_map(|j| outcomes.remove(&j.group))
         .collect()
+}
+
+/// A job's private directory `work`: the files kiln wrote for uv, the pins of the groups
+/// below (`BELOW_TXT`), and (uv run there) a copy of the context's existing lock, whose
+/// pins uv keeps.
+fn prepare(
+    work: &Path,
+    inputs: &[(String, String)],
+    below: &[Checked],
+    (context, output, dir): (&Path, &str, LockDir),
+) -> Result<(), Failure> {
+    let failed = |e: std::io::Error| Failure {
+        message: format!("cannot write kiln lock's private files: {e}"),
+        detail: String::new(),
+    };
+    std::fs::create_dir_all(work).map_err(failed)?;
+    for (name, content) in inputs {
+        std::fs::write(work.join(name), content).map_err(failed)?;
+    }
+    std::fs::write(work.join(BELOW_TXT), constraints(below)).map_err(failed)?;
+    if dir == LockDir::Private
+        && let Some(existing) = read_context_lock(context, output).ok()
+    {
+        std::fs::write(work.join(output), existing).map_err(failed)?;
+    }
+    Ok(())
+}
+
+/// A lock in the context, read only when it is a regular file: a symlink could name any
+/// file of the user's. Errors: missing, a link or not a file, unreadable.
+fn read_context_lock(context: &Path, lock: &str) -> Result<String, Failure> {
+    let path = context.join(lock);
+    let fail = |message: String| Failure {
+        message,
+        detail: String::new(),
+    };
+    let meta =
+        std::fs::symlink_metadata(&path).map_err(|e| fail(format!("cannot read `{lock}`: {e}")))?;
+    if !meta.file_type().is_file() {
+        return Err(fail(format!(
+            "`{lock}` is not a regular file (a symlink or a directory): kiln lock reads and writes locks only as files of the context"
+        )));
+    }
+    std::fs::read_to_string(&path).map_err(|e| fail(format!("cannot read `{lock}`: {e}")))
+}
+
+/// `text` as the context's `lock`, written whole or not at all: into a new file beside it
+/// (created, never opened through a link), then renamed over it (a link there is replaced,
+/// not followed).
+fn write_lock(context: &Path, lock: &str, text: &str) -> Result<(), Failure> {
+    use std::io::Write;
+    let fail = |e: std::io::Error| Failure {
+        message: format!("cannot write `{lock}`: {e}"),
+        detail: String::new(),
+    };
+    let mut file = tempfile::Builder::new()
+        .prefix(&format!(".{lock}."))
+        .tempfile_in(context)
+        .map_err(fail)?;
+    file.write_all(text.as_bytes()).map_err(fail)?;
+    file.as_file().sync_all().map_err(fail)?;
+    file.persist(context.join(lock))
+        .map_err(|e| fail(e.error))?;
+    Ok(())
 }
 
 /// The jobs, each after the jobs of the groups installed below it (spec order otherwise;
@@ -412,32 +494,6 @@ fn order(jobs: &[Job]) -> Vec<&Job> {
     out
 }
 
-/// Extra `uv pip compile` arguments: the inline requirement lines as a source file, the
-/// pins of the groups below as a constraints file.
-fn extra_inputs(
-    tmp: &Path,
-    group: &str,
-    packages: &[String],
-    below: &[Checked],
-) -> std::io::Result<Vec<String>> {
-    let mut args = vec![];
-    let pins = constraints(below);
-    if !packages.is_empty() || !pins.is_empty() {
-        std::fs::create_dir_all(tmp)?;
-    }
-    if !pins.is_empty() {
-        let path = tmp.join(format!("{group}.below.txt"));
-        std::fs::write(&path, pins)?;
-        args.extend(["--constraints".into(), path.to_string_lossy().into_owned()]);
-    }
-    if !packages.is_empty() {
-        let path = tmp.join(format!("{group}.packages.in"));
-        std::fs::write(&path, packages.join("\n") + "\n")?;
-        args.push(path.to_string_lossy().into_owned());
-    }
-    Ok(args)
-}
-
 /// uv's `warning:` lines (credentials removed).
 fn warnings(stderr: &[u8]) -> Vec<String> {
     String::from_utf8_lossy(stderr)
@@ -447,23 +503,44 @@ fn warnings(stderr: &[u8]) -> Vec<String> {
         .collect()
 }
 
-fn run_uv(uv: &str, args: &[String], dir: &Path) -> Result<Vec<String>, Failure> {
+/// What uv may see of the user's environment: what it needs to run, to find its cache and
+/// the user's netrc, and to reach the index (TLS roots, proxies). Nothing else: uv reads
+/// `UV_*` settings and expands `${NAME}` from its environment, and a spec's lock must not
+/// depend on (or send anywhere) what the user happens to have exported.
+pub const UV_ENV: &[&str] = &[
+    "PATH",
+    "HOME",
+    "USER",
+    "LANG",
+    "LC_ALL",
+    "LC_CTYPE",
+    "TMPDIR",
+    "XDG_CACHE_HOME",
+    "UV_CACHE_DIR",
+    "UV_NATIVE_TLS",
+    "UV_HTTP_TIMEOUT",
+    "NETRC",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "ALL_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+    "all_proxy",
+];
+
+/// `uv ARGS` in `dir`, with only `UV_ENV` from the environment. Returns its stdout and
+/// its warnings (credentials removed). Errors: uv could not run or failed (its stderr).
+fn run_uv(uv: &str, args: &[String], dir: &Path) -> Result<(String, Vec<String>), Failure> {
     let mut cmd = Command::new(uv);
-    cmd.args(args).current_dir(dir);
-    // The spec's index options are the only ones: none from the environment.
-    for var in [
-        "UV_INDEX_URL",
-        "UV_EXTRA_INDEX_URL",
-        "UV_DEFAULT_INDEX",
-        "UV_INDEX",
-        "UV_INDEX_STRATEGY",
-        "UV_CONSTRAINT",
-        "UV_OVERRIDE",
-        "UV_BUILD_CONSTRAINT",
-        "UV_FIND_LINKS",
-        "UV_NO_INDEX",
-    ] {
-        cmd.env_remove(var);
+    cmd.args(args).current_dir(dir).env_clear();
+    for var in UV_ENV {
+        if let Some(v) = std::env::var_os(var) {
+            cmd.env(var, v);
+        }
     }
     let shown: Vec<String> = args
         .iter()
@@ -478,7 +555,10 @@ fn run_uv(uv: &str, args: &[String], dir: &Path) -> Result<Vec<String>, Failure>
             message: format!("`{shown}` cannot be run: {e}"),
             detail: String::new(),
         }),
-        Ok(o) if o.status.success() => Ok(warnings(&o.stderr)),
+        Ok(o) if o.status.success() => Ok((
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            warnings(&o.stderr),
+        )),
         Ok(o) => Err(Failure {
             message: format!("`{shown}` failed ({})", o.status),
             detail: strip_userinfo(String::from_utf8_lossy(&o.stderr).trim_end()),
@@ -486,17 +566,14 @@ fn run_uv(uv: &str, args: &[String], dir: &Path) -> Result<Vec<String>, Failure>
     }
 }
 
-fn read_back(
-    context: &Path,
+/// A lock's text, read back. Errors: not a PEP 751 lock.
+fn checked(
     lock: &str,
+    text: &str,
     credential_hosts: &BTreeSet<String>,
     wrote: bool,
 ) -> Result<Done, Failure> {
-    let text = std::fs::read_to_string(context.join(lock)).map_err(|e| Failure {
-        message: format!("cannot read `{lock}`: {e}"),
-        detail: String::new(),
-    })?;
-    let checked = check_lock(&text, credential_hosts).map_err(|e| Failure {
+    let checked = check_lock(text, credential_hosts).map_err(|e| Failure {
         message: format!("`{lock}` is not a PEP 751 lock: {e}"),
         detail: String::new(),
     })?;
@@ -599,6 +676,27 @@ mod tests {
     use super::*;
     use crate::spec::{LoadOptions, load_str};
 
+    /// A context where each of `files` was read and holds one pin.
+    fn read(files: &[&str]) -> ContextInfo {
+        let mut ctx = ContextInfo::default();
+        for f in files {
+            let flat = crate::context::Flat {
+                requirements: vec![format!("pin-of-{}==1.0", f.replace(['/', '.'], "-"))],
+                ..Default::default()
+            };
+            ctx.requirements.insert(f.to_string(), flat);
+        }
+        ctx
+    }
+
+    fn worker() -> ContextInfo {
+        read(&[
+            "requirements/core.txt",
+            "requirements/ml.txt",
+            "constraints.txt",
+        ])
+    }
+
     fn spec(yaml: &str) -> Spec {
         load_str("kiln.yaml", yaml, &LoadOptions::default())
             .map_err(|r| r.render())
@@ -637,7 +735,7 @@ variants:
             command: "kiln lock kiln.yaml".into(),
             ..Default::default()
         };
-        let jobs = plan(&s, &ContextInfo::default(), &opts).unwrap();
+        let jobs = plan(&s, &worker(), &opts).unwrap();
         assert_eq!(jobs.len(), 2);
         assert_eq!(
             args(&jobs[0]),
@@ -662,12 +760,40 @@ variants:
                 "kiln lock kiln.yaml",
                 "--output-file",
                 "pylock.core.toml",
-                "requirements/core.txt",
+                "--",
+                "requirements.txt",
+            ]
+        );
+        // uv reads what kiln read: the file's lines, the constraints file's as constraints.
+        let Action::Uv {
+            inputs,
+            dir,
+            below,
+            output,
+            ..
+        } = &jobs[0].action
+        else {
+            panic!()
+        };
+        assert_eq!(*dir, LockDir::Private);
+        assert_eq!(output, "pylock.core.toml");
+        assert!(below.is_empty());
+        assert_eq!(
+            inputs,
+            &[
+                (
+                    "requirements.txt".to_string(),
+                    "pin-of-requirements-core-txt==1.0\n".to_string()
+                ),
+                (
+                    "constraints.txt".to_string(),
+                    "pin-of-constraints-txt==1.0\n".to_string()
+                ),
             ]
         );
         // ml: only cuda (3.11) installs it, on top of core.
         let Action::Uv {
-            packages,
+            inputs,
             below,
             output,
             ..
@@ -676,12 +802,21 @@ variants:
             panic!()
         };
         assert_eq!(output, "pylock.ml.toml");
-        assert_eq!(packages, &["numpy==2.2.6"]);
+        assert_eq!(
+            inputs[0].1, "pin-of-requirements-ml-txt==1.0\nnumpy==2.2.6\n",
+            "the file's lines, then the group's packages"
+        );
         assert_eq!(below, &["core"]);
+        assert!(
+            args(&jobs[1])
+                .windows(2)
+                .any(|w| w == ["--constraints", "below.txt"])
+        );
         assert!(args(&jobs[1]).ends_with(&[
             "--output-file",
             "pylock.ml.toml",
-            "requirements/ml.txt"
+            "--",
+            "requirements.txt"
         ]));
         assert!(jobs[1].notes[0].contains("3.11"), "{:?}", jobs[1].notes);
     }
@@ -694,7 +829,7 @@ variants:
             upgrade: true,
             ..Default::default()
         };
-        let jobs = plan(&s, &ContextInfo::default(), &opts).unwrap();
+        let jobs = plan(&s, &worker(), &opts).unwrap();
         // minimal (3.12) installs core; ml is installed by no selected variant.
         assert!(args(&jobs[0]).contains(&"--upgrade"));
         assert!(
@@ -707,7 +842,7 @@ variants:
             groups: vec!["ml".into()],
             ..Default::default()
         };
-        let jobs = plan(&s, &ContextInfo::default(), &only).unwrap();
+        let jobs = plan(&s, &worker(), &only).unwrap();
         assert_eq!(jobs.len(), 1);
         assert_eq!(jobs[0].group, "ml");
         let bad = Options {
@@ -728,7 +863,7 @@ variants:
         let s = spec(
             "version: 1\nname: w\npython: {base: python:3.12-slim}\nrequirements: {core: [r.txt]}\n",
         );
-        let jobs = plan(&s, &ContextInfo::default(), &Options::default()).unwrap();
+        let jobs = plan(&s, &read(&["r.txt"]), &Options::default()).unwrap();
         assert!(!args(&jobs[0]).contains(&"--python-version"));
         assert!(
             jobs[0]
@@ -744,7 +879,7 @@ variants:
         );
         let ctx = ContextInfo {
             python_pin: Some(("3.11".into(), ".python-version".into())),
-            ..Default::default()
+            ..read(&["r.txt"])
         };
         let jobs = plan(&s, &ctx, &Options::default()).unwrap();
         assert!(
@@ -791,10 +926,7 @@ variants: {all: {requirements: [deps, poetry, pinned]}}
                 "ml",
                 "--group",
                 "gpu",
-                "--project",
-                "svc",
-                "--output-file",
-                "pylock.deps.toml",
+                "--project=svc",
             ]
         );
         assert!(jobs[0].notes[0].contains("uv lock --upgrade"));
@@ -919,7 +1051,7 @@ requirements: {ml: [ml.txt], core: [core.txt]}
 variants: {cuda: {requirements: [core, ml]}}
 "#,
         );
-        let jobs = plan(&s, &ContextInfo::default(), &Options::default()).unwrap();
+        let jobs = plan(&s, &read(&["ml.txt", "core.txt"]), &Options::default()).unwrap();
         let ordered: Vec<&str> = order(&jobs).iter().map(|j| j.group.as_str()).collect();
         assert_eq!(ordered, ["core", "ml"]);
     }

@@ -336,7 +336,7 @@ fn read_context(spec: &kiln::spec::Spec, dir: &str) -> Result<ContextInfo, Vec<D
         std::fs::File::open(&full)
             .and_then(|file| {
                 std::io::Read::read_to_end(
-                    &mut std::io::Read::take(file, kiln::context::MAX_FILE_BYTES as u64),
+                    &mut std::io::Read::take(file, kiln::context::MAX_FILE_BYTES as u64 + 1),
                     &mut bytes,
                 )
             })
@@ -383,7 +383,7 @@ fn llb(
     format: LlbFormat,
 ) -> Result<ExitCode, ExitCode> {
     let variant = spec.target(target).map_err(|d| refuse(spec, d))?;
-    let built = compile(spec, variant, context, opts);
+    let built = compile(spec, variant, context, opts).map_err(|d| refuse(spec, d))?;
     let mut out = std::io::stdout().lock();
     let res = match format {
         LlbFormat::Pb => out.write_all(&built.def.encode_to_vec()),

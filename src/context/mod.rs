@@ -25,13 +25,13 @@ pub struct ContextInfo {
     /// A requirement or constraints file the spec names -> every context file installing
     /// it reads: itself, then its `-r`/`-c` includes, depth-first, each once.
     pub requirement_files: BTreeMap<String, Vec<String>>,
+    /// A requirement or constraints file the spec names -> what kiln read in it and its
+    /// includes, which the install step gets instead of the files.
+    pub requirements: BTreeMap<String, Flat>,
     /// A `uv.lock` -> the `pyproject.toml` of each member of its workspace (what
     /// `uv sync --locked` compares with the lock, besides the root's); a member written
     /// as a glob stays a glob (an include pattern).
     pub workspace_files: BTreeMap<String, Vec<String>>,
-    /// Requirement files with a `--hash=` option: pip then requires hashes for every
-    /// requirement of the install, and kiln asks uv to do the same.
-    pub hashed_files: BTreeSet<String>,
     /// The project's pinned Python (`major.minor` from its `.python-version`) and that
     /// file, used where the spec sets no `python.version`.
     pub python_pin: Option<(String, String)>,
@@ -40,6 +40,20 @@ pub struct ContextInfo {
     /// What the build should tell the user but that does not stop it (a lock whose files
     /// cannot be fetched by the engine, so its group installs from the index).
     pub warnings: Vec<Diagnostic>,
+}
+
+/// A requirement file with its includes, as kiln read them: the lines an installer gets.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Flat {
+    /// Requirement lines (with their `--hash` options), in file order, each once.
+    pub requirements: Vec<String>,
+    /// The lines of the files it includes with `-c`: constraints.
+    pub constraints: Vec<String>,
+    /// Install-wide options (`--index-url URL`), each once.
+    pub options: Vec<String>,
+    /// A requirement has a `--hash`: pip then requires hashes for every requirement of
+    /// the install, and kiln asks uv to do the same.
+    pub hashed: bool,
 }
 
 /// The interpreter a variant's packages are for, as the spec or the project asks for it.
@@ -68,20 +82,16 @@ impl ContextInfo {
             (None, None) => None,
         }
     }
-
-    /// The files installing `file` reads; just `file` when the context was not read.
-    pub fn requirement_closure(&self, file: &str) -> Vec<String> {
-        self.requirement_files
-            .get(file)
-            .cloned()
-            .unwrap_or_else(|| vec![file.to_string()])
-    }
 }
 
 /// At most this many files are read from the context for one spec, each at most
-/// `MAX_FILE_BYTES` (a spec can include a lot, but not unboundedly much).
+/// `MAX_FILE_BYTES` (a spec can include a lot, but not unboundedly much): a larger file is
+/// an error, never cut (what an installer would read past the cut was never checked).
 pub const MAX_FILES: usize = 1000;
 pub const MAX_FILE_BYTES: usize = 1 << 20;
+/// How many include lines the walks over a spec's requirement files may follow in all:
+/// each root is walked on its own, so files included from many roots count once per root.
+const MAX_INCLUDE_STEPS: usize = 1_000_000;
 
 /// Why a file is read.
 #[derive(Clone, Debug)]
@@ -101,9 +111,9 @@ enum Why {
     Pylock { loc: Loc },
 }
 
-/// One include: its line, the path as written, and the context path it names (or why
-/// it names none).
-type Resolved = (u32, String, Result<String, &'static str>);
+/// One include: its line, the path as written, `-c` or `-r`, and the context path it
+/// names (or why it names none).
+type Resolved = (u32, String, bool, Result<String, &'static str>);
 
 /// Reads what a spec needs from the context, file by file.
 pub struct Gather {
@@ -111,11 +121,11 @@ pub struct Gather {
     roots: Vec<(String, Loc, &'static str)>,
     queue: Vec<(String, Why)>,
     asked: BTreeSet<String>,
-    /// The includes of each requirement file read.
-    includes: BTreeMap<String, Vec<Resolved>>,
+    /// Each requirement file read: its lines, and its includes resolved.
+    parsed: BTreeMap<String, (requirements::Parsed, Vec<Resolved>)>,
     missing: BTreeSet<String>,
-    /// Lines of requirement files that install a local directory.
-    local_lines: Vec<(String, requirements::Include)>,
+    /// Files over `MAX_FILE_BYTES`, with their size.
+    too_large: BTreeMap<String, usize>,
     /// Each file given so far: its text, or `None` when the context has no such file.
     given: BTreeMap<String, Option<String>>,
     /// The `pyproject.toml` whose Python counts (the app's project, else the first lock's).
@@ -136,9 +146,9 @@ impl Gather {
             roots: vec![],
             queue: vec![],
             asked: BTreeSet::new(),
-            includes: BTreeMap::new(),
+            parsed: BTreeMap::new(),
             missing: BTreeSet::new(),
-            local_lines: vec![],
+            too_large: BTreeMap::new(),
             given: BTreeMap::new(),
             main_project: None,
             versions: vec![],
@@ -236,7 +246,12 @@ impl Gather {
     }
 
     /// The content of a file `wanted` named; `None` when the context has no such file.
+    /// Content past `MAX_FILE_BYTES` is not looked at: the file is refused where it is
+    /// needed.
     pub fn give(&mut self, path: &str, content: Option<&[u8]>) {
+        if let Some(c) = content.filter(|c| c.len() > MAX_FILE_BYTES) {
+            self.too_large.insert(path.to_string(), c.len());
+        }
         let text = content
             .map(|c| String::from_utf8_lossy(&c[..c.len().min(MAX_FILE_BYTES)]).into_owned());
         self.given.insert(path.to_string(), text.clone());
@@ -261,7 +276,7 @@ impl Gather {
             (Why::Requirements, None) => {
                 self.missing.insert(path.to_string());
             }
-            (Why::Requirements, Some(text)) if !self.includes.contains_key(path) => {
+            (Why::Requirements, Some(text)) if !self.parsed.contains_key(path) => {
                 self.requirements(path, text)
             }
             (Why::Project { loc, .. } | Why::Present { loc, .. } | Why::Pylock { loc }, None) => {
@@ -310,17 +325,14 @@ impl Gather {
         if self.info.pylocks.contains_key(path) {
             return;
         }
-        let read = if text.len() >= MAX_FILE_BYTES {
-            Ok(pylock::Pylock::InStep(format!(
-                "it is larger than kiln reads of a context file ({} MiB)",
-                MAX_FILE_BYTES >> 20
-            )))
-        } else {
-            pylock::parse(text).map(|lock| match lock {
-                pylock::Pylock::Addressable(p) if self.netrc => pylock::public_only(p),
-                other => other,
-            })
-        };
+        if let Some(size) = self.too_large.get(path) {
+            self.diags.push(too_large(path, *size, loc));
+            return;
+        }
+        let read = pylock::parse(text).map(|lock| match lock {
+            pylock::Pylock::Addressable(p) if self.netrc => pylock::public_only(p),
+            other => other,
+        });
         match read {
             Ok(lock) => {
                 if let pylock::Pylock::InStep(why) = &lock {
@@ -342,25 +354,25 @@ impl Gather {
     }
 
     fn requirements(&mut self, path: &str, text: &str) {
-        if text.contains("--hash=") || text.contains("--hash ") {
-            self.info.hashed_files.insert(path.to_string());
-        }
-        for local in requirements::local_installs(text) {
-            self.local_lines.push((path.to_string(), local));
-        }
+        let parsed = requirements::parse(text);
         // Marked as read before its includes are followed: a file that includes itself
         // (or an already read file that leads back to it) is not read again, which would
         // recurse without end.
-        self.includes.insert(path.to_string(), vec![]);
-        let mut found = vec![];
-        for inc in requirements::includes(text) {
-            let resolved = requirements::resolve(path, &inc.path);
+        self.parsed
+            .insert(path.to_string(), (requirements::Parsed::default(), vec![]));
+        let mut found: Vec<Resolved> = vec![];
+        for (line, written, constraint) in parsed.includes() {
+            // The same include written many times is followed once.
+            if found.iter().any(|f| f.1 == written && f.2 == constraint) {
+                continue;
+            }
+            let resolved = requirements::resolve(path, written);
             if let Ok(r) = &resolved {
                 self.want(r, Why::Requirements);
             }
-            found.push((inc.line, inc.path, resolved));
+            found.push((line, written.to_string(), constraint, resolved));
         }
-        self.includes.insert(path.to_string(), found);
+        self.parsed.insert(path.to_string(), (parsed, found));
     }
 
     fn members(&mut self, lock: &str, pyproject: &str, text: &str, loc: Loc) {
@@ -416,9 +428,14 @@ impl Gather {
         }
         self.check_python();
         let roots = std::mem::take(&mut self.roots);
+        let mut budget = 0;
         for (root, loc, what) in &roots {
-            let reached = self.closure(root, *loc, what);
+            if self.info.requirement_files.contains_key(root) {
+                continue;
+            }
+            let (reached, flat) = self.closure(root, *loc, what, &mut budget);
             self.info.requirement_files.insert(root.clone(), reached);
+            self.info.requirements.insert(root.clone(), flat);
         }
         if self.diags.is_empty() {
             Ok(self.info)
@@ -461,25 +478,37 @@ impl Gather {
         }
     }
 
-    /// `root` and every file it includes, depth-first; problems reported at `loc`.
-    fn closure(&mut self, root: &str, loc: Loc, what: &str) -> Vec<String> {
+    /// `root` and every file it includes, depth-first, with what kiln read in them; the
+    /// problems of every file reached reported at `loc`. `budget` counts the includes
+    /// followed so far, over every root.
+    fn closure(
+        &mut self,
+        root: &str,
+        loc: Loc,
+        what: &str,
+        budget: &mut usize,
+    ) -> (Vec<String>, Flat) {
         let mut out: Vec<String> = vec![];
-        let mut stack = vec![(root.to_string(), None::<(String, u32)>)];
-        while let Some((file, by)) = stack.pop() {
+        let mut flat = Flat::default();
+        // (file, included at (file, line), read as constraints)
+        let mut stack = vec![(root.to_string(), None::<(String, u32)>, false)];
+        while let Some((file, by, constraint)) = stack.pop() {
             if out.contains(&file) {
                 continue;
+            }
+            *budget += 1;
+            if *budget > MAX_INCLUDE_STEPS {
+                self.diags.push(Diagnostic::error(
+                    loc,
+                    format!("the requirement files reached from `{root}` include each other more than {MAX_INCLUDE_STEPS} times"),
+                    "include each file once, from fewer places",
+                ));
+                break;
             }
             let from = by
                 .as_ref()
                 .map(|(f, l)| format!(" (included at {f}:{l})"))
                 .unwrap_or_default();
-            for (_, l) in self.local_lines.iter().filter(|(f, _)| *f == file) {
-                self.diags.push(Diagnostic::error(
-                    loc,
-                    format!("{file}:{} installs the local directory `{}`", l.line, l.path),
-                    "an install step sees only the requirement files; install the app with `app: {project: .}` and drop the line",
-                ));
-            }
             if self.missing.contains(&file) {
                 self.diags.push(Diagnostic::error(
                     loc,
@@ -496,10 +525,27 @@ impl Gather {
                 continue;
             }
             out.push(file.clone());
-            let includes = self.includes.get(&file).cloned().unwrap_or_default();
-            for (line, written, resolved) in includes.into_iter().rev() {
+            if let Some(size) = self.too_large.get(&file) {
+                self.diags.push(too_large(&file, *size, loc));
+                continue;
+            }
+            let Some((parsed, includes)) = self.parsed.get(&file) else {
+                continue;
+            };
+            for p in &parsed.problems {
+                self.diags.push(Diagnostic::error(
+                    loc,
+                    format!("{file}:{}: {}", p.line, p.message),
+                    p.help,
+                ));
+            }
+            flat.add(parsed, constraint);
+            let mut next = vec![];
+            for (line, written, c, resolved) in includes {
                 match resolved {
-                    Ok(path) => stack.push((path, Some((file.clone(), line)))),
+                    Ok(path) => {
+                        next.push((path.clone(), Some((file.clone(), *line)), constraint || *c))
+                    }
                     Err(why) => self.diags.push(Diagnostic::error(
                         loc,
                         format!("{file}:{line} includes `{written}`: {why}"),
@@ -507,9 +553,56 @@ impl Gather {
                     )),
                 }
             }
+            stack.extend(next.into_iter().rev());
         }
-        out
+        (out, flat)
     }
+}
+
+impl Flat {
+    /// A file's lines, after the lines read so far (as constraints when it was reached
+    /// through `-c`).
+    fn add(&mut self, parsed: &requirements::Parsed, constraint: bool) {
+        for (_, line) in &parsed.lines {
+            match line {
+                requirements::Line::Requirement {
+                    requirement,
+                    hashes,
+                } => {
+                    self.hashed |= !hashes.is_empty();
+                    let mut text = requirement.clone();
+                    for h in hashes {
+                        text.push_str(&format!(" --hash={h}"));
+                    }
+                    let list = match constraint {
+                        true => &mut self.constraints,
+                        false => &mut self.requirements,
+                    };
+                    if !list.contains(&text) {
+                        list.push(text);
+                    }
+                }
+                requirements::Line::Option(o) => {
+                    if !self.options.contains(o) {
+                        self.options.push(o.clone());
+                    }
+                }
+                requirements::Line::Include { .. } => {}
+            }
+        }
+    }
+}
+
+/// The error for a context file over `MAX_FILE_BYTES`.
+fn too_large(path: &str, size: usize, loc: Loc) -> Diagnostic {
+    Diagnostic::error(
+        loc,
+        format!(
+            "`{path}` is {size} bytes, more than kiln reads of a context file ({} MiB)",
+            MAX_FILE_BYTES >> 20
+        ),
+        "split it, or leave out what the build does not need",
+    )
 }
 
 /// `name` inside the context directory `dir` (`""` is the context root).

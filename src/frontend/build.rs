@@ -246,7 +246,8 @@ async fn build_image(
         def,
         config,
         verify,
-    } = compile(spec, variant, &inputs.context, &lower_opts);
+    } = compile(spec, variant, &inputs.context, &lower_opts)
+        .map_err(|d| Failure::at(&spec.files, &[d.loc], d.one_line(&spec.files)))?;
     eprintln!(
         "kiln: definition for {} made in {} us",
         variant.name.v,

@@ -456,6 +456,11 @@ enum Action {
         parents: bool,
         owner: Option<Owner>,
     },
+    Mkfile {
+        path: String,
+        mode: i32,
+        data: Vec<u8>,
+    },
 }
 
 impl Action {
@@ -489,6 +494,15 @@ impl Action {
                 owner: chown(owner),
                 timestamp: NONE,
             }),
+            Action::Mkfile { path, mode, data } => {
+                pb::file_action::Action::Mkfile(pb::FileActionMkFile {
+                    path: path.clone(),
+                    mode: *mode,
+                    data: data.clone(),
+                    owner: None,
+                    timestamp: NONE,
+                })
+            }
         }
     }
 }
@@ -529,6 +543,17 @@ impl FileOps {
             mode,
             parents,
             owner,
+        });
+        self
+    }
+
+    /// A file with `data` at `path` (its directory must exist), owned by root. The data
+    /// is in the definition: for small files kiln writes itself.
+    pub fn mkfile(mut self, path: &str, mode: i32, data: &[u8]) -> Self {
+        self.actions.push(Action::Mkfile {
+            path: path.into(),
+            mode,
+            data: data.to_vec(),
         });
         self
     }
@@ -581,7 +606,7 @@ impl FileOps {
                 let output = if i == last { 0 } else { NONE };
                 let (secondary_input, action) = match a {
                     Action::Copy { .. } => (copies.next().unwrap_or(NONE), a.encode()),
-                    Action::Mkdir { .. } => (NONE, a.encode()),
+                    Action::Mkdir { .. } | Action::Mkfile { .. } => (NONE, a.encode()),
                 };
                 pb::FileAction {
                     input,

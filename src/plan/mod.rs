@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 pub use stage::*;
 
 use crate::context::ContextInfo;
-use crate::diag::{Loc, SourceFile};
+use crate::diag::{Diagnostic, Loc, SourceFile};
 use crate::llb::{self, pb};
 use crate::spec::{self, LockTool, S, Spec, Variant};
 use lower::{LowerOpts, lower};
@@ -169,6 +169,29 @@ impl Plan {
     pub fn stage(&self, id: StageId) -> &Stage {
         &self.stages[id]
     }
+
+    /// Errors: the first install whose context files were not read (the plan was made
+    /// without the context), at its group's line.
+    pub fn unread(&self) -> Result<(), Diagnostic> {
+        for s in &self.stages {
+            if let StageKind::Install(InstallStep {
+                install: Install::InStep { recipe, .. },
+                group,
+                ..
+            }) = &s.kind
+                && let Some(file) = recipe.unread.first()
+            {
+                return Err(Diagnostic::error(
+                    s.loc,
+                    format!(
+                        "group `{group}`'s requirement file `{file}` was not read: kiln reads requirement files from the build context, and the installer reads only what kiln wrote"
+                    ),
+                    "pass the build context: `--context DIR`",
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// What a plan depends on besides the spec and the context: the engine it is for.
@@ -212,14 +235,16 @@ pub struct VerifyRun {
 }
 
 /// Plan, lower and marshal one variant: the pipeline from a checked spec (and what was
-/// read from the context) to what BuildKit solves.
+/// read from the context) to what BuildKit solves. Errors: a group whose requirement
+/// files were not read from the context (kiln never lets an installer read one itself).
 pub fn compile(
     spec: &Spec,
     variant: &Variant,
     context: &ContextInfo,
     opts: &LowerOpts,
-) -> Compiled {
+) -> Result<Compiled, Diagnostic> {
     let plan = Plan::new(spec, &[variant], context, &PlanOpts::of(opts));
+    plan.unread()?;
     let mut lowered = lower(&plan, opts);
     let target = &variant.name.v;
     let image = lowered
@@ -227,7 +252,7 @@ pub fn compile(
         .remove(target)
         .expect("the target is lowered");
     let verify = lowered.verify.remove(target);
-    Compiled {
+    Ok(Compiled {
         def: llb::marshal(&image, &spec.files),
         config: lowered
             .configs
@@ -238,7 +263,7 @@ pub fn compile(
             def: llb::marshal(&state, &spec.files),
             results: lower::VERIFY_RESULTS,
         }),
-    }
+    })
 }
 
 /// Identity of a stage: what it does, what it starts from, what else it reads.

@@ -118,18 +118,55 @@ pub fn plan(spec: &Spec, targets: &[&str]) -> Plan {
             .collect()
     };
     let opts = kiln::plan::PlanOpts::of(&kiln::plan::lower::LowerOpts::offline(amd64()));
-    Plan::new(spec, &variants, &Default::default(), &opts)
+    Plan::new(spec, &variants, &stub_context(spec), &opts)
 }
 
-/// One target as `kiln llb` and the frontend build it, offline for linux/amd64: the
-/// image definition, its config and the verify definitions.
+/// A context for `spec` where every requirement and constraints file it names was read
+/// and holds one pin named after the file (`stub-requirements-core-txt==1.0` for
+/// `requirements/core.txt`): for tests of the graph's shape, which need no files on disk.
+pub fn stub_context(spec: &Spec) -> kiln::context::ContextInfo {
+    let mut ctx = kiln::context::ContextInfo::default();
+    let mut files: Vec<String> = vec![];
+    for g in &spec.groups {
+        if let kiln::spec::GroupSource::Requirements { files: f, .. } = &g.source {
+            files.extend(f.iter().map(|f| f.v.clone()));
+        }
+    }
+    for v in &spec.variants {
+        let pip = &v.pip;
+        files.extend(
+            pip.constraints
+                .iter()
+                .chain(&pip.build_constraints)
+                .map(|c| c.v.clone()),
+        );
+    }
+    for f in files {
+        let flat = kiln::context::Flat {
+            requirements: vec![stub_pin(&f)],
+            ..Default::default()
+        };
+        ctx.requirement_files.insert(f.clone(), vec![f.clone()]);
+        ctx.requirements.insert(f, flat);
+    }
+    ctx
+}
+
+/// The pin `stub_context` gives `file`.
+pub fn stub_pin(file: &str) -> String {
+    format!("stub-{}==1.0", file.replace(['/', '.', '_'], "-"))
+}
+
+/// One target as `kiln llb` and the frontend build it, offline for linux/amd64 (on
+/// `stub_context`): the image definition, its config and the verify definitions.
 pub fn build(spec: &Spec, target: &str, merge: bool) -> Built {
     let mut opts = kiln::plan::lower::LowerOpts::offline(amd64());
     if merge {
         opts.caps = kiln::llb::caps::Caps::latest();
     }
     match spec.target(Some(target)) {
-        Ok(variant) => kiln::plan::compile(spec, variant, &Default::default(), &opts),
+        Ok(variant) => kiln::plan::compile(spec, variant, &stub_context(spec), &opts)
+            .unwrap_or_else(|d| panic!("{target}: {}", d.render(&spec.files))),
         Err(d) => panic!("{target}: {}", d.render(&spec.files)),
     }
 }
@@ -197,6 +234,29 @@ pub fn graph(def: &pb::Definition) -> Graph {
     assert!(terminal.op.is_none(), "the last op is the terminal");
     let root = terminal.inputs[0].digest.clone();
     Graph { ops, root }
+}
+
+/// The files kiln wrote for an exec op's `/kiln/req` mount, as (path, text), when that
+/// mount is a FileOp of files kiln made (an install's requirements); `None` otherwise.
+pub fn written_at_req(g: &Graph, op: &pb::Op) -> Option<Vec<(String, String)>> {
+    let Some(pb::op::Op::Exec(e)) = &op.op else {
+        return None;
+    };
+    let m = e.mounts.iter().find(|m| m.dest == "/kiln/req")?;
+    let src = &g.ops[&op.inputs[m.input as usize].digest];
+    let Some(pb::op::Op::File(f)) = &src.op else {
+        return None;
+    };
+    f.actions
+        .iter()
+        .map(|a| match &a.action {
+            Some(pb::file_action::Action::Mkfile(mk)) => Some((
+                mk.path.clone(),
+                String::from_utf8_lossy(&mk.data).into_owned(),
+            )),
+            _ => None,
+        })
+        .collect()
 }
 
 /// An exec op's command line, joined by spaces; `None` for other ops.

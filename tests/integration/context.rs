@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::common::{exec_script, graph, kiln, temp_tree};
+use crate::common::{exec_script, graph, kiln, temp_tree, written_at_req};
 
 /// A fresh context directory holding `files` (path, text), and a spec in it.
 fn context(name: &str, spec: &str, files: &[(&str, &str)]) -> PathBuf {
@@ -100,14 +100,16 @@ fn includes_that_leave_the_context_are_refused() {
     );
 }
 
+/// Issue 21: the install reads no context file: kiln writes what it read (includes
+/// followed, `-c` lines as constraints, `pip.constraints` too) into the step.
 #[test]
-fn every_file_an_install_reads_is_mounted_and_nothing_else() {
+fn the_install_reads_what_kiln_read_and_no_context_file() {
     let spec = "version: 1\nname: w\npython: {base: python:3}\nrequirements:\n  core: [req/core.txt]\npip: {constraints: pins.txt}\n";
     let dir = context(
         "mount",
         spec,
         &[
-            ("req/core.txt", "-r base.txt\narq\n"),
+            ("req/core.txt", "-r base.txt\narq  # the worker\n"),
             ("req/base.txt", "-c ../pins.txt\nhttpx\n"),
             ("pins.txt", "httpx<1\n"),
             ("other.txt", "x\n"),
@@ -115,26 +117,31 @@ fn every_file_an_install_reads_is_mounted_and_nothing_else() {
     );
     let def = llb_with_context(&dir);
     let g = graph(&def);
-    let includes: Vec<String> = g
+    let context_sources = g
         .ops
         .values()
-        .filter_map(|op| match &op.op {
-            Some(kiln::llb::pb::op::Op::Source(s)) if s.identifier == "local://context" => {
-                s.attrs.get("local.includepattern").cloned()
-            }
-            _ => None,
+        .filter(|op| match &op.op {
+            Some(kiln::llb::pb::op::Op::Source(s)) => s.identifier == "local://context",
+            _ => false,
         })
-        .collect();
-    assert_eq!(includes, [r#"["req/core.txt","req/base.txt","pins.txt"]"#]);
+        .count();
+    assert_eq!(context_sources, 0, "no context file reaches the build");
     let install = g
         .ops
         .values()
-        .filter_map(exec_script)
-        .find(|s| s.contains("pip install"))
+        .find(|o| written_at_req(&g, o).is_some())
         .unwrap();
+    assert_eq!(
+        written_at_req(&g, install).unwrap(),
+        [
+            ("/requirements.txt".to_string(), "arq\nhttpx\n".to_string()),
+            ("/constraints.txt".to_string(), "httpx<1\n".to_string()),
+        ]
+    );
+    let script = exec_script(install).unwrap();
     assert!(
-        install.contains("-c /kiln/req/pins.txt -r /kiln/req/req/core.txt"),
-        "{install}"
+        script.contains("-c /kiln/req/constraints.txt -r /kiln/req/requirements.txt"),
+        "{script}"
     );
 }
 
@@ -152,24 +159,27 @@ fn a_hashed_file_makes_uv_require_hashes_as_pip_does() {
                 "pinned.txt",
                 "arq==0.26.3 \\\n    --hash=sha256:0000000000000000000000000000000000000000000000000000000000000000\n",
             ),
-            ("loose.txt", "-r pinned.txt\n"),
+            ("loose.txt", "-r pinned.txt\nsix\n"),
         ],
     );
     let def = llb_with_context(&dir);
-    let scripts: Vec<String> = graph(&def)
+    let g = graph(&def);
+    let installs: Vec<(String, String)> = g
         .ops
         .values()
-        .filter_map(exec_script)
-        .filter(|s| s.contains("uv pip install"))
+        .filter_map(|o| {
+            let written = written_at_req(&g, o)?;
+            Some((written[0].1.clone(), exec_script(o)?))
+        })
         .collect();
-    let core = scripts
-        .iter()
-        .find(|s| s.contains("/kiln/req/core.txt"))
-        .unwrap();
-    let loose = scripts
-        .iter()
-        .find(|s| s.contains("/kiln/req/loose.txt"))
-        .unwrap();
+    let script = |first: &str| {
+        installs
+            .iter()
+            .find(|(text, _)| text.starts_with(first))
+            .map(|(_, s)| s.clone())
+            .unwrap_or_else(|| panic!("{first}: {installs:?}"))
+    };
+    let (core, loose) = (script("arq==0.26.3 --hash"), script("six"));
     assert!(core.contains("--require-hashes"), "{core}");
     assert!(!loose.contains("--require-hashes"), "{loose}");
 }
@@ -182,7 +192,7 @@ fn a_local_project_line_points_at_app_project() {
     let (ok, err) = check(&dir);
     assert!(!ok);
     assert!(
-        err.contains("req/core.txt:2 installs the local directory `.`"),
+        err.contains("req/core.txt:2: `-e .` installs an editable project"),
         "{err}"
     );
     assert!(err.contains("app: {project: .}"), "{err}");

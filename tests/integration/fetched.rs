@@ -275,7 +275,9 @@ fn a_build_with_vertices_of_its_own_fetches_with_its_own_digests() {
     let sources = |own: Option<&str>| -> Vec<pb::SourceOp> {
         let mut opts = kiln::plan::lower::LowerOpts::offline(crate::common::amd64());
         opts.own_vertices = own.map(str::to_string);
-        let def = kiln::plan::compile(&spec, variant, &context, &opts).def;
+        let def = kiln::plan::compile(&spec, variant, &context, &opts)
+            .expect("compiles")
+            .def;
         crate::common::ops(&def)
             .into_iter()
             .filter_map(|o| match o.op {

@@ -9,11 +9,24 @@ use sha2::{Digest, Sha256};
 use crate::common::{ROOT, kiln_ok};
 
 const CASES: &[(&str, &str, &[&str])] = &[
-    ("specs/worker.yaml", "minimal", &[]),
-    ("specs/worker.yaml", "cuda", &[]),
-    ("specs/worker.yaml", "cuda", &["--merge"]),
+    // Requirement files are read from the context: what kiln read reaches the step.
+    (
+        "specs/worker.yaml",
+        "minimal",
+        &["--context", "examples/worker"],
+    ),
+    (
+        "specs/worker.yaml",
+        "cuda",
+        &["--context", "examples/worker"],
+    ),
+    (
+        "specs/worker.yaml",
+        "cuda",
+        &["--context", "examples/worker", "--merge"],
+    ),
     ("specs/api.yaml", "default", &[]),
-    ("specs/batch.yaml", "pdf", &[]),
+    ("specs/batch.yaml", "pdf", &["--context", "examples/batch"]),
     // One per lock kind, reading their example contexts (includes, .dockerignore).
     (
         "specs/uv-project.yaml",

@@ -7,7 +7,7 @@ use prost::Message;
 use crate::common::{
     AptRole, AptStep, CheckKind, Graph, ROOT, Role, StageKind, TEST_CA_PEM, build, definition,
     exec_script, graph, image_config, images_in_one_definition, kiln_command, load, ops, pb,
-    pem_fragments, plan, spec, temp_tree,
+    pem_fragments, plan, spec, stub_pin, temp_tree, written_at_req,
 };
 
 /// The ops whose filesystem becomes the image: follow root mounts and file-op bases
@@ -81,33 +81,45 @@ fn no_build_package_in_any_runtime_branch() {
     }
 }
 
+/// Issue 21: an install reads no context file, only what kiln wrote from what it read.
 #[test]
-fn requirement_sources_never_include_app_files() {
+fn installs_read_only_the_files_kiln_wrote() {
     let s = spec("specs/worker.yaml");
     let g = graph(&definition(&s, "cuda", false));
-    let mut install_sources = 0;
+    let mut installs = vec![];
     for op in g.ops.values() {
         let Some(pb::op::Op::Exec(e)) = &op.op else {
             continue;
         };
         for m in e.mounts.iter().filter(|m| m.dest == "/kiln/req") {
-            let src = &g.ops[&op.inputs[m.input as usize].digest];
-            let Some(pb::op::Op::Source(so)) = &src.op else {
-                panic!("requirements mount is not a source")
-            };
-            let include: Vec<String> =
-                serde_json::from_str(&so.attrs["local.includepattern"]).unwrap();
-            assert!(
-                include.iter().all(|p| p.starts_with("requirements/")),
-                "{include:?}"
-            );
+            let written = written_at_req(&g, op).expect("a FileOp of kiln's files at /kiln/req");
             assert!(m.readonly);
-            install_sources += 1;
+            installs.push(written);
+        }
+        for m in &e.mounts {
+            let src = &g.ops[&op.inputs[m.input.max(0) as usize].digest];
+            if let Some(pb::op::Op::Source(so)) = &src.op {
+                assert!(
+                    !so.identifier.starts_with("local://") || m.dest != "/kiln/req",
+                    "a context source mounted into an install: {so:?}"
+                );
+            }
         }
     }
+    installs.sort();
     assert_eq!(
-        install_sources, 2,
-        "one requirements source per group (core, ml)"
+        installs,
+        [
+            vec![(
+                "/requirements.txt".to_string(),
+                format!("{}\n", stub_pin("requirements/core.txt"))
+            )],
+            vec![(
+                "/requirements.txt".to_string(),
+                format!("{}\n", stub_pin("requirements/ml.txt"))
+            )],
+        ],
+        "one set of written files per group (core, ml)"
     );
 }
 
@@ -141,31 +153,31 @@ fn shared_group_is_installed_once_for_both_variants() {
 
     // And in LLB: one graph holding both images has one core install op.
     let g = graph(&images_in_one_definition(&s, &["minimal", "cuda"]));
-    let core = g
-        .ops
-        .values()
-        .filter_map(exec_script)
-        .filter(|s| s.contains("requirements/core.txt"))
-        .count();
-    let ml = g
-        .ops
-        .values()
-        .filter_map(exec_script)
-        .filter(|s| s.contains("requirements/ml.txt"))
-        .count();
-    assert_eq!((core, ml), (1, 1));
-    // The ml install builds on the core install's output.
-    let ml_op = g
-        .ops
-        .values()
-        .find(|o| exec_script(o).is_some_and(|s| s.contains("requirements/ml.txt")))
-        .unwrap();
-    let parent = &g.ops[&ml_op.inputs[0].digest];
-    assert!(
-        exec_script(parent)
-            .unwrap()
-            .contains("requirements/core.txt")
+    let installs = |file: &str| -> Vec<&pb::Op> {
+        g.ops
+            .values()
+            .filter(|o| {
+                written_at_req(&g, o)
+                    .is_some_and(|w| w.iter().any(|(_, t)| t.contains(&stub_pin(file))))
+            })
+            .collect()
+    };
+    let (core, ml) = (
+        installs("requirements/core.txt"),
+        installs("requirements/ml.txt"),
     );
+    assert_eq!((core.len(), ml.len()), (1, 1));
+    // The ml install builds on the core install's output.
+    assert_eq!(ml[0].inputs[0].digest, digest_of_op(&g, core[0]));
+}
+
+/// The digest under which `op` is in `g`.
+fn digest_of_op(g: &Graph, op: &pb::Op) -> String {
+    g.ops
+        .iter()
+        .find(|(_, o)| std::ptr::eq(*o, op))
+        .map(|(d, _)| d.clone())
+        .expect("op of the graph")
 }
 
 const CA_PATH: &str = "/run/secrets/kiln-ca.pem";
@@ -665,32 +677,36 @@ fn installer_options_reach_pip_and_uv() {
         );
         let loaded = load("t.yaml", &yaml).unwrap();
         let g = graph(&definition(&loaded.spec, "default", false));
-        let script = g
+        let install = g
             .ops
             .values()
-            .filter_map(exec_script)
-            .find(|s| s.contains("install") && s.contains("/kiln/req/req.txt"))
+            .find(|o| written_at_req(&g, o).is_some())
             .expect("the install step");
+        let script = exec_script(install).unwrap();
         let want: &[&str] = if installer == "uv" {
             &[
-                "--build-constraints /kiln/req/build.txt",
+                "--build-constraints /kiln/req/build-constraints.txt",
                 "--index-strategy unsafe-best-match",
                 "--no-build-isolation-package flash-attn",
             ]
         } else {
-            &["PIP_CONSTRAINT=/kiln/req/build.txt", "--no-build-isolation"]
+            &[
+                "PIP_CONSTRAINT=/kiln/req/build-constraints.txt",
+                "--no-build-isolation",
+            ]
         };
         for w in want {
             assert!(script.contains(w), "{installer}: {w} in {script}");
         }
-        let mounted = g.ops.values().any(|op| match &op.op {
-            Some(pb::op::Op::Source(s)) => s
-                .attrs
-                .get("local.includepattern")
-                .is_some_and(|p| p.contains("build.txt")),
-            _ => false,
-        });
-        assert!(mounted, "{installer}: build.txt mounted with the group");
+        // The build constraints as kiln read them, written beside the requirements.
+        let written = written_at_req(&g, install).unwrap();
+        assert!(
+            written.contains(&(
+                "/build-constraints.txt".to_string(),
+                format!("{}\n", stub_pin("build.txt"))
+            )),
+            "{installer}: {written:?}"
+        );
     }
     let err = load(
         "t.yaml",

@@ -162,7 +162,13 @@ fn cli_check_graph_schema() {
 #[test]
 fn cli_warns_about_undeclared_build_args() {
     for cmd in ["check", "llb", "graph"] {
-        let out = kiln(&[cmd, "specs/worker.yaml", "--build-arg", "NOT_DECLARED=1"]);
+        let context: &[&str] = match cmd {
+            "llb" => &["--context", "examples/worker"],
+            _ => &[],
+        };
+        let mut args = vec![cmd, "specs/worker.yaml", "--build-arg", "NOT_DECLARED=1"];
+        args.extend_from_slice(context);
+        let out = kiln(&args);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "{cmd}: {stderr}");
         assert!(
@@ -171,12 +177,14 @@ fn cli_warns_about_undeclared_build_args() {
             ),
             "{cmd}: {stderr}"
         );
-        let declared = kiln(&[
+        let mut args = vec![
             cmd,
             "specs/worker.yaml",
             "--build-arg",
             "PYTHON_VERSION=3.11",
-        ]);
+        ];
+        args.extend_from_slice(context);
+        let declared = kiln(&args);
         assert!(
             !String::from_utf8_lossy(&declared.stderr).contains("warning"),
             "{cmd}"

@@ -38,8 +38,14 @@ pub fn in_mount(path: &str) -> String {
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Recipe {
     /// The context files the step reads, mounted at `REQ_MOUNT` from a source that holds
-    /// only them: only these invalidate it. Empty: nothing is mounted.
+    /// only them: only these invalidate it. Empty: no context file is mounted.
     pub reads: Vec<String>,
+    /// Files kiln writes for the step instead, mounted at `REQ_MOUNT`: (name, content).
+    /// The installer reads these, never the context files they were read from.
+    pub writes: Vec<(String, String)>,
+    /// Context files kiln should have read for this recipe and was not given (the context
+    /// was not read): the step fails, saying so; `plan::compile` refuses before that.
+    pub unread: Vec<String>,
     /// A step before the install that turns those files into its input (written to
     /// `EXPORT_MOUNT`, which the install then reads instead of the files).
     pub export: Option<Export>,
@@ -77,20 +83,36 @@ pub struct Fetchable<'c> {
 /// What `kiln lock` does for one group (run by `lock::run`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum LockAction {
-    /// Run `uv ARGS` in the context directory; it writes `output` (context-relative).
+    /// Run `uv ARGS` in `dir`; the lock it makes is written to `output` (context-relative)
+    /// by kiln, never by uv.
     Uv {
         args: Vec<String>,
-        output: String,
-        /// Inline requirement lines, written to a file added as a source.
-        packages: Vec<String>,
-        /// Groups installed below this one: their locks' pins become constraints.
+        dir: LockDir,
+        /// Files written to the private directory before uv runs: (name, content).
+        inputs: Vec<(String, String)>,
+        /// Groups installed below this one: their locks' pins are written to
+        /// `BELOW_TXT`, which `args` name as constraints.
         below: Vec<String>,
+        output: String,
     },
     /// Already a PEP 751 lock: only read it back.
     Check { lock: String },
     /// Not lockable by kiln: why, and what to do.
     Skip { why: String, help: String },
 }
+
+/// Where uv runs for `kiln lock`, and where the lock it makes is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LockDir {
+    /// kiln lock's private directory (the inputs kiln wrote, and a copy of the existing
+    /// lock, whose pins uv keeps): uv writes the lock there, under the output's name.
+    Private,
+    /// The context directory (a uv project's): uv prints the lock.
+    Context,
+}
+
+/// The constraints file `kiln lock` writes from the locks of the groups below one.
+pub const BELOW_TXT: &str = "below.txt";
 
 /// What the `kiln lock` command line asks of every group.
 #[derive(Clone, Debug, Default)]
@@ -155,7 +177,7 @@ pub fn lock_action(
     match &group.source {
         spec::GroupSource::Requirements {
             files, packages, ..
-        } => requirements::lock(&group.name.v, files, packages, users, ctx, req),
+        } => requirements::lock(&group.name.v, (files, packages), users, ctx, req),
         spec::GroupSource::Lock(lock) => match lock.kind {
             LockKind::Uv => uv_lock::lock(&group.name.v, lock, users, req),
             LockKind::Poetry => poetry::lock(lock),

@@ -24,6 +24,8 @@ pub fn recipe(lock: &Lock, toolchain: &Toolchain) -> Recipe {
     };
     Recipe {
         reads: vec![join(project, "pyproject.toml"), lock.path.v.clone()],
+        writes: vec![],
+        unread: vec![],
         export: None,
         command: format!(
             "cd {}\nVIRTUAL_ENV={venv} PATH={venv}/bin:$PATH POETRY_VIRTUALENVS_CREATE=false POETRY_CACHE_DIR=/root/.cache/pypoetry {POETRY_HOME}/bin/poetry install --no-root --no-interaction --only {}",

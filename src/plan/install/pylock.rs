@@ -14,6 +14,8 @@ pub fn recipe(lock: &Lock, toolchain: &Toolchain) -> Recipe {
     let python = format!("{}/bin/python", toolchain.venv);
     Recipe {
         reads: vec![lock.path.v.clone()],
+        writes: vec![],
+        unread: vec![],
         export: None,
         command: format!(
             "uv pip install --python {} -r {}",

@@ -2,26 +2,40 @@
 //! the variant's constraints file (`-c`), as pip and `uv pip install` read them; `kiln lock`
 //! resolves it into a PEP 751 lock with `uv pip compile --universal`.
 
-use super::{Cache, ContextInfo, LockAction, LockRequest, Recipe, flags, in_mount, lock_name};
+use super::{
+    BELOW_TXT, Cache, ContextInfo, LockAction, LockDir, LockRequest, Recipe, flags, in_mount,
+    lock_name,
+};
+use crate::context::Flat;
 use crate::plan::shell::{join, quote};
 use crate::plan::{PipOptions, Toolchain};
 use crate::spec::{Installer, S, Variant};
 
-/// One group's requirement inputs for one variant, with every context file they reach.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// The files kiln writes for a requirements group's step, at `REQ_MOUNT`.
+pub const REQUIREMENTS_TXT: &str = "requirements.txt";
+pub const CONSTRAINTS_TXT: &str = "constraints.txt";
+pub const BUILD_CONSTRAINTS_TXT: &str = "build-constraints.txt";
+
+/// One group's requirements for one variant, as kiln read them from its files (their
+/// includes followed) and its `packages`, with the variant's constraints.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Requirements {
-    pub files: Vec<String>,
-    pub packages: Vec<String>,
-    /// `pip.constraints`.
-    pub constraints: Option<String>,
-    /// Every context file installing these reads, includes too: what the step mounts.
-    pub reached: Vec<String>,
+    /// Install-wide options from the files (`--index-url URL`).
+    pub options: Vec<String>,
+    /// Requirement lines: the files', then the group's `packages`.
+    pub requirements: Vec<String>,
+    /// Constraint lines: what the files include with `-c`, then `pip.constraints`.
+    pub constraints: Vec<String>,
+    /// `pip.build_constraints`' lines, for sdist build environments.
+    pub build_constraints: Option<Vec<String>>,
     pub require_hashes: bool,
+    /// Files the context was not read for.
+    pub unread: Vec<String>,
 }
 
 impl Requirements {
     /// The group's files and lines for `v`: the constraints and build constraints are the
-    /// variant's, includes come from the context (each file alone when it was not read).
+    /// variant's; what the files say comes from the context as kiln read it.
     pub fn new(
         files: &[S<String>],
         packages: &[S<String>],
@@ -29,47 +43,100 @@ impl Requirements {
         v: &Variant,
         ctx: &ContextInfo,
     ) -> Requirements {
-        let constraints = v.pip.constraints.as_ref().map(|c| c.v.clone());
-        let build = v.pip.build_constraints.as_ref().map(|c| &c.v);
-        let mut reached: Vec<String> = vec![];
-        for f in files.iter().map(|f| &f.v).chain(&constraints).chain(build) {
-            for r in ctx.requirement_closure(f) {
-                if !reached.contains(&r) {
-                    reached.push(r);
+        let mut out = Requirements::default();
+        let mut hashed = false;
+        let mut read = |file: &str, out: &mut Requirements| -> Option<Flat> {
+            let flat = ctx.requirements.get(file).cloned();
+            match &flat {
+                Some(f) => hashed |= f.hashed,
+                None => out.unread.push(file.to_string()),
+            }
+            flat
+        };
+        let extend = |list: &mut Vec<String>, lines: &[String]| {
+            for l in lines {
+                if !list.contains(l) {
+                    list.push(l.clone());
                 }
             }
+        };
+        for f in files {
+            if let Some(flat) = read(&f.v, &mut out) {
+                extend(&mut out.options, &flat.options);
+                extend(&mut out.requirements, &flat.requirements);
+                extend(&mut out.constraints, &flat.constraints);
+            }
+        }
+        let packages: Vec<String> = packages.iter().map(|p| p.v.clone()).collect();
+        extend(&mut out.requirements, &packages);
+        // A constraints file's own requirement lines are constraints too.
+        if let Some(c) = &v.pip.constraints
+            && let Some(flat) = read(&c.v, &mut out)
+        {
+            extend(&mut out.options, &flat.options);
+            extend(&mut out.constraints, &flat.requirements);
+            extend(&mut out.constraints, &flat.constraints);
+        }
+        if let Some(c) = &v.pip.build_constraints {
+            let mut lines = vec![];
+            if let Some(flat) = read(&c.v, &mut out) {
+                extend(&mut lines, &flat.requirements);
+                extend(&mut lines, &flat.constraints);
+            }
+            out.build_constraints = Some(lines);
         }
         // As pip does by itself once a file has a hash, so that uv does too.
-        let hashed = reached.iter().any(|f| ctx.hashed_files.contains(f));
-        Requirements {
-            files: files.iter().map(|f| f.v.clone()).collect(),
-            packages: packages.iter().map(|p| p.v.clone()).collect(),
-            constraints,
-            reached,
-            require_hashes: require_hashes.unwrap_or(v.pip.require_hashes || hashed),
+        out.require_hashes = require_hashes.unwrap_or(v.pip.require_hashes || hashed);
+        out
+    }
+
+    /// The files kiln writes for the install (name, content): the requirements (options
+    /// first), and the constraints and build constraints when there are any.
+    pub fn files(&self) -> Vec<(String, String)> {
+        let text = |lines: &[&[String]]| -> String {
+            lines
+                .iter()
+                .flat_map(|l| l.iter())
+                .map(|l| format!("{l}\n"))
+                .collect()
+        };
+        let mut out = vec![(
+            REQUIREMENTS_TXT.to_string(),
+            text(&[&self.options, &self.requirements]),
+        )];
+        if !self.constraints.is_empty() {
+            out.push((CONSTRAINTS_TXT.into(), text(&[&self.constraints])));
         }
+        if let Some(b) = &self.build_constraints {
+            out.push((BUILD_CONSTRAINTS_TXT.into(), text(&[b])));
+        }
+        out
+    }
+
+    /// The requirement inputs of the installer's command, with `file` mapping each of
+    /// `files`' names to where the command reads it: `--require-hashes`, `-c`, `-r`.
+    fn inputs(&self, file: impl Fn(&str) -> String) -> Vec<String> {
+        let mut args = vec![];
+        if self.require_hashes {
+            args.push("--require-hashes".into());
+        }
+        if !self.constraints.is_empty() {
+            args.extend(["-c".into(), file(CONSTRAINTS_TXT)]);
+        }
+        args.extend(["-r".into(), file(REQUIREMENTS_TXT)]);
+        args
     }
 
     /// pip's or `uv pip install`'s command, each with its own spelling of the `pip:`
-    /// build options.
+    /// build options, reading only the files kiln wrote.
     pub fn recipe(self, toolchain: &Toolchain, pip: &PipOptions) -> Recipe {
         let python = format!("{}/bin/python", toolchain.venv);
-        let mut inputs = vec![];
-        if self.require_hashes {
-            inputs.push("--require-hashes".into());
-        }
-        if let Some(c) = &self.constraints {
-            inputs.extend(["-c".into(), in_mount(c)]);
-        }
-        for f in &self.files {
-            inputs.extend(["-r".into(), in_mount(f)]);
-        }
-        inputs.extend(self.packages.iter().cloned());
+        let build = |_: &str| in_mount(BUILD_CONSTRAINTS_TXT);
         let (command, cache) = match toolchain.installer {
             Installer::Pip => {
-                let (mut args, env) = flags::pip_build_options(pip, in_mount);
+                let (mut args, env) = flags::pip_build_options(pip, build);
                 args.extend(flags::index(pip));
-                args.extend(inputs);
+                args.extend(self.inputs(in_mount));
                 let env: String = env
                     .iter()
                     .map(|(k, v)| format!("{k}={} ", quote(v)))
@@ -85,14 +152,16 @@ impl Requirements {
             }
             Installer::Uv => {
                 let mut args = flags::index(pip);
-                args.extend(flags::uv_build_options(pip, in_mount));
-                args.extend(inputs);
+                args.extend(flags::uv_build_options(pip, build));
+                args.extend(self.inputs(in_mount));
                 let command = format!("uv pip install --python {} {}", quote(&python), join(&args));
                 (command, Cache::Uv)
             }
         };
         Recipe {
-            reads: self.reached,
+            reads: vec![],
+            writes: self.files(),
+            unread: self.unread,
             export: None,
             command,
             cache,
@@ -102,11 +171,11 @@ impl Requirements {
 
 /// `kiln lock` of a requirements group: `uv pip compile --universal --format pylock.toml`
 /// for the lowest Python of its variants, with the first variant's index options,
-/// constrained to the pins of the groups installed below it.
+/// constrained to the pins of the groups installed below it. uv reads only the files kiln
+/// wrote (the requirements as kiln read them), in kiln lock's private directory.
 pub fn lock(
     group: &str,
-    files: &[S<String>],
-    packages: &[S<String>],
+    (files, packages): (&[S<String>], &[S<String>]),
     users: &[&Variant],
     ctx: &ContextInfo,
     req: &LockRequest,
@@ -145,6 +214,17 @@ pub fn lock(
             below.join(", ")
         ));
     }
+    let read = Requirements::new(files, packages, Some(false), first, ctx);
+    if !read.unread.is_empty() {
+        let action = LockAction::Skip {
+            why: format!(
+                "kiln did not read {} from the context",
+                read.unread.join(", ")
+            ),
+            help: "run kiln lock with --context DIR".into(),
+        };
+        return (action, notes);
+    }
     let pip = PipOptions::of(first);
     let output = lock_name(group);
     let mut args: Vec<String> = [
@@ -161,10 +241,14 @@ pub fn lock(
         args.extend(["--python-version".into(), v]);
     }
     args.extend(flags::index(&pip));
-    // kiln lock runs in the context directory: context paths as they are.
-    args.extend(flags::uv_build_options(&pip, |c| c.to_string()));
-    if let Some(c) = &first.pip.constraints {
-        args.extend(["--constraints".into(), c.v.clone()]);
+    args.extend(flags::uv_build_options(&pip, |_| {
+        BUILD_CONSTRAINTS_TXT.to_string()
+    }));
+    if !read.constraints.is_empty() {
+        args.extend(["--constraints".into(), CONSTRAINTS_TXT.into()]);
+    }
+    if !below.is_empty() {
+        args.extend(["--constraints".into(), BELOW_TXT.into()]);
     }
     if req.upgrade {
         args.push("--upgrade".into());
@@ -172,13 +256,19 @@ pub fn lock(
     if !req.command.is_empty() {
         args.extend(["--custom-compile-command".into(), req.command.clone()]);
     }
-    args.extend(["--output-file".into(), output.clone()]);
-    args.extend(files.iter().map(|f| f.v.clone()));
+    // Files after `--`: no name is read as an option.
+    args.extend([
+        "--output-file".into(),
+        output.clone(),
+        "--".into(),
+        REQUIREMENTS_TXT.into(),
+    ]);
     let action = LockAction::Uv {
         args,
-        output,
-        packages: packages.iter().map(|p| p.v.clone()).collect(),
+        dir: LockDir::Private,
+        inputs: read.files(),
         below,
+        output,
     };
     (action, notes)
 }

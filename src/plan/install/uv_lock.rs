@@ -3,7 +3,8 @@
 //! its hash; `kiln lock` writes that export into the context.
 
 use super::{
-    Cache, ContextInfo, EXPORT_MOUNT, Export, LockAction, LockRequest, Recipe, in_mount, lock_name,
+    Cache, ContextInfo, EXPORT_MOUNT, Export, LockAction, LockDir, LockRequest, Recipe, in_mount,
+    lock_name,
 };
 use crate::context::join;
 use crate::plan::Toolchain;
@@ -57,6 +58,8 @@ pub fn recipe(lock: &Lock, ctx: &ContextInfo, toolchain: &Toolchain) -> Recipe {
     let python = format!("{}/bin/python", toolchain.venv);
     Recipe {
         reads,
+        writes: vec![],
+        unread: vec![],
         export: Some(Export {
             name: "uv export",
             command: format!(
@@ -74,8 +77,8 @@ pub fn recipe(lock: &Lock, ctx: &ContextInfo, toolchain: &Toolchain) -> Recipe {
     }
 }
 
-/// `kiln lock` of a uv.lock group: `uv export` of the build's set into
-/// `pylock.<group>.toml`.
+/// `kiln lock` of a uv.lock group: `uv export` of the build's set, run in the context
+/// directory (uv reads the project), printed for kiln to write as `pylock.<group>.toml`.
 pub fn lock(
     group: &str,
     lock: &Lock,
@@ -103,18 +106,18 @@ pub fn lock(
         "exported from `{}`: run kiln lock again after each `uv lock` (a build installs the pylock as it is, without checking `uv.lock` against `pyproject.toml`)",
         lock.path.v
     ));
-    let output = lock_name(group);
     let mut args = vec!["export".to_string()];
     args.extend(export_args(&lock.extras, &lock.groups));
     if !lock.project_dir().is_empty() {
-        args.extend(["--project".into(), lock.project_dir().to_string()]);
+        // `=`: a directory whose name starts with `-` is still the option's value.
+        args.push(format!("--project={}", lock.project_dir()));
     }
-    args.extend(["--output-file".into(), output.clone()]);
     let action = LockAction::Uv {
         args,
-        output,
-        packages: vec![],
+        dir: LockDir::Context,
+        inputs: vec![],
         below: vec![],
+        output: lock_name(group),
     };
     (action, notes)
 }

@@ -4,7 +4,7 @@
 use super::{
     StepEnv, cache_mount, context_source, installer_env, links_stay_inside, secret_setup, sh,
 };
-use crate::llb::{Meta, Mount, State};
+use crate::llb::{self, Meta, Mount, State};
 use crate::plan::install::{Cache, EXPORT_MOUNT, Export, REQ_MOUNT, Recipe, flags};
 use crate::plan::shell::quote;
 use crate::plan::{InstallStep, LowerOpts, PipOptions, ProjectStep, Toolchain};
@@ -25,8 +25,33 @@ pub(super) fn install(
     meta: Meta,
 ) -> State {
     let (installer, venv) = (step.toolchain.installer, &step.toolchain.venv);
+    if !recipe.unread.is_empty() {
+        // Fail closed: what kiln did not read, no installer reads either.
+        let why = format!(
+            "kiln: {} of group {} were not read from the build context before the build",
+            recipe.unread.join(", "),
+            step.group
+        );
+        let script = format!("echo {} >&2\nexit 1\n", quote(&why));
+        return on.run(sh(script, vec![], vec![], meta)).root();
+    }
     let (mut mounts, secret_script) = secret_setup(&step.secrets);
     let mut links = String::new();
+    if !recipe.writes.is_empty() {
+        // The files kiln wrote, and nothing of the context: the installer reads only what
+        // kiln read and understood.
+        let mut files = llb::scratch().file(Meta {
+            name: Some(format!("requirements: {}", step.group)),
+            ..Default::default()
+        });
+        for (name, content) in &recipe.writes {
+            files = files.mkfile(&format!("/{name}"), 0o444, content.as_bytes());
+        }
+        mounts.push(Mount::Bind {
+            dest: REQ_MOUNT.into(),
+            src: files.done(),
+        });
+    }
     if !recipe.reads.is_empty() {
         let files = context_source(
             opts,
