@@ -101,7 +101,7 @@ fn include_of(line: &str) -> Option<&str> {
 /// `path` as named from the file `from` (both relative to the context root). Errors: why
 /// pip could read it but kiln will not (absolute, a URL, or outside the context).
 pub fn resolve(from: &str, path: &str) -> Result<String, &'static str> {
-    if path.contains("://") {
+    if crate::url::Url::split(path).is_some() {
         return Err(
             "a URL include is fetched by the installer at build time, outside the context and its cache keys",
         );
