@@ -338,7 +338,7 @@ impl Bridge {
             url: String::new(),
             info: file.map(|f| pb::SourceInfo {
                 filename: f.name.clone(),
-                data: errdefs::excerpt(&f.text, loc.line),
+                data: errdefs::excerpt(f.text(), loc.line),
                 definition: None,
                 language: "YAML".into(),
             }),

@@ -99,10 +99,8 @@ impl Sources {
     /// the next file to read, if the one just added extends another.
     pub fn add(&mut self, name: &str, bytes: &[u8]) -> Result<Option<String>, Report> {
         let index = self.files.len() as u16;
-        self.files.push(SourceFile {
-            name: name.to_string(),
-            text: String::from_utf8_lossy(bytes).into_owned(),
-        });
+        self.files
+            .push(SourceFile::new(name, &String::from_utf8_lossy(bytes)));
         self.next = None;
         let node = yaml::parse(index, bytes).map_err(|d| self.report(vec![d]))?;
         if let Some(ext) = node.get("extends") {
