@@ -690,11 +690,30 @@ async fn a_failing_verify_names_the_spec_line() {
     let msg = error_message(&r);
     assert_eq!(
         msg,
-        "worker.yaml:12:10: verify command `python -c 'import app'` failed on the minimal image: exit code 1; fix the image or the command"
+        "worker.yaml:12:10: error: verify command `python -c 'import app'` failed on the minimal image: exit code 1 (help: fix the image or the command)"
     );
     let sources = sources_of(&r);
     assert_eq!(sources.len(), 1);
     assert_eq!(sources[0].ranges[0].start.line, 12);
+}
+
+/// Verify that cannot run at all (its solve fails) is an error at the first check, with
+/// what verify needs from the image.
+#[tokio::test]
+async fn verify_that_cannot_run_names_the_first_check() {
+    let f = fake(MODERN_LLB, MODERN_FRONTEND);
+    f.0.lock().unwrap().fail_solves_containing = vec!["kiln-verify".into()];
+    let r = run(&f, opts(&[])).await;
+    let msg = error_message(&r);
+    assert!(
+        msg.starts_with(
+            "worker.yaml:12:10: error: verify could not run on the minimal image: build failed: "
+        ) && msg.ends_with(
+            "(help: verify needs /bin/sh, sleep, kill and a writable /tmp in the image; `--build-arg KILN_SKIP_VERIFY=1` builds without it)"
+        ),
+        "{msg}"
+    );
+    assert_eq!(sources_of(&r)[0].ranges[0].start.line, 12);
 }
 
 /// Issue 10, 6: all checks of one image in ONE exec (one container start), each failing
@@ -729,14 +748,15 @@ async fn verify_runs_in_one_container_and_every_failure_is_named() {
     assert_eq!(lines.len(), 3, "{msg}");
     assert_eq!(
         lines[0],
-        "worker.yaml:14:5: verify command `false two` failed on the minimal image: exit code 1; fix the image or the command"
+        "worker.yaml:14:5: error: verify command `false two` failed on the minimal image: exit code 1 (help: fix the image or the command)"
     );
     assert!(
-        lines[1].starts_with("worker.yaml:15:11: verify command `sleep three` failed on the minimal image: it did not finish within 2 s and was killed"),
+        lines[1].starts_with("worker.yaml:15:11: error: verify command `sleep three` failed on the minimal image: it did not finish within 2 s and was killed"),
         "{msg}"
     );
     assert!(
-        lines[2].starts_with("worker.yaml:17:14: the health check `curl -f localhost` failed on the minimal image: exit code 127 (command not found in the image)"),
+        lines[2].starts_with("worker.yaml:17:14: error: the health check `curl -f localhost` failed on the minimal image: exit code 127 (command not found in the image)")
+            && lines[2].ends_with("(help: install what it calls, fix it, or set `healthcheck.verify: false`)"),
         "{msg}"
     );
     assert_eq!(sources_of(&r).len(), 3, "one errdefs.Source per failure");
@@ -762,7 +782,9 @@ async fn verify_runs_in_one_container_and_every_failure_is_named() {
     f2.0.lock().unwrap().verify_outcomes = vec![("false four".into(), "1".into())];
     let msg = error_message(&run(&f2, opts(&[("target", "full")])).await);
     assert!(
-        msg.starts_with("worker.yaml:20:41: verify command `false four` failed on the full image"),
+        msg.starts_with(
+            "worker.yaml:20:41: error: verify command `false four` failed on the full image"
+        ),
         "{msg}"
     );
 }
