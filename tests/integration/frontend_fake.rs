@@ -1576,3 +1576,111 @@ async fn a_result_over_the_gateway_message_limit_is_named() {
     );
     assert!(r.result.is_none(), "nothing half-built is returned");
 }
+
+/// Issue 20: a credential in a spec URL never leaves the frontend. A spec that holds one
+/// in a value fails with neither it in the message nor in the file text of the
+/// `errdefs.Source` details; one in a comment (a valid spec) reaches no Warn, solved
+/// definition (their source maps) or subrequest answer; an outline's `--build-arg` value
+/// is shown without it.
+#[tokio::test]
+async fn credentials_in_the_spec_never_reach_buildkit() {
+    const SECRETS: [&str; 3] = ["alice", "s3cret", "tok3n"];
+    let url = "https://alice:s3cret@tok3n@host/simple";
+    let clean = |what: &str, bytes: &[u8]| {
+        let text = String::from_utf8_lossy(bytes);
+        assert!(
+            !SECRETS.iter().any(|s| text.contains(s)),
+            "{what} holds a credential:\n{text}"
+        );
+    };
+
+    let f = fake(MODERN_LLB, MODERN_FRONTEND);
+    spec_with(
+        &f,
+        "app: {src: [app]}\n",
+        &format!("app: {{src: [app]}}\npip: {{index_url: \"{url}\"}}\n"),
+    );
+    let r = run(&f, opts(&[])).await;
+    let msg = error_message(&r);
+    assert!(
+        msg.starts_with(
+            "worker.yaml:11:18: error: invalid pip.index_url `https://***@host/simple`"
+        ),
+        "{msg}"
+    );
+    clean("the message", msg.as_bytes());
+    for d in &r.error.as_ref().unwrap().details {
+        clean("a detail", &d.value);
+    }
+    let sources = sources_of(&r);
+    assert_eq!(sources.len(), 1);
+    clean("errdefs.Source data", &sources[0].info.data);
+    assert_eq!(sources[0].ranges[0].start.line, 11);
+
+    // Valid, with the URL in a comment, a warning and an undeclared build arg's value.
+    let mut modern = MODERN_FRONTEND.to_vec();
+    modern.push("gateway.warnings");
+    let f = fake(MODERN_LLB, &modern);
+    spec_with(
+        &f,
+        "app: {src: [app]}\n",
+        &format!("app: {{src: [app]}}\n# index: {url}\nuser: root\n"),
+    );
+    let r = run(&f, opts(&[])).await;
+    assert!(r.error.is_none(), "{}", error_message(&r));
+    let text = {
+        let s = f.0.lock().unwrap();
+        assert!(!s.warnings.is_empty());
+        for w in &s.warnings {
+            clean("a Warn's file", &w.info.as_ref().unwrap().data);
+            clean(
+                "a Warn's text",
+                &[w.short.clone(), w.detail.concat()].concat(),
+            );
+        }
+        assert!(
+            s.solves
+                .iter()
+                .any(|r| r.definition.as_ref().unwrap().source.is_some())
+        );
+        for solve in &s.solves {
+            for info in solve
+                .definition
+                .as_ref()
+                .and_then(|d| d.source.as_ref())
+                .map_or(&[][..], |s| &s.infos)
+            {
+                clean("a source map's file", &info.data);
+                assert!(
+                    String::from_utf8_lossy(&info.data)
+                        .contains("# index: https://******************@host/simple")
+                );
+            }
+        }
+        s.files["worker.yaml"].clone()
+    };
+    for id in ["frontend.targets", "frontend.outline", "frontend.lint"] {
+        let m = subrequest(&text, id).await;
+        clean(id, &m["result.json"]);
+        clean(id, &m["result.txt"]);
+    }
+
+    // An outline shows a declared arg's value; from a --build-arg, without credentials.
+    let f = fake(MODERN_LLB, MODERN_FRONTEND);
+    spec_with(
+        &f,
+        "app: {src: [app]}\n",
+        "app: {src: [app]}\nargs: {MIRROR: \"\"}\n",
+    );
+    let r = run(
+        &f,
+        opts(&[("requestid", "frontend.outline"), ("build-arg:MIRROR", url)]),
+    )
+    .await;
+    assert!(r.error.is_none(), "{}", error_message(&r));
+    let m = r.result.unwrap().metadata;
+    let o: GoOutline = serde_json::from_slice(&m["result.json"]).expect("outline.Outline");
+    assert_eq!(o.args[0].value, "https://***@host/simple");
+    clean("the outline", &m["result.json"]);
+    clean("the outline's text", &m["result.txt"]);
+}
