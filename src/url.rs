@@ -2,18 +2,19 @@
 //! and their credentials kept out of every message, snippet and log.
 //!
 //! One rule, RFC 3986's generic syntax (section 3.2): after `scheme://` the authority
-//! runs to the first `/`, `?` or `#` (in free text also whitespace); its userinfo is
-//! everything before the authority's LAST `@`, so `https://alice:s3cret@tok3n@host/simple`
-//! has the userinfo `alice:s3cret@tok3n` and the host `host`; the rest is the host and an
+//! runs to the first `/`, `?` or `#` (in free text also whitespace, except the tab and
+//! carriage return that WHATWG readers drop from a URL); its userinfo is everything
+//! before the authority's LAST `@`, so `https://alice:s3cret@tok3n@host/simple` has the
+//! userinfo `alice:s3cret@tok3n` and the host `host`; the rest is the host and an
 //! optional `:port`.
 //!
 //! Why not the `url` crate (WHATWG): kiln needs positions in the text as written (a
 //! same-length mask keeps a snippet's caret and BuildKit's ranges on their column; uv's
 //! output and messages hold URLs amid other words), where the crate gives a normalised
-//! serialisation of one URL. And WHATWG reads `\` as `/` and drops tabs inside a URL, so
-//! its userinfo can end before what an RFC 3986 reader (apt, Go's `net/url` in BuildKit,
-//! curl) takes as userinfo: a mask cut at its positions would show the rest. This rule
-//! never stops earlier than those readers, so its mask covers theirs. The hosts kiln
+//! serialisation of one URL. And WHATWG reads `\` as `/`, so its userinfo can end
+//! before what an RFC 3986 reader (apt, Go's `net/url` in BuildKit, curl) takes as
+//! userinfo: a mask cut at its positions would show the rest. Within a line this rule
+//! never stops earlier than either reading, so its mask covers both. The hosts kiln
 //! compares (netrc machines, PyPI's file host) are ASCII names: lowercasing them is all
 //! the normalisation needed.
 
@@ -173,7 +174,9 @@ pub fn first_with_userinfo(text: &str) -> Option<String> {
 /// Where the authority that starts `after` (the text after `://`) ends.
 fn authority_end(after: &str) -> usize {
     after
-        .find(|c: char| matches!(c, '/' | '?' | '#') || c.is_whitespace())
+        .find(|c: char| {
+            matches!(c, '/' | '?' | '#') || (c.is_whitespace() && !matches!(c, '\t' | '\r'))
+        })
         .unwrap_or(after.len())
 }
 
@@ -304,6 +307,8 @@ mod tests {
         assert!(!masked.contains("pw@"), "{masked}");
         assert_eq!(masked.chars().count(), flow.chars().count());
         assert!(secret_free(&redact_text(flow)));
+        // A tab inside a URL (WHATWG readers drop it) does not end its authority.
+        assert_eq!(mask_text("x https://us\ter:pw@h/"), "x https://********@h/");
         // Nothing that is not a URL changes.
         for plain in ["a@b", "mail bob@example.com", "://@x", "https://@host/"] {
             assert_eq!(redact_text(plain), plain);
