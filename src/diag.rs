@@ -27,11 +27,30 @@ impl Loc {
     }
 }
 
-/// One loaded spec file: its name as the user wrote it and its text.
+/// One loaded spec file: its name as the user wrote it and its text, which is only ever
+/// shown (a snippet, the definition's source map, BuildKit's error and warning details),
+/// never parsed again. So it is kept with the userinfo of every URL in it masked
+/// (`url::mask_text`: one `*` per character, lines and columns hold): no credential
+/// written in a spec leaves kiln through its text.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SourceFile {
     pub name: String,
-    pub text: String,
+    text: String,
+}
+
+impl SourceFile {
+    /// `text` as read, masked.
+    pub fn new(name: impl Into<String>, text: &str) -> Self {
+        SourceFile {
+            name: name.into(),
+            text: crate::url::mask_text(text),
+        }
+    }
+
+    /// The text, credentials masked.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -77,17 +96,19 @@ pub struct Diagnostic {
 }
 
 impl Diagnostic {
+    /// An error. The message and help keep no URL's userinfo (`url::redact_text`),
+    /// whatever value they quote.
     pub fn error(loc: Loc, message: impl Into<String>, help: impl Into<String>) -> Self {
         Diagnostic {
             severity: Severity::Error,
             code: ERROR_CODE,
             loc,
-            message: message.into(),
-            help: help.into(),
+            message: crate::url::redact_text(&message.into()),
+            help: crate::url::redact_text(&help.into()),
         }
     }
 
-    /// A warning under the rule `code` (one of [`WARNING_CODES`]).
+    /// A warning under the rule `code` (one of [`WARNING_CODES`]); redacted as `error`.
     pub fn warning(
         code: &'static str,
         loc: Loc,
@@ -98,8 +119,8 @@ impl Diagnostic {
             severity: Severity::Warning,
             code,
             loc,
-            message: message.into(),
-            help: help.into(),
+            message: crate::url::redact_text(&message.into()),
+            help: crate::url::redact_text(&help.into()),
         }
     }
 
@@ -140,7 +161,7 @@ impl Diagnostic {
         let line = files
             .get(self.loc.file as usize)
             .filter(|_| self.loc.line > 0)
-            .and_then(|f| f.text.lines().nth(self.loc.line as usize - 1));
+            .and_then(|f| f.text().lines().nth(self.loc.line as usize - 1));
         self.render_line(files, line)
     }
 
@@ -204,7 +225,7 @@ impl Report {
         let lines: Vec<Vec<&str>> = self
             .files
             .iter()
-            .map(|f| f.text.lines().collect())
+            .map(|f| f.text().lines().collect())
             .collect();
         let mut shown: Vec<String> = self
             .diagnostics
@@ -217,30 +238,41 @@ impl Report {
                 d.render_line(&self.files, line)
             })
             .collect();
-        shown.extend(self.not_shown(self.diagnostics.len()));
+        shown.extend(not_shown(self.diagnostics.len()));
         shown.join("\n")
     }
 
     /// The first `MAX_SHOWN` errors, one per line (for build errors, where space is
     /// short), then how many more there are.
     pub fn one_line(&self) -> String {
-        let mut shown: Vec<String> = self
-            .errors()
-            .take(MAX_SHOWN)
-            .map(|d| d.one_line(&self.files))
-            .collect();
-        shown.extend(self.not_shown(self.errors().count()));
-        shown.join("\n")
+        one_lines(&self.files, self.errors())
     }
+}
 
-    fn not_shown(&self, total: usize) -> Option<String> {
-        (total > MAX_SHOWN).then(|| {
-            format!(
-                "... and {} more (only the first {MAX_SHOWN} are shown; fix these and run again)\n",
-                total - MAX_SHOWN
-            )
-        })
+/// Each diagnostic's `one_line`, one a line: the first `MAX_SHOWN`, then how many more.
+pub fn one_lines<'a>(
+    files: &[SourceFile],
+    diagnostics: impl IntoIterator<Item = &'a Diagnostic>,
+) -> String {
+    let mut shown = vec![];
+    let mut total = 0;
+    for d in diagnostics {
+        total += 1;
+        if total <= MAX_SHOWN {
+            shown.push(d.one_line(files));
+        }
     }
+    shown.extend(not_shown(total));
+    shown.join("\n")
+}
+
+fn not_shown(total: usize) -> Option<String> {
+    (total > MAX_SHOWN).then(|| {
+        format!(
+            "... and {} more (only the first {MAX_SHOWN} are shown; fix these and run again)\n",
+            total - MAX_SHOWN
+        )
+    })
 }
 
 impl fmt::Display for Report {
@@ -304,10 +336,7 @@ mod tests {
 
     #[test]
     fn renders_line_and_caret() {
-        let files = vec![SourceFile {
-            name: "w.yaml".into(),
-            text: "a: 1\nbad: 2\n".into(),
-        }];
+        let files = vec![SourceFile::new("w.yaml", "a: 1\nbad: 2\n")];
         let d = Diagnostic::error(
             Loc {
                 file: 0,
@@ -326,10 +355,7 @@ mod tests {
     #[test]
     fn long_lines_are_cut_around_the_column() {
         let line = format!("x: {}", "[".repeat(5000));
-        let files = vec![SourceFile {
-            name: "w.yaml".into(),
-            text: line,
-        }];
+        let files = vec![SourceFile::new("w.yaml", &line)];
         let d = Diagnostic::error(
             Loc {
                 file: 0,

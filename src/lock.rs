@@ -188,37 +188,9 @@ pub fn check_lock(text: &str, credential_hosts: &BTreeSet<String>) -> Result<Che
 /// The host of `url` when fetching it needs credentials: userinfo in the URL, or a netrc
 /// `machine` for its host.
 fn needs_credentials(url: &str, credential_hosts: &BTreeSet<String>) -> Option<String> {
-    let rest = url.split_once("://")?.1;
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    let (userinfo, hostport) = match authority.rsplit_once('@') {
-        Some((u, h)) => (Some(u), h),
-        None => (None, authority),
-    };
-    let host = hostport
-        .rsplit_once(':')
-        .filter(|(_, port)| port.chars().all(|c| c.is_ascii_digit()))
-        .map(|(h, _)| h)
-        .unwrap_or(hostport)
-        .to_ascii_lowercase();
-    (userinfo.is_some() || credential_hosts.contains(&host)).then_some(host)
-}
-
-/// `text` with the userinfo (`user:token@`) of every URL in it removed.
-pub fn strip_userinfo(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(i) = rest.find("://") {
-        out.push_str(&rest[..i + 3]);
-        rest = &rest[i + 3..];
-        let end = rest
-            .find(|c: char| c == '/' || c.is_whitespace() || "\"'<>?#`".contains(c))
-            .unwrap_or(rest.len());
-        if let Some(at) = rest[..end].rfind('@') {
-            rest = &rest[at + 1..];
-        }
-    }
-    out.push_str(rest);
-    out
+    let url = crate::url::Url::split(url)?;
+    let host = url.host();
+    (url.has_userinfo() || credential_hosts.contains(&host)).then_some(host)
 }
 
 /// The hosts a netrc has a `machine` entry for (nothing else of it is kept).
@@ -311,7 +283,7 @@ pub fn uv_version(uv: &str) -> Result<String, Diagnostic> {
             Loc::default(),
             format!(
                 "`{uv} --version` failed: {}",
-                strip_userinfo(String::from_utf8_lossy(&o.stderr).trim())
+                crate::url::redact_text(String::from_utf8_lossy(&o.stderr).trim())
             ),
             help,
         )),
@@ -499,7 +471,7 @@ fn warnings(stderr: &[u8]) -> Vec<String> {
     String::from_utf8_lossy(stderr)
         .lines()
         .filter(|l| l.starts_with("warning:"))
-        .map(|l| format!("uv {}", strip_userinfo(l)))
+        .map(|l| format!("uv {}", crate::url::redact_text(l)))
         .collect()
 }
 
@@ -549,7 +521,7 @@ fn run_uv(uv: &str, args: &[String], dir: &Path) -> Result<(String, Vec<String>)
             false => a.clone(),
         })
         .collect();
-    let shown = format!("uv {}", strip_userinfo(&shown.join(" ")));
+    let shown = format!("uv {}", crate::url::redact_text(&shown.join(" ")));
     match cmd.output() {
         Err(e) => Err(Failure {
             message: format!("`{shown}` cannot be run: {e}"),
@@ -561,7 +533,7 @@ fn run_uv(uv: &str, args: &[String], dir: &Path) -> Result<(String, Vec<String>)
         )),
         Ok(o) => Err(Failure {
             message: format!("`{shown}` failed ({})", o.status),
-            detail: strip_userinfo(String::from_utf8_lossy(&o.stderr).trim_end()),
+            detail: crate::url::redact_text(String::from_utf8_lossy(&o.stderr).trim_end()),
         }),
     }
 }
@@ -1000,11 +972,11 @@ vcs = { type = "git", url = "https://tok@github.com/o/tool", commit-id = "abc" }
                 "internal 2.0: from pypi.internal.example, an index that needs credentials",
                 "internal 2.0: no sha256 for https://pypi.internal.example:8443/i.whl",
                 "local: a local directory (no URL)",
-                "tool: from version control (https://github.com/o/tool): no hash",
+                "tool: from version control (https://***@github.com/o/tool): no hash",
             ]
         );
         assert!(!found.join("\n").contains("s3cret"));
-        assert!(!found.join("\n").contains("tok@"));
+        assert!(!found.join("\n").contains("tok"));
     }
 
     #[test]
@@ -1023,21 +995,6 @@ vcs = { type = "git", url = "https://tok@github.com/o/tool", commit-id = "abc" }
             pins,
             "idna==3.10\ninternal==2.0\nnumpy==2.2.6 ; python_full_version < '3.12'\nprivate==1.0\n"
         );
-    }
-
-    #[test]
-    fn userinfo_is_stripped_everywhere() {
-        assert_eq!(
-            strip_userinfo(
-                "error: GET https://u:tok@pypi.example.com/simple/x/ failed; see http://a@b/c"
-            ),
-            "error: GET https://pypi.example.com/simple/x/ failed; see http://b/c"
-        );
-        assert_eq!(
-            strip_userinfo("mail bob@example.com"),
-            "mail bob@example.com"
-        );
-        assert_eq!(strip_userinfo("https://host/a@b"), "https://host/a@b");
     }
 
     #[test]

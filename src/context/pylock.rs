@@ -118,9 +118,9 @@ pub fn public_only(packages: Vec<LockedPackage>) -> Pylock {
         p.wheels
             .iter()
             .chain(&p.sdist)
-            .map(|f| host(&f.url))
-            .find(|h| *h != PUBLIC_FILES)
-            .map(|h| (p.name.clone(), h.to_string()))
+            .map(|f| crate::url::host(&f.url).unwrap_or_default())
+            .find(|h| h != PUBLIC_FILES)
+            .map(|h| (p.name.clone(), h))
     });
     match private {
         None => Pylock::Addressable(packages),
@@ -132,11 +132,6 @@ pub fn public_only(packages: Vec<LockedPackage>) -> Pylock {
 
 /// PyPI's file host: public, no credentials.
 const PUBLIC_FILES: &str = "files.pythonhosted.org";
-
-fn host(url: &str) -> &str {
-    let rest = url.split("://").nth(1).unwrap_or("");
-    rest.split(['/', '?', '#']).next().unwrap_or("")
-}
 
 fn entry(p: Package) -> Entry {
     let problem = |text: &str, local: bool| Problem {
@@ -150,7 +145,7 @@ fn entry(p: Package) -> Entry {
     if let Some(vcs) = &p.vcs {
         problems.push(match vcs.get("url").and_then(|u| u.as_str()) {
             Some(u) => problem(
-                &format!("from version control ({}): no hash", redact(u)),
+                &format!("from version control ({}): no hash", crate::url::redact(u)),
                 false,
             ),
             None => problem("from a local repository (no URL, no hash)", true),
@@ -195,18 +190,6 @@ fn entry(p: Package) -> Entry {
     }
 }
 
-/// `url` without its userinfo (`user:token@`), for messages.
-fn redact(url: &str) -> String {
-    match url.split_once("://") {
-        Some((scheme, rest)) => {
-            let (authority, path) = rest.split_at(rest.find(['/', '?', '#']).unwrap_or(rest.len()));
-            let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-            format!("{scheme}://{host}{path}")
-        }
-        None => url.to_string(),
-    }
-}
-
 fn dist(d: Dist) -> Result<LockedFile, Problem> {
     let problem = |text: String| Problem { text, local: false };
     let Some(url) = d.url else {
@@ -215,17 +198,18 @@ fn dist(d: Dist) -> Result<LockedFile, Problem> {
             local: true,
         });
     };
-    if !(url.starts_with("https://") || url.starts_with("http://")) {
+    let parts = crate::url::Url::split(&url).filter(|u| matches!(u.scheme, "https" | "http"));
+    let Some(parts) = parts else {
         return Err(problem(format!(
             "a URL the engine cannot fetch ({})",
-            redact(&url)
+            crate::url::redact(&url)
         )));
-    }
-    let authority = host(&url);
-    if let Some((_, h)) = authority.rsplit_once('@') {
+    };
+    if parts.has_userinfo() {
         // Credentials in a URL would land in the definition.
         return Err(problem(format!(
-            "from {h}, an index that needs credentials"
+            "from {}, an index that needs credentials",
+            parts.host()
         )));
     }
     let sha256 = d

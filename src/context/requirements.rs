@@ -274,20 +274,7 @@ fn option(line: &str) -> Result<Line, Refusal> {
 /// An index or find-links URL: http(s), a host, no credentials.
 fn index_url(url: &str) -> Result<(), Refusal> {
     crate::spec::validate::index_url(url)
-        .map_err(|why| (format!("`{}`: {why}", redact(url)), URL_HELP))
-}
-
-/// `url` without the userinfo of its authority, for messages.
-fn redact(url: &str) -> String {
-    match url.split_once("://") {
-        Some((scheme, rest)) => {
-            let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-            let (authority, path) = rest.split_at(end);
-            let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-            format!("{scheme}://{host}{path}")
-        }
-        None => url.to_string(),
-    }
+        .map_err(|why| (format!("`{}`: {why}", crate::url::redact(url)), URL_HELP))
 }
 
 /// A requirement and its options (`--hash` only), split as pip splits them: the options
@@ -371,7 +358,10 @@ pub fn requirement(text: &str) -> Result<String, Refusal> {
         }
         if !raw.username().is_empty() || raw.password().is_some() {
             return Err((
-                format!("`{}`: the URL carries credentials", redact(text)),
+                format!(
+                    "`{}`: the URL carries credentials",
+                    crate::url::redact_text(text)
+                ),
                 URL_HELP,
             ));
         }
@@ -382,7 +372,7 @@ pub fn requirement(text: &str) -> Result<String, Refusal> {
 /// `path` as named from the file `from` (both relative to the context root). Errors: why
 /// pip could read it but kiln will not (absolute, a URL, or outside the context).
 pub fn resolve(from: &str, path: &str) -> Result<String, &'static str> {
-    if path.contains("://") {
+    if crate::url::Url::split(path).is_some() {
         return Err(
             "a URL include is fetched by the installer at build time, outside the context and its cache keys",
         );

@@ -14,7 +14,7 @@ use tonic::transport::Channel;
 
 use super::errdefs;
 use super::opts::CacheImport;
-use crate::diag::{Loc, SourceFile};
+use crate::diag::{Diagnostic, Loc, SourceFile};
 use crate::llb::caps::{self, Caps};
 use crate::llb::pb;
 
@@ -56,18 +56,20 @@ impl Failure {
         Failure::new(tonic::Code::InvalidArgument, message)
     }
 
-    /// A failure at spec positions: each becomes an `errdefs.Source` detail, so buildx
-    /// prints the line with its snippet. The code is `Unknown`, which BuildKit's Go errors
-    /// print without a `Code: ` prefix (it would be repeated at every hop otherwise).
-    pub fn at(files: &[SourceFile], locs: &[Loc], message: impl Into<String>) -> Self {
+    /// A failure made of errors in the spec: their `one_line`s, one a line (the first
+    /// `diag::MAX_SHOWN`, then how many more), each position an `errdefs.Source` detail,
+    /// so buildx prints the line with its snippet. The code is `Unknown`, which
+    /// BuildKit's Go errors print without a `Code: ` prefix (it would be repeated at every
+    /// hop otherwise).
+    pub fn from_diagnostics(files: &[SourceFile], diagnostics: &[Diagnostic]) -> Self {
         Failure {
             code: tonic::Code::Unknown,
-            message: message.into(),
+            message: crate::diag::one_lines(files, diagnostics),
             // buildx prints each; a report of thousands shows its first few.
-            details: locs
+            details: diagnostics
                 .iter()
                 .take(MAX_SOURCE_DETAILS)
-                .filter_map(|l| errdefs::source_detail(files, *l))
+                .filter_map(|d| errdefs::source_detail(files, d.loc))
                 .collect(),
         }
     }
@@ -287,7 +289,7 @@ impl Bridge {
             url: String::new(),
             info: file.map(|f| pb::SourceInfo {
                 filename: f.name.clone(),
-                data: errdefs::excerpt(&f.text, loc.line),
+                data: errdefs::excerpt(f.text(), loc.line),
                 definition: None,
                 language: "YAML".into(),
             }),

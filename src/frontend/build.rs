@@ -191,16 +191,12 @@ async fn build_image(
         .resolve_image(&reference, &platform)
         .await
         .map_err(|f| {
-            let at = variant.python.base.loc;
-            Failure::at(
-                &spec.files,
-                &[at],
-                format!(
-                    "{}: error: the `python.base` image `{base}` cannot be used: {} (help: check the name, or build or pull it first; a local image must exist in the engine's image store)",
-                    at.position(&spec.files),
-                    f.message
-                ),
-            )
+            let d = Diagnostic::error(
+                variant.python.base.loc,
+                format!("the `python.base` image `{base}` cannot be used: {}", f.message),
+                "check the name, or build or pull it first; a local image must exist in the engine's image store",
+            );
+            Failure::from_diagnostics(&spec.files, &[d])
         })?;
     // The digest pins the base: the graph names exactly the image that was resolved.
     let pinned = if digest.is_empty() || reference.contains('@') {
@@ -213,16 +209,17 @@ async fn build_image(
     // for any platform asked (containerd matches the platform only inside an index), and
     // would silently become, say, an "arm64" image of amd64 binaries.
     if let Some(found) = base_platform_mismatch(&config, &platform) {
-        let at = variant.python.base.loc;
         let want = platform::id(&platform);
-        return Err(Failure::at(
-            &spec.files,
-            &[at],
+        let d = Diagnostic::error(
+            variant.python.base.loc,
             format!(
-                "{}: error: the `python.base` image `{base}` has no {want} image: the engine resolved a {found} one (help: use a base published for {want}, e.g. a multi-platform image, or leave {want} out of --platform)",
-                at.position(&spec.files),
+                "the `python.base` image `{base}` has no {want} image: the engine resolved a {found} one"
             ),
-        ));
+            format!(
+                "use a base published for {want}, e.g. a multi-platform image, or leave {want} out of --platform"
+            ),
+        );
+        return Err(Failure::from_diagnostics(&spec.files, &[d]));
     }
     let lower_opts = LowerOpts {
         platform: platform.clone(),
@@ -247,7 +244,7 @@ async fn build_image(
         config,
         verify,
     } = compile(spec, variant, &inputs.context, &lower_opts)
-        .map_err(|d| Failure::at(&spec.files, &[d.loc], d.one_line(&spec.files)))?;
+        .map_err(|d| Failure::from_diagnostics(&spec.files, &[d]))?;
     eprintln!(
         "kiln: definition for {} made in {} us",
         variant.name.v,
@@ -430,17 +427,14 @@ async fn verify(
         return Ok(());
     }
     let files = &spec.files;
-    let first = run.checks[0].loc;
+    let image = &variant.name.v;
     let could_not = |why: String| {
-        Failure::at(
-            files,
-            &[first],
-            format!(
-                "{}: verify could not run on the {} image: {why}",
-                first.position(files),
-                variant.name.v
-            ),
-        )
+        let d = Diagnostic::error(
+            run.checks[0].loc,
+            format!("verify could not run on the {image} image: {why}"),
+            "verify needs /bin/sh, sleep, kill and a writable /tmp in the image; `--build-arg KILN_SKIP_VERIFY=1` builds without it",
+        );
+        Failure::from_diagnostics(files, &[d])
     };
     let mut b = bridge.clone();
     let result = b
@@ -462,26 +456,28 @@ async fn verify(
     if failed.is_empty() {
         return Ok(());
     }
-    let locs: Vec<Loc> = failed.iter().map(|(c, _)| c.loc).collect();
-    let message = failed
+    let diagnostics: Vec<Diagnostic> = failed
         .iter()
-        .map(|(c, why)| {
-            let pos = c.loc.position(files);
-            let image = &variant.name.v;
-            match c.v.kind {
-                CheckKind::Command => format!(
-                    "{pos}: verify command `{}` failed on the {image} image: {why}; fix the image or the command",
+        .map(|(c, why)| match c.v.kind {
+            CheckKind::Command => Diagnostic::error(
+                c.loc,
+                format!(
+                    "verify command `{}` failed on the {image} image: {why}",
                     c.v.command
                 ),
-                CheckKind::Healthcheck => format!(
-                    "{pos}: the health check `{}` failed on the {image} image: {why}; install what it calls, fix it, or set `healthcheck.verify: false`",
+                "fix the image or the command",
+            ),
+            CheckKind::Healthcheck => Diagnostic::error(
+                c.loc,
+                format!(
+                    "the health check `{}` failed on the {image} image: {why}",
                     c.v.command
                 ),
-            }
+                "install what it calls, fix it, or set `healthcheck.verify: false`",
+            ),
         })
-        .collect::<Vec<_>>()
-        .join("\n");
-    Err(Failure::at(files, &locs, message))
+        .collect();
+    Err(Failure::from_diagnostics(files, &diagnostics))
 }
 
 /// What went wrong with each check (`None`: it passed), from the results file's

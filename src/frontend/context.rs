@@ -118,8 +118,8 @@ pub async fn read_spec(bridge: &mut Bridge, opts: &Options) -> Result<Loaded, Fa
 
 /// Every error of the report, one a line, each with its `errdefs.Source` detail.
 fn report_failure(r: Report) -> Failure {
-    let locs: Vec<_> = r.errors().map(|d| d.loc).collect();
-    Failure::at(&r.files, &locs, r.one_line())
+    let errors: Vec<Diagnostic> = r.errors().cloned().collect();
+    Failure::from_diagnostics(&r.files, &errors)
 }
 
 /// One file of a local directory, sent by the client for this purpose only.
@@ -198,13 +198,7 @@ pub async fn preflight(bridge: &Bridge, opts: &Options, inputs: &Inputs) -> Resu
         return Ok(());
     }
     errors.sort_by_key(|d| d.loc);
-    let locs: Vec<_> = errors.iter().map(|d| d.loc).collect();
-    let message = errors
-        .iter()
-        .map(|d| d.one_line(&spec.files))
-        .collect::<Vec<_>>()
-        .join("\n");
-    Err(Failure::at(&spec.files, &locs, message))
+    Err(Failure::from_diagnostics(&spec.files, &errors))
 }
 
 async fn solve_local(

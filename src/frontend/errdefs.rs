@@ -112,7 +112,7 @@ pub fn source_detail(files: &[SourceFile], loc: Loc) -> Option<Any> {
     let source = SourceJson {
         info: Some(SourceInfoJson {
             filename: file.name.clone(),
-            data: excerpt(&file.text, loc.line),
+            data: excerpt(file.text(), loc.line),
             language: "YAML".into(),
         }),
         ranges: vec![RangeJson::at(loc)],
@@ -245,10 +245,7 @@ mod tests {
 
     #[test]
     fn a_source_detail_is_the_json_buildkit_reads() {
-        let files = vec![SourceFile {
-            name: "w.yaml".into(),
-            text: "a: 1\nb: 2\n".into(),
-        }];
+        let files = vec![SourceFile::new("w.yaml", "a: 1\nb: 2\n")];
         let any = source_detail(
             &files,
             Loc {

@@ -30,6 +30,12 @@ pub async fn serve(channel: Channel, opts: Result<Options, String>) -> Result<()
         Ok(o) => build::run(&mut bridge, &o).await,
         Err(e) => Err(Failure::invalid(e)),
     };
+    // Whatever a failure quotes (the engine's error, a value), no URL in it keeps its
+    // credentials, in the log or for the client.
+    let result = result.map_err(|f| Failure {
+        message: crate::url::redact_text(&f.message),
+        ..f
+    });
     if let Err(f) = &result {
         eprintln!("kiln: {}", f.message);
     }

@@ -16,6 +16,7 @@ use super::errdefs::base64;
 use super::opts::Options;
 use crate::diag::{Loc, Severity};
 use crate::spec::Loaded;
+use crate::url::redact_text;
 
 const VERSION: &str = "1.0.0";
 
@@ -106,13 +107,14 @@ fn targets(loaded: &Loaded) -> Returned {
     )
 }
 
-/// The build args (with their values) and the secrets the spec uses.
+/// The build args (with their values; a `--build-arg` URL without its credentials) and
+/// the secrets the spec uses.
 fn outline(loaded: &Loaded) -> Returned {
     let spec = &loaded.spec;
     let args: Vec<Value> = spec
         .args
         .iter()
-        .map(|a| json!({"Name": a.name, "Description": "", "Value": a.value, "Location": location(a.loc)}))
+        .map(|a| json!({"Name": a.name, "Description": "", "Value": redact_text(&a.value), "Location": location(a.loc)}))
         .collect();
     let secrets: Vec<Value> = [&spec.secrets.ca_bundle, &spec.secrets.netrc]
         .into_iter()
@@ -121,7 +123,7 @@ fn outline(loaded: &Loaded) -> Returned {
         .collect();
     let mut text = String::from("BUILD ARG         VALUE\n");
     for a in &spec.args {
-        text.push_str(&format!("{:17} {}\n", a.name, a.value));
+        text.push_str(&format!("{:17} {}\n", a.name, redact_text(&a.value)));
     }
     result(
         json!({"args": args, "secrets": secrets, "sources": file_bytes(loaded)}),
@@ -156,13 +158,14 @@ fn lint(loaded: &Loaded) -> Returned {
     )
 }
 
-/// Each spec file's text as Go's `[]byte` (targets, outline).
+/// Each spec file's text (credentials masked, see `SourceFile`) as Go's `[]byte`
+/// (targets, outline).
 fn file_bytes(loaded: &Loaded) -> Vec<Value> {
     loaded
         .spec
         .files
         .iter()
-        .map(|f| json!(base64(f.text.as_bytes())))
+        .map(|f| json!(base64(f.text().as_bytes())))
         .collect()
 }
 
@@ -172,6 +175,6 @@ fn source_infos(loaded: &Loaded) -> Vec<Value> {
         .spec
         .files
         .iter()
-        .map(|f| json!({"filename": f.name, "language": "YAML", "data": base64(f.text.as_bytes())}))
+        .map(|f| json!({"filename": f.name, "language": "YAML", "data": base64(f.text().as_bytes())}))
         .collect()
 }

@@ -35,7 +35,7 @@ pub fn marshal(root: &State, files: &[SourceFile]) -> pb::Definition {
                 .iter()
                 .map(|f| pb::SourceInfo {
                     filename: f.name.clone(),
-                    data: f.text.as_bytes().to_vec(),
+                    data: f.text().as_bytes().to_vec(),
                     definition: None,
                     language: "YAML".into(),
                 })

@@ -99,10 +99,8 @@ impl Sources {
     /// the next file to read, if the one just added extends another.
     pub fn add(&mut self, name: &str, bytes: &[u8]) -> Result<Option<String>, Report> {
         let index = self.files.len() as u16;
-        self.files.push(SourceFile {
-            name: name.to_string(),
-            text: String::from_utf8_lossy(bytes).into_owned(),
-        });
+        self.files
+            .push(SourceFile::new(name, &String::from_utf8_lossy(bytes)));
         self.next = None;
         let node = yaml::parse(index, bytes).map_err(|d| self.report(vec![d]))?;
         if let Some(ext) = node.get("extends") {
@@ -113,6 +111,14 @@ impl Sources {
                     "write `extends: ../platform/python-worker.yaml`",
                 )]));
             };
+            // A URL would be read as a path (`https:/host/...`), its credentials with it.
+            if crate::url::Url::split(path).is_some() {
+                return Err(self.report(vec![Diagnostic::error(
+                    ext.loc,
+                    format!("`extends` names a URL (`{}`), not a file", crate::url::redact(path)),
+                    "copy the shared spec next to this one (kiln reads `extends` from the spec's directory) and name its path",
+                )]));
+            }
             let resolved = resolve_relative(name, path);
             if self.files.iter().any(|f| f.name == resolved) {
                 let chain: Vec<&str> = self.files.iter().map(|f| f.name.as_str()).collect();

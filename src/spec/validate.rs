@@ -162,18 +162,17 @@ pub fn requirement_line(s: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
+/// A package index or apt archive URL kiln writes into the build: http(s), well formed
+/// (`url::Url::parse`), without userinfo.
 pub fn index_url(s: &str) -> Result<(), &'static str> {
-    let rest = s
-        .strip_prefix("https://")
-        .or_else(|| s.strip_prefix("http://"))
+    use crate::url::Url;
+    let url = Url::split(s)
+        .filter(|u| matches!(u.scheme, "https" | "http"))
         .ok_or("must start with https:// or http://")?;
-    let host = rest.split('/').next().unwrap_or("");
-    if host.contains('@') {
+    if url.has_userinfo() {
         return Err("credentials in the URL would be stored in the image's build definition");
     }
-    if host.is_empty() || s.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err("not a valid URL");
-    }
+    Url::parse(s).map_err(|_| "not a valid URL")?;
     Ok(())
 }
 
@@ -282,5 +281,11 @@ mod tests {
         assert!(index_url("https://pypi.example.com/simple").is_ok());
         assert!(index_url("https://user:tok@pypi.example.com/simple").is_err());
         assert!(index_url("ftp://x").is_err());
+        assert_eq!(
+            index_url("https://alice:s3cret@tok3n@host/simple"),
+            Err("credentials in the URL would be stored in the image's build definition")
+        );
+        assert_eq!(index_url("https://host\\x/"), Err("not a valid URL"));
+        assert_eq!(index_url("https://host:99999/"), Err("not a valid URL"));
     }
 }

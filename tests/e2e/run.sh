@@ -142,7 +142,7 @@ line=$(grep -n "not_installed_anywhere" "$SPECDIR/badverify.yaml" | cut -d: -f1)
 if dbuild bad-verify -f "$SPECDIR/badverify.yaml" --target minimal -t kiln-e2e/bad:verify "${ARGS[@]}" "$CTX"; then
   fail "a failing verify must fail the build"
 else
-  assert_contains "the error names the verify line" "$(log_of bad-verify)" "badverify.yaml:$line:5: verify command"
+  assert_contains "the error names the verify line" "$(log_of bad-verify)" "badverify.yaml:$line:5: error: verify command"
   check "nothing exported" bash -c "! $DOCKER image inspect kiln-e2e/bad:verify"
 fi
 
@@ -281,7 +281,7 @@ if dbuild verify-fail -f "$SPECDIR/verifyfail.yaml" --target minimal "${ARGS[@]}
   fail "a verify timeout and a failing health check must fail the build"
 else
   log=$(log_of verify-fail)
-  assert_contains "the timeout is named at its line" "$log" "verifyfail.yaml:$tline:11: verify command \`sleep 600\` failed on the minimal image: it did not finish within 3 s"
+  assert_contains "the timeout is named at its line" "$log" "verifyfail.yaml:$tline:11: error: verify command \`sleep 600\` failed on the minimal image: it did not finish within 3 s"
   assert_contains "the health check without curl fails" "$log" "the health check \`curl -f http://localhost:8000/\` failed on the minimal image: exit code 127 (command not found in the image)"
   assert_eq "the timeout did not hang the build" "yes" "$([ $(($(date +%s) - started)) -lt 300 ] && echo yes || echo no)"
 fi

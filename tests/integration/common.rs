@@ -300,6 +300,26 @@ where
     kiln::frontend::serve(channel, Ok(opts))
 }
 
+/// What the frontend sends BuildKit for a spec that does not load (as `read_spec` makes
+/// it, with `Failure::from_diagnostics`): the message, and each `errdefs.Source` detail's
+/// file text with its range's start (line, character).
+pub fn failure_sent(report: &kiln::diag::Report) -> (String, Vec<(Vec<u8>, i32, i32)>) {
+    use kiln::frontend::errdefs::{SOURCE_TYPE_URL, SourceJson};
+    let errors: Vec<_> = report.errors().cloned().collect();
+    let f = kiln::frontend::bridge::Failure::from_diagnostics(&report.files, &errors);
+    let sources = f
+        .details
+        .iter()
+        .filter(|d| d.type_url == SOURCE_TYPE_URL)
+        .map(|d| {
+            let s: SourceJson = serde_json::from_slice(&d.value).expect("errdefs.Source");
+            let start = s.ranges[0].start;
+            (s.info.expect("a file").data, start.line, start.character)
+        })
+        .collect();
+    (f.message, sources)
+}
+
 /// A real (self-signed, test-only) CA certificate, as someone would pass it with
 /// `--secret id=pipca,src=ca.pem`: what must never reach a definition or an image config.
 pub const TEST_CA_PEM: &str = "-----BEGIN CERTIFICATE-----

@@ -693,11 +693,30 @@ async fn a_failing_verify_names_the_spec_line() {
     let msg = error_message(&r);
     assert_eq!(
         msg,
-        "worker.yaml:12:10: verify command `python -c 'import app'` failed on the minimal image: exit code 1; fix the image or the command"
+        "worker.yaml:12:10: error: verify command `python -c 'import app'` failed on the minimal image: exit code 1 (help: fix the image or the command)"
     );
     let sources = sources_of(&r);
     assert_eq!(sources.len(), 1);
     assert_eq!(sources[0].ranges[0].start.line, 12);
+}
+
+/// Verify that cannot run at all (its solve fails) is an error at the first check, with
+/// what verify needs from the image.
+#[tokio::test]
+async fn verify_that_cannot_run_names_the_first_check() {
+    let f = fake(MODERN_LLB, MODERN_FRONTEND);
+    f.0.lock().unwrap().fail_solves_containing = vec!["kiln-verify".into()];
+    let r = run(&f, opts(&[])).await;
+    let msg = error_message(&r);
+    assert!(
+        msg.starts_with(
+            "worker.yaml:12:10: error: verify could not run on the minimal image: build failed: "
+        ) && msg.ends_with(
+            "(help: verify needs /bin/sh, sleep, kill and a writable /tmp in the image; `--build-arg KILN_SKIP_VERIFY=1` builds without it)"
+        ),
+        "{msg}"
+    );
+    assert_eq!(sources_of(&r)[0].ranges[0].start.line, 12);
 }
 
 /// Issue 10, 6: all checks of one image in ONE exec (one container start), each failing
@@ -732,14 +751,15 @@ async fn verify_runs_in_one_container_and_every_failure_is_named() {
     assert_eq!(lines.len(), 3, "{msg}");
     assert_eq!(
         lines[0],
-        "worker.yaml:14:5: verify command `false two` failed on the minimal image: exit code 1; fix the image or the command"
+        "worker.yaml:14:5: error: verify command `false two` failed on the minimal image: exit code 1 (help: fix the image or the command)"
     );
     assert!(
-        lines[1].starts_with("worker.yaml:15:11: verify command `sleep three` failed on the minimal image: it did not finish within 2 s and was killed"),
+        lines[1].starts_with("worker.yaml:15:11: error: verify command `sleep three` failed on the minimal image: it did not finish within 2 s and was killed"),
         "{msg}"
     );
     assert!(
-        lines[2].starts_with("worker.yaml:17:14: the health check `curl -f localhost` failed on the minimal image: exit code 127 (command not found in the image)"),
+        lines[2].starts_with("worker.yaml:17:14: error: the health check `curl -f localhost` failed on the minimal image: exit code 127 (command not found in the image)")
+            && lines[2].ends_with("(help: install what it calls, fix it, or set `healthcheck.verify: false`)"),
         "{msg}"
     );
     assert_eq!(sources_of(&r).len(), 3, "one errdefs.Source per failure");
@@ -765,7 +785,9 @@ async fn verify_runs_in_one_container_and_every_failure_is_named() {
     f2.0.lock().unwrap().verify_outcomes = vec![("false four".into(), "1".into())];
     let msg = error_message(&run(&f2, opts(&[("target", "full")])).await);
     assert!(
-        msg.starts_with("worker.yaml:20:41: verify command `false four` failed on the full image"),
+        msg.starts_with(
+            "worker.yaml:20:41: error: verify command `false four` failed on the full image"
+        ),
         "{msg}"
     );
 }
@@ -1556,4 +1578,112 @@ async fn a_result_over_the_gateway_message_limit_is_named() {
         "{message}"
     );
     assert!(r.result.is_none(), "nothing half-built is returned");
+}
+
+/// Issue 20: a credential in a spec URL never leaves the frontend. A spec that holds one
+/// in a value fails with neither it in the message nor in the file text of the
+/// `errdefs.Source` details; one in a comment (a valid spec) reaches no Warn, solved
+/// definition (their source maps) or subrequest answer; an outline's `--build-arg` value
+/// is shown without it.
+#[tokio::test]
+async fn credentials_in_the_spec_never_reach_buildkit() {
+    const SECRETS: [&str; 3] = ["alice", "s3cret", "tok3n"];
+    let url = "https://alice:s3cret@tok3n@host/simple";
+    let clean = |what: &str, bytes: &[u8]| {
+        let text = String::from_utf8_lossy(bytes);
+        assert!(
+            !SECRETS.iter().any(|s| text.contains(s)),
+            "{what} holds a credential:\n{text}"
+        );
+    };
+
+    let f = fake(MODERN_LLB, MODERN_FRONTEND);
+    spec_with(
+        &f,
+        "app: {src: [app]}\n",
+        &format!("app: {{src: [app]}}\npip: {{index_url: \"{url}\"}}\n"),
+    );
+    let r = run(&f, opts(&[])).await;
+    let msg = error_message(&r);
+    assert!(
+        msg.starts_with(
+            "worker.yaml:11:18: error: invalid pip.index_url `https://***@host/simple`"
+        ),
+        "{msg}"
+    );
+    clean("the message", msg.as_bytes());
+    for d in &r.error.as_ref().unwrap().details {
+        clean("a detail", &d.value);
+    }
+    let sources = sources_of(&r);
+    assert_eq!(sources.len(), 1);
+    clean("errdefs.Source data", &sources[0].info.data);
+    assert_eq!(sources[0].ranges[0].start.line, 11);
+
+    // Valid, with the URL in a comment, a warning and an undeclared build arg's value.
+    let mut modern = MODERN_FRONTEND.to_vec();
+    modern.push(caps::GATEWAY_WARNINGS);
+    let f = fake(MODERN_LLB, &modern);
+    spec_with(
+        &f,
+        "app: {src: [app]}\n",
+        &format!("app: {{src: [app]}}\n# index: {url}\nuser: root\n"),
+    );
+    let r = run(&f, opts(&[])).await;
+    assert!(r.error.is_none(), "{}", error_message(&r));
+    let text = {
+        let s = f.0.lock().unwrap();
+        assert!(!s.warnings.is_empty());
+        for w in &s.warnings {
+            clean("a Warn's file", &w.info.as_ref().unwrap().data);
+            clean(
+                "a Warn's text",
+                &[w.short.clone(), w.detail.concat()].concat(),
+            );
+        }
+        assert!(
+            s.solves
+                .iter()
+                .any(|r| r.definition.as_ref().unwrap().source.is_some())
+        );
+        for solve in &s.solves {
+            for info in solve
+                .definition
+                .as_ref()
+                .and_then(|d| d.source.as_ref())
+                .map_or(&[][..], |s| &s.infos)
+            {
+                clean("a source map's file", &info.data);
+                assert!(
+                    String::from_utf8_lossy(&info.data)
+                        .contains("# index: https://******************@host/simple")
+                );
+            }
+        }
+        s.files["worker.yaml"].clone()
+    };
+    for id in ["frontend.targets", "frontend.outline", "frontend.lint"] {
+        let m = subrequest(&text, id).await;
+        clean(id, &m["result.json"]);
+        clean(id, &m["result.txt"]);
+    }
+
+    // An outline shows a declared arg's value; from a --build-arg, without credentials.
+    let f = fake(MODERN_LLB, MODERN_FRONTEND);
+    spec_with(
+        &f,
+        "app: {src: [app]}\n",
+        "app: {src: [app]}\nargs: {MIRROR: \"\"}\n",
+    );
+    let r = run(
+        &f,
+        opts(&[("requestid", "frontend.outline"), ("build-arg:MIRROR", url)]),
+    )
+    .await;
+    assert!(r.error.is_none(), "{}", error_message(&r));
+    let m = r.result.unwrap().metadata;
+    let o: GoOutline = serde_json::from_slice(&m["result.json"]).expect("outline.Outline");
+    assert_eq!(o.args[0].value, "https://***@host/simple");
+    clean("the outline", &m["result.json"]);
+    clean("the outline's text", &m["result.txt"]);
 }

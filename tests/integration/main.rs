@@ -6,6 +6,7 @@
 
 mod common;
 mod context;
+mod credentials;
 mod fetched;
 mod frontend_fake;
 mod golden;

@@ -4,8 +4,10 @@
 //! `Cx` holds the diagnostics and the value readers every section shares; `Fields` is the
 //! view of one mapping a section reads its keys through. One file per part of the spec:
 //! `python` (python, pip), `requirements`, `image` (app, user, healthcheck, ports,
-//! secrets), `variants` (each variant as the spec-wide values with its overrides on top).
+//! secrets), `variants` (each variant as the spec-wide values with its overrides on top);
+//! `credentials` refuses a URL with credentials in any key or value.
 
+mod credentials;
 mod image;
 mod process;
 mod python;
@@ -475,8 +477,9 @@ impl Cx {
 }
 
 /// Convert a merged document: `args` first (they are not expanded, `build_args` override
-/// their defaults), then `${}` everywhere else, then every section. Returns the spec when
-/// nothing was wrong enough to stop it, and every diagnostic (errors and warnings) found.
+/// their defaults), then `${}` everywhere else, then URLs with credentials anywhere (see
+/// `credentials`), then every section. Returns the spec when nothing was wrong enough to
+/// stop it, and every diagnostic (errors and warnings) found.
 pub(crate) fn convert(
     mut doc: Node,
     build_args: &BTreeMap<String, String>,
@@ -503,6 +506,7 @@ pub(crate) fn convert(
     // A value whose ${} failed gets no second error (see `err`).
     cx.failed = expand_errors.iter().map(|d| d.loc).collect();
     cx.diags.extend(expand_errors);
+    cx.credentials(&doc);
     let spec = cx.spec(&doc, args, files, build_args);
     (spec, cx.diags)
 }

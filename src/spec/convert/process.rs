@@ -332,7 +332,7 @@ impl Cx {
         if let Err(why) = validate::index_url(&url.v) {
             self.err(
                 url.loc,
-                format!("invalid {what}.url `{}`: {why}", url.v),
+                format!("invalid {what}.url `{}`: {why}", crate::url::redact(&url.v)),
                 "write the archive's root, e.g. http://apt.postgresql.org/pub/repos/apt",
             );
         }

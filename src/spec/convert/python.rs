@@ -233,19 +233,11 @@ impl Cx {
         if let Err(why) = validate::index_url(&s.v) {
             self.err(
                 s.loc,
-                format!("invalid {what} `{}`: {why}", redact(&s.v)),
+                format!("invalid {what} `{}`: {why}", crate::url::redact(&s.v)),
                 "use an http(s) URL without credentials; put credentials in a netrc build secret (build_secrets.netrc)",
             );
             return None;
         }
         Some(s.v)
-    }
-}
-
-/// A URL with any userinfo replaced, for messages (credentials never reach a log).
-pub fn redact(url: &str) -> String {
-    match (url.find("://"), url.find('@')) {
-        (Some(s), Some(a)) if a > s => format!("{}://***@{}", &url[..s], &url[a + 1..]),
-        _ => url.to_string(),
     }
 }
