@@ -121,6 +121,45 @@ impl<'a> Url<'a> {
         self.host.to_ascii_lowercase()
     }
 
+    /// `host` or `host:port`, the host in lowercase: what names an index for
+    /// `Url::fetch_risk`'s exceptions.
+    pub fn host_port(&self) -> String {
+        match self.port {
+            Some(p) => format!("{}:{p}", self.host()),
+            None => self.host(),
+        }
+    }
+
+    /// Why the engine should not fetch this URL itself, or `None`. The engine fetches HTTP
+    /// sources from its own host's network, where the daemon's API, a cloud's metadata
+    /// service and other local services answer: plain `http` (no TLS: anyone on the path
+    /// chooses the bytes until the digest check), or a host that is a loopback, link-local
+    /// or unspecified address, or `localhost`. Names are not resolved: one that resolves
+    /// to such an address is not caught here.
+    pub fn fetch_risk(&self) -> Option<&'static str> {
+        use std::net::IpAddr;
+        let host = self.host();
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        let address = bare.parse::<IpAddr>().ok().map(|a| match a {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(a, IpAddr::V4),
+            v4 => v4,
+        });
+        let risky_address = address.and_then(|a| match a {
+            _ if a.is_loopback() => Some("a loopback address"),
+            _ if a.is_unspecified() => Some("an unspecified address"),
+            IpAddr::V4(v4) if v4.is_link_local() => Some("a link-local address"),
+            IpAddr::V6(v6) if v6.segments()[0] & 0xffc0 == 0xfe80 => Some("a link-local address"),
+            _ => None,
+        });
+        if let Some(why) = risky_address {
+            return Some(why);
+        }
+        if host == "localhost" || host.ends_with(".localhost") {
+            return Some("the local host");
+        }
+        (self.scheme != "https").then_some("plain http")
+    }
+
     /// Whether the URL carries userinfo (`user:token@`), credentials as a rule.
     pub fn has_userinfo(&self) -> bool {
         self.userinfo.is_some()

@@ -136,6 +136,9 @@ pub struct Gather {
     /// The spec mounts a netrc: some index needs credentials, which an engine's own
     /// fetch does not have.
     netrc: bool,
+    /// The `host[:port]` of every index the spec names: the engine may fetch a lock's
+    /// files from them even over plain http or at a local address.
+    index_hosts: Vec<String>,
     info: ContextInfo,
     diags: Vec<Diagnostic>,
 }
@@ -154,6 +157,12 @@ impl Gather {
             versions: vec![],
             requires_python: None,
             netrc: spec.secrets.netrc.is_some(),
+            index_hosts: spec
+                .variants
+                .iter()
+                .flat_map(|v| v.pip.index_url.iter().chain(&v.pip.extra_index_urls))
+                .filter_map(|u| crate::url::Url::split(u).map(|u| u.host_port()))
+                .collect(),
             info: ContextInfo::default(),
             diags: vec![],
         };
@@ -331,6 +340,7 @@ impl Gather {
         }
         let read = pylock::parse(text).map(|lock| match lock {
             pylock::Pylock::Addressable(p) if self.netrc => pylock::public_only(p),
+            pylock::Pylock::Addressable(p) => pylock::engine_safe(p, &self.index_hosts),
             other => other,
         });
         match read {

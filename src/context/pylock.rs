@@ -130,6 +130,26 @@ pub fn public_only(packages: Vec<LockedPackage>) -> Pylock {
     }
 }
 
+/// Where the engine would fetch a file from its own host's network unsafely
+/// (`Url::fetch_risk`: plain http, a loopback or link-local address), the lock installs in
+/// its step instead, unless the spec names that host (`host[:port]`) as an index in
+/// `allowed`: then it is the user's own mirror.
+pub fn engine_safe(packages: Vec<LockedPackage>, allowed: &[String]) -> Pylock {
+    let risky = packages.iter().find_map(|p| {
+        p.wheels.iter().chain(&p.sdist).find_map(|f| {
+            let url = crate::url::Url::split(&f.url)?;
+            let why = url.fetch_risk()?;
+            (!allowed.contains(&url.host_port())).then(|| (p.name.clone(), url.host_port(), why))
+        })
+    });
+    match risky {
+        None => Pylock::Addressable(packages),
+        Some((name, host, why)) => Pylock::InStep(format!(
+            "package `{name}` comes from `{host}`, {why}, which the engine would fetch from its own host's network; name it as an index (`pip.index_url` or `pip.extra_index_urls`) if it is yours"
+        )),
+    }
+}
+
 /// PyPI's file host: public, no credentials.
 const PUBLIC_FILES: &str = "files.pythonhosted.org";
 

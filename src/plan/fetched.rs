@@ -21,9 +21,14 @@ const SMALL_BYTES: u64 = 1 << 20;
 /// set's layer, and a lock of hundreds of small packages is not hundreds of layers (each a
 /// container, a diff and a layer the image's engine must stack: overlay2 stops at 128).
 const SETS: u8 = 16;
-/// Past this many large wheels in a group, they share the sets too (the layer bound wins
-/// over one layer per package).
+/// Past this many large wheels (or wheels built from sdists, or of unknown size) in a
+/// group, they share the sets too (the layer bound wins over one layer per package).
 const MAX_OWN: usize = 64;
+/// At most this many package layers in one image, whatever its locks hold (overlay2
+/// stacks at most 128 layers, the base's own among them): a group that would go past it
+/// shares fewer sets, and once none is left it installs in one step (the image then copies
+/// the venv whole).
+pub const MAX_PACKAGE_LAYERS: usize = 80;
 
 /// What a fetched group's stages share: its name and line, and how it installs.
 pub(super) struct Group<'g> {
@@ -101,8 +106,6 @@ pub(super) struct Wheel {
     set: Option<u8>,
     /// The locked file's size (the sdist's for a built wheel); 0 when the lock has none.
     bytes: u64,
-    /// Built from a sdist: its name is a glob, so it is always installed alone.
-    built: bool,
 }
 
 /// Which set a small wheel of package `name` (PEP 503 normalized) goes into: stable across
@@ -112,13 +115,18 @@ fn set_of(name: &str) -> u8 {
     sha2::Sha256::digest(name.as_bytes())[0] % SETS
 }
 
-/// `wheels` as the layers they are installed in, in lock order: a large wheel (or one
-/// built from a sdist, or of unknown size) alone, small ones by set.
-fn layers(wheels: Vec<&Wheel>) -> Vec<Vec<&Wheel>> {
+/// `wheels` as the layers they are installed in, in lock order, in at most `budget`
+/// layers (at least 1): a large wheel (or one built from a sdist, or of unknown size)
+/// alone, small ones by set; past `MAX_OWN` own layers, or past the budget, every wheel by
+/// set, over at most `budget` sets.
+fn layers(wheels: Vec<&Wheel>, budget: usize) -> Vec<Vec<&Wheel>> {
     let own = wheels.iter().filter(|w| w.set.is_none()).count();
-    let set = |w: &Wheel| match w.set {
-        None if own > MAX_OWN && !w.built => Some(set_of(&w.key.0)),
-        s => s,
+    let sets: std::collections::BTreeSet<u8> = wheels.iter().filter_map(|w| w.set).collect();
+    let shared = own > MAX_OWN || own + sets.len() > budget;
+    let count = (budget.max(1) as u8).min(SETS);
+    let set = |w: &Wheel| match shared {
+        true => Some(set_of(&w.key.0) % count),
+        false => w.set,
     };
     let mut units: Vec<(Option<u8>, Vec<&Wheel>)> = vec![];
     for w in wheels {
@@ -164,7 +172,14 @@ impl Builder<'_> {
         let conflict = wheels
             .iter()
             .any(|w| have.iter().any(|k| k.0 == w.key.0 && k.1 != w.key.1));
-        let Some(venv) = layered.as_mut().filter(|_| self.opts.layers && !conflict) else {
+        // What is left of the image's layer budget (one kept for the project).
+        let budget = layered
+            .as_ref()
+            .map_or(0, |l| MAX_PACKAGE_LAYERS.saturating_sub(l.layers.len() + 1));
+        let Some(venv) = layered
+            .as_mut()
+            .filter(|_| self.opts.layers && !conflict && budget > 0)
+        else {
             *layered = None;
             let files = wheels.iter().map(|w| (Role::File, w.stage)).collect();
             let names = wheels.into_iter().map(|w| w.file).collect();
@@ -172,7 +187,7 @@ impl Builder<'_> {
         };
         let new: Vec<&Wheel> = wheels.iter().filter(|w| !have.contains(&w.key)).collect();
         let mut added = vec![];
-        for unit in layers(new) {
+        for unit in layers(new, budget) {
             let step = LayerStep {
                 group: group.name.to_string(),
                 packages: unit.iter().map(|w| w.label.clone()).collect(),
@@ -231,7 +246,6 @@ impl Builder<'_> {
                 stage: fetch,
                 file: shell::quote(&filename),
                 bytes,
-                built,
             };
         }
         let step = WheelStep {
@@ -240,7 +254,12 @@ impl Builder<'_> {
             sdist: filename,
             pip: group.pip.clone(),
             toolchain: group.toolchain.clone(),
-            secrets: group.secrets.clone(),
+            // The sdist's build backend is the lock's code, run here: it gets the CA for
+            // the index, never the netrc.
+            secrets: BuildSecrets {
+                ca_bundle: group.secrets.ca_bundle.clone(),
+                netrc: None,
+            },
         };
         let (on, toolchain) = group.wheel_on;
         let mut inputs = toolchain.clone();
@@ -253,7 +272,6 @@ impl Builder<'_> {
             file: "*.whl".into(),
             set: None,
             bytes,
-            built,
         }
     }
 }
@@ -270,7 +288,6 @@ mod tests {
             file: format!("{name}.whl"),
             set: (size < SMALL_BYTES).then(|| set_of(name)),
             bytes: size,
-            built: false,
         }
     }
 
@@ -282,11 +299,13 @@ mod tests {
     }
 
     /// Large wheels alone, small ones by set; a package's layer does not depend on which
-    /// other packages the lock has; past `MAX_OWN` large wheels they share the sets too.
+    /// other packages the lock has; past `MAX_OWN` large wheels, or past the budget, every
+    /// wheel shares the sets, built ones included.
     #[test]
     fn layers_are_large_wheels_alone_and_small_ones_by_set() {
+        let budget = MAX_PACKAGE_LAYERS;
         let small: Vec<Wheel> = (0..200).map(|i| wheel(&format!("p{i}"), 10_000)).collect();
-        let units = layers(small.iter().collect());
+        let units = layers(small.iter().collect(), budget);
         assert_eq!(
             units.len(),
             SETS as usize,
@@ -294,7 +313,7 @@ mod tests {
         );
         assert!(units.iter().all(|u| u.len() > 1));
         // The same package is in the same set with or without the others.
-        let fewer = layers(small[..100].iter().collect());
+        let fewer = layers(small[..100].iter().collect(), budget);
         let set_with = |units: &[Vec<&Wheel>], w: &Wheel| {
             units
                 .iter()
@@ -312,19 +331,26 @@ mod tests {
             wheel("numpy", 16 << 20),
         ];
         assert_eq!(
-            names(layers(mixed.iter().collect())),
+            names(layers(mixed.iter().collect(), budget)),
             [vec!["torch"], vec!["six"], vec!["numpy"]]
         );
         let large: Vec<Wheel> = (0..=MAX_OWN)
             .map(|i| wheel(&format!("big{i}"), 2 << 20))
             .collect();
-        assert_eq!(layers(large.iter().collect()).len(), SETS as usize);
-        assert_eq!(layers(large[..MAX_OWN].iter().collect()).len(), MAX_OWN);
-        // Wheels built from sdists are mounted by a glob: never two in one install.
-        let mut built: Vec<Wheel> = (0..=MAX_OWN)
+        assert_eq!(layers(large.iter().collect(), budget).len(), SETS as usize);
+        assert_eq!(
+            layers(large[..MAX_OWN].iter().collect(), budget).len(),
+            MAX_OWN
+        );
+        // Issue 21: 130 wheels built from sdists (their own layer each, below the bounds)
+        // no longer make 130 layers.
+        let built: Vec<Wheel> = (0..130)
             .map(|i| wheel(&format!("sdist{i}"), 2 << 20))
             .collect();
-        built.iter_mut().for_each(|w| w.built = true);
-        assert_eq!(layers(built.iter().collect()).len(), MAX_OWN + 1);
+        assert_eq!(layers(built.iter().collect(), budget).len(), SETS as usize);
+        // A budget smaller than the sets: that many layers, at least one.
+        assert_eq!(layers(large.iter().collect(), 5).len(), 5);
+        assert_eq!(layers(large.iter().collect(), 0).len(), 1);
+        assert_eq!(layers(mixed.iter().collect(), 2).len(), 2);
     }
 }

@@ -15,6 +15,7 @@ mod stage;
 
 use std::collections::BTreeMap;
 
+pub use fetched::MAX_PACKAGE_LAYERS;
 pub use stage::*;
 
 use crate::context::ContextInfo;

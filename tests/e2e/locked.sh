@@ -76,6 +76,9 @@ version: 1
 name: locked
 python: {base: "kiln-e2e-locked/python:run-$RUN_ID", version: "3.11", installer: uv}
 requirements: {core: {lock: pylock.toml}}
+# The local file server is plain http: named as an index, it is the user's own mirror,
+# which the engine may fetch from (an unnamed one would install in the step).
+pip: {extra_index_urls: ["http://$HOST_IP:$PORT/"]}
 build_secrets: {ca_bundle: pipca}
 app: {src: [app], workdir: /app}
 user: {name: app, uid: 10001}

@@ -472,3 +472,136 @@ fn graph_with_the_context_shows_the_fetched_files_and_layers_the_definition_has(
         }
     }
 }
+
+/// A PEP 751 lock of `n` packages, each only a sdist at `base/NAME-1.0.tar.gz`.
+fn sdist_lock(n: usize, base: &str) -> String {
+    let mut lock = String::from("lock-version = \"1.0\"\ncreated-by = \"kiln test\"\n");
+    for i in 0..n {
+        lock.push_str(&format!(
+            "\n[[packages]]\nname = \"pkg{i}\"\nversion = \"1.0\"\nsdist = {{ url = \"{base}/pkg{i}-1.0.tar.gz\", size = 2000000, hashes = {{ sha256 = \"{:064x}\" }} }}\n",
+            i + 1
+        ));
+    }
+    lock
+}
+
+/// `kiln llb` of `spec` (text) on a context of `files`, as JSON.
+fn llb_of(name: &str, spec: &str, files: &[(&str, &str)], args: &[&str]) -> Value {
+    let mut all_files = vec![("spec.yaml", spec)];
+    all_files.extend_from_slice(files);
+    let dir = temp_tree(name, &all_files);
+    let path = dir.join("spec.yaml");
+    let mut all = vec![
+        "llb",
+        path.to_str().unwrap(),
+        "--context",
+        dir.to_str().unwrap(),
+        "--format",
+        "json",
+    ];
+    all.extend_from_slice(args);
+    let def = serde_json::from_slice(&kiln_ok(&all)).expect("kiln llb prints JSON");
+    let _ = std::fs::remove_dir_all(dir);
+    def
+}
+
+const SDIST_SPEC: &str = "version: 1\nname: s\npython: {base: python:3.12-slim, version: \"3.12\", installer: uv}\nsystem: {build: [gcc]}\nbuild_secrets: {netrc: netrc, ca_bundle: pipca}\nrequirements: {core: {lock: pylock.toml}}\n";
+
+/// Issue 21: whatever the lock, the image stays within the layer budget: 130 sdists (each
+/// a wheel built in the builder) share the sets instead of making 130 layers, past
+/// overlay2's 128.
+#[test]
+fn an_image_stays_within_the_layer_budget_whatever_the_lock() {
+    let lock = sdist_lock(130, "https://files.pythonhosted.org/packages");
+    let def = llb_of(
+        "fetched-budget",
+        SDIST_SPEC,
+        &[("pylock.toml", &lock)],
+        &["--merge"],
+    );
+    let diffs = ops(&def)
+        .iter()
+        .filter(|o| !o["op"]["diff"].is_null())
+        .count();
+    assert!((1..=16).contains(&diffs), "{diffs} package layers");
+    let image = ops(&def)
+        .iter()
+        .find(|o| name(o) == "[image] merge")
+        .unwrap();
+    let layers = image["op"]["merge"]["inputs"].as_array().unwrap().len();
+    assert!(
+        layers <= 3 + kiln::plan::MAX_PACKAGE_LAYERS,
+        "{layers} image layers"
+    );
+    assert_eq!(
+        execs(&def, "wheel from sdist: ").len(),
+        130,
+        "every sdist built"
+    );
+}
+
+/// Issue 21: the wheel build runs the sdist's own build backend, so it gets the CA for
+/// the index and never the netrc.
+#[test]
+fn a_wheel_build_never_mounts_the_netrc() {
+    let lock = sdist_lock(2, "https://files.pythonhosted.org/packages");
+    for merge in [&["--merge"][..], &[]] {
+        let def = llb_of(
+            "fetched-netrc",
+            SDIST_SPEC,
+            &[("pylock.toml", &lock)],
+            merge,
+        );
+        let builds = execs(&def, "wheel from sdist: ");
+        assert_eq!(builds.len(), 2);
+        for b in builds {
+            let secrets: Vec<&str> = b["op"]["exec"]["mounts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|m| m["type"] == "SECRET")
+                .map(|m| m["dest"].as_str().unwrap())
+                .collect();
+            assert_eq!(secrets, ["/run/secrets/kiln-ca.pem"], "{}", name(b));
+        }
+    }
+}
+
+/// Issue 21: the engine fetches HTTP sources from its own host's network, so a lock's
+/// file at a loopback or link-local address, or over plain http, is not fetched by it
+/// (the group installs in its step, with the warning) unless the spec names that host as
+/// an index.
+#[test]
+fn the_engine_fetches_no_file_from_its_own_host_unless_the_spec_names_it() {
+    let spec = "version: 1\nname: s\npython: {base: python:3.12-slim, version: \"3.12\", installer: uv}\nrequirements: {core: {lock: pylock.toml}}\n";
+    for base in [
+        "http://169.254.169.254/latest",
+        "https://127.0.0.1:2375/v1.41",
+        "https://[::1]/x",
+        "https://[fe80::1]/x",
+        "https://localhost/x",
+        "http://files.example.com/x",
+    ] {
+        let lock = sdist_lock(1, base);
+        let def = llb_of("fetched-ssrf", spec, &[("pylock.toml", &lock)], &[]);
+        let fetches = ops(&def)
+            .iter()
+            .filter(|o| name(o).starts_with("fetch "))
+            .count();
+        assert_eq!(fetches, 0, "{base}");
+        assert_eq!(
+            execs(&def, "uv install: core").len(),
+            1,
+            "{base}: installs in its step"
+        );
+    }
+    // The spec's own index on a local address: the user's mirror, fetched by the engine.
+    let lock = sdist_lock(1, "http://10.0.0.5:8080/files");
+    let named = format!("{spec}pip: {{extra_index_urls: [\"http://10.0.0.5:8080/simple\"]}}\n");
+    let def = llb_of("fetched-named", &named, &[("pylock.toml", &lock)], &[]);
+    let fetches = ops(&def)
+        .iter()
+        .filter(|o| name(o).starts_with("fetch "))
+        .count();
+    assert_eq!(fetches, 1);
+}

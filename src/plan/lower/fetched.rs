@@ -4,6 +4,7 @@
 //! step, or some packages into the empty venv with the layer as the DiffOp of what they
 //! wrote; the `pip check` over the layers.
 
+use super::image::dir_copy;
 use super::install::{check_command, drop_uv_lock};
 use super::{LowerOpts, StepEnv, cache_mount, installer_env, own_vertices, secret_setup, sh};
 use crate::llb::{self, Exec, Meta, Mount, State};
@@ -156,28 +157,36 @@ pub(super) fn layer(
     meta: Meta,
 ) -> State {
     let (installer, venv) = (step.toolchain.installer, &step.toolchain.venv);
-    let paths: Vec<String> = step
-        .files
-        .iter()
-        .map(|f| format!("{PACKAGE_MOUNT}/{f}"))
-        .collect();
+    let label = fetched::packages_label(&step.packages);
+    // One file: mounted as it is. Several: each in a directory of its own (two may share
+    // a name, or be wheels built from sdists, named by a glob), all in one state.
+    let (files, paths): (State, Vec<String>) = match files {
+        [one] => (
+            one.clone(),
+            vec![format!("{PACKAGE_MOUNT}/{}", step.files[0])],
+        ),
+        _ => {
+            let mut all = llb::scratch().file(Meta {
+                name: Some(format!("files: {label}")),
+                ..meta.clone()
+            });
+            for (i, f) in files.iter().enumerate() {
+                all = all.copy(f, "/", &format!("/{i}"), dir_copy(None));
+            }
+            let paths = step
+                .files
+                .iter()
+                .enumerate()
+                .map(|(i, f)| format!("{PACKAGE_MOUNT}/{i}/{f}"))
+                .collect();
+            (all.done(), paths)
+        }
+    };
     let script = format!(
         "set -eu\n{}\n{}",
         offline_install(installer, venv, &paths),
         drop_uv_lock(installer, venv)
     );
-    let label = fetched::packages_label(&step.packages);
-    // The files side by side in one state.
-    let files = match files {
-        [one] => one.clone(),
-        _ => llb::merge(
-            files,
-            Meta {
-                name: Some(format!("files: {label}")),
-                ..meta.clone()
-            },
-        ),
-    };
     let mounts = vec![Mount::Bind {
         dest: PACKAGE_MOUNT.into(),
         src: files,
