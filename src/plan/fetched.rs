@@ -182,8 +182,7 @@ impl Builder<'_> {
         else {
             *layered = None;
             let files = wheels.iter().map(|w| (Role::File, w.stage)).collect();
-            let names = wheels.into_iter().map(|w| w.file).collect();
-            return Ok((Install::Files(names), files));
+            return Ok((Install::Files, files));
         };
         let new: Vec<&Wheel> = wheels.iter().filter(|w| !have.contains(&w.key)).collect();
         let mut added = vec![];

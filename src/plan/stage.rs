@@ -167,8 +167,8 @@ pub enum Install {
         fallback: Option<String>,
     },
     /// Offline from files the engine fetched (the stage's `File` inputs), each mounted in
-    /// a directory of its own: the file's name in it, in input order.
-    Files(Vec<String>),
+    /// a directory of its own.
+    Files,
     /// Offline, each package into a layer of its own (the stage's `Layer` inputs, new in
     /// this group), merged on the previous venv.
     Layers,

@@ -72,6 +72,13 @@ for inst in pip uv; do
   trick decoy-symlinked-include "$inst" "$DECOY"'echo "-r inc.txt" >core.txt; ln -s /root/.netrc inc.txt' '[core.txt]'
   trick decoy-symlinked-constraints "$inst" "$DECOY"'echo six >core.txt; ln -s /root/.netrc c.txt' '[core.txt]' '{constraints: c.txt}'
   trick decoy-relative-link "$inst" "$DECOY"'mkdir r; ln -s ../../../../../root/.netrc r/core.txt' '[r/core.txt]'
+  # Issue 21: where pip or uv would read a file differently from kiln. Each is refused
+  # at its file:line before any step runs; none reaches an installer.
+  trick cr-include "$inst" 'printf "six\r-r /root/.netrc\n" >core.txt' '[core.txt]'
+  trick vt-include "$inst" 'printf "six\v-r /root/.netrc\n" >core.txt' '[core.txt]'
+  trick abbreviated-constraint "$inst" 'printf "six\n--constr /root/.netrc\n" >core.txt' '[core.txt]'
+  # An include after the first MiB: a reader that stops there never sees it.
+  trick over-limit "$inst" '{ head -c 1100000 /dev/zero | tr "\0" "#"; printf "\n-r /root/.netrc\n"; } >core.txt' '[core.txt]'
 done
 trick decoy-symlinked-pylock uv "$DECOY"'ln -s /root/.netrc pylock.toml' '{lock: pylock.toml}'
 trick decoy-symlinked-uv-lock uv "$DECOY"'printf "[project]\nname = \"x\"\nversion = \"0\"\nrequires-python = \">=3.8\"\n" >pyproject.toml; ln -s /root/.netrc uv.lock' '{lock: uv.lock}'

@@ -605,3 +605,28 @@ fn the_engine_fetches_no_file_from_its_own_host_unless_the_spec_names_it() {
         .count();
     assert_eq!(fetches, 1);
 }
+
+/// Issue 21: without MergeOp the group is one step whatever its size: its script names the
+/// files by one glob, so 1,500 wheels stay far below the kernel's 128 KiB per argument.
+#[test]
+fn one_install_step_names_its_files_in_a_short_script() {
+    let mut lock = String::from("lock-version = \"1.0\"\ncreated-by = \"kiln test\"\n");
+    for i in 0..1500 {
+        lock.push_str(&format!(
+            "\n[[packages]]\nname = \"package-with-a-long-name-{i}\"\nversion = \"1.0\"\nwheels = [{{ url = \"https://files.pythonhosted.org/packages/package_with_a_long_name_{i}-1.0-py3-none-any.whl\", size = 1000, hashes = {{ sha256 = \"{:064x}\" }} }}]\n",
+            i + 1
+        ));
+    }
+    let spec = "version: 1\nname: s\npython: {base: python:3.12-slim, version: \"3.12\", installer: uv}\nrequirements: {core: {lock: pylock.toml}}\n";
+    let def = llb_of("fetched-many", spec, &[("pylock.toml", &lock)], &[]);
+    let install = execs(&def, "uv install: core");
+    assert_eq!(install.len(), 1);
+    let script = install[0]["op"]["exec"]["meta"]["args"][2]
+        .as_str()
+        .unwrap();
+    assert!(script.len() < 1024, "{} bytes", script.len());
+    assert_eq!(
+        install[0]["op"]["exec"]["mounts"].as_array().unwrap().len(),
+        1501
+    );
+}

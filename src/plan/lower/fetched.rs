@@ -118,26 +118,26 @@ fn offline_exec(
 }
 
 /// The whole group in one step on `parent` (engines without MergeOp/DiffOp): each file
-/// (its state and its name in it) mounted read-only in its own directory.
+/// mounted read-only in its own directory.
 pub(super) fn install_files(
     parent: &State,
-    files: &[(State, &str)],
+    files: &[State],
     step: &InstallStep,
     env: &StepEnv,
     meta: Meta,
 ) -> State {
     let (installer, venv) = (step.toolchain.installer, &step.toolchain.venv);
     let mut mounts = vec![];
-    let mut paths = vec![];
-    for (i, (state, file)) in files.iter().enumerate() {
-        let dir = format!("{FILES_MOUNT}/{i}");
+    for (i, state) in files.iter().enumerate() {
         mounts.push(Mount::Bind {
-            dest: dir.clone(),
+            dest: format!("{FILES_MOUNT}/{i}"),
             src: state.clone(),
         });
-        paths.push(format!("{dir}/{file}"));
     }
-    let mut script = format!("set -eu\n{}\n", offline_install(installer, venv, &paths));
+    // Each directory holds just its file: one glob names them all, and the script stays
+    // short however many there are (the kernel takes at most 128 KiB in one argument).
+    let every = format!("{FILES_MOUNT}/*/*");
+    let mut script = format!("set -eu\n{}\n", offline_install(installer, venv, &[every]));
     if step.pip.check {
         script.push_str(&format!("{}\n", check_command(installer, venv)));
     }

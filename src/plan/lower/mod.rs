@@ -191,12 +191,8 @@ fn lower_stage(
                     };
                     install::install(&on, step, recipe, opts, &env, meta)
                 }
-                Install::Files(names) => {
-                    let files: Vec<(State, &str)> = inputs(Role::File)
-                        .into_iter()
-                        .zip(names.iter().map(String::as_str))
-                        .collect();
-                    fetched::install_files(&on, &files, step, &env, meta)
+                Install::Files => {
+                    fetched::install_files(&on, &inputs(Role::File), step, &env, meta)
                 }
                 Install::Layers => {
                     let mut venv = vec![on];
