@@ -7,6 +7,7 @@
 //! line that named the file, before any step runs.
 
 pub mod dockerignore;
+pub mod interpreter;
 pub mod preflight;
 pub mod pylock;
 pub mod pyproject;
@@ -124,8 +125,8 @@ pub struct Gather {
     /// Each requirement file read: its lines, and its includes resolved.
     parsed: BTreeMap<String, (requirements::Parsed, Vec<Resolved>)>,
     missing: BTreeSet<String>,
-    /// Files over `MAX_FILE_BYTES`, with their size.
-    too_large: BTreeMap<String, usize>,
+    /// Files over `MAX_FILE_BYTES`.
+    too_large: BTreeSet<String>,
     /// Each file given so far: its text, or `None` when the context has no such file.
     given: BTreeMap<String, Option<String>>,
     /// The `pyproject.toml` whose Python counts (the app's project, else the first lock's).
@@ -151,7 +152,7 @@ impl Gather {
             asked: BTreeSet::new(),
             parsed: BTreeMap::new(),
             missing: BTreeSet::new(),
-            too_large: BTreeMap::new(),
+            too_large: BTreeSet::new(),
             given: BTreeMap::new(),
             main_project: None,
             versions: vec![],
@@ -258,8 +259,8 @@ impl Gather {
     /// Content past `MAX_FILE_BYTES` is not looked at: the file is refused where it is
     /// needed.
     pub fn give(&mut self, path: &str, content: Option<&[u8]>) {
-        if let Some(c) = content.filter(|c| c.len() > MAX_FILE_BYTES) {
-            self.too_large.insert(path.to_string(), c.len());
+        if content.is_some_and(|c| c.len() > MAX_FILE_BYTES) {
+            self.too_large.insert(path.to_string());
         }
         let text = content
             .map(|c| String::from_utf8_lossy(&c[..c.len().min(MAX_FILE_BYTES)]).into_owned());
@@ -334,8 +335,8 @@ impl Gather {
         if self.info.pylocks.contains_key(path) {
             return;
         }
-        if let Some(size) = self.too_large.get(path) {
-            self.diags.push(too_large(path, *size, loc));
+        if self.too_large.contains(path) {
+            self.diags.push(too_large(path, loc));
             return;
         }
         let read = pylock::parse(text).map(|lock| match lock {
@@ -535,8 +536,8 @@ impl Gather {
                 continue;
             }
             out.push(file.clone());
-            if let Some(size) = self.too_large.get(&file) {
-                self.diags.push(too_large(&file, *size, loc));
+            if self.too_large.contains(&file) {
+                self.diags.push(too_large(&file, loc));
                 continue;
             }
             let Some((parsed, includes)) = self.parsed.get(&file) else {
@@ -603,12 +604,13 @@ impl Flat {
     }
 }
 
-/// The error for a context file over `MAX_FILE_BYTES`.
-fn too_large(path: &str, size: usize, loc: Loc) -> Diagnostic {
+/// The error for a context file over `MAX_FILE_BYTES` (the reader stops past it, so the
+/// file's whole size is not known).
+fn too_large(path: &str, loc: Loc) -> Diagnostic {
     Diagnostic::error(
         loc,
         format!(
-            "`{path}` is {size} bytes, more than kiln reads of a context file ({} MiB)",
+            "`{path}` is larger than kiln reads of a context file ({} MiB)",
             MAX_FILE_BYTES >> 20
         ),
         "split it, or leave out what the build does not need",

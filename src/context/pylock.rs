@@ -8,7 +8,9 @@
 
 use std::str::FromStr;
 
-use pep508_rs::{MarkerEnvironment, MarkerEnvironmentBuilder, MarkerTree};
+use pep508_rs::MarkerTree;
+
+use super::interpreter::{Interpreter, Libc};
 use serde::Deserialize;
 
 /// One file of a locked package: where the engine fetches it and the digest it must have.
@@ -262,21 +264,17 @@ pub enum Chosen {
     Sdist(LockedFile),
 }
 
-/// For each package whose marker holds on CPython `python` (`major.minor`) on Linux on
-/// `arch` (GOARCH: `amd64`, `arm64`, ...), the file to install: the best compatible wheel,
-/// else the sdist. Errors: a marker kiln cannot evaluate, a package with neither, or a
-/// package listed twice for this target.
+/// For each package whose marker holds for `target`, the file to install: the best
+/// compatible wheel, else the sdist. Errors: a marker kiln cannot evaluate, a package with
+/// neither, or a package listed twice for this target.
 pub fn choose<'l>(
     packages: &'l [LockedPackage],
-    python: &str,
-    arch: &str,
+    target: &Interpreter,
 ) -> Result<Vec<(&'l LockedPackage, Chosen)>, String> {
-    let machine = machine(arch).ok_or_else(|| format!("no wheels are known for `{arch}`"))?;
-    let (major, minor) = python
-        .split_once('.')
-        .and_then(|(a, b)| Some((a.parse::<u32>().ok()?, b.parse::<u32>().ok()?)))
+    let python = &target.python_version;
+    let tags = Tags::of(target)
         .ok_or_else(|| format!("`{python}` is not a major.minor Python version"))?;
-    let env = environment(python, machine)?;
+    let env = target.marker_environment()?;
     let mut out: Vec<(&LockedPackage, Chosen)> = vec![];
     for p in packages {
         if let Some(m) = &p.marker {
@@ -298,15 +296,18 @@ pub fn choose<'l>(
         let best = p
             .wheels
             .iter()
-            .filter_map(|w| wheel_rank(&w.filename, (major, minor), machine).map(|r| (r, w)))
+            .filter_map(|w| tags.rank(&w.filename).map(|r| (r, w)))
             .max_by(|(a, w), (b, v)| a.cmp(b).then_with(|| v.filename.cmp(&w.filename)));
         let chosen = match (best, &p.sdist) {
             (Some((_, w)), _) => Chosen::Wheel(w.clone()),
             (None, Some(s)) => Chosen::Sdist(s.clone()),
             (None, None) => {
                 return Err(format!(
-                    "package `{}` has no wheel for CPython {python} on linux/{arch} and no sdist",
-                    p.name
+                    "package `{}` has no wheel for {} {} on linux/{} and no sdist",
+                    p.name,
+                    target.platform_python_implementation,
+                    target.python_full_version,
+                    target.platform_machine
                 ));
             }
         };
@@ -320,105 +321,123 @@ pub fn normalize(name: &str) -> String {
     name.to_ascii_lowercase().replace(['_', '.'], "-")
 }
 
-/// `platform.machine()` on Linux for a GOARCH.
-fn machine(arch: &str) -> Option<&'static str> {
-    Some(match arch {
-        "amd64" => "x86_64",
-        "arm64" => "aarch64",
-        "arm" => "armv7l",
-        "386" => "i686",
-        "ppc64le" => "ppc64le",
-        "s390x" => "s390x",
-        "riscv64" => "riscv64",
-        _ => return None,
-    })
+/// What an interpreter's wheels may be tagged with (PEP 425, manylinux PEP 600,
+/// musllinux PEP 656).
+struct Tags<'t> {
+    major: u32,
+    minor: u32,
+    cpython: bool,
+    abiflags: &'t str,
+    machine: &'t str,
+    libc: Libc,
 }
 
-fn environment(python: &str, machine: &str) -> Result<MarkerEnvironment, String> {
-    // The patch release is not known before the build: `.0` stands for the series.
-    let full = format!("{python}.0");
-    MarkerEnvironment::try_from(MarkerEnvironmentBuilder {
-        implementation_name: "cpython",
-        implementation_version: &full,
-        os_name: "posix",
-        platform_machine: machine,
-        platform_python_implementation: "CPython",
-        platform_release: "",
-        platform_system: "Linux",
-        platform_version: "",
-        python_full_version: &full,
-        python_version: python,
-        sys_platform: "linux",
-    })
-    .map_err(|e| e.to_string())
-}
-
-/// How well a wheel fits CPython `major.minor` on glibc Linux, or `None` when it does not
-/// install there. Higher is better: an interpreter-specific ABI over `abi3` over pure
-/// Python; then the lowest glibc a manylinux tag asks for (it runs on the most bases).
-/// musllinux wheels are left out: kiln's bases are glibc ones.
-fn wheel_rank(filename: &str, (major, minor): (u32, u32), machine: &str) -> Option<(u8, u32, i64)> {
-    let stem = filename.strip_suffix(".whl")?;
-    let parts: Vec<&str> = stem.split('-').collect();
-    if !(5..=6).contains(&parts.len()) {
-        return None;
+impl<'t> Tags<'t> {
+    fn of(target: &'t Interpreter) -> Option<Tags<'t>> {
+        let (major, minor) = target.major_minor()?;
+        Some(Tags {
+            major,
+            minor,
+            cpython: target.implementation_name == "cpython",
+            abiflags: &target.abiflags,
+            machine: &target.platform_machine,
+            libc: target.libc,
+        })
     }
-    let n = parts.len();
-    let (pys, abis, plats) = (parts[n - 3], parts[n - 2], parts[n - 1]);
-    let glibc = plats
-        .split('.')
-        .filter_map(|p| platform_glibc(p, machine))
-        .min()?;
-    let cp = format!("cp{major}{minor}");
-    let mut best: Option<(u8, u32)> = None;
-    for py in pys.split('.') {
-        for abi in abis.split('.') {
-            let rank = if abi == cp && py == cp {
-                Some((3, minor))
-            } else if abi == "abi3" {
-                py.strip_prefix(&format!("cp{major}"))
-                    .and_then(|m| m.parse::<u32>().ok())
-                    .filter(|m| *m <= minor)
-                    .map(|m| (2, m))
-            } else if abi == "none" {
-                let pure = py == format!("py{major}")
-                    || py == cp
-                    || py
-                        .strip_prefix(&format!("py{major}"))
+
+    /// How well a wheel fits, or `None` when it does not install here. Higher is better:
+    /// an interpreter-specific ABI over `abi3` over pure Python; then, for a libc that was
+    /// read, the newest platform tag it runs (as pip prefers), and for one assumed, the
+    /// oldest glibc (it runs on the most bases).
+    fn rank(&self, filename: &str) -> Option<(u8, u32, i64)> {
+        let stem = filename.strip_suffix(".whl")?;
+        let parts: Vec<&str> = stem.split('-').collect();
+        if !(5..=6).contains(&parts.len()) {
+            return None;
+        }
+        let n = parts.len();
+        let (pys, abis, plats) = (parts[n - 3], parts[n - 2], parts[n - 1]);
+        let platform = plats.split('.').filter_map(|p| self.platform(p)).max()?;
+        let (major, minor) = (self.major, self.minor);
+        let cp = format!("cp{major}{minor}");
+        let abi_cp = format!("{cp}{}", self.abiflags);
+        let mut best: Option<(u8, u32)> = None;
+        for py in pys.split('.') {
+            for abi in abis.split('.') {
+                let rank = if self.cpython && abi == abi_cp && py == cp {
+                    Some((3, minor))
+                } else if self.cpython && abi == "abi3" && self.abiflags.is_empty() {
+                    py.strip_prefix(&format!("cp{major}"))
                         .and_then(|m| m.parse::<u32>().ok())
-                        .is_some_and(|m| m <= minor);
-                pure.then_some((1, 0))
-            } else {
-                None
-            };
-            best = best.max(rank);
+                        .filter(|m| *m <= minor)
+                        .map(|m| (2, m))
+                } else if abi == "none" {
+                    let pure = py == format!("py{major}")
+                        || (self.cpython && py == cp)
+                        || py
+                            .strip_prefix(&format!("py{major}"))
+                            .and_then(|m| m.parse::<u32>().ok())
+                            .is_some_and(|m| m <= minor);
+                    pure.then_some((1, 0))
+                } else {
+                    None
+                };
+                best = best.max(rank);
+            }
+        }
+        let (rank, sub) = best?;
+        Some((rank, sub, platform))
+    }
+
+    /// A platform tag's preference here (higher is better), or `None` when a wheel with
+    /// it does not run here: `any`; `linux_*` (built for glibc Linux); `manylinux*` up to
+    /// the base's glibc; `musllinux_*` up to its musl.
+    fn platform(&self, tag: &str) -> Option<i64> {
+        if tag == "any" {
+            // Read libc: the most specific tag wins; assumed: the most portable one.
+            return Some(match self.libc {
+                Libc::Unknown => 0,
+                _ => i64::MIN,
+            });
+        }
+        let rest = tag.strip_suffix(&format!("_{}", self.machine))?;
+        let (musl, (a, b)) = match rest {
+            "linux" => (false, (0, 0)),
+            "manylinux1" => (false, (2, 5)),
+            "manylinux2010" => (false, (2, 12)),
+            "manylinux2014" => (false, (2, 17)),
+            _ => match (
+                rest.strip_prefix("manylinux_"),
+                rest.strip_prefix("musllinux_"),
+            ) {
+                (Some(v), _) => (false, version(v)?),
+                (_, Some(v)) => (true, version(v)?),
+                _ => return None,
+            },
+        };
+        let code = i64::from(a) * 1000 + i64::from(b);
+        match (self.libc, musl) {
+            (Libc::Glibc(x, y), false) if (a, b) <= (x, y) => Some(code),
+            (Libc::Musl(x, y), true) if (a, b) <= (x, y) => Some(code),
+            (Libc::Unknown, false) => Some(-code),
+            _ => None,
         }
     }
-    let (rank, sub) = best?;
-    Some((rank, sub, -(glibc as i64)))
 }
 
-/// The glibc version (`major * 1000 + minor`) a platform tag needs on `machine`; 0 for
-/// `any` and `linux_*`; `None` when it does not run there.
-fn platform_glibc(tag: &str, machine: &str) -> Option<u32> {
-    if tag == "any" || tag == format!("linux_{machine}") {
-        return Some(0);
-    }
-    let rest = tag.strip_suffix(&format!("_{machine}"))?;
-    match rest {
-        "manylinux1" => Some(2005),
-        "manylinux2010" => Some(2012),
-        "manylinux2014" => Some(2017),
-        _ => {
-            let (a, b) = rest.strip_prefix("manylinux_")?.split_once('_')?;
-            Some(a.parse::<u32>().ok()? * 1000 + b.parse::<u32>().ok()?)
-        }
-    }
+/// `2_17` as (2, 17).
+fn version(v: &str) -> Option<(u32, u32)> {
+    let (a, b) = v.split_once('_')?;
+    Some((a.parse().ok()?, b.parse().ok()?))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn at(python: &str, arch: &str) -> Interpreter {
+        Interpreter::assumed(python, arch).expect("a known platform")
+    }
 
     fn file(name: &str) -> LockedFile {
         LockedFile {
@@ -445,7 +464,7 @@ mod tests {
     }
 
     fn chosen(p: &[LockedPackage], py: &str, arch: &str) -> Vec<String> {
-        choose(p, py, arch)
+        choose(p, &at(py, arch))
             .unwrap()
             .into_iter()
             .map(|(_, c)| match c {
@@ -513,10 +532,92 @@ mod tests {
             ["y-1.0-cp38-abi3-manylinux2014_x86_64.whl"]
         );
         assert!(
-            choose(&[abi3], "3.12", "arm64")
+            choose(&[abi3], &at("3.12", "arm64"))
                 .unwrap_err()
-                .contains("no wheel for CPython 3.12 on linux/arm64")
+                .contains("no wheel for CPython 3.12.0 on linux/aarch64")
         );
+    }
+
+    /// Issue 22: with the base's interpreter read, markers split inside a minor release
+    /// and the wheels follow its glibc or musl.
+    #[test]
+    fn a_read_interpreter_decides_markers_and_platform_tags() {
+        let read = |full: &str, libc: Libc| Interpreter {
+            python_full_version: full.into(),
+            implementation_version: full.into(),
+            libc,
+            read: true,
+            ..at("3.11", "amd64")
+        };
+        let timeout = pkg(
+            "async-timeout",
+            Some("python_full_version < '3.11.3'"),
+            &["async_timeout-4.0.3-py3-none-any.whl"],
+            None,
+        );
+        let names = |target: &Interpreter| -> Vec<String> {
+            choose(std::slice::from_ref(&timeout), target)
+                .unwrap()
+                .into_iter()
+                .map(|(p, _)| p.name.clone())
+                .collect()
+        };
+        assert_eq!(
+            names(&read("3.11.2", Libc::Glibc(2, 36))),
+            ["async-timeout"]
+        );
+        assert!(names(&read("3.11.7", Libc::Glibc(2, 36))).is_empty());
+        let x = pkg(
+            "x",
+            None,
+            &[
+                "x-1.0-cp311-cp311-manylinux_2_17_x86_64.whl",
+                "x-1.0-cp311-cp311-manylinux_2_28_x86_64.whl",
+                "x-1.0-cp311-cp311-musllinux_1_2_x86_64.whl",
+            ],
+            Some("x-1.0.tar.gz"),
+        );
+        let file =
+            |libc| match &choose(std::slice::from_ref(&x), &read("3.11.7", libc)).unwrap()[0].1 {
+                Chosen::Wheel(f) => f.filename.clone(),
+                Chosen::Sdist(f) => format!("sdist {}", f.filename),
+            };
+        // The newest tag the base runs, as pip takes it; none newer than its glibc.
+        assert_eq!(
+            file(Libc::Glibc(2, 36)),
+            "x-1.0-cp311-cp311-manylinux_2_28_x86_64.whl"
+        );
+        assert_eq!(
+            file(Libc::Glibc(2, 17)),
+            "x-1.0-cp311-cp311-manylinux_2_17_x86_64.whl"
+        );
+        assert_eq!(file(Libc::Glibc(2, 12)), "sdist x-1.0.tar.gz");
+        assert_eq!(
+            file(Libc::Musl(1, 2)),
+            "x-1.0-cp311-cp311-musllinux_1_2_x86_64.whl"
+        );
+        // A free-threaded build takes only its own ABI.
+        let t = Interpreter {
+            abiflags: "t".into(),
+            ..read("3.13.1", Libc::Glibc(2, 36))
+        };
+        let y = pkg(
+            "y",
+            None,
+            &[
+                "y-1.0-cp313-cp313-manylinux_2_17_x86_64.whl",
+                "y-1.0-cp313-cp313t-manylinux_2_17_x86_64.whl",
+            ],
+            None,
+        );
+        let t = Interpreter {
+            python_version: "3.13".into(),
+            ..t
+        };
+        let Chosen::Wheel(f) = &choose(std::slice::from_ref(&y), &t).unwrap()[0].1 else {
+            panic!()
+        };
+        assert_eq!(f.filename, "y-1.0-cp313-cp313t-manylinux_2_17_x86_64.whl");
     }
 
     #[test]
@@ -548,7 +649,7 @@ mod tests {
             pkg("A", None, &["a-2-py3-none-any.whl"], None),
         ];
         assert!(
-            choose(&twice, "3.11", "amd64")
+            choose(&twice, &at("3.11", "amd64"))
                 .unwrap_err()
                 .contains("locked twice")
         );
@@ -629,7 +730,7 @@ wheels = [{ url = "https://files.pythonhosted.org/p/six-1.17.0-py2.py3-none-any.
             panic!("the example lock is addressable")
         };
         for arch in ["amd64", "arm64"] {
-            let files = choose(&p, "3.11", arch).unwrap();
+            let files = choose(&p, &at("3.11", arch)).unwrap();
             assert!(files.len() >= 10, "{arch}: {}", files.len());
             assert!(
                 files.iter().all(|(_, c)| matches!(c, Chosen::Wheel(_))),

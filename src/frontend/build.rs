@@ -11,10 +11,11 @@ use super::context::{Inputs, read_inputs};
 use super::errdefs;
 use super::opts::Options;
 use super::subrequests;
+use crate::context::interpreter::Interpreter;
 use crate::diag::{Diagnostic, Loc, MAX_SHOWN, Severity, SourceFile};
 use crate::llb::{self, Meta, caps, pb, platform};
-use crate::plan::lower::{ImageInfo, LowerOpts};
-use crate::plan::{CheckKind, Compiled, VerifyCheck, VerifyRun, compile};
+use crate::plan::lower::{ImageInfo, LowerOpts, PROBE_FILE, interpreter_probe};
+use crate::plan::{CheckKind, Compiled, VerifyCheck, VerifyRun, compile, needs_interpreter};
 use crate::reference;
 use crate::spec::{S, Spec, Variant};
 
@@ -221,15 +222,9 @@ async fn build_image(
         );
         return Err(Failure::from_diagnostics(&spec.files, &[d]));
     }
-    let lower_opts = LowerOpts {
+    let mut lower_opts = LowerOpts {
         platform: platform.clone(),
-        images: BTreeMap::from([(
-            base.clone(),
-            ImageInfo {
-                reference: pinned,
-                config,
-            },
-        )]),
+        images: BTreeMap::new(),
         context: opts.context_local.clone(),
         session_id: opts.session_id.clone(),
         caps: bridge.caps.clone(),
@@ -238,6 +233,18 @@ async fn build_image(
         labels: opts.image_labels(),
         step_prefix,
     };
+    let mut info = ImageInfo {
+        reference: pinned,
+        config,
+        interpreter: None,
+    };
+    // A lock's files are chosen for the base's own interpreter, read from it: never for a
+    // guess from python.version.
+    if needs_interpreter(spec, variant, &inputs.context) {
+        info.interpreter =
+            Some(read_interpreter(bridge, &info, &lower_opts, variant, &spec.files).await?);
+    }
+    lower_opts.images.insert(base.clone(), info);
     let started = std::time::Instant::now();
     let Compiled {
         def,
@@ -262,6 +269,46 @@ async fn build_image(
         config,
         verify,
     })
+}
+
+/// The base's interpreter on this build's platform: the probe solved and its answer read.
+/// Errors: the base has no Python, or the probe's answer cannot be read; at `python.base`.
+async fn read_interpreter(
+    bridge: &Bridge,
+    info: &ImageInfo,
+    opts: &LowerOpts,
+    variant: &Variant,
+    files: &[SourceFile],
+) -> Result<Interpreter, Failure> {
+    let at = variant.python.base.loc;
+    let fail = |why: String| {
+        let d = Diagnostic::error(
+            at,
+            format!(
+                "kiln could not read the Python of `python.base` `{}`: {why}",
+                variant.python.base.v
+            ),
+            "use a Python base image (python3 on its PATH, such as python:3.12-slim)",
+        );
+        Failure::from_diagnostics(files, &[d])
+    };
+    let started = std::time::Instant::now();
+    let def = llb::marshal(&interpreter_probe(info, opts), &[]);
+    let r = bridge.solve(def, true).await.map_err(|f| fail(f.message))?;
+    let mut b = bridge.clone();
+    let json = b
+        .read_file(&r, PROBE_FILE)
+        .await
+        .map_err(|s| fail(s.message().to_string()))?;
+    let interpreter = Interpreter::parse(&json).map_err(fail)?;
+    eprintln!(
+        "kiln: base Python {} on {} ({:?}) read in {} ms",
+        interpreter.python_full_version,
+        interpreter.platform_machine,
+        interpreter.libc,
+        started.elapsed().as_millis()
+    );
+    Ok(interpreter)
 }
 
 /// What makes this build's ops its own (`LowerOpts::own_vertices`): set for `--no-cache` on

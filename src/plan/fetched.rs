@@ -10,6 +10,7 @@
 
 use super::install::Fetchable;
 use super::*;
+use crate::context::interpreter::Interpreter;
 use crate::context::pylock::{self, Chosen};
 use crate::spec::BuildSecrets;
 
@@ -33,6 +34,8 @@ pub const MAX_PACKAGE_LAYERS: usize = 80;
 /// What a fetched group's stages share: its name and line, and how it installs.
 pub(super) struct Group<'g> {
     pub name: &'g str,
+    /// The variant's base, as written.
+    pub base: &'g str,
     pub loc: Loc,
     pub pip: &'g PipOptions,
     pub toolchain: &'g Toolchain,
@@ -147,6 +150,20 @@ pub(super) fn packages_label(packages: &[String]) -> String {
 }
 
 impl Builder<'_> {
+    /// The interpreter a lock's files are chosen for: the base's, as read, else assumed
+    /// from the Python the spec or project asks for. Errors: neither is known.
+    pub(super) fn target(&self, base: &str, lock: &Fetchable) -> Result<Interpreter, String> {
+        if let Some(read) = self.opts.interpreters.get(base) {
+            return Ok(read.clone());
+        }
+        let arch = &self.opts.platform.architecture;
+        let python = lock.python.as_deref().ok_or(
+            "the base's Python was not read and neither python.version nor the project's .python-version says which it is",
+        )?;
+        Interpreter::assumed(python, arch)
+            .ok_or_else(|| format!("no wheels are known for CPython {python} on linux/{arch}"))
+    }
+
     /// The stages of a fetched group: its files, then the install as layers (when the
     /// engine layers, `layered` holds the venv so far and no package is locked with
     /// another file below) or in one step from all the files. Returns the install and its
@@ -158,8 +175,8 @@ impl Builder<'_> {
         group: &Group,
         layered: &mut Option<Layered>,
     ) -> Result<(Install, Vec<(Role, StageId)>), String> {
-        let arch = &self.opts.platform.architecture;
-        let chosen = pylock::choose(lock.packages, &lock.python, arch)?;
+        let target = self.target(group.base, lock)?;
+        let chosen = pylock::choose(lock.packages, &target)?;
         let wheels: Vec<Wheel> = chosen
             .into_iter()
             .map(|(p, c)| self.wheel(p, c, group))

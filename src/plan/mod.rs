@@ -19,6 +19,7 @@ pub use fetched::MAX_PACKAGE_LAYERS;
 pub use stage::*;
 
 use crate::context::ContextInfo;
+use crate::context::interpreter::Interpreter;
 use crate::diag::{Diagnostic, Loc, SourceFile};
 use crate::llb::{self, pb};
 use crate::spec::{self, LockTool, S, Spec, Variant};
@@ -195,7 +196,8 @@ impl Plan {
     }
 }
 
-/// What a plan depends on besides the spec and the context: the engine it is for.
+/// What a plan depends on besides the spec and the context: the engine and the bases it
+/// is for.
 #[derive(Clone, Debug)]
 pub struct PlanOpts {
     /// The target platform: which of a lock's files are installed.
@@ -203,14 +205,25 @@ pub struct PlanOpts {
     /// The engine stacks layers (MergeOp and DiffOp): each package of a fetched lock is
     /// installed into a layer of its own.
     pub layers: bool,
+    /// Each base's interpreter on this platform as read from it (by the base as written in
+    /// the spec): what a lock's markers and wheel tags are decided against. A base without
+    /// one is assumed from `python.version` (offline `kiln llb`), and its Python stage then
+    /// checks the guess where a marker depends on it.
+    pub interpreters: BTreeMap<String, Interpreter>,
 }
 
 impl PlanOpts {
-    /// The plan that `opts` lowers: its platform, and layers where its engine merges.
+    /// The plan that `opts` lowers: its platform, its bases' interpreters, and layers
+    /// where its engine merges.
     pub fn of(opts: &LowerOpts) -> PlanOpts {
         PlanOpts {
             platform: opts.platform.clone(),
             layers: opts.caps.merge_layers(),
+            interpreters: opts
+                .images
+                .iter()
+                .filter_map(|(base, info)| Some((base.clone(), info.interpreter.clone()?)))
+                .collect(),
         }
     }
 }
@@ -434,6 +447,7 @@ impl Builder<'_> {
                 Some(f) => {
                     let group = fetched::Group {
                         name: &name.v,
+                        base: &v.python.base.v,
                         loc: group.name.loc,
                         pip: &pip,
                         toolchain,
@@ -526,6 +540,15 @@ impl Builder<'_> {
         };
         self.add(StageKind::Apt(step), Some(base), vec![], first.loc)
     }
+}
+
+/// Whether planning `v` needs its base's interpreter: a group's locked files are chosen
+/// for it (the frontend then reads it from the base before planning).
+pub fn needs_interpreter(spec: &Spec, v: &Variant, context: &ContextInfo) -> bool {
+    v.groups.iter().any(|g| {
+        spec.group(&g.v)
+            .is_some_and(|g| install::fetchable(&g.source, v, context).is_some())
+    })
 }
 
 /// The stages the targets' images and verify runs reach, renumbered in order (`targets`

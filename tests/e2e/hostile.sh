@@ -24,7 +24,9 @@ printf 'machine index.example.invalid login kiln password %s\n' "$MARKER" >"$NET
 # trick NAME INSTALLER SETUP GROUP [PIP]: a context made by the shell snippet SETUP (run in
 # the context directory), a spec whose `core` group is GROUP (YAML flow) and whose `pip`
 # section is PIP; built with the netrc secret. The marker must not be in the output, and
-# nothing may be exported.
+# nothing may be exported. With DECOY=1 the build may succeed: kiln reads a link inside
+# the context as BuildKit resolves it there (to the context's own `root/.netrc`, which
+# holds `six`), and the installer gets only what kiln read; then the image has six.
 trick() {
   local name="$1" installer="$2" setup="$3" group="$4" pip="${5:-{\}}"
   local ctx="$E2E_WORK/$name-$installer" tag="kiln-e2e-hostile/$name:$installer"
@@ -48,6 +50,12 @@ EOF
   local rc=$? out
   out=$(log_of "$name-$installer")
   assert_not_contains "$name ($installer): the netrc's marker is not in the build output" "$out" "$MARKER"
+  if [ "${DECOY:-}" = 1 ] && [ "$rc" = 0 ]; then
+    check "$name ($installer): the image installed what kiln read (the context's decoy, six)" \
+      "$DOCKER" run --rm "$tag" /opt/venv/bin/python -c 'import six'
+    "$DOCKER" image rm "$tag" >/dev/null 2>&1
+    return
+  fi
   if [ "$rc" = 0 ]; then fail "$name ($installer): the build succeeded"; else ok "$name ($installer): the build failed (exit $rc)"; fi
   check "$name ($installer): nothing exported" bash -c "! $DOCKER image inspect $tag"
 }
@@ -68,10 +76,10 @@ for inst in pip uv; do
   trick symlinked-build-constraints "$inst" 'echo six >core.txt; ln -s /root/.netrc bc.txt' '[core.txt]' '{build_constraints: bc.txt}'
   # The context also has a harmless `root/.netrc`: kiln's own reads (inside the context)
   # find that one, while pip and uv, in the step, would follow the link to the secret.
-  trick decoy-symlinked-file "$inst" "$DECOY"'ln -s /root/.netrc core.txt' '[core.txt]'
-  trick decoy-symlinked-include "$inst" "$DECOY"'echo "-r inc.txt" >core.txt; ln -s /root/.netrc inc.txt' '[core.txt]'
-  trick decoy-symlinked-constraints "$inst" "$DECOY"'echo six >core.txt; ln -s /root/.netrc c.txt' '[core.txt]' '{constraints: c.txt}'
-  trick decoy-relative-link "$inst" "$DECOY"'mkdir r; ln -s ../../../../../root/.netrc r/core.txt' '[r/core.txt]'
+  DECOY=1 trick decoy-symlinked-file "$inst" "$DECOY"'ln -s /root/.netrc core.txt' '[core.txt]'
+  DECOY=1 trick decoy-symlinked-include "$inst" "$DECOY"'echo "-r inc.txt" >core.txt; ln -s /root/.netrc inc.txt' '[core.txt]'
+  DECOY=1 trick decoy-symlinked-constraints "$inst" "$DECOY"'echo six >core.txt; ln -s /root/.netrc c.txt' '[core.txt]' '{constraints: c.txt}'
+  DECOY=1 trick decoy-relative-link "$inst" "$DECOY"'mkdir r; ln -s ../../../../../root/.netrc r/core.txt' '[r/core.txt]'
   # Issue 21: where pip or uv would read a file differently from kiln. Each is refused
   # at its file:line before any step runs; none reaches an installer.
   trick cr-include "$inst" 'printf "six\r-r /root/.netrc\n" >core.txt' '[core.txt]'

@@ -72,11 +72,11 @@ pub enum Cache {
     Poetry,
 }
 
-/// A lock whose every file the engine can fetch and check by sha256 itself: the
-/// interpreter they are chosen for and the locked packages.
+/// A lock whose every file the engine can fetch and check by sha256 itself: the locked
+/// packages, and the Python the spec or the project asks for (`major.minor`), for a plan
+/// made without reading the base's interpreter.
 pub struct Fetchable<'c> {
-    /// `major.minor` of the interpreter.
-    pub python: String,
+    pub python: Option<String>,
     pub packages: &'c [LockedPackage],
 }
 

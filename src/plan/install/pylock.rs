@@ -27,13 +27,13 @@ pub fn recipe(lock: &Lock, toolchain: &Toolchain) -> Recipe {
 }
 
 /// The lock's packages, when the context gave a lock whose every file has a URL and a
-/// sha256 and the variant's Python is known.
+/// sha256.
 pub fn fetchable<'c>(lock: &Lock, v: &Variant, ctx: &'c ContextInfo) -> Option<Fetchable<'c>> {
     let Some(Pylock::Addressable(packages)) = ctx.pylocks.get(&lock.path.v) else {
         return None;
     };
     Some(Fetchable {
-        python: ctx.python(v)?.version.to_string(),
+        python: ctx.python(v).map(|p| p.version.to_string()),
         packages,
     })
 }

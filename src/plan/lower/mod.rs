@@ -22,19 +22,23 @@ use crate::llb::{self, Exec, Local, Meta, Mount, Sharing, SourceLoc, State, pb};
 use crate::reference;
 use crate::spec::{BuildSecrets, Installer, S, StepOutput};
 
+pub use python::{PROBE_FILE, interpreter_probe};
 pub use steps::{VERIFY_RESULTS, verify_script};
 
 /// Where build secrets appear inside build steps.
 const CA_PATH: &str = "/run/secrets/kiln-ca.pem";
 const NETRC_PATH: &str = "/root/.netrc";
 
-/// A resolved base image: pinned reference and its OCI config.
+/// A resolved base image: pinned reference and its OCI config, and its interpreter when
+/// it was read.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ImageInfo {
     /// Normalised reference, with `@sha256:` when the engine resolved it.
     pub reference: String,
     /// The image config JSON (`{"config": {"Env": ...}, "os": ..., ...}`).
     pub config: Value,
+    /// The base's Python on this platform (`PROBE`), when the build needed it.
+    pub interpreter: Option<crate::context::interpreter::Interpreter>,
 }
 
 #[derive(Clone, Debug)]
@@ -346,11 +350,13 @@ fn image_info(opts: &LowerOpts, base: Option<&str>) -> ImageInfo {
         return ImageInfo {
             reference: String::new(),
             config: Value::Null,
+            interpreter: None,
         };
     };
     opts.images.get(base).cloned().unwrap_or_else(|| ImageInfo {
         reference: reference::normalize(base),
         config: Value::Null,
+        interpreter: None,
     })
 }
 

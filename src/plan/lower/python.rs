@@ -1,8 +1,12 @@
 //! The Python stage (the interpreter checked, the venv made, the installers put beside
 //! it) and its copy into the builder.
 
-use super::{StepEnv, cache_mount, installer_env, secret_setup, sh};
-use crate::llb::{CopyOpts, Meta, State};
+use super::{
+    ImageInfo, LowerOpts, StepEnv, cache_mount, installer_env, own_vertices, prefixed,
+    secret_setup, sh,
+};
+use crate::llb::{self, CopyOpts, Exec, Meta, Mount, State};
+use crate::plan::config::base_env;
 use crate::plan::install::{Cache, POETRY_HOME, UV_HOME};
 use crate::plan::shell::quote;
 use crate::plan::{PythonStep, Toolchain};
@@ -121,4 +125,49 @@ pub(super) fn with_toolchain(
         Some(python) => toolchain_into(on, &python, toolchain, meta),
         None => on.clone(),
     }
+}
+
+/// Where the interpreter probe writes what it read, in its result.
+pub const PROBE_FILE: &str = "interpreter.json";
+const PROBE_OUT: &str = "/kiln-probe";
+
+/// The base's interpreter, read in a container of the pinned base (`info`) on `opts`'s
+/// platform with no network (`context::interpreter::PROBE`, as `python3`, else
+/// `python`): its result holds `PROBE_FILE`. It stands on the very base op the build
+/// does, so it costs one container start on a cold build and nothing once cached.
+pub fn interpreter_probe(info: &ImageInfo, opts: &LowerOpts) -> State {
+    let base = llb::image_with_attrs(
+        &info.reference,
+        Some(opts.platform.clone()),
+        own_vertices(opts),
+        Meta {
+            ignore_cache: opts.no_cache,
+            ..Default::default()
+        },
+    );
+    let script = format!(
+        "set -eu\nPY=$(command -v python3 || command -v python || true)\n\
+         if [ -z \"$PY\" ]; then echo 'kiln: the base image has no python3' >&2; exit 1; fi\n\
+         \"$PY\" -c {} >{PROBE_OUT}/{PROBE_FILE}\n",
+        quote(crate::context::interpreter::PROBE)
+    );
+    let exec = Exec {
+        network_none: true,
+        ..sh(
+            script,
+            base_env(&info.config),
+            vec![Mount::Scratch {
+                dest: PROBE_OUT.into(),
+            }],
+            Meta {
+                name: Some(prefixed(
+                    opts.step_prefix.as_deref(),
+                    "[internal] read the base's Python",
+                )),
+                ignore_cache: opts.no_cache,
+                loc: None,
+            },
+        )
+    };
+    base.run(exec).scratch(PROBE_OUT)
 }
