@@ -183,7 +183,7 @@ impl Interpreter {
 
     /// The marker variables of `GUESSED` that `marker` reads, when this interpreter was
     /// assumed: what the choice of a package's files took on trust.
-    pub fn guessed<'m>(&self, marker: &'m str) -> Vec<&'static str> {
+    pub fn guessed(&self, marker: &str) -> Vec<&'static str> {
         if self.read {
             return vec![];
         }

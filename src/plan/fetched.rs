@@ -8,7 +8,7 @@
 //! over the layers so far, and the image stacks them largest first. Elsewhere the group
 //! installs in one step from all its files, on the previous group, as other sources do.
 
-use super::install::Fetchable;
+use super::install::{self, Fetchable};
 use super::*;
 use crate::context::interpreter::Interpreter;
 use crate::context::pylock::{self, Chosen};
@@ -141,6 +141,43 @@ fn layers(wheels: Vec<&Wheel>, budget: usize) -> Vec<Vec<&Wheel>> {
     units.into_iter().map(|(_, u)| u).collect()
 }
 
+/// The highest patch release an assumed interpreter's series is tried at.
+const MAX_PATCH: u32 = 40;
+
+/// The values of `var` for which `packages`' markers select the same packages as for
+/// `target` (assumed): for `python_full_version` (with `implementation_version`), the
+/// series' patch releases; for another variable, the assumed value alone.
+fn same_choice(target: &Interpreter, var: &str, packages: &[pylock::LockedPackage]) -> Vec<String> {
+    let selected = |t: &Interpreter| -> Option<Vec<bool>> {
+        let env = t.marker_environment().ok()?;
+        packages
+            .iter()
+            .map(|p| match &p.marker {
+                None => Some(true),
+                Some(m) => Some(m.parse::<pep508_rs::MarkerTree>().ok()?.evaluate(&env, &[])),
+            })
+            .collect()
+    };
+    let assumed = target.value_of(var).to_string();
+    if var != "python_full_version" && var != "implementation_version" {
+        return vec![assumed];
+    }
+    let Some(want) = selected(target) else {
+        return vec![assumed];
+    };
+    (0..=MAX_PATCH)
+        .map(|patch| format!("{}.{patch}", target.python_version))
+        .filter(|full| {
+            let t = Interpreter {
+                python_full_version: full.clone(),
+                implementation_version: full.clone(),
+                ..target.clone()
+            };
+            selected(&t).as_ref() == Some(&want)
+        })
+        .collect()
+}
+
 /// A layer's packages for a step name: up to four, else three and a count.
 pub(super) fn packages_label(packages: &[String]) -> String {
     match packages.len() {
@@ -162,6 +199,53 @@ impl Builder<'_> {
         )?;
         Interpreter::assumed(python, arch)
             .ok_or_else(|| format!("no wheels are known for CPython {python} on linux/{arch}"))
+    }
+
+    /// What choosing the files of `v`'s fetched groups takes on trust when the base's
+    /// interpreter was not read: each marker variable of `interpreter::GUESSED` a package's
+    /// marker reads, with the values (of `python_full_version`: patch releases 0 to
+    /// `MAX_PATCH` of the series) that choose the same packages as the value assumed.
+    pub(super) fn assumed(&self, spec: &Spec, v: &Variant) -> Vec<Assumed> {
+        let mut out: Vec<Assumed> = vec![];
+        for g in &v.groups {
+            let Some(lock) = spec
+                .group(&g.v)
+                .and_then(|g| install::fetchable(&g.source, v, self.context))
+            else {
+                continue;
+            };
+            let Ok(target) = self.target(&v.python.base.v, &lock) else {
+                continue;
+            };
+            if target.read {
+                continue;
+            }
+            for p in lock.packages {
+                let Some(marker) = &p.marker else {
+                    continue;
+                };
+                for var in target.guessed(marker) {
+                    let packages = match out.iter_mut().find(|a| a.var == var) {
+                        Some(a) => &mut a.packages,
+                        None => {
+                            out.push(Assumed {
+                                var: var.to_string(),
+                                allowed: vec![],
+                                packages: vec![],
+                            });
+                            &mut out.last_mut().expect("pushed").packages
+                        }
+                    };
+                    if !packages.contains(&p.name) {
+                        packages.push(p.name.clone());
+                    }
+                }
+            }
+            for a in &mut out {
+                a.allowed = same_choice(&target, &a.var, lock.packages);
+            }
+        }
+        out
     }
 
     /// The stages of a fetched group: its files, then the install as layers (when the

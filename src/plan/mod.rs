@@ -349,6 +349,7 @@ impl Builder<'_> {
                 }),
                 toolchain: toolchain.clone(),
                 secrets: spec.secrets.clone(),
+                assumed: self.assumed(spec, v),
             }),
             Some(base),
             vec![],

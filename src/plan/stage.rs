@@ -144,6 +144,21 @@ pub struct PythonStep {
     pub toolchain: Toolchain,
     /// The step downloads (pip or uv itself), so it mounts the CA and netrc secrets.
     pub secrets: BuildSecrets,
+    /// What the choice of a lock's files took on trust where the base's interpreter was
+    /// not read (offline `kiln llb`): checked against the base's Python first.
+    pub assumed: Vec<Assumed>,
+}
+
+/// A marker variable whose value the choice of a lock's files assumed: the values that
+/// give the same choice, and the packages whose markers read it.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Assumed {
+    /// `python_full_version`, `platform_release`, ...
+    pub var: String,
+    /// The value assumed, and every value known to choose the same (empty: only that one
+    /// value, which no base has: the choice needs the base read).
+    pub allowed: Vec<String>,
+    pub packages: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

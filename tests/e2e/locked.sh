@@ -173,4 +173,60 @@ for path in layers:
 else
   fail "+1 package on a fresh runner: $(tail -n 20 "$E2E_WORK/logs/fresh.log")"
 fi
+
+echo "== $NAME: a lock's markers decided by the base's own Python (its patch release)"
+# Two pure wheels made here; the lock installs one below 3.11.2 and the other from it on.
+# The second base is the first with a sitecustomize that makes its interpreter report
+# 3.11.1 (no other 3.11 patch release can be had here): kiln must take what the base says.
+python3 - "$FILES" <<'PY'
+import base64, hashlib, sys, zipfile
+for name in ("kiln_e2e_below", "kiln_e2e_from"):
+    files = {f"{name}/__init__.py": b"",
+             f"{name}-1.0.dist-info/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n".encode(),
+             f"{name}-1.0.dist-info/WHEEL": b"Wheel-Version: 1.0\nGenerator: kiln-e2e\nRoot-Is-Purelib: true\nTag: py3-none-any\n"}
+    record = "".join(f"{p},sha256={base64.urlsafe_b64encode(hashlib.sha256(d).digest()).rstrip(b'=').decode()},{len(d)}\n" for p, d in files.items())
+    files[f"{name}-1.0.dist-info/RECORD"] = (record + f"{name}-1.0.dist-info/RECORD,,\n").encode()
+    with zipfile.ZipFile(f"{sys.argv[1]}/{name}-1.0-py3-none-any.whl", "w") as z:
+        for p, d in files.items():
+            z.writestr(zipfile.ZipInfo(p, (2020, 1, 1, 0, 0, 0)), d)
+PY
+MCTX="$E2E_WORK/markers"; mkdir -p "$MCTX/app"; echo "print('ok')" >"$MCTX/app/main.py"
+{ echo 'lock-version = "1.0"'; echo 'created-by = "kiln e2e"'
+  for pair in "kiln_e2e_below:python_full_version < '3.11.2'" "kiln_e2e_from:python_full_version >= '3.11.2'"; do
+    n=${pair%%:*}; m=${pair#*:}; f="$n-1.0-py3-none-any.whl"
+    printf '\n[[packages]]\nname = "%s"\nversion = "1.0"\nmarker = "%s"\nwheels = [{ url = "http://%s:%s/%s", size = %s, hashes = { sha256 = "%s" } }]\n' \
+      "$n" "$m" "$HOST_IP" "$PORT" "$f" "$(stat -c %s "$FILES/$f")" "$(sha256sum "$FILES/$f" | cut -d' ' -f1)"
+  done; } >"$MCTX/pylock.toml"
+(
+  eval "$(scripts/engine.sh env "$NAME")" || exit 1
+  patched="kiln-e2e-locked/python-3.11.1:run-$RUN_ID"
+  printf 'FROM %s\nRUN d=/usr/local/lib/python3.11/dist-packages && mkdir -p $d && printf "import platform\\nplatform.python_version = lambda: \\"3.11.1\\"\\n" >$d/sitecustomize.py\n' "$BASE" \
+    | docker buildx build -q --load -t "$patched" - >"$E2E_WORK/logs/markers-base-image.log" 2>&1 || { echo "FAIL patched base"; exit 1; }
+  for which in base patched; do
+    base=$BASE; [ "$which" = patched ] && base=$patched
+    cat >"$MCTX/kiln.yaml" <<SPEC
+# syntax=$FRONTEND
+version: 1
+name: markers
+python: {base: "$base", version: "3.11", installer: uv}
+requirements: {core: {lock: pylock.toml}}
+pip: {extra_index_urls: ["http://$HOST_IP:$PORT/"]}
+build_secrets: {ca_bundle: pipca}
+app: {src: [app], workdir: /app}
+cmd: [python, main.py]
+SPEC
+    out="kiln-e2e-locked/markers:$which"
+    if docker buildx build --progress=plain -f "$MCTX/kiln.yaml" --secret "id=pipca,src=$CA" --provenance=false --load -t "$out" "$MCTX" \
+      >"$E2E_WORK/logs/markers-$which.log" 2>&1; then
+      docker run --rm "$out" python -c 'import importlib.metadata as m; print(sorted(d.metadata["Name"] for d in m.distributions() if d.metadata["Name"].startswith("kiln")))' \
+        >"$E2E_WORK/markers-$which.txt" 2>&1
+      docker rmi "$out" >/dev/null 2>&1
+    fi
+  done
+  docker rmi "$patched" >/dev/null 2>&1
+  exit 0
+) || fail "$NAME: markers"
+assert_eq "base Python 3.11.2: the lock's package for >= 3.11.2 only" "['kiln_e2e_from']" "$(cat "$E2E_WORK/markers-base.txt" 2>&1)"
+assert_eq "base Python reporting 3.11.1: the package for < 3.11.2 only" "['kiln_e2e_below']" "$(cat "$E2E_WORK/markers-patched.txt" 2>&1)"
+assert_contains "the frontend read the base's Python before planning" "$(log_of markers-base)" "read the base's Python"
 finish

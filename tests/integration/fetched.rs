@@ -630,3 +630,40 @@ fn one_install_step_names_its_files_in_a_short_script() {
         1501
     );
 }
+
+/// Issue 22: offline, kiln cannot read the base's interpreter, so it says what the choice
+/// of a lock's files took on trust, and the Python stage checks it against the base: the
+/// patch releases that choose the same packages, and the packages whose markers read it.
+#[test]
+fn offline_the_python_stage_checks_what_the_choice_assumed() {
+    let lock = "lock-version = \"1.0\"\n\n[[packages]]\nname = \"async-timeout\"\nversion = \"4.0.3\"\nmarker = \"python_full_version < '3.11.3'\"\nwheels = [{ url = \"https://files.pythonhosted.org/packages/a/async_timeout-4.0.3-py3-none-any.whl\", hashes = { sha256 = \"7405140ff1230c310e51dc27b3145b9092d659ce68ff733fb0cefe3ee42be028\" } }]\n";
+    let spec = "version: 1\nname: s\npython: {base: python:3.11-slim, version: \"3.11\", installer: uv}\nrequirements: {core: {lock: pylock.toml}}\n";
+    let def = llb_of("fetched-assumed", spec, &[("pylock.toml", lock)], &[]);
+    let python = ops(&def)
+        .iter()
+        .find(|o| name(o).starts_with("python: 3.11"))
+        .unwrap();
+    let script = python["op"]["exec"]["meta"]["args"][2].as_str().unwrap();
+    assert!(
+        script.contains("case \"$have\" in 3.11.0|3.11.1|3.11.2)"),
+        "{script}"
+    );
+    assert!(
+        script.contains("the markers of async-timeout read it"),
+        "{script}"
+    );
+    // A lock whose markers read nothing the guess left open: no check.
+    let plain = lock.replace("marker = \"python_full_version < '3.11.3'\"\n", "");
+    let def = llb_of(
+        "fetched-assumed-plain",
+        spec,
+        &[("pylock.toml", &plain)],
+        &[],
+    );
+    let python = ops(&def)
+        .iter()
+        .find(|o| name(o).starts_with("python: 3.11"))
+        .unwrap();
+    let script = python["op"]["exec"]["meta"]["args"][2].as_str().unwrap();
+    assert!(!script.contains("case \"$have\""), "{script}");
+}

@@ -39,6 +39,9 @@ pub(super) fn python(parent: &State, step: &PythonStep, env: &StepEnv, meta: Met
             from = from.replace(['"', '$', '`', '\\'], ""),
         ));
     }
+    for a in &step.assumed {
+        script.push_str(&assumed_check(a));
+    }
     // With uv the venv is uv's to fill: no pip or setuptools seeded into it (as `uv venv`
     // makes it), which also keeps an old ensurepip pip out of the image.
     let seed = if installer == Installer::Uv {
@@ -170,4 +173,75 @@ pub fn interpreter_probe(info: &ImageInfo, opts: &LowerOpts) -> State {
         )
     };
     base.run(exec).scratch(PROBE_OUT)
+}
+
+/// A shell check that the base's interpreter has a value of a marker variable the choice
+/// of a lock's files assumed (`Assumed`): else the step fails, naming the packages whose
+/// markers read it.
+fn assumed_check(a: &crate::plan::Assumed) -> String {
+    let read = match a.var.as_str() {
+        "python_full_version" => "import platform; print(platform.python_version())",
+        "platform_release" => "import platform; print(platform.release())",
+        "platform_version" => "import platform; print(platform.version())",
+        _ => "import sys; v = sys.implementation.version; print('%d.%d.%d' % tuple(v[:3]))",
+    };
+    let allowed = match a.allowed.is_empty() {
+        true => "''".to_string(),
+        false => a
+            .allowed
+            .iter()
+            .map(|v| quote(v))
+            .collect::<Vec<_>>()
+            .join("|"),
+    };
+    let why = format!(
+        "kiln: the lock's files were chosen without reading this base's Python (kiln llb offline), for {} in [{}]; the markers of {} read it. Build through the frontend (docker build), which reads the base",
+        a.var,
+        a.allowed.join(", "),
+        a.packages.join(", ")
+    );
+    format!(
+        "have=$(\"$PY\" -c {})\ncase \"$have\" in {allowed}) ;; *) echo {}\": this base has $have\" >&2; exit 1;; esac\n",
+        quote(read),
+        quote(&why)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::Assumed;
+
+    /// The check through a real `sh` with this machine's `python3`: it passes on a value
+    /// it allows, fails naming the packages on one it does not.
+    #[test]
+    fn the_assumed_check_passes_or_names_the_packages() {
+        let have = std::process::Command::new("python3")
+            .args(["-c", "import platform; print(platform.python_version())"])
+            .output();
+        let Ok(have) = have else {
+            eprintln!("skipped: no python3 here");
+            return;
+        };
+        let have = String::from_utf8_lossy(&have.stdout).trim().to_string();
+        let run = |allowed: Vec<String>| {
+            let a = Assumed {
+                var: "python_full_version".into(),
+                allowed,
+                packages: vec!["async-timeout".into()],
+            };
+            let script = format!("PY=python3\n{}", assumed_check(&a));
+            std::process::Command::new("/bin/sh")
+                .args(["-c", &script])
+                .output()
+                .unwrap()
+        };
+        assert!(run(vec!["3.0.0".into(), have.clone()]).status.success());
+        let out = run(vec!["3.0.0".into()]);
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("async-timeout"), "{err}");
+        assert!(err.contains(&format!("this base has {have}")), "{err}");
+        assert!(!run(vec![]).status.success());
+    }
 }
