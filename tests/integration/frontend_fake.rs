@@ -1687,3 +1687,78 @@ async fn credentials_in_the_spec_never_reach_buildkit() {
     clean("the outline", &m["result.json"]);
     clean("the outline's text", &m["result.txt"]);
 }
+
+/// Issue 22: with a lock whose files the engine fetches, the frontend reads the base's
+/// Python (one solve of a probe on the pinned base, its answer read) before planning, and
+/// the lock's markers are decided on it: 3.12.1 takes the package for < 3.12.2, 3.12.8
+/// the other. Without such a lock, no probe.
+#[tokio::test]
+async fn the_base_python_is_read_before_a_fetched_lock_is_planned() {
+    let wheel = |name: &str, sha: char| {
+        format!(
+            "\n[[packages]]\nname = \"{name}\"\nversion = \"1.0\"\nmarker = \"{}\"\nwheels = [{{ url = \"https://files.pythonhosted.org/p/{name}-1.0-py3-none-any.whl\", hashes = {{ sha256 = \"{}\" }} }}]\n",
+            if name == "below" {
+                "python_full_version < '3.12.2'"
+            } else {
+                "python_full_version >= '3.12.2'"
+            },
+            sha.to_string().repeat(64)
+        )
+    };
+    let lock = format!(
+        "lock-version = \"1.0\"\n{}{}",
+        wheel("below", 'a'),
+        wheel("from", 'b')
+    );
+    let probe = |full: &str| {
+        format!(
+            "{{\"implementation_name\": \"cpython\", \"implementation_version\": \"{full}\", \"os_name\": \"posix\", \"platform_machine\": \"x86_64\", \"platform_python_implementation\": \"CPython\", \"platform_release\": \"6.1\", \"platform_system\": \"Linux\", \"platform_version\": \"#1\", \"python_full_version\": \"{full}\", \"python_version\": \"3.12\", \"sys_platform\": \"linux\", \"abiflags\": \"\", \"libc\": [\"glibc\", \"2.36\"]}}"
+        )
+    };
+    for (full, want, not) in [
+        ("3.12.1", "below-1.0", "from-1.0"),
+        ("3.12.8", "from-1.0", "below-1.0"),
+    ] {
+        let f = fake(MODERN_LLB, MODERN_FRONTEND);
+        let spec = SPEC
+            .replace("core: [req.txt]", "core: {lock: pylock.toml}")
+            .replace("version: \"3.12\"", "version: \"3.12\"\n  installer: uv");
+        {
+            let mut s = f.0.lock().unwrap();
+            s.files.insert("worker.yaml".into(), spec.into_bytes());
+            s.files
+                .insert("pylock.toml".into(), lock.clone().into_bytes());
+            s.files
+                .insert("interpreter.json".into(), probe(full).into_bytes());
+        }
+        let r = run(&f, opts(&[("target", "minimal")])).await;
+        assert!(r.error.is_none(), "{full}: {}", error_message(&r));
+        let s = f.0.lock().unwrap();
+        let probes = s
+            .solves
+            .iter()
+            .filter(|q| format!("{:?}", q.definition).contains("read the base's Python"))
+            .count();
+        let names: Vec<String> = s
+            .solves
+            .iter()
+            .flat_map(|q| q.definition.iter().flat_map(|d| d.metadata.values()))
+            .filter_map(|m| m.description.get("llb.customname").cloned())
+            .collect();
+        assert_eq!(probes, 1, "{full}: one probe: {names:#?}");
+        let image = format!("{:?}", s.solves.last().unwrap().definition);
+        assert!(image.contains(want), "{full}: {want} fetched");
+        assert!(!image.contains(not), "{full}: {not} left out");
+    }
+    // No fetched lock: nothing to read.
+    let f = fake(MODERN_LLB, MODERN_FRONTEND);
+    let r = run(&f, opts(&[("target", "minimal")])).await;
+    assert!(r.error.is_none(), "{}", error_message(&r));
+    let probed =
+        f.0.lock()
+            .unwrap()
+            .solves
+            .iter()
+            .any(|q| format!("{:?}", q.definition).contains("read the base's Python"));
+    assert!(!probed);
+}
