@@ -140,6 +140,9 @@ pub struct Gather {
     /// The `host[:port]` of every index the spec names: the engine may fetch a lock's
     /// files from them even over plain http or at a local address.
     index_hosts: Vec<String>,
+    /// `app.project`'s directory (`""` for the context root): a lock's entry for it is the
+    /// app, which the project stage installs.
+    app_project: Option<String>,
     info: ContextInfo,
     diags: Vec<Diagnostic>,
 }
@@ -158,6 +161,12 @@ impl Gather {
             versions: vec![],
             requires_python: None,
             netrc: spec.secrets.netrc.is_some(),
+            app_project: spec
+                .app
+                .as_ref()
+                .and_then(|a| a.project.as_ref())
+                .and_then(|p| requirements::resolve("x", &format!("{}/x", p.v)).ok())
+                .map(|p| p.strip_suffix("/x").unwrap_or("").to_string()),
             index_hosts: spec
                 .variants
                 .iter()
@@ -339,7 +348,44 @@ impl Gather {
             self.diags.push(too_large(path, loc));
             return;
         }
-        let read = pylock::parse(text).map(|lock| match lock {
+        // A local project in the lock (`uv export` lists the project it ran in): the app's
+        // own, which `app.project` builds, or nothing a build can install from the lock.
+        let project_of = |e: &pylock::Entry| -> Option<Result<String, &'static str>> {
+            let dir = e.directory.as_deref()?;
+            Some(
+                requirements::resolve(path, &format!("{dir}/x"))
+                    .map(|p| p.strip_suffix("/x").unwrap_or("").to_string()),
+            )
+        };
+        let app = self.app_project.clone();
+        if let Ok(entries) = pylock::read(text) {
+            for e in &entries {
+                match project_of(e) {
+                    Some(Ok(dir)) if app.as_deref() == Some(dir.as_str()) => {}
+                    Some(resolved) => {
+                        let dir = e.directory.as_deref().unwrap_or(".");
+                        let help = match resolved {
+                            Ok(d) => format!(
+                                "export the lock without it (`uv export --no-emit-project ...`), or build it as the app: `app: {{project: {}}}`",
+                                if d.is_empty() { "." } else { &d }
+                            ),
+                            Err(_) => {
+                                "export the lock without it (`uv export --no-emit-project ...`)"
+                                    .to_string()
+                            }
+                        };
+                        self.diags.push(Diagnostic::error(
+                            loc,
+                            format!("`{path}` installs the local directory `{dir}` (package `{}`), which a build cannot install from the lock", e.package.name),
+                            help,
+                        ));
+                    }
+                    None => {}
+                }
+            }
+        }
+        let is_app = |e: &pylock::Entry| matches!(project_of(e), Some(Ok(d)) if app.as_deref() == Some(d.as_str()));
+        let read = pylock::parse(text, is_app).map(|lock| match lock {
             pylock::Pylock::Addressable(p) if self.netrc => pylock::public_only(p),
             pylock::Pylock::Addressable(p) => pylock::engine_safe(p, &self.index_hosts),
             other => other,
@@ -653,6 +699,40 @@ mod tests {
     }
 
     const SPEC: &str = "version: 1\nname: w\npython: {base: python:3, installer: uv}\n";
+
+    /// Issue 22: the pylock `uv export` writes by default lists the project itself; with
+    /// `app.project` naming it, that entry is the app (built by the project stage), else
+    /// the lock is refused at its line, saying how to export it.
+    #[test]
+    fn a_locks_project_entry_is_the_app_or_an_error() {
+        let lock = "lock-version = \"1.0\"\n\n[[packages]]\nname = \"svc\"\ndirectory = { path = \".\", editable = true }\n\n[[packages]]\nname = \"six\"\nversion = \"1.17.0\"\nwheels = [{ url = \"https://files.pythonhosted.org/p/six-1.17.0-py2.py3-none-any.whl\", hashes = { sha256 = \"8f4f8d4b3a6c9f5c2e1b0a9d8c7b6a5f4e3d2c1b0a9f8e7d6c5b4a3928170615\" } }]\n";
+        let files = [
+            ("svc/pylock.toml", lock),
+            ("svc/pyproject.toml", "[project]\nname = \"svc\"\n"),
+        ];
+        let with_app = format!(
+            "{SPEC}requirements: {{core: {{lock: svc/pylock.toml}}}}\napp: {{project: svc}}\n"
+        );
+        let info = gather(&with_app, &files).unwrap();
+        let pylock::Pylock::Addressable(packages) = &info.pylocks["svc/pylock.toml"] else {
+            panic!("{:?}", info.pylocks)
+        };
+        let names: Vec<&str> = packages.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["six"]);
+        let without = format!("{SPEC}requirements: {{core: {{lock: svc/pylock.toml}}}}\n");
+        let errs = gather(&without, &files).unwrap_err();
+        assert!(
+            errs[0]
+                .message
+                .contains("installs the local directory `.` (package `svc`)"),
+            "{errs:?}"
+        );
+        assert!(
+            errs[0].help.contains("uv export --no-emit-project"),
+            "{errs:?}"
+        );
+        assert!(errs[0].help.contains("app: {project: svc}"), "{errs:?}");
+    }
 
     #[test]
     fn includes_are_followed_relative_to_their_file() {

@@ -83,6 +83,9 @@ pub struct Entry {
     pub problems: Vec<Problem>,
     /// The URL of every file the entry names, fetchable or not.
     pub urls: Vec<String>,
+    /// A `directory` entry's path, as written (relative to the lock's directory): a local
+    /// project, such as the one `uv export` lists by default.
+    pub directory: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -101,9 +104,10 @@ pub fn read(text: &str) -> Result<Vec<Entry>, String> {
 }
 
 /// Read a PEP 751 lock for a build: addressable when no entry has a problem, else the
-/// first problem. Errors: as `read`.
-pub fn parse(text: &str) -> Result<Pylock, String> {
-    let entries = read(text)?;
+/// first problem. Entries that `skip` says are not the lock's to install (the app's own
+/// project) are left out. Errors: as `read`.
+pub fn parse(text: &str, skip: impl Fn(&Entry) -> bool) -> Result<Pylock, String> {
+    let entries: Vec<Entry> = read(text)?.into_iter().filter(|e| !skip(e)).collect();
     let first = entries
         .iter()
         .find_map(|e| e.problems.first().map(|p| (&e.package.name, &p.text)));
@@ -199,7 +203,14 @@ fn entry(p: Package) -> Entry {
     let sdist = p.sdist.and_then(&mut keep);
     problems.sort();
     problems.dedup();
+    let directory = p
+        .directory
+        .as_ref()
+        .and_then(|d| d.get("path"))
+        .and_then(|p| p.as_str())
+        .map(str::to_string);
     Entry {
+        directory,
         package: LockedPackage {
             name: p.name,
             version: p.version,
@@ -665,7 +676,7 @@ version = "1.17.0"
 sdist = { url = "https://files.pythonhosted.org/p/six-1.17.0.tar.gz", hashes = { sha256 = "FF70335D468E7EB6EC65B95B99D3A2836546063F63ACC5171DE367E834932A81" } }
 wheels = [{ url = "https://files.pythonhosted.org/p/six-1.17.0-py2.py3-none-any.whl", hashes = { sha256 = "4721f391ed90541fddacab5acf947aa0d3dc7d27b2e1e8eda2be8970586c3274" } }]
 "#;
-        let Pylock::Addressable(p) = parse(ok).unwrap() else {
+        let Pylock::Addressable(p) = parse(ok, |_| false).unwrap() else {
             panic!("addressable")
         };
         assert_eq!(p[0].wheels[0].filename, "six-1.17.0-py2.py3-none-any.whl");
@@ -699,12 +710,12 @@ wheels = [{ url = "https://files.pythonhosted.org/p/six-1.17.0-py2.py3-none-any.
                 line.to_string()
             };
             let text = format!("lock-version = \"1.0\"\n[[packages]]\nname = \"a\"\n{line}\n");
-            match parse(&text) {
+            match parse(&text, |_| false) {
                 Ok(Pylock::InStep(reason)) => assert!(reason.contains(why), "{reason} lacks {why}"),
                 other => panic!("{text}: {other:?}"),
             }
         }
-        assert!(parse("[[packages]]\nname = 3").is_err());
+        assert!(parse("[[packages]]\nname = 3", |_| false).is_err());
     }
 
     #[test]
@@ -726,7 +737,7 @@ wheels = [{ url = "https://files.pythonhosted.org/p/six-1.17.0-py2.py3-none-any.
     #[test]
     fn the_example_lock_is_addressable_for_both_platforms() {
         let text = include_str!("../../examples/pylock-service/pylock.toml");
-        let Pylock::Addressable(p) = parse(text).unwrap() else {
+        let Pylock::Addressable(p) = parse(text, |_| false).unwrap() else {
             panic!("the example lock is addressable")
         };
         for arch in ["amd64", "arm64"] {
