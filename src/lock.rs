@@ -27,7 +27,7 @@ use std::process::Command;
 use crate::context::{ContextInfo, pylock};
 use crate::diag::{Diagnostic, Loc};
 use crate::plan::install;
-use crate::spec::{Group, Spec, Variant};
+use crate::spec::{Group, GroupSource, S, Spec, Variant};
 
 /// What the command line asked for.
 #[derive(Clone, Debug, Default)]
@@ -332,6 +332,8 @@ pub fn run(
                 Ok(private),
             ) => {
                 let work = private.path().join(&job.group);
+                // uv writes the lock in `work` under its file name.
+                let name = output.rsplit('/').next().unwrap_or(output);
                 let mut run = || -> Result<Done, Failure> {
                     let below: Vec<Checked> = below
                         .iter()
@@ -351,7 +353,7 @@ pub fn run(
                     uv_warnings = warned;
                     let text = match dir {
                         LockDir::Private => {
-                            std::fs::read_to_string(work.join(output)).map_err(|e| Failure {
+                            std::fs::read_to_string(work.join(name)).map_err(|e| Failure {
                                 message: format!("uv wrote no `{output}`: {e}"),
                                 detail: String::new(),
                             })?
@@ -405,7 +407,8 @@ fn prepare(
     if dir == LockDir::Private
         && let Some(existing) = read_context_lock(context, output).ok()
     {
-        std::fs::write(work.join(output), existing).map_err(failed)?;
+        let name = output.rsplit('/').next().unwrap_or(output);
+        std::fs::write(work.join(name), existing).map_err(failed)?;
     }
     Ok(())
 }
@@ -437,14 +440,18 @@ fn write_lock(context: &Path, lock: &str, text: &str) -> Result<(), Failure> {
         message: format!("cannot write `{lock}`: {e}"),
         detail: String::new(),
     };
+    let path = context.join(lock);
+    let (dir, name) = match lock.rsplit_once('/') {
+        Some((d, n)) => (context.join(d), n),
+        None => (context.to_path_buf(), lock),
+    };
     let mut file = tempfile::Builder::new()
-        .prefix(&format!(".{lock}."))
-        .tempfile_in(context)
+        .prefix(&format!(".{name}."))
+        .tempfile_in(dir)
         .map_err(fail)?;
     file.write_all(text.as_bytes()).map_err(fail)?;
     file.as_file().sync_all().map_err(fail)?;
-    file.persist(context.join(lock))
-        .map_err(|e| fail(e.error))?;
+    file.persist(path).map_err(|e| fail(e.error))?;
     Ok(())
 }
 
@@ -556,6 +563,25 @@ fn checked(
     })
 }
 
+/// A group's files and packages as flow YAML keys, for a snippet that keeps them beside
+/// its lock (`files: [a.txt], packages: ["x==1"], `): `kiln lock` re-locks from them.
+fn sources(files: &[S<String>], packages: &[S<String>]) -> String {
+    let list = |l: &[S<String>]| {
+        l.iter()
+            .map(|s| serde_json::to_string(&s.v).expect("a string"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut out = String::new();
+    if !files.is_empty() {
+        out.push_str(&format!("files: [{}], ", list(files)));
+    }
+    if !packages.is_empty() {
+        out.push_str(&format!("packages: [{}], ", list(packages)));
+    }
+    out
+}
+
 /// The report: per group what was done (stderr), the spec snippet (stdout), and every
 /// package that keeps its group on the in-step install.
 pub struct Report {
@@ -587,7 +613,18 @@ pub fn report(spec: &Spec, outcomes: &[Outcome]) -> Report {
                     checked.packages.len()
                 ));
                 if !checked.findings.iter().any(|f| f.local) {
-                    snippet.push(format!("  {}: {{lock: {lock}}}", o.group));
+                    match spec.group(&o.group).map(|g| &g.source) {
+                        Some(GroupSource::Lock(l)) if l.path.v == *lock => err
+                            .push_str(&format!("{}: the spec points at {lock} already\n", o.group)),
+                        Some(GroupSource::Requirements {
+                            files, packages, ..
+                        }) => snippet.push(format!(
+                            "  {}: {{{}lock: {lock}}}",
+                            o.group,
+                            sources(files, packages)
+                        )),
+                        _ => snippet.push(format!("  {}: {{lock: {lock}}}", o.group)),
+                    }
                 }
                 if !checked.findings.is_empty() {
                     in_step.push((o.group.clone(), checked.findings.clone()));

@@ -191,6 +191,10 @@ impl Gather {
                     }
                 }
                 GroupSource::Lock(lock) => {
+                    // What the lock is resolved from: `kiln lock` reads it.
+                    for f in lock.from.iter().flat_map(|f| &f.files) {
+                        g.root(&f.v, f.loc, "requirement file");
+                    }
                     let (kind, loc) = (lock.kind, lock.path.loc);
                     // A lock kiln reads for its files; any other only has to be there.
                     let why = match kind.read_by_kiln() {

@@ -156,6 +156,16 @@ pub struct Lock {
     /// Dependency groups (PEP 735, Poetry groups). uv: added to the project's
     /// dependencies; Poetry: exactly these (default `main`).
     pub groups: Vec<S<String>>,
+    /// What a PEP 751 lock is resolved from (`files`/`packages` beside `lock`): `kiln
+    /// lock` re-locks it there, in place; the build installs the lock.
+    pub from: Option<LockedFrom>,
+}
+
+/// The requirement files and lines a lock is resolved from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LockedFrom {
+    pub files: Vec<S<String>>,
+    pub packages: Vec<S<String>>,
 }
 
 impl Lock {

@@ -86,9 +86,10 @@ fn worker_groups_locked_with_urls_and_hashes() {
     let out = lock_in(&dir, &["specs/worker.yaml"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
+    // The snippet keeps each group's files beside its lock: kiln lock re-locks from them.
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
-        "requirements:\n  core: {lock: pylock.core.toml}\n  ml: {lock: pylock.ml.toml}\n"
+        "requirements:\n  core: {files: [\"requirements/core.txt\"], lock: pylock.core.toml}\n  ml: {files: [\"requirements/ml.txt\"], lock: pylock.ml.toml}\n"
     );
     assert!(stderr.contains("resolved for Python >= 3.12"), "{stderr}");
     assert!(!stderr.contains("keeps the in-step install"), "{stderr}");
@@ -115,12 +116,13 @@ fn worker_groups_locked_with_urls_and_hashes() {
             );
         }
     }
-    // The spec, pointed at the locks, checks against the context.
+    // The spec, pointed at the locks as the snippet says, checks against the context...
+    let snippet = String::from_utf8_lossy(&out.stdout).replace("requirements:\n", "");
     let spec = std::fs::read_to_string(Path::new(ROOT).join("specs/worker.yaml"))
         .unwrap()
         .replace(
             "  core: [requirements/core.txt]\n  ml: [requirements/ml.txt]\n",
-            "  core: {lock: pylock.core.toml}\n  ml: {lock: pylock.ml.toml}\n",
+            &snippet,
         );
     assert!(spec.contains("pylock.ml.toml"));
     std::fs::write(dir.join("locked.yaml"), spec).unwrap();
@@ -131,6 +133,27 @@ fn worker_groups_locked_with_urls_and_hashes() {
         "--context",
         dir.to_str().unwrap(),
     ]);
+    // ... and kiln lock on it re-locks in place (issue 22): a requirement added to
+    // core.txt reaches pylock.core.toml, and the spec needs no change.
+    std::fs::write(
+        dir.join("requirements/core.txt"),
+        format!("{core}six==1.17.0\n"),
+    )
+    .unwrap();
+    let again = lock_in(&dir, &[locked.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(again.status.success(), "{stderr}");
+    assert!(stderr.contains("core: wrote pylock.core.toml"), "{stderr}");
+    assert!(
+        stderr.contains("core: the spec points at pylock.core.toml already"),
+        "{stderr}"
+    );
+    assert_eq!(String::from_utf8_lossy(&again.stdout), "");
+    let pkgs = packages(&dir.join("pylock.core.toml"));
+    assert!(
+        pkgs.contains(&("six".to_string(), "1.17.0".to_string())),
+        "{pkgs:?}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 

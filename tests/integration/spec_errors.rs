@@ -369,7 +369,7 @@ fn cases() -> Vec<(String, &'static str, u32, u32)> {
         ),
         (
             uv("requirements: {core: {lock: uv.lock, packages: [arq]}}\n"),
-            "`packages` cannot be used with `lock`",
+            "`packages` cannot be used with a uv.lock",
             4,
             48,
         ),

@@ -177,7 +177,24 @@ pub fn lock_action(
     match &group.source {
         spec::GroupSource::Requirements {
             files, packages, ..
-        } => requirements::lock(&group.name.v, (files, packages), users, ctx, req),
+        } => requirements::lock(
+            (&group.name.v, &lock_name(&group.name.v)),
+            (files, packages),
+            users,
+            ctx,
+            req,
+        ),
+        spec::GroupSource::Lock(spec::Lock {
+            path,
+            from: Some(from),
+            ..
+        }) => requirements::lock(
+            (&group.name.v, &path.v),
+            (&from.files, &from.packages),
+            users,
+            ctx,
+            req,
+        ),
         spec::GroupSource::Lock(lock) => match lock.kind {
             LockKind::Uv => uv_lock::lock(&group.name.v, lock, users, req),
             LockKind::Poetry => poetry::lock(lock),

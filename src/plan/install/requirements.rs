@@ -4,7 +4,6 @@
 
 use super::{
     BELOW_TXT, Cache, ContextInfo, LockAction, LockDir, LockRequest, Recipe, flags, in_mount,
-    lock_name,
 };
 use crate::context::Flat;
 use crate::plan::shell::{join, quote};
@@ -174,7 +173,7 @@ impl Requirements {
 /// constrained to the pins of the groups installed below it. uv reads only the files kiln
 /// wrote (the requirements as kiln read them), in kiln lock's private directory.
 pub fn lock(
-    group: &str,
+    (group, output): (&str, &str),
     (files, packages): (&[S<String>], &[S<String>]),
     users: &[&Variant],
     ctx: &ContextInfo,
@@ -226,7 +225,7 @@ pub fn lock(
         return (action, notes);
     }
     let pip = PipOptions::of(first);
-    let output = lock_name(group);
+    let output = output.to_string();
     let mut args: Vec<String> = [
         "pip",
         "compile",
@@ -256,10 +255,12 @@ pub fn lock(
     if !req.command.is_empty() {
         args.extend(["--custom-compile-command".into(), req.command.clone()]);
     }
-    // Files after `--`: no name is read as an option.
+    // In the private directory, by its file name; files after `--`: no name is read as
+    // an option.
+    let written = output.rsplit('/').next().unwrap_or(&output).to_string();
     args.extend([
         "--output-file".into(),
-        output.clone(),
+        written,
         "--".into(),
         REQUIREMENTS_TXT.into(),
     ]);

@@ -108,22 +108,39 @@ impl Cx {
         }
     }
 
-    /// `{lock, extras, groups}`.
+    /// `{lock, extras, groups}`, or a PEP 751 lock with what it is resolved from
+    /// (`files`, `packages`).
     fn lock(&mut self, node: &Node, f: Fields, what: &str) -> Option<Lock> {
-        for key in ["files", "packages", "require_hashes"] {
-            if let Some(n) = f.get(key) {
-                let help = match key {
-                    "require_hashes" => {
-                        "lock files carry their hashes and kiln always checks them: remove it"
-                    }
-                    _ => {
-                        "a group is a lock file or requirement files and lines, not both: make two groups"
-                    }
-                };
-                self.err(n.loc, format!("`{key}` cannot be used with `lock`"), help);
-            }
+        if let Some(n) = f.get("require_hashes") {
+            self.err(
+                n.loc,
+                "`require_hashes` cannot be used with `lock`",
+                "lock files carry their hashes and kiln always checks them: remove it",
+            );
         }
         let path = self.context_path(node, &format!("{what}.lock"))?;
+        let kind = LockKind::of(&path.v).ok();
+        let mut from = None;
+        if f.get("files").is_some() || f.get("packages").is_some() {
+            if kind == Some(LockKind::Pylock) {
+                match self.requirement_lines(f, what) {
+                    GroupSource::Requirements {
+                        files, packages, ..
+                    } => from = Some(LockedFrom { files, packages }),
+                    GroupSource::Lock(_) => {}
+                }
+            } else {
+                for key in ["files", "packages"] {
+                    if let Some(n) = f.get(key) {
+                        self.err(
+                            n.loc,
+                            format!("`{key}` cannot be used with a {}", kind.map_or("lock", |k| k.file_name())),
+                            "its tool makes the lock from the project (`uv lock`, `poetry lock`): a group is that lock, or requirement files and lines with the PEP 751 lock kiln makes of them (`lock: pylock.<group>.toml`)",
+                        );
+                    }
+                }
+            }
+        }
         let kind = match LockKind::of(&path.v) {
             Ok(k) => k,
             Err(why) => {
@@ -168,6 +185,7 @@ impl Cx {
             kind,
             extras,
             groups,
+            from,
         })
     }
 
