@@ -12,11 +12,12 @@ pub mod preflight;
 pub mod pylock;
 pub mod pyproject;
 pub mod requirements;
+pub mod uv_lock;
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::diag::{Diagnostic, Loc};
-use crate::spec::{GroupSource, Spec, Variant};
+use crate::spec::{GroupSource, LockKind, Spec, Variant};
 
 /// What the context adds to the spec.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -38,6 +39,8 @@ pub struct ContextInfo {
     pub python_pin: Option<(String, String)>,
     /// Each PEP 751 lock a group names, as read (see `pylock::parse`).
     pub pylocks: BTreeMap<String, pylock::Pylock>,
+    /// Each uv lock a group names, as read (see `uv_lock::read`).
+    pub uv_locks: BTreeMap<String, uv_lock::UvLock>,
     /// What the build should tell the user but that does not stop it (a lock whose files
     /// cannot be fetched by the engine, so its group installs from the index).
     pub warnings: Vec<Diagnostic>,
@@ -110,6 +113,8 @@ enum Why {
     PythonPin,
     /// A PEP 751 lock: its packages and files (and, like `Present`, it must exist).
     Pylock { loc: Loc },
+    /// A uv lock: read with its project's `pyproject.toml` once both are in (`finish`).
+    UvLock { loc: Loc },
 }
 
 /// One include: its line, the path as written, `-c` or `-r`, and the context path it
@@ -143,6 +148,8 @@ pub struct Gather {
     /// `app.project`'s directory (`""` for the context root): a lock's entry for it is the
     /// app, which the project stage installs.
     app_project: Option<String>,
+    /// Each uv lock given, and where the spec names it: read in `finish`, with its project.
+    uv_locks: BTreeMap<String, Loc>,
     info: ContextInfo,
     diags: Vec<Diagnostic>,
 }
@@ -161,6 +168,7 @@ impl Gather {
             versions: vec![],
             requires_python: None,
             netrc: spec.secrets.netrc.is_some(),
+            uv_locks: BTreeMap::new(),
             app_project: spec
                 .app
                 .as_ref()
@@ -197,9 +205,10 @@ impl Gather {
                     }
                     let (kind, loc) = (lock.kind, lock.path.loc);
                     // A lock kiln reads for its files; any other only has to be there.
-                    let why = match kind.read_by_kiln() {
-                        true => Why::Pylock { loc },
-                        false => Why::Present {
+                    let why = match kind {
+                        LockKind::Pylock => Why::Pylock { loc },
+                        LockKind::Uv => Why::UvLock { loc },
+                        LockKind::Poetry => Why::Present {
                             what: "lock file",
                             loc,
                         },
@@ -302,10 +311,16 @@ impl Gather {
             (Why::Requirements, Some(text)) if !self.parsed.contains_key(path) => {
                 self.requirements(path, text)
             }
-            (Why::Project { loc, .. } | Why::Present { loc, .. } | Why::Pylock { loc }, None) => {
+            (
+                Why::Project { loc, .. }
+                | Why::Present { loc, .. }
+                | Why::Pylock { loc }
+                | Why::UvLock { loc },
+                None,
+            ) => {
                 let what = match why {
                     Why::Present { what, .. } => what,
-                    Why::Pylock { .. } => "lock file",
+                    Why::Pylock { .. } | Why::UvLock { .. } => "lock file",
                     _ => "project file",
                 };
                 self.diags.push(Diagnostic::error(
@@ -323,6 +338,9 @@ impl Gather {
             ) => self.members(lock, path, text, *loc),
             (Why::Dockerignore, Some(text)) => self.info.dockerignore = dockerignore::parse(text),
             (Why::Pylock { loc }, Some(text)) => self.pylock(path, text, *loc),
+            (Why::UvLock { loc }, Some(_)) => {
+                self.uv_locks.insert(path.to_string(), *loc);
+            }
             (Why::PythonPin, Some(text)) => {
                 if let Some(v) = pyproject::pinned_version(text) {
                     self.info.python_pin = Some((v, path.to_string()));
@@ -414,6 +432,49 @@ impl Gather {
         }
     }
 
+    /// A uv lock with its project's `pyproject.toml`: kept when kiln can read it (the
+    /// engine then fetches its files where it may), an error when uv would refuse it.
+    fn uv_lock(&mut self, path: &str, loc: Loc) {
+        if self.too_large.contains(path) {
+            self.diags.push(too_large(path, loc));
+            return;
+        }
+        let Some(Some(text)) = self.given.get(path) else {
+            return;
+        };
+        let dir = path.strip_suffix("uv.lock").unwrap_or("");
+        let pyproject = self
+            .given
+            .get(&format!("{dir}pyproject.toml"))
+            .cloned()
+            .flatten();
+        match uv_lock::read(text, pyproject.as_deref()) {
+            Ok(mut lock) => {
+                let files = || lock.files().map(|(n, f)| (n.to_string(), f.clone()));
+                let problem = lock
+                    .problem
+                    .clone()
+                    .or_else(|| self.netrc.then(|| pylock::netrc_problem(files())).flatten())
+                    .or_else(|| pylock::fetch_problem(files(), &self.index_hosts));
+                if let Some(why) = &problem {
+                    self.info.warnings.push(Diagnostic::warning(
+                        "KilnLockInStep",
+                        loc,
+                        format!("`{path}`: {why}, so its groups are exported and installed from the index in their own steps (the engine cannot fetch and check its files)"),
+                        "lock packages from an index with hashes and https URLs for every file to be fetched once and cached by its digest",
+                    ));
+                }
+                lock.problem = problem;
+                self.info.uv_locks.insert(path.to_string(), lock);
+            }
+            Err(e) => self.diags.push(Diagnostic::error(
+                loc,
+                format!("cannot use the lock `{path}`: {e}"),
+                "run `uv lock` in the project and commit the lock; `uv export --locked` would refuse it too",
+            )),
+        }
+    }
+
     fn requirements(&mut self, path: &str, text: &str) {
         let parsed = requirements::parse(text);
         // Marked as read before its includes are followed: a file that includes itself
@@ -488,6 +549,9 @@ impl Gather {
             ));
         }
         self.check_python();
+        for (lock, loc) in std::mem::take(&mut self.uv_locks) {
+            self.uv_lock(&lock, loc);
+        }
         let roots = std::mem::take(&mut self.roots);
         let mut budget = 0;
         for (root, loc, what) in &roots {

@@ -117,23 +117,34 @@ pub fn parse(text: &str, skip: impl Fn(&Entry) -> bool) -> Result<Pylock, String
     })
 }
 
-/// Where the spec mounts a netrc, some index needs credentials the engine's own fetch
-/// does not have: only files on PyPI's public file host stay addressable.
-pub fn public_only(packages: Vec<LockedPackage>) -> Pylock {
-    let private = packages.iter().find_map(|p| {
+/// Each package's files, as (package name, file).
+fn files_of(packages: &[LockedPackage]) -> impl Iterator<Item = (String, LockedFile)> + '_ {
+    packages.iter().flat_map(|p| {
         p.wheels
             .iter()
             .chain(&p.sdist)
-            .map(|f| crate::url::host(&f.url).unwrap_or_default())
-            .find(|h| h != PUBLIC_FILES)
-            .map(|h| (p.name.clone(), h))
-    });
-    match private {
+            .map(|f| (p.name.clone(), f.clone()))
+    })
+}
+
+/// Where the spec mounts a netrc, some index needs credentials the engine's own fetch
+/// does not have: only files on PyPI's public file host stay addressable.
+pub fn public_only(packages: Vec<LockedPackage>) -> Pylock {
+    match netrc_problem(files_of(&packages)) {
         None => Pylock::Addressable(packages),
-        Some((name, host)) => Pylock::InStep(format!(
-            "package `{name}` comes from `{host}`, which may need the credentials of build_secrets.netrc"
-        )),
+        Some(why) => Pylock::InStep(why),
     }
+}
+
+/// The first of `files` (package name, file) not on PyPI's public file host, as a reason
+/// the engine may not fetch it when the spec mounts a netrc.
+pub fn netrc_problem(files: impl Iterator<Item = (String, LockedFile)>) -> Option<String> {
+    files
+        .map(|(name, f)| (name, crate::url::host(&f.url).unwrap_or_default()))
+        .find(|(_, h)| h != PUBLIC_FILES)
+        .map(|(name, host)| format!(
+            "package `{name}` comes from `{host}`, which may need the credentials of build_secrets.netrc"
+        ))
 }
 
 /// Where the engine would fetch a file from its own host's network unsafely
@@ -141,19 +152,28 @@ pub fn public_only(packages: Vec<LockedPackage>) -> Pylock {
 /// its step instead, unless the spec names that host (`host[:port]`) as an index in
 /// `allowed`: then it is the user's own mirror.
 pub fn engine_safe(packages: Vec<LockedPackage>, allowed: &[String]) -> Pylock {
-    let risky = packages.iter().find_map(|p| {
-        p.wheels.iter().chain(&p.sdist).find_map(|f| {
+    match fetch_problem(files_of(&packages), allowed) {
+        None => Pylock::Addressable(packages),
+        Some(why) => Pylock::InStep(why),
+    }
+}
+
+/// The first of `files` (package name, file) the engine should not fetch from its own
+/// host's network (`Url::fetch_risk`) from a host not in `allowed`, as the reason.
+pub fn fetch_problem(
+    files: impl Iterator<Item = (String, LockedFile)>,
+    allowed: &[String],
+) -> Option<String> {
+    files
+        .filter_map(|(name, f)| {
             let url = crate::url::Url::split(&f.url)?;
             let why = url.fetch_risk()?;
-            (!allowed.contains(&url.host_port())).then(|| (p.name.clone(), url.host_port(), why))
+            (!allowed.contains(&url.host_port())).then(|| (name, url.host_port(), why))
         })
-    });
-    match risky {
-        None => Pylock::Addressable(packages),
-        Some((name, host, why)) => Pylock::InStep(format!(
+        .map(|(name, host, why)| format!(
             "package `{name}` comes from `{host}`, {why}, which the engine would fetch from its own host's network; name it as an index (`pip.index_url` or `pip.extra_index_urls`) if it is yours"
-        )),
-    }
+        ))
+        .next()
 }
 
 /// PyPI's file host: public, no credentials.

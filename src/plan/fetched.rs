@@ -144,19 +144,13 @@ fn layers(wheels: Vec<&Wheel>, budget: usize) -> Vec<Vec<&Wheel>> {
 /// The highest patch release an assumed interpreter's series is tried at.
 const MAX_PATCH: u32 = 40;
 
-/// The values of `var` for which `packages`' markers select the same packages as for
-/// `target` (assumed): for `python_full_version` (with `implementation_version`), the
-/// series' patch releases; for another variable, the assumed value alone.
-fn same_choice(target: &Interpreter, var: &str, packages: &[pylock::LockedPackage]) -> Vec<String> {
-    let selected = |t: &Interpreter| -> Option<Vec<bool>> {
-        let env = t.marker_environment().ok()?;
-        packages
-            .iter()
-            .map(|p| match &p.marker {
-                None => Some(true),
-                Some(m) => Some(m.parse::<pep508_rs::MarkerTree>().ok()?.evaluate(&env, &[])),
-            })
-            .collect()
+/// The values of `var` for which `lock` selects the same packages as for `target`
+/// (assumed): for `python_full_version` (with `implementation_version`), the series'
+/// patch releases; for another variable, the assumed value alone.
+fn same_choice(target: &Interpreter, var: &str, lock: &Fetchable) -> Vec<String> {
+    let selected = |t: &Interpreter| -> Option<Vec<(String, Option<String>)>> {
+        let packages = lock.select(t).ok()?;
+        Some(packages.into_iter().map(|p| (p.name, p.version)).collect())
     };
     let assumed = target.value_of(var).to_string();
     if var != "python_full_version" && var != "implementation_version" {
@@ -220,11 +214,8 @@ impl Builder<'_> {
             if target.read {
                 continue;
             }
-            for p in lock.packages {
-                let Some(marker) = &p.marker else {
-                    continue;
-                };
-                for var in target.guessed(marker) {
+            for (name, marker) in lock.markers() {
+                for var in target.guessed(&marker) {
                     let packages = match out.iter_mut().find(|a| a.var == var) {
                         Some(a) => &mut a.packages,
                         None => {
@@ -236,13 +227,13 @@ impl Builder<'_> {
                             &mut out.last_mut().expect("pushed").packages
                         }
                     };
-                    if !packages.contains(&p.name) {
-                        packages.push(p.name.clone());
+                    if !packages.contains(&name) {
+                        packages.push(name.clone());
                     }
                 }
             }
             for a in &mut out {
-                a.allowed = same_choice(&target, &a.var, lock.packages);
+                a.allowed = same_choice(&target, &a.var, &lock);
             }
         }
         out
@@ -260,7 +251,8 @@ impl Builder<'_> {
         layered: &mut Option<Layered>,
     ) -> Result<(Install, Vec<(Role, StageId)>), String> {
         let target = self.target(group.base, lock)?;
-        let chosen = pylock::choose(lock.packages, &target)?;
+        let packages = lock.select(&target)?;
+        let chosen = pylock::choose(&packages, &target)?;
         let wheels: Vec<Wheel> = chosen
             .into_iter()
             .map(|(p, c)| self.wheel(p, c, group))

@@ -12,7 +12,9 @@ pub mod requirements;
 pub mod uv_lock;
 
 use crate::context::ContextInfo;
+use crate::context::interpreter::Interpreter;
 use crate::context::pylock::LockedPackage;
+use crate::context::uv_lock::UvLock;
 use crate::spec::{self, LockKind, Variant};
 
 use super::{PipOptions, Toolchain};
@@ -72,12 +74,91 @@ pub enum Cache {
     Poetry,
 }
 
-/// A lock whose every file the engine can fetch and check by sha256 itself: the locked
-/// packages, and the Python the spec or the project asks for (`major.minor`), for a plan
-/// made without reading the base's interpreter.
+/// A lock whose every file the engine can fetch and check by sha256 itself: what it locks,
+/// and the Python the spec or the project asks for (`major.minor`), for a plan made
+/// without reading the base's interpreter.
 pub struct Fetchable<'c> {
     pub python: Option<String>,
-    pub packages: &'c [LockedPackage],
+    locked: Locked<'c>,
+}
+
+enum Locked<'c> {
+    /// Each package with its marker (a PEP 751 lock).
+    Packages(&'c [LockedPackage]),
+    /// A uv lock's graph, and the extras and dependency groups the group installs.
+    Graph {
+        lock: &'c UvLock,
+        extras: Vec<String>,
+        groups: Vec<String>,
+    },
+}
+
+impl<'c> Fetchable<'c> {
+    /// A PEP 751 lock's packages.
+    pub fn packages(python: Option<String>, packages: &'c [LockedPackage]) -> Self {
+        Fetchable {
+            python,
+            locked: Locked::Packages(packages),
+        }
+    }
+
+    /// What a uv lock installs for some `extras` and dependency `groups`.
+    pub fn graph(
+        python: Option<String>,
+        lock: &'c UvLock,
+        (extras, groups): (Vec<String>, Vec<String>),
+    ) -> Self {
+        Fetchable {
+            python,
+            locked: Locked::Graph {
+                lock,
+                extras,
+                groups,
+            },
+        }
+    }
+
+    /// The packages installed on `target`, their markers decided (none is kept). Errors:
+    /// a marker kiln cannot evaluate, or a lock that does not lead where it says.
+    pub fn select(&self, target: &Interpreter) -> Result<Vec<LockedPackage>, String> {
+        match &self.locked {
+            Locked::Packages(packages) => {
+                let env = target.marker_environment()?;
+                let mut out = vec![];
+                for p in packages.iter() {
+                    if let Some(m) = &p.marker {
+                        let tree = m
+                            .parse::<pep508_rs::MarkerTree>()
+                            .map_err(|e| format!("package `{}`: marker `{m}`: {e}", p.name))?;
+                        if !tree.evaluate(&env, &[]) {
+                            continue;
+                        }
+                    }
+                    out.push(LockedPackage {
+                        marker: None,
+                        ..p.clone()
+                    });
+                }
+                Ok(out)
+            }
+            Locked::Graph {
+                lock,
+                extras,
+                groups,
+            } => lock.select(extras, groups, target),
+        }
+    }
+
+    /// Every marker the choice reads: (the package it decides on, the marker).
+    pub fn markers(&self) -> Vec<(String, String)> {
+        match &self.locked {
+            Locked::Packages(packages) => packages
+                .iter()
+                .filter_map(|p| Some((p.name.clone(), p.marker.clone()?)))
+                .collect(),
+            Locked::Graph { lock, .. } => lock.markers.clone(),
+        }
+    }
 }
 
 /// What `kiln lock` does for one group (run by `lock::run`).
@@ -159,10 +240,12 @@ pub fn fetchable<'c>(
     ctx: &'c ContextInfo,
 ) -> Option<Fetchable<'c>> {
     match source {
-        spec::GroupSource::Lock(lock) if lock.kind == LockKind::Pylock => {
-            pylock::fetchable(lock, v, ctx)
-        }
-        _ => None,
+        spec::GroupSource::Lock(lock) => match lock.kind {
+            LockKind::Pylock => pylock::fetchable(lock, v, ctx),
+            LockKind::Uv => uv_lock::fetchable(lock, v, ctx),
+            LockKind::Poetry => None,
+        },
+        spec::GroupSource::Requirements { .. } => None,
     }
 }
 

@@ -32,10 +32,10 @@ pub fn fetchable<'c>(lock: &Lock, v: &Variant, ctx: &'c ContextInfo) -> Option<F
     let Some(Pylock::Addressable(packages)) = ctx.pylocks.get(&lock.path.v) else {
         return None;
     };
-    Some(Fetchable {
-        python: ctx.python(v).map(|p| p.version.to_string()),
+    Some(Fetchable::packages(
+        ctx.python(v).map(|p| p.version.to_string()),
         packages,
-    })
+    ))
 }
 
 /// `kiln lock` only reads a PEP 751 lock back.

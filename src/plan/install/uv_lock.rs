@@ -3,8 +3,8 @@
 //! its hash; `kiln lock` writes that export into the context.
 
 use super::{
-    Cache, ContextInfo, EXPORT_MOUNT, Export, LockAction, LockDir, LockRequest, Recipe, in_mount,
-    lock_name,
+    Cache, ContextInfo, EXPORT_MOUNT, Export, Fetchable, LockAction, LockDir, LockRequest, Recipe,
+    in_mount, lock_name,
 };
 use crate::context::join;
 use crate::plan::Toolchain;
@@ -75,6 +75,21 @@ pub fn recipe(lock: &Lock, ctx: &ContextInfo, toolchain: &Toolchain) -> Recipe {
         ),
         cache: Cache::Uv,
     }
+}
+
+/// The group's set, chosen by kiln from the lock it read (`context::uv_lock`), when the
+/// engine can fetch every file: its extras and dependency groups.
+pub fn fetchable<'c>(lock: &Lock, v: &Variant, ctx: &'c ContextInfo) -> Option<Fetchable<'c>> {
+    let read = ctx.uv_locks.get(&lock.path.v)?;
+    if read.problem.is_some() {
+        return None;
+    }
+    let names = |l: &[S<String>]| l.iter().map(|s| s.v.clone()).collect::<Vec<_>>();
+    Some(Fetchable::graph(
+        ctx.python(v).map(|p| p.version.to_string()),
+        read,
+        (names(&lock.extras), names(&lock.groups)),
+    ))
 }
 
 /// `kiln lock` of a uv.lock group: `uv export` of the build's set, run in the context
