@@ -667,3 +667,51 @@ fn offline_the_python_stage_checks_what_the_choice_assumed() {
     let script = python["op"]["exec"]["meta"]["args"][2].as_str().unwrap();
     assert!(!script.contains("case \"$have\""), "{script}");
 }
+
+/// Issue 22: a `uv.lock` group takes the fetched path: kiln reads the lock, each file the
+/// group installs for the interpreter is an HTTP source with the lock's sha256, and the
+/// install runs with no network (as layers where the engine merges); the dev group and
+/// the project itself are not installed from the lock.
+#[test]
+fn a_uv_lock_group_is_fetched_by_the_engine_and_installed_offline() {
+    let lock = std::fs::read_to_string("examples/uv-project/uv.lock").unwrap();
+    for merge in [&[][..], &["--merge"]] {
+        let mut args = vec![
+            "llb",
+            "specs/uv-project.yaml",
+            "--context",
+            "examples/uv-project",
+            "--target",
+            "ml",
+            "--platform",
+            "linux/amd64",
+            "--format",
+            "json",
+        ];
+        args.extend_from_slice(merge);
+        let def: Value = serde_json::from_slice(&kiln_ok(&args)).unwrap();
+        let files = fetched(&def);
+        assert!(files.len() >= 13, "{files:?}");
+        for (url, checksum) in &files {
+            let sha = checksum.strip_prefix("sha256:").unwrap();
+            assert!(lock.contains(url) && lock.contains(sha), "{url}");
+        }
+        let numpy: Vec<&String> = files
+            .iter()
+            .map(|(u, _)| u)
+            .filter(|u| u.contains("/numpy-"))
+            .collect();
+        // CPython 3.11 (the project's .python-version): numpy 2.4.6, never 2.5.5.
+        assert_eq!(numpy.len(), 1, "{numpy:?}");
+        assert!(numpy[0].contains("numpy-2.4.6-cp311"), "{numpy:?}");
+        assert!(
+            files.iter().all(|(u, _)| !u.contains("/pytest-")),
+            "no dev group"
+        );
+        assert_offline(&execs(&def, "uv install: core"));
+        assert!(
+            execs(&def, "uv export").is_empty(),
+            "nothing exported in a step"
+        );
+    }
+}
