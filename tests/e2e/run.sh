@@ -123,7 +123,15 @@ if dbuild pip-1 -f "$SPECDIR/pip.yaml" --target minimal -t kiln-e2e/pip:1 "${ARG
   check "pip: the core group installed with pip" step_ran pip-1 "pip install: core"
   check "pip: the image is healthy" "$DOCKER" run --rm kiln-e2e/pip:1 python -m app.health
   assert_eq "pip: runs as uid 10001" "10001" "$("$DOCKER" run --rm kiln-e2e/pip:1 id -u)"
+  # A comment changes nothing kiln passes on: the install stays cached. A requirement
+  # added reruns it, and pip takes psycopg2's wheel from its cache mount.
   echo "# pip e2e run $RUN_ID" >>"$CTX/requirements/core.txt"
+  if dbuild pip-1b -f "$SPECDIR/pip.yaml" --target minimal -t kiln-e2e/pip:1b "${ARGS[@]}" "$CTX"; then
+    check "pip: a comment added to core.txt reruns no install" step_cached pip-1b "pip install: core"
+  else
+    fail "pip build after a comment: $(log_of pip-1b | tail -n 20)"
+  fi
+  echo "six==1.17.0" >>"$CTX/requirements/core.txt"
   if dbuild pip-2 -f "$SPECDIR/pip.yaml" --target minimal -t kiln-e2e/pip:2 "${ARGS[@]}" "$CTX"; then
     check "pip: the core install ran again" step_ran pip-2 "pip install: core"
     log=$(log_of pip-2)
