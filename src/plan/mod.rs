@@ -19,7 +19,7 @@ pub use fetched::MAX_PACKAGE_LAYERS;
 pub use stage::*;
 
 use crate::context::ContextInfo;
-use crate::context::interpreter::Interpreter;
+use crate::context::interpreter::{Interpreter, Libc};
 use crate::diag::{Diagnostic, Loc, SourceFile};
 use crate::llb::{self, pb};
 use crate::spec::{self, LockTool, S, Spec, Variant};
@@ -339,6 +339,32 @@ impl Builder<'_> {
             venv: py.venv.clone(),
             poetry: uses_poetry.then(|| spec::format::POETRY_VERSION.to_string()),
         };
+        // The installer's wheel, fetched by the engine from the start of the build.
+        let libc = self
+            .opts
+            .interpreters
+            .get(&py.base.v)
+            .map_or(Libc::Unknown, |i| i.libc);
+        let wheel = match py.installer {
+            spec::Installer::Uv => {
+                install::tools::uv_wheel(&py.uv_version, &self.opts.platform.architecture, libc)
+            }
+            spec::Installer::Pip => Some(install::tools::pip_wheel()),
+        };
+        let python_loc = py.version.as_ref().map(|s| s.loc).unwrap_or(py.base.loc);
+        let installer_wheel = wheel.as_ref().map(|w| w.filename.clone());
+        let python_inputs = match wheel {
+            Some(file) => {
+                let fetch = self.add(
+                    StageKind::Fetch(FetchStep { file }),
+                    None,
+                    vec![],
+                    python_loc,
+                );
+                vec![(Role::File, fetch)]
+            }
+            None => vec![],
+        };
         // The venv (and uv) are made on the base, beside the build packages rather than
         // after them: the first install copies them into the builder.
         let python = self.add(
@@ -350,10 +376,11 @@ impl Builder<'_> {
                 toolchain: toolchain.clone(),
                 secrets: spec.secrets.clone(),
                 assumed: self.assumed(spec, v),
+                installer_wheel,
             }),
             Some(base),
-            vec![],
-            py.version.as_ref().map(|s| s.loc).unwrap_or(py.base.loc),
+            python_inputs,
+            python_loc,
         );
         let first = (builder != base).then_some((builder, python));
         let (mut venv, mut layered) = self.installs(spec, v, &toolchain, first, python);

@@ -147,6 +147,10 @@ pub struct PythonStep {
     /// What the choice of a lock's files took on trust where the base's interpreter was
     /// not read (offline `kiln llb`): checked against the base's Python first.
     pub assumed: Vec<Assumed>,
+    /// The installer's wheel (uv's, or pip's for `installer: pip`), the stage's `File`
+    /// input: its file name. `None`: installed from the index (a uv version kiln pins no
+    /// wheel of).
+    pub installer_wheel: Option<String>,
 }
 
 /// A marker variable whose value the choice of a lock's files assumed: the values that

@@ -206,7 +206,6 @@ fn caches_and_secrets_are_mounts_not_layers() {
     let sharing = BTreeMap::from([
         ("/var/cache/apt", pb::CacheSharingOpt::Locked),
         ("/var/lib/apt/lists", pb::CacheSharingOpt::Locked),
-        ("/root/.cache/pip", pb::CacheSharingOpt::Shared),
         ("/root/.cache/uv", pb::CacheSharingOpt::Shared),
     ]);
     let mut cache_dests = BTreeSet::new();
@@ -247,17 +246,18 @@ fn caches_and_secrets_are_mounts_not_layers() {
         sharing.keys().copied().collect(),
         "every cache is mounted somewhere"
     );
-    // Both secrets are mounted on every step that downloads packages (the venv step and
-    // each install: core and ml), and nowhere else.
+    // Both secrets are mounted on every step that downloads packages (each install: core
+    // and ml), and nowhere else: the venv step unpacks uv from the wheel the engine
+    // fetched, offline.
     let both = BTreeSet::from([
         (CA_PATH.to_string(), "pipca".to_string()),
         (NETRC_PATH.to_string(), "netrc".to_string()),
     ]);
-    assert_eq!(secret_steps.len(), 3, "{secret_steps:#?}");
+    assert_eq!(secret_steps.len(), 2, "{secret_steps:#?}");
     for (script, secrets) in &secret_steps {
         assert_eq!(secrets, &both, "{script}");
         assert!(
-            script.contains(" -m venv") || script.contains("uv pip install"),
+            script.contains("uv pip install"),
             "a secret on a step that downloads nothing: {script}"
         );
     }
@@ -303,9 +303,9 @@ fn secret_files_are_only_read_where_they_are_mounted() {
                     );
                 }
             }
-            // The check above ran on real uses: the venv step and each install use the CA.
+            // The check above ran on real uses: each install uses the CA.
             let installs = if target == "cuda" { 2 } else { 1 };
-            assert_eq!(uses_of_ca, 1 + installs, "{target}");
+            assert_eq!(uses_of_ca, installs, "{target}");
             let config = built.config.to_string();
             assert!(
                 !config.contains("/run/secrets") && !config.contains(".netrc"),
@@ -442,23 +442,53 @@ fn the_two_apt_steps_lock_separate_caches() {
     );
 }
 
+/// Issue 24: the installer comes as a locked wheel (fetched by the engine by its sha256)
+/// and the venv step runs with no network: uv unpacked from its wheel into a venv with no
+/// pip, the pinned pip installed from its wheel into a pip venv.
 #[test]
 fn a_uv_venv_gets_no_pip_and_a_pip_venv_gets_the_pinned_pip() {
-    let venv_script = |path: &str, target: &str| {
+    let venv_step = |path: &str, target: &str| -> (String, i32, Vec<String>) {
         let g = graph(&definition(&spec(path), target, false));
-        g.ops
+        let op = g
+            .ops
             .values()
-            .filter_map(exec_script)
-            .find(|s| s.contains(" -m venv"))
-            .unwrap()
+            .find(|o| exec_script(o).is_some_and(|s| s.contains(" -m venv")))
+            .unwrap();
+        let Some(pb::op::Op::Exec(e)) = &op.op else {
+            unreachable!()
+        };
+        let fetched = op
+            .inputs
+            .iter()
+            .filter_map(|i| match &g.ops[&i.digest].op {
+                Some(pb::op::Op::Source(s)) if s.identifier.starts_with("https://") => {
+                    Some(s.attrs["http.checksum"].clone())
+                }
+                _ => None,
+            })
+            .collect();
+        (exec_script(op).unwrap(), e.network, fetched)
     };
-    let uv = venv_script("specs/worker.yaml", "minimal");
+    let (uv, network, fetched) = venv_step("specs/worker.yaml", "minimal");
     assert!(uv.contains("-m venv --without-pip /opt/venv"), "{uv}");
-    let pip = venv_script("specs/batch.yaml", "pdf");
     assert!(
-        pip.contains("-m venv /opt/venv") && pip.contains("pip==25.1.1"),
+        uv.contains("-m zipfile -e /kiln/installer/uv-0.9.7-"),
+        "{uv}"
+    );
+    assert!(!uv.contains("pip install"), "{uv}");
+    assert_eq!(network, pb::NetMode::None as i32);
+    assert_eq!(
+        fetched,
+        ["sha256:8cf6bc2482d1293cc630f66b862b494c09acda9b7faff7307ef52667a2b3ad49"]
+    );
+    let (pip, network, _) = venv_step("specs/batch.yaml", "pdf");
+    assert!(
+        pip.contains("-m venv /opt/venv")
+            && pip
+                .contains("--no-index --no-cache-dir /kiln/installer/pip-25.1.1-py3-none-any.whl"),
         "{pip}"
     );
+    assert_eq!(network, pb::NetMode::None as i32);
 }
 
 #[test]

@@ -9,6 +9,7 @@ pub mod flags;
 pub mod poetry;
 pub mod pylock;
 pub mod requirements;
+pub mod tools;
 pub mod uv_lock;
 
 use crate::context::ContextInfo;

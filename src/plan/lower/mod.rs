@@ -180,7 +180,9 @@ fn lower_stage(
             ))
         }
         StageKind::Apt(step) => state(apt::apt(&parent, step, &env, opts, meta)),
-        StageKind::Python(step) => state(python::python(&parent, step, &env, meta)),
+        StageKind::Python(step) => {
+            state(python::python(&parent, input(Role::File), step, &env, meta))
+        }
         StageKind::Install(step) => {
             let on =
                 python::with_toolchain(&parent, input(Role::Toolchain), &step.toolchain, &meta);

@@ -7,15 +7,25 @@ use super::{
 };
 use crate::llb::{self, CopyOpts, Exec, Meta, Mount, State};
 use crate::plan::config::base_env;
+use crate::plan::install::tools::PIP_VERSION;
 use crate::plan::install::{Cache, POETRY_HOME, UV_HOME};
 use crate::plan::shell::quote;
 use crate::plan::{PythonStep, Toolchain};
 use crate::spec::Installer;
 
-/// The pip kiln puts in every venv it creates with `installer: pip`.
-pub const PIP_VERSION: &str = "25.1.1";
+/// Where the installer's wheel (the stage's `File` input) is mounted.
+const INSTALLER_MOUNT: &str = "/kiln/installer";
 
-pub(super) fn python(parent: &State, step: &PythonStep, env: &StepEnv, meta: Meta) -> State {
+/// The interpreter checked, the venv made, the installer beside it: from its wheel
+/// (`installer`, fetched by the engine) with no network, else (a uv version kiln pins no
+/// wheel of, or Poetry) from the index with the secrets.
+pub(super) fn python(
+    parent: &State,
+    installer_wheel: Option<State>,
+    step: &PythonStep,
+    env: &StepEnv,
+    meta: Meta,
+) -> State {
     let Toolchain {
         installer,
         uv_version,
@@ -50,19 +60,39 @@ pub(super) fn python(parent: &State, step: &PythonStep, env: &StepEnv, meta: Met
         ""
     };
     script.push_str(&format!("\"$PY\" -m venv{seed} {}\n", quote(venv)));
-    // Both installers download: secrets and the pip cache are mounted for this step too.
-    let (mut mounts, secret_script) = secret_setup(&step.secrets);
-    mounts.push(cache_mount(Cache::Pip, &env.cache));
+    let wheel = match (&installer_wheel, &step.installer_wheel) {
+        (Some(state), Some(name)) => Some((state, format!("{INSTALLER_MOUNT}/{name}"))),
+        _ => None,
+    };
+    // Only what comes from the index needs the network, the secrets and pip's cache.
+    let online = wheel.is_none() || poetry.is_some();
+    let (mut mounts, secret_script) = match online {
+        true => secret_setup(&step.secrets),
+        false => (vec![], String::new()),
+    };
+    if online {
+        mounts.push(cache_mount(Cache::Pip, &env.cache));
+    }
     script.push_str(&secret_script);
-    match installer {
+    match (installer, &wheel) {
         // The base's pip may predate PEP 517-only builds (no wheel cache for sdists, so
         // psycopg2 would recompile on every install): a pinned, current pip in the venv.
-        Installer::Pip => script.push_str(&format!(
+        (Installer::Pip, Some((_, path))) => script.push_str(&format!(
+            "{}/bin/python -m pip install -q --no-index --no-cache-dir {}\n",
+            quote(venv),
+            quote(path)
+        )),
+        (Installer::Pip, None) => script.push_str(&format!(
             "{}/bin/python -m pip install -q {}\n",
             quote(venv),
             quote(&format!("pip=={PIP_VERSION}"))
         )),
-        Installer::Uv => {
+        // uv is one static binary in its wheel: unpacked, not installed.
+        (Installer::Uv, Some((_, path))) => script.push_str(&format!(
+            "rm -rf /tmp/kiln-uv\n\"$PY\" -m zipfile -e {} /tmp/kiln-uv\nmkdir -p {UV_HOME}/bin\ncp /tmp/kiln-uv/uv-*.data/scripts/uv {UV_HOME}/bin/uv\nchmod 0755 {UV_HOME}/bin/uv\nrm -rf /tmp/kiln-uv\nuv --version\n",
+            quote(path)
+        )),
+        (Installer::Uv, None) => {
             script.push_str(&format!(
                 "\"$PY\" -m venv {UV_HOME}\n{UV_HOME}/bin/python -m pip install -q {}\n",
                 quote(&format!("uv=={uv_version}"))
@@ -70,20 +100,28 @@ pub(super) fn python(parent: &State, step: &PythonStep, env: &StepEnv, meta: Met
             script.push_str("uv --version\n");
         }
     }
+    if let Some((state, _)) = wheel {
+        mounts.push(Mount::Bind {
+            dest: INSTALLER_MOUNT.into(),
+            src: state.clone(),
+        });
+    }
     if let Some(version) = poetry {
         script.push_str(&format!(
             "\"$PY\" -m venv {POETRY_HOME}\n{POETRY_HOME}/bin/python -m pip install -q {}\n",
             quote(&format!("poetry=={version}"))
         ));
     }
-    parent
-        .run(sh(
+    let exec = Exec {
+        network_none: !online,
+        ..sh(
             script,
             installer_env(env, &step.toolchain, None),
             mounts,
             meta,
-        ))
-        .root()
+        )
+    };
+    parent.run(exec).root()
 }
 
 /// The builder with the venv (and uv) made beside it copied in. Same paths, so the venv's
