@@ -154,9 +154,13 @@ fn main() -> ExitCode {
         eprintln!("kiln: no command given; try `kiln --help`");
         return ExitCode::from(2);
     };
-    match run(command) {
-        Ok(code) => code,
-        Err(code) => code,
+    // The CLI's and the frontend's work on a stack of known size (`kiln::stack`).
+    match kiln::stack::run(move || run(command)) {
+        Ok(Ok(code) | Err(code)) => code,
+        Err(e) => {
+            eprintln!("kiln: cannot start: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

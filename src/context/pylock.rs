@@ -55,7 +55,7 @@ struct File {
 struct Package {
     name: String,
     version: Option<String>,
-    marker: Option<String>,
+    marker: Option<toml::Spanned<String>>,
     #[serde(default)]
     wheels: Vec<Dist>,
     sdist: Option<Dist>,
@@ -91,11 +91,50 @@ pub struct Problem {
     pub local: bool,
 }
 
+/// How deep a marker's parentheses may nest. PEP 508 markers that lockers write nest two
+/// or three deep; pep508_rs parses parentheses recursively, so a marker nested thousands
+/// deep (40 KB of `(`) would overflow the stack before it could be refused.
+pub const MAX_MARKER_DEPTH: usize = 32;
+
 /// Read every entry of a PEP 751 lock. Errors: the TOML or the lock's shape is invalid
-/// (uv would refuse it too); the message is TOML's own.
+/// (uv would refuse it too; the message is TOML's own), or a marker nests deeper than
+/// `MAX_MARKER_DEPTH` (the message names its line).
 pub fn read(text: &str) -> Result<Vec<Entry>, String> {
     let file: File = toml::from_str(text).map_err(|e| e.message().to_string())?;
+    for p in &file.packages {
+        let Some(marker) = &p.marker else { continue };
+        let depth = marker_depth(marker.get_ref());
+        if depth > MAX_MARKER_DEPTH {
+            let line = text[..marker.span().start.min(text.len())]
+                .matches('\n')
+                .count()
+                + 1;
+            return Err(format!(
+                "line {line}: the marker of package `{}` nests parentheses {depth} deep; kiln reads markers nested at most {MAX_MARKER_DEPTH} deep",
+                p.name
+            ));
+        }
+    }
     Ok(file.packages.into_iter().map(entry).collect())
+}
+
+/// The deepest nesting of parentheses in a PEP 508 marker, outside its quoted strings.
+pub fn marker_depth(marker: &str) -> usize {
+    let (mut depth, mut deepest, mut quote) = (0usize, 0usize, None);
+    for c in marker.chars() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, '\'' | '"') => quote = Some(c),
+            (None, '(') => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            (None, ')') => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
 }
 
 /// Read a PEP 751 lock for a build: addressable when no entry has a problem, else the
@@ -186,7 +225,7 @@ fn entry(p: Package) -> Entry {
         package: LockedPackage {
             name: p.name,
             version: p.version,
-            marker: p.marker,
+            marker: p.marker.map(toml::Spanned::into_inner),
             wheels,
             sdist,
         },
@@ -300,6 +339,13 @@ pub fn choose<'l>(
     let mut out: Vec<(&LockedPackage, Chosen)> = vec![];
     for p in packages {
         if let Some(m) = &p.marker {
+            // `read` refuses these; a package made elsewhere must not overflow the parser.
+            if marker_depth(m) > MAX_MARKER_DEPTH {
+                return Err(format!(
+                    "package `{}`: its marker nests deeper than {MAX_MARKER_DEPTH}",
+                    p.name
+                ));
+            }
             let tree = MarkerTree::from_str(m)
                 .map_err(|e| format!("package `{}`: marker `{m}`: {e}", p.name))?;
             if !tree.evaluate(&env, &[]) {

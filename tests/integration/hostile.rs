@@ -41,6 +41,11 @@ fn cases() -> Vec<(&'static str, Vec<u8>, &'static str, &'static str)> {
         ("shell in an env name", b"version: 1\nname: w\npython: {base: python:3}\nenv: {\"A;rm -rf /\": x}\n".to_vec(), "invalid environment variable name", ":4:"),
         ("command substitution in a package", b"version: 1\nname: w\npython: {base: python:3}\nsystem: {build: [\"$(curl evil)\"]}\n".to_vec(), "invalid apt package name", ":4:"),
         ("a path escaping the context", b"version: 1\nname: w\npython: {base: python:3}\napp: {src: [\"app/../../etc\"]}\n".to_vec(), "would leave the build context", ":4:13"),
+        // Each group installs on the previous one and each image step stands on the last:
+        // graphs this deep aborted `kiln llb` and the frontend (stack overflow) while
+        // `kiln check` passed them.
+        ("5,000 chained requirement groups", format!("version: 1\nname: w\npython: {{base: python:3}}\nrequirements:\n{}", (0..5_000).map(|i| format!("  g{i}: {{packages: [arq]}}\n")).collect::<String>()).into_bytes(), "variant `default` installs more than 64 requirement groups", ":69:3"),
+        ("6,000 image steps", format!("version: 1\nname: w\npython: {{base: python:3}}\nsteps:\n{}", (0..6_000).map(|i| format!("  - {{name: s{i}, in: image, run: 'true'}}\n")).collect::<String>()).into_bytes(), "more than 100 steps", ":105:5"),
         ("a huge uid", b"version: 1\nname: w\npython: {base: python:3}\nuser: {name: u, uid: 99999999999999999999}\n".to_vec(), "user.uid must be an integer", ":4:22"),
     ]
 }
@@ -276,5 +281,73 @@ fn cli_extends_stays_in_the_spec_directory_and_reads_bounded() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// What passes the limits builds: 64 chained groups, 100 image steps and a lock marker
+/// nested 32 deep give a definition (the debug binary, whose walks once recursed); a
+/// marker nested 20,000 deep (40 KB) is refused at the spec line, naming the lock's line,
+/// where `kiln llb` used to abort.
+#[test]
+fn deep_graphs_at_the_limits_build_and_deeper_markers_are_refused() {
+    let lock = |depth: usize| {
+        let marker = format!(
+            "{}python_version > '3'{}",
+            "(".repeat(depth),
+            ")".repeat(depth)
+        );
+        format!(
+            "lock-version = \"1.0\"\ncreated-by = \"t\"\n\n[[packages]]\nname = \"six\"\nversion = \"1.17.0\"\nmarker = \"{marker}\"\nwheels = [{{url = \"https://files.pythonhosted.org/six-1.17.0-py2.py3-none-any.whl\", hashes = {{sha256 = \"{}\"}}}}]\n",
+            "0".repeat(64)
+        )
+    };
+    let at_limit = format!(
+        "version: 1\nname: w\npython: {{base: python:3.12-slim, version: \"3.12\", installer: uv}}\nrequirements:\n  lock: {{lock: pylock.toml}}\n{}steps:\n{}",
+        (1..64)
+            .map(|i| format!("  g{i}: {{packages: [arq]}}\n"))
+            .collect::<String>(),
+        (0..100)
+            .map(|i| format!("  - {{name: s{i}, in: image, run: 'true'}}\n"))
+            .collect::<String>()
+    );
+    let dir = temp_tree(
+        "deep",
+        &[
+            ("s.yaml", at_limit.as_str()),
+            ("pylock.toml", lock(32).as_str()),
+            ("deep/s.yaml", at_limit.as_str()),
+            ("deep/pylock.toml", lock(20_000).as_str()),
+        ],
+    );
+    let run = |sub: &str, cmd: &str| {
+        let spec = dir.join(sub).join("s.yaml");
+        let ctx = dir.join(sub);
+        let started = Instant::now();
+        let out = kiln(&[
+            cmd,
+            spec.to_str().unwrap(),
+            "--context",
+            ctx.to_str().unwrap(),
+        ]);
+        assert!(started.elapsed() < Duration::from_secs(60), "{cmd} {sub}");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+            out.stdout.len(),
+        )
+    };
+    let (code, stderr, bytes) = run("", "llb");
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(bytes > 0);
+    for cmd in ["check", "llb"] {
+        let (code, stderr, _) = run("deep", cmd);
+        assert_eq!(code, Some(2), "{cmd}: {stderr}");
+        assert!(
+            stderr.contains("cannot read the lock `pylock.toml`: line 7: the marker of package `six` nests parentheses 20000 deep; kiln reads markers nested at most 32 deep"),
+            "{cmd}: {stderr}"
+        );
+        assert!(stderr.contains("s.yaml:5:16"), "{cmd}: {stderr}");
+        assert!(!stderr.contains("overflow"), "{cmd}: {stderr}");
+    }
     std::fs::remove_dir_all(&dir).ok();
 }

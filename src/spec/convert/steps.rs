@@ -17,12 +17,20 @@ impl Cx {
             );
             return vec![];
         };
+        if let Some(over) = items.get(MAX_STEPS) {
+            self.err(
+                over.loc,
+                format!("more than {MAX_STEPS} steps"),
+                "join steps that belong together into one `run` (each image step is a layer of the image)",
+            );
+        }
         let mut out: Vec<S<CustomStep>> = vec![];
+        let mut names = std::collections::BTreeSet::new();
         for item in items {
             let Some(step) = self.step(item) else {
                 continue;
             };
-            if out.iter().any(|s| s.v.name == step.v.name) {
+            if !names.insert(step.v.name.clone()) {
                 self.err(
                     item.loc,
                     format!("step `{}` is listed twice", step.v.name),

@@ -179,6 +179,15 @@ impl Cx {
             Some(r) => self.group_names(r, name, groups),
             None => groups.iter().map(|g| g.name.clone()).collect(),
         };
+        if let Some(over) = groups.get(MAX_GROUPS)
+            && !self.diags.iter().any(|d| d.loc == over.loc)
+        {
+            self.err(
+                over.loc,
+                format!("variant `{name}` installs more than {MAX_GROUPS} requirement groups"),
+                "put requirements that install together into one group (each group is a layer on the previous one)",
+            );
+        }
         // Additive: the spec-wide commands run first, then the variant's own.
         let mut verify = shared.verify.clone();
         if let Some(v) = f.get("verify") {
