@@ -352,9 +352,14 @@ impl Builder<'_> {
                 let constraints = v.pip.constraints.as_ref().map(|c| c.v.clone());
                 let build = v.pip.build_constraints.as_ref().map(|c| &c.v);
                 let mut reached: Vec<String> = vec![];
+                let mut seen = std::collections::HashSet::new();
                 for f in files.iter().map(|f| &f.v).chain(&constraints).chain(build) {
+                    // Reached already: so is everything it includes.
+                    if seen.contains(f.as_str()) {
+                        continue;
+                    }
                     for r in self.context.requirement_closure(f) {
-                        if !reached.contains(&r) {
+                        if seen.insert(r.clone()) {
                             reached.push(r);
                         }
                     }
