@@ -16,6 +16,8 @@ pub(super) struct Graph<'a> {
     pub includes: &'a BTreeMap<String, Vec<Resolved>>,
     /// Files the context does not have.
     pub missing: &'a BTreeSet<String>,
+    /// `.dockerignore`: a file it leaves out is not in the build's context either.
+    pub ignore: &'a super::dockerignore::Matcher,
     /// Lines that install a local directory, with their file.
     pub local_lines: &'a [(String, Include)],
 }
@@ -32,6 +34,13 @@ pub(super) fn closures(
     let mut walk = Walk::new(graph);
     for (root, loc, what) in roots {
         walk.root(root, *loc, what);
+    }
+    if let Some((loc, e)) = walk.too_costly {
+        walk.diags.push(Diagnostic::error(
+            loc,
+            e.to_string(),
+            "shorten .dockerignore (or the paths the spec names)",
+        ));
     }
     let reach = reach(&walk.edges);
     let mut out = BTreeMap::new();
@@ -68,6 +77,8 @@ struct Walk<'a> {
     targets: Vec<Vec<&'a str>>,
     roots: HashSet<(&'a str, Loc)>,
     missing_reported: HashSet<&'a str>,
+    /// `.dockerignore` took too long to apply (reported once, at the end).
+    too_costly: Option<(Loc, super::dockerignore::TooCostly)>,
     diags: Vec<Diagnostic>,
 }
 
@@ -86,7 +97,23 @@ impl<'a> Walk<'a> {
             targets: vec![],
             roots: HashSet::new(),
             missing_reported: HashSet::new(),
+            too_costly: None,
             diags: vec![],
+        }
+    }
+
+    /// Why the build does not see `file` (named at `loc`), if it does not.
+    fn absent(&mut self, file: &str, loc: Loc) -> Option<&'static str> {
+        if self.graph.missing.contains(file) {
+            return Some("is not in the build context");
+        }
+        match self.graph.ignore.excluded(file) {
+            Ok(true) => Some("is left out by .dockerignore, so the build does not see it"),
+            Ok(false) => None,
+            Err(e) => {
+                self.too_costly.get_or_insert((loc, e));
+                None
+            }
         }
     }
 
@@ -94,10 +121,10 @@ impl<'a> Walk<'a> {
         if !self.roots.insert((root, loc)) {
             return;
         }
-        if self.graph.missing.contains(root) {
+        if let Some(why) = self.absent(root, loc) {
             self.diags.push(Diagnostic::error(
                 loc,
-                format!("{what} `{root}` is not in the build context"),
+                format!("{what} `{root}` {why}"),
                 "check the path (relative to the build context) and that .dockerignore does not exclude it",
             ));
             return;
@@ -107,13 +134,13 @@ impl<'a> Walk<'a> {
             if self.id.contains_key(file) {
                 continue;
             }
-            if self.graph.missing.contains(file) {
+            if let Some(why) = self.absent(file, loc) {
                 if let Some((from, line)) = by
                     && self.missing_reported.insert(file)
                 {
                     self.diags.push(Diagnostic::error(
                         loc,
-                        format!("requirement file `{file}` (included at {from}:{line}) is not in the build context"),
+                        format!("requirement file `{file}` (included at {from}:{line}) {why}"),
                         "check the include (relative to the including file) and that .dockerignore does not exclude it",
                     ));
                 }

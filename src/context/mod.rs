@@ -85,7 +85,8 @@ type Resolved = (u32, String, Result<String, &'static str>);
 /// `None` when the context has no such file).
 enum Known {
     Wanted(Vec<Why>),
-    Given(Option<Arc<str>>),
+    /// The text, and every reason it was wanted for.
+    Given(Option<Arc<str>>, Vec<Why>),
 }
 
 /// Reads what a spec needs from the context, file by file.
@@ -174,7 +175,8 @@ impl Gather {
                 g.root(&c.v, c.loc, "constraints file");
             }
         }
-        if spec.app.is_some() {
+        // Every context source leaves out what it excludes (read with the first files).
+        if spec.app.is_some() || !spec.context_uses.is_empty() || !g.queue.is_empty() {
             g.want(".dockerignore", Why::Dockerignore);
         }
         if let Some(p) = spec.app.as_ref().and_then(|a| a.project.as_ref()) {
@@ -199,8 +201,9 @@ impl Gather {
     fn want(&mut self, path: &str, why: Why) {
         match self.given.get_mut(path) {
             // Read already (an include cycle, a file named twice): learn from it again.
-            Some(Known::Given(text)) => {
+            Some(Known::Given(text, whys)) => {
                 let text = text.clone();
+                whys.push(why.clone());
                 self.learn(path, why, text.as_deref());
             }
             Some(Known::Wanted(reasons)) => reasons.push(why),
@@ -224,13 +227,14 @@ impl Gather {
     pub fn give(&mut self, path: &str, content: Option<&[u8]>) {
         let text: Option<Arc<str>> =
             content.map(|c| String::from_utf8_lossy(&c[..c.len().min(MAX_FILE_BYTES)]).into());
-        let reasons = match self
-            .given
-            .insert(path.to_string(), Known::Given(text.clone()))
-        {
+        let reasons = match self.given.remove(path) {
             Some(Known::Wanted(reasons)) => reasons,
             _ => vec![],
         };
+        self.given.insert(
+            path.to_string(),
+            Known::Given(text.clone(), reasons.clone()),
+        );
         for why in reasons {
             self.learn(path, why, text.as_deref());
         }
@@ -402,9 +406,12 @@ impl Gather {
             ));
         }
         self.check_python();
+        let ignore = dockerignore::Matcher::new(&self.info.dockerignore);
+        self.excluded_files(&ignore);
         let graph = closure::Graph {
             includes: &self.includes,
             missing: &self.missing,
+            ignore: &ignore,
             local_lines: &self.local_lines,
         };
         let (reached, problems) = closure::closures(&graph, &self.roots);
@@ -414,6 +421,43 @@ impl Gather {
             Ok(self.info)
         } else {
             Err(self.diags)
+        }
+    }
+
+    /// Lock and project files that `.dockerignore` leaves out: the build does not see them.
+    fn excluded_files(&mut self, ignore: &dockerignore::Matcher) {
+        let mut seen = BTreeSet::new();
+        for (path, known) in &self.given {
+            let Known::Given(Some(_), whys) = known else {
+                continue;
+            };
+            for why in whys {
+                let (what, loc) = match why {
+                    Why::Present { what, loc } => (*what, *loc),
+                    Why::Pylock { loc } => ("lock file", *loc),
+                    Why::Project { loc, .. } => ("project file", *loc),
+                    _ => continue,
+                };
+                if !seen.insert((path.clone(), loc)) {
+                    continue;
+                }
+                match ignore.excluded(path) {
+                    Ok(false) => {}
+                    Ok(true) => self.diags.push(Diagnostic::error(
+                        loc,
+                        format!("{what} `{path}` is left out by .dockerignore, so the build does not see it"),
+                        "take it out of .dockerignore (a `!` line keeps it), or name another file",
+                    )),
+                    Err(e) => {
+                        self.diags.push(Diagnostic::error(
+                            loc,
+                            e.to_string(),
+                            "shorten .dockerignore (or the paths the spec names)",
+                        ));
+                        return;
+                    }
+                }
+            }
         }
     }
 

@@ -11,7 +11,7 @@ use super::*;
 use crate::context::pylock;
 use crate::llb::{self, CopyOpts, Exec, Local, Meta, Mount, Owner, Sharing, SourceLoc, State, pb};
 use crate::reference;
-use crate::spec::{AppOwner, AptRepository, BuildSecrets, CustomStep, Installer, S, StepOutput};
+use crate::spec::{AppOwner, AptRepository, BuildSecrets, Installer, S, StepOutput};
 
 mod fetched;
 
@@ -205,7 +205,7 @@ pub fn lower(plan: &Plan, opts: &LowerOpts) -> Lowered {
                     configs.insert(stage.id, config.clone());
                 }
                 let env = step_env(on_image.as_ref(), &env, step, plan.epoch);
-                custom_step(&parent, &step.step, env, opts, meta)
+                custom_step(&parent, step, env, opts, meta)
             }
             StageKind::Verify(step) => {
                 let image = stage.parent.expect("a verify stage stands on an image");
@@ -418,7 +418,8 @@ fn sh(script: String, env: Vec<String>, mounts: Vec<Mount>, meta: Meta) -> Exec 
 }
 
 fn apt(parent: &State, step: &AptStep, env: &StepEnv, opts: &LowerOpts, meta: Meta) -> State {
-    let (sources, unsources, mut mounts) = apt_sources(&step.repositories, opts);
+    let (sources, unsources, mut mounts) =
+        apt_sources(&step.repositories, &step.dockerignore, opts);
     // Debian images ship a hook that empties /var/cache/apt after every install, which
     // would defeat the cache mount: move it aside for this step and put it back.
     let script = format!(
@@ -461,7 +462,11 @@ const APT_KEYS: &str = "/kiln/apt-keys";
 /// The extra apt sources of a step: the lines that add them (each trusted only through
 /// its key, `signed-by`), the lines that take them out again (the key is not in the image,
 /// so a source left behind would break a later `apt-get update`), and the keys' mount.
-fn apt_sources(repos: &[AptRepository], opts: &LowerOpts) -> (String, String, Vec<Mount>) {
+fn apt_sources(
+    repos: &[AptRepository],
+    dockerignore: &[String],
+    opts: &LowerOpts,
+) -> (String, String, Vec<Mount>) {
     if repos.is_empty() {
         return (String::new(), String::new(), vec![]);
     }
@@ -484,7 +489,7 @@ fn apt_sources(repos: &[AptRepository], opts: &LowerOpts) -> (String, String, Ve
     let mut keys: Vec<String> = repos.iter().map(|r| r.key.clone()).collect();
     keys.sort();
     keys.dedup();
-    let src = context_files(opts, keys, "apt keys");
+    let src = context_files(opts, keys, dockerignore, "apt keys");
     let mount = Mount::Bind {
         dest: APT_KEYS.into(),
         src,
@@ -933,6 +938,7 @@ fn install(
         pip,
         toolchain,
         secrets,
+        dockerignore,
     } = step;
     let (installer, venv) = (toolchain.installer, &toolchain.venv);
     let include = source.context_files();
@@ -943,6 +949,7 @@ fn install(
             Local {
                 name: opts.context.clone(),
                 include,
+                exclude: dockerignore.clone(),
                 shared_key_hint: Some(format!("{}-requirements-{group}", opts.context)),
                 session_id: opts.session_id.clone(),
                 ..Default::default()
@@ -1234,7 +1241,7 @@ fn files_layer(on: &State, step: &FinalStep, opts: &LowerOpts, meta: Meta) -> St
     let mut include: Vec<String> = step.files.iter().map(|f| f.src.clone()).collect();
     include.sort();
     include.dedup();
-    let ctx = context_files(opts, include, "files source");
+    let ctx = context_files(opts, include, &step.dockerignore, "files source");
     let mut ops = on.file(meta);
     for f in &step.files {
         if let Some((parent, _)) = f.dest.rsplit_once('/').filter(|(p, _)| !p.is_empty()) {
@@ -1317,17 +1324,19 @@ const STEP_INPUTS: &str = "/kiln/inputs";
 /// its caches and secrets as mounts, and no network unless it asks for it.
 fn custom_step(
     on: &State,
-    step: &CustomStep,
+    stage: &StepStage,
     (env, cwd): (Vec<String>, String),
     opts: &LowerOpts,
     meta: Meta,
 ) -> State {
+    let step = &stage.step;
     let mut mounts = vec![];
     let mut cwd = cwd;
     if !step.inputs.is_empty() {
         let src = context_files(
             opts,
             step.inputs.clone(),
+            &stage.dockerignore,
             &format!("step {} inputs", step.name),
         );
         mounts.push(Mount::Bind {
@@ -1339,11 +1348,7 @@ fn custom_step(
     for dir in &step.cache {
         mounts.push(Mount::Cache {
             dest: dir.clone(),
-            id: format!(
-                "kiln-step-{}-{}",
-                step.name,
-                dir.trim_matches('/').replace('/', "-")
-            ),
+            id: step_cache_id(&stage.spec, &step.name, dir),
             sharing: Sharing::Shared,
         });
     }
@@ -1365,6 +1370,15 @@ fn custom_step(
     on.run(exec).root()
 }
 
+/// The cache id of a step's cache directory: one per spec (by name), step and directory,
+/// and no two of those share one (`a` + `/b/c` and `a-b` + `/c` once both gave
+/// `kiln-step-a-b-c`): the names, readable, then a hash of the three.
+fn step_cache_id(spec: &str, step: &str, dir: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let hash = Sha256::digest(format!("{spec}\0{step}\0{dir}"));
+    format!("kiln-step-{spec}-{step}-{}", hex::encode(&hash[..8]))
+}
+
 /// The uid:gid for files owned by `owner` (root: none given, so 0:0).
 fn owner_of(owner: AppOwner, user: &RuntimeUser) -> Option<Owner> {
     (owner == AppOwner::User && !user.is_root()).then_some(Owner {
@@ -1373,12 +1387,14 @@ fn owner_of(owner: AppOwner, user: &RuntimeUser) -> Option<Owner> {
     })
 }
 
-/// A context source that holds only `include` (shared with the app's).
-fn context_files(opts: &LowerOpts, include: Vec<String>, name: &str) -> State {
+/// A context source that holds only `include`, without what `exclude` (`.dockerignore`)
+/// leaves out (shared with the app's).
+fn context_files(opts: &LowerOpts, include: Vec<String>, exclude: &[String], name: &str) -> State {
     llb::local(
         Local {
             name: opts.context.clone(),
             include,
+            exclude: exclude.to_vec(),
             shared_key_hint: Some(opts.context.clone()),
             session_id: opts.session_id.clone(),
             ..Default::default()

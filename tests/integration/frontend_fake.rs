@@ -1554,3 +1554,58 @@ async fn a_result_over_the_gateway_message_limit_is_named() {
     );
     assert!(r.result.is_none(), "nothing half-built is returned");
 }
+
+/// Issue 21: the build checks every context path the target reads before any step runs,
+/// in the one solve that checks app.src: a `files` entry not there, a step input that
+/// `.dockerignore` leaves out, each at its line; paths only another variant reads are
+/// not asked for.
+#[tokio::test]
+async fn every_context_path_of_the_target_is_checked_in_one_solve() {
+    let spec = "version: 1\nname: w\npython:\n  base: python:3.12-slim\n\
+                requirements:\n  core: [req.txt]\n\
+                app: {src: [app]}\n\
+                files:\n  - {src: conf/a.toml, dest: /etc/a.toml}\n  - {src: conf/gone.toml, dest: /etc/b.toml}\n\
+                steps:\n  - {name: s, in: image, run: x, inputs: [secret.env, assets]}\n\
+                variants:\n  minimal: {}\n  other: {files: [{src: conf/other.toml, dest: /etc/o.toml}]}\n";
+    let f = fake(MODERN_LLB, MODERN_FRONTEND);
+    {
+        let mut s = f.0.lock().unwrap();
+        s.files
+            .insert("worker.yaml".into(), spec.as_bytes().to_vec());
+        s.files.insert(".dockerignore".into(), b"*.env\n".to_vec());
+        s.missing_paths = vec!["conf/gone.toml".into(), "conf/other.toml".into()];
+    }
+    let r = run(&f, opts(&[("target", "minimal")])).await;
+    let msg = error_message(&r);
+    let lines: Vec<&str> = msg.lines().collect();
+    assert_eq!(lines.len(), 2, "{msg}");
+    assert!(
+        lines[0].starts_with(
+            "worker.yaml:10:11: error: files.src `conf/gone.toml` is not in the build context"
+        ),
+        "{msg}"
+    );
+    assert!(
+        lines[1].starts_with(
+            "worker.yaml:12:43: error: steps.inputs `secret.env` is left out by .dockerignore"
+        ),
+        "{msg}"
+    );
+    let s = f.0.lock().unwrap();
+    let checks: Vec<Vec<String>> = s
+        .solves
+        .iter()
+        .flat_map(|r| ops(r.definition.as_ref().unwrap()))
+        .filter_map(|o| match o.op {
+            Some(pb::op::Op::Source(src)) if src.attrs.contains_key("local.excludepatterns") => {
+                Some(serde_json::from_str(&src.attrs["local.includepattern"]).unwrap())
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        checks,
+        [vec!["app", "conf/a.toml", "conf/gone.toml", "assets"]],
+        "one solve, the target's paths"
+    );
+}

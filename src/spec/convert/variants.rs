@@ -201,6 +201,20 @@ impl Cx {
             .process_fields(f, &format!("variants.{name}."))
             .over(&shared.process)
             .finish();
+        // The venv stays root's: the app must not rewrite its own dependencies.
+        for d in process.writable.iter().chain(&process.volumes) {
+            let (dir, venv) = (d.v.as_str(), python.venv.as_str());
+            let related = dir == venv
+                || venv.starts_with(&format!("{}/", dir.trim_end_matches('/')))
+                || dir.starts_with(&format!("{venv}/"));
+            if related && !self.diags.iter().any(|x| x.loc == d.loc) {
+                self.err(
+                    d.loc,
+                    format!("`{dir}` holds or is within the venv `{venv}`, which stays root's"),
+                    "name a directory of the app's own, such as /var/lib/worker or /data",
+                );
+            }
+        }
         let description = f
             .get("description")
             .and_then(|d| self.text(d, "description"))
