@@ -430,8 +430,11 @@ fn lock(
     if dir != "." {
         command.push_str(&format!(" --context {dir}"));
     }
+    // Names only: a build arg's value may be a token, and this line is written into
+    // every lock's header.
     for a in build_args {
-        command.push_str(&format!(" --build-arg {a}"));
+        let name = a.split_once('=').map_or(a.as_str(), |(k, _)| k);
+        command.push_str(&format!(" --build-arg {name}"));
     }
     let opts = lock::Options {
         targets,

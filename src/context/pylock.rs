@@ -279,7 +279,14 @@ fn dist(d: Dist) -> Result<LockedFile, Problem> {
             let last = url.split(['?', '#']).next()?.rsplit('/').next()?;
             Some(last.to_string())
         })
-        .filter(|f| !f.is_empty() && !f.contains(['/', '\\']) && f != "." && f != "..")
+        // A name, not a path: no separator, no control character (a NUL would cut it).
+        .filter(|f| {
+            !f.is_empty()
+                && !f.contains(['/', '\\'])
+                && !f.chars().any(char::is_control)
+                && f != "."
+                && f != ".."
+        })
         .ok_or_else(|| problem(format!("no file name in {url}")))?;
     Ok(LockedFile {
         filename,
@@ -337,6 +344,7 @@ pub fn choose<'l>(
         .ok_or_else(|| format!("`{python}` is not a major.minor Python version"))?;
     let env = environment(python, machine)?;
     let mut out: Vec<(&LockedPackage, Chosen)> = vec![];
+    let mut names = std::collections::HashSet::new();
     for p in packages {
         if let Some(m) = &p.marker {
             // `read` refuses these; a package made elsewhere must not overflow the parser.
@@ -352,10 +360,7 @@ pub fn choose<'l>(
                 continue;
             }
         }
-        if out
-            .iter()
-            .any(|(q, _)| normalize(&q.name) == normalize(&p.name))
-        {
+        if !names.insert(normalize(&p.name)) {
             return Err(format!(
                 "package `{}` is locked twice for this target",
                 p.name
@@ -381,9 +386,20 @@ pub fn choose<'l>(
     Ok(out)
 }
 
-/// PEP 503 normalised name.
+/// PEP 503 normalised name: lowercase, each run of `-`, `_` and `.` one `-` (so `a--b`,
+/// `a_.b` and `A-B` are one project).
 pub fn normalize(name: &str) -> String {
-    name.to_ascii_lowercase().replace(['_', '.'], "-")
+    let mut out = String::with_capacity(name.len());
+    for c in name.chars() {
+        if matches!(c, '-' | '_' | '.') {
+            if !out.ends_with('-') {
+                out.push('-');
+            }
+        } else {
+            out.push(c.to_ascii_lowercase());
+        }
+    }
+    out
 }
 
 /// `platform.machine()` on Linux for a GOARCH.
@@ -670,6 +686,58 @@ wheels = [{ url = "https://files.pythonhosted.org/p/six-1.17.0-py2.py3-none-any.
             }
         }
         assert!(parse("[[packages]]\nname = 3").is_err());
+    }
+
+    /// Issue 21: `a--b` and `a-b` are one PEP 503 name, so one target cannot get both.
+    #[test]
+    fn names_are_pep_503_normalised() {
+        for (name, want) in [
+            ("a--b", "a-b"),
+            ("A_.-b", "a-b"),
+            ("Foo.Bar", "foo-bar"),
+            ("x", "x"),
+        ] {
+            assert_eq!(normalize(name), want, "{name}");
+        }
+        let twice = [
+            pkg("a--b", None, &["a_b-1-py3-none-any.whl"], None),
+            pkg("a-b", None, &["a_b-1-py3-none-any.whl"], None),
+        ];
+        let err = choose(&twice, "3.12", "amd64").unwrap_err();
+        assert!(err.contains("locked twice"), "{err}");
+    }
+
+    /// Issue 21: a file name is a name: a NUL, another control character or a separator in
+    /// it makes the package one kiln does not fetch (its group installs in its step).
+    #[test]
+    fn file_names_with_control_characters_are_refused() {
+        // As TOML writes them.
+        for name in [
+            r#""a\u0000.whl""#,
+            r#""a\n.whl""#,
+            r#""../a.whl""#,
+            r#""a\\b.whl""#,
+        ] {
+            let text = format!(
+                "[[packages]]\nname = \"a\"\nwheels = [{{name = {name}, url = \"https://files.pythonhosted.org/a-1-py3-none-any.whl\", hashes = {{sha256 = \"{}\"}}}}]\n",
+                "0".repeat(64)
+            );
+            match parse(&text).unwrap() {
+                Pylock::InStep(why) => assert!(why.contains("no file name"), "{name}: {why}"),
+                other => panic!("{name}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn marker_depth_counts_parentheses_outside_strings() {
+        assert_eq!(marker_depth("python_version > '3'"), 0);
+        assert_eq!(marker_depth("(a and (b or c)) or d"), 2);
+        assert_eq!(marker_depth("extra == '((((' and (x)"), 1);
+        assert_eq!(
+            marker_depth(&format!("{}x{}", "(".repeat(40), ")".repeat(40))),
+            40
+        );
     }
 
     #[test]

@@ -389,3 +389,39 @@ fn the_image_env_of_60_000_keys_is_built_in_linear_time() {
         ]
     );
 }
+
+/// Issue 21: `kiln check --context` matched `.dockerignore` by backtracking:
+/// `*a*a*a*a*b` against a long name took 36 s (and more with each `*a`). Now linear.
+#[test]
+fn a_backtracking_dockerignore_pattern_is_checked_quickly() {
+    let name = "a".repeat(60);
+    let spec = format!("version: 1\nname: w\npython: {{base: python:3}}\napp: {{src: [{name}]}}\n");
+    let ignore = format!("{}b\n", "*a".repeat(12));
+    let file = format!("{name}/{name}.py");
+    let dir = temp_tree(
+        "ignore-backtrack",
+        &[
+            ("s.yaml", spec.as_str()),
+            (".dockerignore", ignore.as_str()),
+            (file.as_str(), "x"),
+        ],
+    );
+    let started = Instant::now();
+    let out = kiln(&[
+        "check",
+        dir.join("s.yaml").to_str().unwrap(),
+        "--context",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
