@@ -165,6 +165,9 @@ impl Matcher {
             return Ok(false);
         }
         let chars: Vec<char> = path.chars().collect();
+        // Docker's parents of `/x` are `` and `/` (`filepath.Dir` keeps the root): the
+        // one parent a path's own `/`s do not mark.
+        let root_parent = path.starts_with('/') && !path[1..].contains('/');
         let longest = self.patterns.iter().map(|p| p.tokens.len()).max();
         let mut scratch = Scratch::new(longest.unwrap_or(0));
         // The last pattern that matches decides (Docker skips those that cannot change
@@ -172,7 +175,14 @@ impl Matcher {
         let mut budget = MAX_STEPS.saturating_sub(self.spent.get());
         let mut verdict = Ok(false);
         for p in self.patterns.iter().rev() {
-            match matches_or_parent(&p.tokens, &chars, &mut scratch, &mut budget) {
+            let hit = matches_or_parent(&p.tokens, &chars, &mut scratch, &mut budget);
+            let hit = match hit {
+                Ok(false) if root_parent => {
+                    matches_or_parent(&p.tokens, &['/'], &mut scratch, &mut budget)
+                }
+                other => other,
+            };
+            match hit {
                 Ok(false) => continue,
                 Ok(true) => verdict = Ok(!p.keep),
                 Err(e) => verdict = Err(e),
@@ -476,6 +486,10 @@ mod tests {
             ),
             // A parent directory that matches excludes what is under it.
             ("dir", "dir/file", true),
+            // Found by the fuzz target: `/x`'s parents are `` and `/`, as `filepath.Dir`
+            // gives them.
+            ("/", "/x", true),
+            ("/", "/x/y", false),
             ("*/x", "a/x/y", true),
         ] {
             assert_eq!(
