@@ -1609,3 +1609,50 @@ async fn every_context_path_of_the_target_is_checked_in_one_solve() {
         "one solve, the target's paths"
     );
 }
+
+/// Issue 21: what aborted the frontend (a stack overflow kills the process, and BuildKit
+/// reports only its exit) is refused with a spec error: 5,000 chained groups, and a lock
+/// marker nested 20,000 deep, each at its spec line. (The test thread has 2 MiB.)
+#[tokio::test]
+async fn graphs_and_markers_too_deep_are_refused_not_aborted() {
+    let groups: String = (0..5_000)
+        .map(|i| format!("  g{i}: {{packages: [arq]}}\n"))
+        .collect();
+    let f = fake(MODERN_LLB, MODERN_FRONTEND);
+    f.0.lock().unwrap().files.insert(
+        "worker.yaml".into(),
+        format!("version: 1\nname: w\npython: {{base: python:3.12-slim}}\nrequirements:\n{groups}")
+            .into_bytes(),
+    );
+    let msg = error_message(&run(&f, opts(&[])).await);
+    assert!(
+        msg.starts_with(
+            "worker.yaml:69:3: error: variant `default` installs more than 64 requirement groups"
+        ),
+        "{msg}"
+    );
+
+    let marker = format!(
+        "{}python_version > '3'{}",
+        "(".repeat(20_000),
+        ")".repeat(20_000)
+    );
+    let lock = format!(
+        "lock-version = \"1.0\"\ncreated-by = \"t\"\n[[packages]]\nname = \"six\"\nmarker = \"{marker}\"\nwheels = [{{url = \"https://files.pythonhosted.org/six-1.17.0-py2.py3-none-any.whl\", hashes = {{sha256 = \"{}\"}}}}]\n",
+        "0".repeat(64)
+    );
+    let f = fake(MODERN_LLB, MODERN_FRONTEND);
+    {
+        let mut s = f.0.lock().unwrap();
+        s.files.insert(
+            "worker.yaml".into(),
+            b"version: 1\nname: w\npython: {base: python:3.12-slim, version: \"3.12\", installer: uv}\nrequirements:\n  core: {lock: pylock.toml}\n".to_vec(),
+        );
+        s.files.insert("pylock.toml".into(), lock.into_bytes());
+    }
+    let msg = error_message(&run(&f, opts(&[])).await);
+    assert!(
+        msg.starts_with("worker.yaml:5:16: error: cannot read the lock `pylock.toml`: line 5: the marker of package `six` nests parentheses 20000 deep"),
+        "{msg}"
+    );
+}
