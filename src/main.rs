@@ -268,9 +268,11 @@ fn check(specs: &[String], build_args: &[String], context: Option<&str>) -> Exit
     }
 }
 
-/// Whether the spec names files in the build context (requirement files, locks, app).
+/// Whether the spec names files in the build context (requirement files, locks, app,
+/// files, step inputs, repository keys).
 fn names_context_files(spec: &kiln::spec::Spec) -> bool {
     spec.app.is_some()
+        || !spec.context_uses.is_empty()
         || spec.groups.iter().any(|g| match &g.source {
             kiln::spec::GroupSource::Requirements { files, .. } => !files.is_empty(),
             kiln::spec::GroupSource::Lock(_) => true,
