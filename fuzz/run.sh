@@ -4,6 +4,7 @@
 #   requirements       requirement files (includes, constraints, hashes, -e) walked from the context
 #   lock_files         pyproject.toml / .python-version of uv, Poetry and PEP 751 lock projects
 #   frontend_requests  frontend options, a base image's config JSON, a failed solve's details
+#   dockerignore       .dockerignore patterns against context paths (matcher: no panic, bounded)
 # Inputs reach the 1 MiB spec limit from the start (-max_len, -len_control=0). Needs
 # cargo-fuzz (`cargo install cargo-fuzz`); RUSTC_BOOTSTRAP lets it use the sanitizer flags
 # on the stable toolchain.
@@ -12,12 +13,13 @@ cd "$(dirname "$0")"
 secs="${1:-600}"
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(spec_to_llb requirements lock_files frontend_requests)
+[ ${#targets[@]} -gt 0 ] || targets=(spec_to_llb requirements lock_files frontend_requests dockerignore)
 for t in "${targets[@]}"; do
   mkdir -p "corpus/$t"
   case "$t" in
     spec_to_llb) cp ../specs/*.yaml ../specs/platform/*.yaml "corpus/$t/" 2>/dev/null || true ;;
     requirements) cp ../examples/worker/requirements/*.txt "corpus/$t/" 2>/dev/null || true ;;
+    dockerignore) for f in ../examples/*/.dockerignore; do { cat "$f"; printf '\0app/x.pyc\nREADME.md\n'; } >"corpus/$t/$(basename "$(dirname "$f")")"; done ;;
     lock_files) for f in ../examples/*/pyproject.toml; do { printf '\0'; cat "$f"; } >"corpus/$t/$(basename "$(dirname "$f")").toml"; done ;;
   esac
   echo "== $t ($secs s)"

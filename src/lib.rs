@@ -12,4 +12,5 @@ pub mod lock;
 pub mod plan;
 pub mod reference;
 pub mod spec;
+pub mod stack;
 pub mod url;

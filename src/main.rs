@@ -167,9 +167,13 @@ fn main() -> ExitCode {
         eprintln!("kiln: no command given; try `kiln --help`");
         return ExitCode::from(2);
     };
-    match run(command) {
-        Ok(code) => code,
-        Err(code) => code,
+    // The CLI's and the frontend's work on a stack of known size (`kiln::stack`).
+    match kiln::stack::run(move || run(command)) {
+        Ok(Ok(code) | Err(code)) => code,
+        Err(e) => {
+            eprintln!("kiln: cannot start: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 
@@ -271,9 +275,13 @@ fn check(specs: &[String], build_args: &[String], context: Option<&str>) -> Exit
         if let Some(dir) = context {
             let spec = &loaded.spec;
             let mut errors = read_context(spec, dir).err().unwrap_or_default();
+            let ignore = ContextDir::open(dir)
+                .map(|c| c.dockerignore())
+                .unwrap_or_default();
             errors.extend(kiln::context::preflight::check_dir(
                 spec,
                 std::path::Path::new(dir),
+                &ignore,
             ));
             if !errors.is_empty() {
                 for e in &errors {
@@ -297,9 +305,11 @@ fn check(specs: &[String], build_args: &[String], context: Option<&str>) -> Exit
     }
 }
 
-/// Whether the spec names files in the build context (requirement files, locks, app).
+/// Whether the spec names files in the build context (requirement files, locks, app,
+/// files, step inputs, repository keys).
 fn names_context_files(spec: &kiln::spec::Spec) -> bool {
     spec.app.is_some()
+        || !spec.context_uses.is_empty()
         || spec.groups.iter().any(|g| match &g.source {
             kiln::spec::GroupSource::Requirements { files, .. } => !files.is_empty(),
             kiln::spec::GroupSource::Lock(_) => true,
@@ -312,25 +322,39 @@ fn refuse(spec: &kiln::spec::Spec, d: kiln::diag::Diagnostic) -> ExitCode {
     ExitCode::from(2)
 }
 
-/// What the spec names in the context directory `dir`, read from disk as the frontend
-/// reads it from the client: nothing outside `dir` (a symlink that leaves it counts as
-/// missing). Errors: each problem at its spec line.
-fn read_context(spec: &kiln::spec::Spec, dir: &str) -> Result<ContextInfo, Vec<Diagnostic>> {
-    let root = std::fs::canonicalize(dir).map_err(|e| {
-        vec![Diagnostic::error(
-            Default::default(),
-            format!("cannot read the context `{dir}`: {e}"),
-            "give --context an existing directory",
-        )]
-    })?;
-    // A file that is there but cannot be read is an error, never "absent": an unreadable
-    // .dockerignore read as none would let excluded files into the image.
-    let read = |path: &str| -> Result<Option<Vec<u8>>, String> {
-        let Ok(full) = std::fs::canonicalize(root.join(path)) else {
+/// The context directory as kiln reads it, the way the frontend reads the client's:
+/// nothing outside it (a symlink that leaves it counts as missing), only regular files (a
+/// FIFO would block), each up to `MAX_FILE_BYTES`.
+struct ContextDir {
+    root: std::path::PathBuf,
+}
+
+impl ContextDir {
+    fn open(dir: &str) -> Result<ContextDir, Vec<Diagnostic>> {
+        let root = std::fs::canonicalize(dir).map_err(|e| {
+            vec![Diagnostic::error(
+                Default::default(),
+                format!("cannot read the context `{dir}`: {e}"),
+                "give --context an existing directory",
+            )]
+        })?;
+        Ok(ContextDir { root })
+    }
+
+    /// `path`'s bytes, `None` when the context has no such file. Errors: it is there but
+    /// cannot be read (an unreadable .dockerignore read as none would let excluded files
+    /// into the image), or is not a regular file.
+    fn read(&self, path: &str) -> Result<Option<Vec<u8>>, String> {
+        let Ok(full) = std::fs::canonicalize(self.root.join(path)) else {
             return Ok(None);
         };
-        if !full.starts_with(&root) {
+        if !full.starts_with(&self.root) {
             return Ok(None);
+        }
+        if !std::fs::metadata(&full).is_ok_and(|m| m.is_file()) {
+            return Err(format!(
+                "cannot read `{path}` in the context: not a regular file"
+            ));
         }
         let mut bytes = vec![];
         std::fs::File::open(&full)
@@ -342,7 +366,23 @@ fn read_context(spec: &kiln::spec::Spec, dir: &str) -> Result<ContextInfo, Vec<D
             })
             .map_err(|e| format!("cannot read `{path}` in the context: {e}"))?;
         Ok(Some(bytes))
-    };
+    }
+
+    /// The context's `.dockerignore` patterns (none when it has none or it cannot be read:
+    /// `read_context` reports that).
+    fn dockerignore(&self) -> Vec<String> {
+        match self.read(".dockerignore") {
+            Ok(Some(bytes)) => kiln::context::dockerignore::parse(&String::from_utf8_lossy(&bytes)),
+            _ => vec![],
+        }
+    }
+}
+
+/// What the spec names in the context directory `dir`, read as `ContextDir` reads.
+/// Errors: each problem at its spec line.
+fn read_context(spec: &kiln::spec::Spec, dir: &str) -> Result<ContextInfo, Vec<Diagnostic>> {
+    let context = ContextDir::open(dir)?;
+    let read = |path: &str| context.read(path);
     let mut gather = Gather::new(spec);
     let mut unreadable = vec![];
     loop {
@@ -429,8 +469,11 @@ fn lock(
     if dir != "." {
         command.push_str(&format!(" --context {dir}"));
     }
+    // Names only: a build arg's value may be a token, and this line is written into
+    // every lock's header.
     for a in build_args {
-        command.push_str(&format!(" --build-arg {a}"));
+        let name = a.split_once('=').map_or(a.as_str(), |(k, _)| k);
+        command.push_str(&format!(" --build-arg {name}"));
     }
     let opts = lock::Options {
         targets,

@@ -57,7 +57,7 @@ struct File {
 struct Package {
     name: String,
     version: Option<String>,
-    marker: Option<String>,
+    marker: Option<toml::Spanned<String>>,
     #[serde(default)]
     wheels: Vec<Dist>,
     sdist: Option<Dist>,
@@ -96,11 +96,50 @@ pub struct Problem {
     pub local: bool,
 }
 
+/// How deep a marker's parentheses may nest. PEP 508 markers that lockers write nest two
+/// or three deep; pep508_rs parses parentheses recursively, so a marker nested thousands
+/// deep (40 KB of `(`) would overflow the stack before it could be refused.
+pub const MAX_MARKER_DEPTH: usize = 32;
+
 /// Read every entry of a PEP 751 lock. Errors: the TOML or the lock's shape is invalid
-/// (uv would refuse it too); the message is TOML's own.
+/// (uv would refuse it too; the message is TOML's own), or a marker nests deeper than
+/// `MAX_MARKER_DEPTH` (the message names its line).
 pub fn read(text: &str) -> Result<Vec<Entry>, String> {
     let file: File = toml::from_str(text).map_err(|e| e.message().to_string())?;
+    for p in &file.packages {
+        let Some(marker) = &p.marker else { continue };
+        let depth = marker_depth(marker.get_ref());
+        if depth > MAX_MARKER_DEPTH {
+            let line = text[..marker.span().start.min(text.len())]
+                .matches('\n')
+                .count()
+                + 1;
+            return Err(format!(
+                "line {line}: the marker of package `{}` nests parentheses {depth} deep; kiln reads markers nested at most {MAX_MARKER_DEPTH} deep",
+                p.name
+            ));
+        }
+    }
     Ok(file.packages.into_iter().map(entry).collect())
+}
+
+/// The deepest nesting of parentheses in a PEP 508 marker, outside its quoted strings.
+pub fn marker_depth(marker: &str) -> usize {
+    let (mut depth, mut deepest, mut quote) = (0usize, 0usize, None);
+    for c in marker.chars() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, '\'' | '"') => quote = Some(c),
+            (None, '(') => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            (None, ')') => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
 }
 
 /// Read a PEP 751 lock for a build: addressable when no entry has a problem, else the
@@ -234,7 +273,7 @@ fn entry(p: Package) -> Entry {
         package: LockedPackage {
             name: p.name,
             version: p.version,
-            marker: p.marker,
+            marker: p.marker.map(toml::Spanned::into_inner),
             wheels,
             sdist,
         },
@@ -277,7 +316,14 @@ fn dist(d: Dist) -> Result<LockedFile, Problem> {
             let last = url.split(['?', '#']).next()?.rsplit('/').next()?;
             Some(last.to_string())
         })
-        .filter(|f| !f.is_empty() && !f.contains(['/', '\\']) && f != "." && f != "..")
+        // A name, not a path: no separator, no control character (a NUL would cut it).
+        .filter(|f| {
+            !f.is_empty()
+                && !f.contains(['/', '\\'])
+                && !f.chars().any(char::is_control)
+                && f != "."
+                && f != ".."
+        })
         .ok_or_else(|| problem(format!("no file name in {url}")))?;
     Ok(LockedFile {
         filename,
@@ -307,18 +353,23 @@ pub fn choose<'l>(
         .ok_or_else(|| format!("`{python}` is not a major.minor Python version"))?;
     let env = target.marker_environment()?;
     let mut out: Vec<(&LockedPackage, Chosen)> = vec![];
+    let mut names = std::collections::HashSet::new();
     for p in packages {
         if let Some(m) = &p.marker {
+            // `read` refuses these; a package made elsewhere must not overflow the parser.
+            if marker_depth(m) > MAX_MARKER_DEPTH {
+                return Err(format!(
+                    "package `{}`: its marker nests deeper than {MAX_MARKER_DEPTH}",
+                    p.name
+                ));
+            }
             let tree = MarkerTree::from_str(m)
                 .map_err(|e| format!("package `{}`: marker `{m}`: {e}", p.name))?;
             if !tree.evaluate(&env, &[]) {
                 continue;
             }
         }
-        if out
-            .iter()
-            .any(|(q, _)| normalize(&q.name) == normalize(&p.name))
-        {
+        if !names.insert(normalize(&p.name)) {
             return Err(format!(
                 "package `{}` is locked twice for this target",
                 p.name
@@ -347,9 +398,20 @@ pub fn choose<'l>(
     Ok(out)
 }
 
-/// PEP 503 normalised name.
+/// PEP 503 normalised name: lowercase, each run of `-`, `_` and `.` one `-` (so `a--b`,
+/// `a_.b` and `A-B` are one project).
 pub fn normalize(name: &str) -> String {
-    name.to_ascii_lowercase().replace(['_', '.'], "-")
+    let mut out = String::with_capacity(name.len());
+    for c in name.chars() {
+        if matches!(c, '-' | '_' | '.') {
+            if !out.ends_with('-') {
+                out.push('-');
+            }
+        } else {
+            out.push(c.to_ascii_lowercase());
+        }
+    }
+    out
 }
 
 /// What an interpreter's wheels may be tagged with (PEP 425, manylinux PEP 600,
@@ -736,6 +798,58 @@ wheels = [{ url = "https://files.pythonhosted.org/p/six-1.17.0-py2.py3-none-any.
             }
         }
         assert!(parse("[[packages]]\nname = 3", |_| false).is_err());
+    }
+
+    /// Issue 21: `a--b` and `a-b` are one PEP 503 name, so one target cannot get both.
+    #[test]
+    fn names_are_pep_503_normalised() {
+        for (name, want) in [
+            ("a--b", "a-b"),
+            ("A_.-b", "a-b"),
+            ("Foo.Bar", "foo-bar"),
+            ("x", "x"),
+        ] {
+            assert_eq!(normalize(name), want, "{name}");
+        }
+        let twice = [
+            pkg("a--b", None, &["a_b-1-py3-none-any.whl"], None),
+            pkg("a-b", None, &["a_b-1-py3-none-any.whl"], None),
+        ];
+        let err = choose(&twice, &at("3.12", "amd64")).unwrap_err();
+        assert!(err.contains("locked twice"), "{err}");
+    }
+
+    /// Issue 21: a file name is a name: a NUL, another control character or a separator in
+    /// it makes the package one kiln does not fetch (its group installs in its step).
+    #[test]
+    fn file_names_with_control_characters_are_refused() {
+        // As TOML writes them.
+        for name in [
+            r#""a\u0000.whl""#,
+            r#""a\n.whl""#,
+            r#""../a.whl""#,
+            r#""a\\b.whl""#,
+        ] {
+            let text = format!(
+                "[[packages]]\nname = \"a\"\nwheels = [{{name = {name}, url = \"https://files.pythonhosted.org/a-1-py3-none-any.whl\", hashes = {{sha256 = \"{}\"}}}}]\n",
+                "0".repeat(64)
+            );
+            match parse(&text, |_| false).unwrap() {
+                Pylock::InStep(why) => assert!(why.contains("no file name"), "{name}: {why}"),
+                other => panic!("{name}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn marker_depth_counts_parentheses_outside_strings() {
+        assert_eq!(marker_depth("python_version > '3'"), 0);
+        assert_eq!(marker_depth("(a and (b or c)) or d"), 2);
+        assert_eq!(marker_depth("extra == '((((' and (x)"), 1);
+        assert_eq!(
+            marker_depth(&format!("{}x{}", "(".repeat(40), ")".repeat(40))),
+            40
+        );
     }
 
     #[test]

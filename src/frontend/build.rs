@@ -31,7 +31,7 @@ pub async fn run(bridge: &mut Bridge, opts: &Options) -> Result<Returned, Failur
     let variant = spec
         .target(opts.target.as_deref())
         .map_err(|d| Failure::invalid(d.one_line(&spec.files)))?;
-    super::context::preflight(bridge, opts, &inputs).await?;
+    super::context::preflight(bridge, opts, &inputs, variant).await?;
     // Several platforms are built at once, as the Dockerfile frontend does; their steps
     // are then told apart by a `[os/arch]` prefix.
     let platforms = platforms(bridge, opts);

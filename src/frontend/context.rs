@@ -4,11 +4,12 @@
 
 use super::bridge::{Bridge, Failure};
 use super::opts::Options;
+use crate::context::dockerignore::Matcher;
 use crate::context::preflight;
 use crate::context::{ContextInfo, Gather};
 use crate::diag::{Diagnostic, Report};
 use crate::llb::{self, Local, Meta};
-use crate::spec::{LoadOptions, Loaded, Sources};
+use crate::spec::{LoadOptions, Loaded, Sources, Variant};
 
 /// Everything the build reads before it plans: the checked spec and what it needs from
 /// the context.
@@ -165,32 +166,83 @@ pub fn spec_vertex(bridge: &Bridge, opts: &Options) -> String {
     crate::llb::head(&def).unwrap_or_default()
 }
 
-/// Check `app.src` before any step runs (needs the `statfile` cap; `readdir` for the
-/// emptiness of app directories), on a local source shaped like the app's own
-/// (`.dockerignore` and `app.exclude` applied). Requirement, constraints and lock files
-/// were checked by `read_inputs`. Errors: each missing path at its spec line, all at once.
-pub async fn preflight(bridge: &Bridge, opts: &Options, inputs: &Inputs) -> Result<(), Failure> {
+/// Check the context paths `variant` reads before any step runs (needs the `statfile`
+/// cap; `readdir` for the emptiness of app directories): `app.src` on a local source
+/// shaped like the app's own (`.dockerignore` and `app.exclude` applied), and the other
+/// paths (`files[].src`, step `inputs`, repository keys) in the same solve; what
+/// `.dockerignore` leaves out of those is found here, as the build's sources leave it out.
+/// A path that `app.exclude` alone would hide is looked up in a second source, without
+/// it (rare). Requirement, constraints and lock files were checked by `read_inputs`.
+/// Errors: each missing path at its spec line, all at once.
+pub async fn preflight(
+    bridge: &Bridge,
+    opts: &Options,
+    inputs: &Inputs,
+    variant: &Variant,
+) -> Result<(), Failure> {
     let spec = &inputs.loaded.spec;
     let apps = preflight::context_paths(spec);
+    let dockerignore = &inputs.context.dockerignore;
+    let ignore = Matcher::new(dockerignore);
     let mut errors = inputs.problems.clone();
-    if let (true, false, Some(app)) = (bridge.caps.stat_file(), apps.is_empty(), &spec.app) {
-        let mut exclude = inputs.context.dockerignore.clone();
-        exclude.extend(app.exclude.iter().cloned());
-        let local = Local {
-            name: opts.context_local.clone(),
-            include: app.src.iter().map(|s| s.v.clone()).collect(),
-            exclude,
-            shared_key_hint: Some(opts.context_local.clone()),
-            session_id: opts.session_id.clone(),
-            ..Default::default()
-        };
-        let r = solve_local(bridge, local, "app source").await?;
+    let mut app_patterns = dockerignore.clone();
+    if let Some(app) = &spec.app {
+        app_patterns.extend(app.exclude.iter().cloned());
+    }
+    let app_ignore = Matcher::new(&app_patterns);
+    // The other paths: left out by .dockerignore (an error here), or to look up, in the
+    // app's source or, when app.exclude alone would hide them, in one without it.
+    let (mut shared, mut own) = (vec![], vec![]);
+    let mut costly = None;
+    for u in preflight::uses(spec, Some(variant)) {
+        match (ignore.excluded(&u.path.v), app_ignore.excluded(&u.path.v)) {
+            (Ok(true), _) => errors.push(preflight::left_out(u)),
+            (Ok(false), Ok(false)) => shared.push(u),
+            (Ok(false), Ok(true)) => own.push(u),
+            (Err(e), _) | (_, Err(e)) => costly = Some(e),
+        }
+    }
+    errors.extend(preflight::pattern_errors(&ignore, costly));
+    let local = |include: Vec<String>, exclude: Vec<String>| Local {
+        name: opts.context_local.clone(),
+        include,
+        exclude,
+        shared_key_hint: Some(opts.context_local.clone()),
+        session_id: opts.session_id.clone(),
+        ..Default::default()
+    };
+    if bridge.caps.stat_file() && (!apps.is_empty() || !shared.is_empty()) {
+        let include = apps
+            .iter()
+            .map(|p| p.v.clone())
+            .chain(shared.iter().map(|u| u.path.v.clone()))
+            .collect();
+        let r = solve_local(bridge, local(include, app_patterns), "context paths").await?;
         let read_dir = bridge.caps.read_dir();
         for p in &apps {
             if bridge.stat(&r, &p.v).await.is_err() {
                 errors.push(preflight::missing(p));
             } else if read_dir && matches!(bridge.dir_entries(&r, &p.v).await, Ok(0)) {
                 errors.push(preflight::emptied(p));
+            }
+        }
+        for u in &shared {
+            if bridge.stat(&r, &u.path.v).await.is_err() {
+                errors.push(preflight::not_there(u));
+            }
+        }
+    }
+    if bridge.caps.stat_file() && !own.is_empty() {
+        let include = own.iter().map(|u| u.path.v.clone()).collect();
+        let r = solve_local(
+            bridge,
+            local(include, dockerignore.clone()),
+            "context paths",
+        )
+        .await?;
+        for u in &own {
+            if bridge.stat(&r, &u.path.v).await.is_err() {
+                errors.push(preflight::not_there(u));
             }
         }
     }

@@ -68,6 +68,8 @@ where
         .map_err(|e| format!("cannot connect to BuildKit over stdio: {e}"))
 }
 
+/// The frontend process: serve one build over stdin/stdout. `main.rs` calls it on
+/// `crate::stack::run`'s thread, so the build's work has a stack of known size.
 pub fn main() -> ExitCode {
     let started = std::time::Instant::now();
     let runtime = match tokio::runtime::Builder::new_current_thread()

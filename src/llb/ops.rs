@@ -42,6 +42,19 @@ pub(crate) struct Node {
     pub caps: BTreeSet<Cap>,
 }
 
+/// Dropping a graph thousands of ops deep must not recurse as deep: the inputs only this
+/// node holds are taken apart in a loop.
+impl Drop for Node {
+    fn drop(&mut self) {
+        let mut next = std::mem::take(&mut self.inputs);
+        while let Some(o) = next.pop() {
+            if let Ok(mut node) = Rc::try_unwrap(o.node) {
+                next.append(&mut node.inputs);
+            }
+        }
+    }
+}
+
 /// One output of one op.
 #[derive(Clone, Debug)]
 pub struct Output {

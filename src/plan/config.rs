@@ -1,6 +1,6 @@
 //! The final image's OCI config: the base image's config with the spec's settings on top.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde_json::{Map, Value, json};
 
@@ -32,15 +32,34 @@ pub fn config_env(config: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Set `key=value` in a `K=V` list, keeping the position of an existing entry.
-fn set_env(env: &mut Vec<String>, key: &str, value: &str) {
-    let line = format!("{key}={value}");
-    match env
-        .iter_mut()
-        .find(|e| e.split_once('=').map(|(k, _)| k) == Some(key))
-    {
-        Some(e) => *e = line,
-        None => env.push(line),
+/// A `K=V` list and where each key is in it (its first entry), so that setting a key is
+/// a lookup, not a scan: an image with 88 000 env keys took 60 s when it was a scan.
+struct Env {
+    lines: Vec<String>,
+    at: HashMap<String, usize>,
+}
+
+impl Env {
+    fn new(lines: Vec<String>) -> Env {
+        let mut at = HashMap::new();
+        for (i, line) in lines.iter().enumerate() {
+            if let Some((k, _)) = line.split_once('=') {
+                at.entry(k.to_string()).or_insert(i);
+            }
+        }
+        Env { lines, at }
+    }
+
+    /// Set `key=value`, keeping the position of an existing entry.
+    fn set(&mut self, key: &str, value: &str) {
+        let line = format!("{key}={value}");
+        match self.at.get(key) {
+            Some(&i) => self.lines[i] = line,
+            None => {
+                self.at.insert(key.to_string(), self.lines.len());
+                self.lines.push(line);
+            }
+        }
     }
 }
 
@@ -87,8 +106,9 @@ pub fn image_config(
 
 /// The base's environment with the venv first on `PATH`, `VIRTUAL_ENV` and the spec's env.
 fn image_env(image: &FinalStep, base: &Value) -> Vec<String> {
-    let mut env = base_env(base);
+    let mut env = Env::new(base_env(base));
     let path = env
+        .lines
         .iter()
         .find_map(|e| e.strip_prefix("PATH="))
         .unwrap_or(DEFAULT_PATH)
@@ -100,12 +120,12 @@ fn image_env(image: &FinalStep, base: &Value) -> Vec<String> {
     } else {
         format!("{venv_bin}:{path}")
     };
-    set_env(&mut env, "PATH", &path);
-    set_env(&mut env, "VIRTUAL_ENV", &image.venv);
+    env.set("PATH", &path);
+    env.set("VIRTUAL_ENV", &image.venv);
     for (k, val) in &image.config.env {
-        set_env(&mut env, k, val);
+        env.set(k, val);
     }
-    env
+    env.lines
 }
 
 /// How the image runs: user, workdir, entrypoint/cmd, health check, ports, stop signal.

@@ -461,6 +461,7 @@ impl Builder<'_> {
                 pip: pip.clone(),
                 toolchain: toolchain.clone(),
                 secrets: spec.secrets.clone(),
+                dockerignore: self.context.dockerignore.clone(),
             };
             let in_step = |fallback| Install::InStep {
                 recipe: install::recipe(&group.source, v, self.context, (toolchain, &pip)),
@@ -528,6 +529,8 @@ impl Builder<'_> {
             let kind = StepStage {
                 step: s.v.clone(),
                 venv: v.python.venv.clone(),
+                spec: spec.name.v.clone(),
+                dockerignore: self.context.dockerignore.clone(),
             };
             (StageKind::Step(kind), s.loc)
         };
@@ -541,7 +544,11 @@ impl Builder<'_> {
             let (kind, loc) = stage(s);
             inputs.push((Role::Outputs, self.add(kind, Some(venv), vec![], loc)));
         }
-        let final_kind = StageKind::Final(final_step(spec, v, self.app_exclude(spec)));
+        let mut final_step = final_step(spec, v, self.app_exclude(spec));
+        if !final_step.files.is_empty() {
+            final_step.dockerignore = self.context.dockerignore.clone();
+        }
+        let final_kind = StageKind::Final(final_step);
         let mut image = self.add(final_kind, Some(runtime), inputs, v.name.loc);
         for s in spec.steps.iter().filter(place(spec::StepPlace::Image)) {
             let (kind, loc) = stage(s);
@@ -565,6 +572,12 @@ impl Builder<'_> {
             role,
             packages: packages.iter().map(|p| p.v.clone()).collect(),
             repositories: repositories.to_vec(),
+            // Only the keys come from the context.
+            dockerignore: if repositories.is_empty() {
+                vec![]
+            } else {
+                self.context.dockerignore.clone()
+            },
         };
         self.add(StageKind::Apt(step), Some(base), vec![], first.loc)
     }
@@ -705,6 +718,7 @@ fn final_step(spec: &Spec, v: &Variant, exclude: Vec<String>) -> FinalStep {
         },
         dirs,
         files: p.files.iter().map(|f| f.v.clone()).collect(),
+        dockerignore: vec![],
         app: spec.app.as_ref().map(|a| AppCopy {
             src: a.src.iter().map(|s| s.v.clone()).collect(),
             exclude,

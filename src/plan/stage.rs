@@ -82,6 +82,10 @@ pub struct StepStage {
     pub step: CustomStep,
     /// The venv, first on a builder step's `PATH`.
     pub venv: String,
+    /// The spec's name: the scope of the step's cache ids.
+    pub spec: String,
+    /// `.dockerignore`, which the step's `inputs` source leaves out (as Docker does).
+    pub dockerignore: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -122,6 +126,8 @@ pub struct AptStep {
     pub packages: Vec<String>,
     /// Extra sources, each with its key from the context, for this step only.
     pub repositories: Vec<AptRepository>,
+    /// `.dockerignore`, which the keys' source leaves out.
+    pub dockerignore: Vec<String>,
 }
 
 /// The installer and the venv it fills; the same for every step of one variant.
@@ -172,6 +178,8 @@ pub struct InstallStep {
     pub pip: PipOptions,
     pub toolchain: Toolchain,
     pub secrets: BuildSecrets,
+    /// `.dockerignore`, which the group's context source leaves out.
+    pub dockerignore: Vec<String>,
 }
 
 /// How a group is installed.
@@ -272,6 +280,8 @@ pub struct FinalStep {
     pub dirs: Vec<String>,
     /// Single files from the context, copied after the user step.
     pub files: Vec<FileCopy>,
+    /// `.dockerignore`, which the files' source leaves out.
+    pub dockerignore: Vec<String>,
     pub app: Option<AppCopy>,
     pub config: ImageSettings,
 }

@@ -70,6 +70,15 @@ pub const OWNERS: &[&str] = &["root", "user"];
 pub const STEP_KEYS: &[&str] = &[
     "name", "in", "run", "inputs", "outputs", "cache", "secrets", "network",
 ];
+/// At most this many `steps`, and at most `MAX_GROUPS` requirement groups per variant.
+/// Each image step is a layer on the image, and each group's install a layer on the
+/// previous one in the builder; overlay mounts stop near 128 stacked layers (the kernel
+/// takes a page of mount options; 127 is Docker's historic limit, and an image with more
+/// cannot be run: moby/buildkit#3067, #4815), so no build could use more. These leave room
+/// for the base image's own layers and kiln's (apt, user, files, venv, app), and they bound
+/// the depth of every graph kiln walks.
+pub const MAX_STEPS: usize = 100;
+pub const MAX_GROUPS: usize = 64;
 /// Where a step runs.
 pub const STEP_PLACES: &[&str] = &["builder", "image"];
 /// An entry of a builder step's `outputs`.

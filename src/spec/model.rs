@@ -39,6 +39,18 @@ pub struct Spec {
     /// `SOURCE_DATE_EPOCH` (a spec arg or a build arg): the image's `created`, and the
     /// build steps' clock for the tools that honour it.
     pub source_date_epoch: Option<u64>,
+    /// The context paths the spec names besides requirement files, locks and `app.src`
+    /// (which `context::Gather` and the `app.src` check cover): `files[].src`, step
+    /// `inputs`, repository keys, each once per place it is written.
+    pub context_uses: Vec<ContextUse>,
+}
+
+/// One context path the spec names, where, and as what.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ContextUse {
+    /// The key, for messages: `files.src`, `steps.inputs`, `system.repositories.key`.
+    pub what: &'static str,
+    pub path: S<String>,
 }
 
 impl Spec {

@@ -179,7 +179,7 @@ pub fn schema() -> Value {
             },
             "env": string_map("Environment of the image."),
             "labels": string_map("Image labels (org.opencontainers.image.* title, description and base.name are set for you)."),
-            "steps": {"type": "array", "description": "The spec's own commands: in the builder (after the installs; only `outputs` reach the image) or in the image (as root, at the end).", "items": {
+            "steps": {"type": "array", "maxItems": MAX_STEPS, "description": "The spec's own commands: in the builder (after the installs; only `outputs` reach the image) or in the image (as root, at the end).", "items": {
                 "type": "object", "additionalProperties": false, "required": ["name", "run"],
                 "properties": {
                     "name": {"type": "string", "pattern": "^[a-z0-9][a-z0-9._-]*$"},
@@ -213,7 +213,7 @@ pub fn schema() -> Value {
                         "description": {"type": "string"},
                         "base": {"type": "string"},
                         "python": python(),
-                        "requirements": strings("Group names, in install order."),
+                        "requirements": {"type": "array", "maxItems": MAX_GROUPS, "description": "Group names, in install order.", "items": {"type": "string"}},
                         "system": system(),
                         "pip": pip(),
                         "env": string_map("Added to the top-level env."),

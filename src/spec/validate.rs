@@ -129,7 +129,25 @@ pub fn context_path(s: &str) -> Result<String, &'static str> {
     Ok(parts.join("/"))
 }
 
-pub fn abs_path(s: &str) -> Result<(), &'static str> {
+/// A repository key's context path, which kiln writes into the apt source's options
+/// (`deb [signed-by=/kiln/apt-keys/PATH] ...`): only letters, digits and `._+-/`, so no
+/// space, `]`, `=` or `,` can add an option (`trusted=yes`) or a second keyring.
+pub fn apt_key_path(s: &str) -> Result<(), &'static str> {
+    if s.chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '+' | '/'))
+    {
+        Ok(())
+    } else {
+        Err(
+            "a key path has letters, digits, '.', '_', '-', '+' and '/' only (it is written into the apt source's options)",
+        )
+    }
+}
+
+/// An absolute path in the image, normalised lexically: no empty or `.` segments, no
+/// trailing `/` (`/./`, `//etc`, `/etc/.` are `/`, `/etc`, `/etc`), so every later check
+/// sees the one spelling. `..` is refused rather than resolved.
+pub fn abs_path(s: &str) -> Result<String, &'static str> {
     if !s.starts_with('/') {
         return Err("must be absolute");
     }
@@ -139,7 +157,11 @@ pub fn abs_path(s: &str) -> Result<(), &'static str> {
     if s.chars().any(|c| c.is_control()) {
         return Err("control characters are not allowed");
     }
-    Ok(())
+    let parts: Vec<&str> = s
+        .split('/')
+        .filter(|p| !p.is_empty() && *p != ".")
+        .collect();
+    Ok(format!("/{}", parts.join("/")))
 }
 
 /// One PEP 508 requirement; pip options and anything that is not a requirement are refused.
@@ -260,6 +282,38 @@ mod tests {
         assert!(context_path("a/../../b").is_err());
         assert!(context_path("/etc/passwd").is_err());
         assert!(context_path(".").is_err());
+    }
+
+    #[test]
+    fn absolute_paths_have_one_spelling() {
+        for (written, normal) in [
+            ("/", "/"),
+            ("/./", "/"),
+            ("//etc", "/etc"),
+            ("/etc/.", "/etc"),
+            ("/etc//ssl/./certs/", "/etc/ssl/certs"),
+            ("/var/lib/worker", "/var/lib/worker"),
+        ] {
+            assert_eq!(abs_path(written).unwrap(), normal, "{written}");
+        }
+        assert!(abs_path("/etc/../etc").is_err());
+        assert!(abs_path("etc").is_err());
+        assert!(abs_path("/a\nb").is_err());
+    }
+
+    #[test]
+    fn apt_key_paths_carry_no_options() {
+        assert!(apt_key_path("keys/pgdg.asc").is_ok());
+        for bad in [
+            "keys/x.asc trusted=yes",
+            "k]",
+            "k[",
+            "k=1",
+            "a.asc,/etc/apt/trusted.gpg",
+            "k\tx",
+        ] {
+            assert!(apt_key_path(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

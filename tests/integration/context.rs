@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::common::{exec_script, graph, kiln, temp_tree, written_at_req};
+use crate::common::{exec_script, graph, kiln, kiln_command, temp_tree, written_at_req};
 
 /// A fresh context directory holding `files` (path, text), and a spec in it.
 fn context(name: &str, spec: &str, files: &[(&str, &str)]) -> PathBuf {
@@ -220,4 +220,173 @@ fn an_unreadable_dockerignore_is_an_error() {
         err.contains("cannot read `.dockerignore` in the context"),
         "{err}"
     );
+}
+
+/// Issue 21: `.dockerignore` applies to every context source, as Docker sends the
+/// context: a requirement file, a lock, a `files` entry, a step input or a repository key
+/// it leaves out is an error at the line that names it, and so is one that is not there
+/// (`kiln check --context` used to check only app.src and requirement files).
+#[test]
+fn dockerignore_and_presence_apply_to_every_path_the_spec_names() {
+    let spec = "version: 1\nname: w\npython: {base: python:3, installer: uv}\n\
+                requirements:\n  core: [req/core.txt]\n  lock: {lock: locks/pylock.toml}\n\
+                system:\n  runtime: [libpq5]\n  repositories:\n\
+                \x20   - {name: a, url: http://a/apt, suite: s/, key: keys/a.asc}\n\
+                \x20   - {name: b, url: http://b/apt, suite: s/, key: keys/gone.asc}\n\
+                files:\n  - {src: conf/app.toml, dest: /etc/a.toml}\n  - {src: conf/gone.toml, dest: /etc/b.toml}\n\
+                steps:\n  - {name: s, run: x, inputs: [assets/, secret.env, gone/], outputs: [{from: /o, to: /p}]}\n";
+    let dir = context(
+        "every-path",
+        spec,
+        &[
+            (
+                ".dockerignore",
+                "*.env\nreq/\nlocks\nkeys/a.asc\nconf/app.toml\n",
+            ),
+            ("req/core.txt", "arq\n"),
+            ("locks/pylock.toml", "lock-version = \"1.0\"\n"),
+            ("keys/a.asc", "k"),
+            ("conf/app.toml", "x"),
+            ("assets/a.css", "x"),
+            ("secret.env", "TOKEN=x"),
+        ],
+    );
+    let (ok, err) = check(&dir);
+    assert!(!ok, "{err}");
+    for (message, at) in [
+        (
+            "requirement file `req/core.txt` is left out by .dockerignore",
+            "spec.yaml:5:10",
+        ),
+        (
+            "lock file `locks/pylock.toml` is left out by .dockerignore",
+            "spec.yaml:6:16",
+        ),
+        (
+            "system.repositories.key `keys/a.asc` is left out by .dockerignore",
+            "spec.yaml:10:52",
+        ),
+        (
+            "system.repositories.key `keys/gone.asc` is not in the build context",
+            "spec.yaml:11:52",
+        ),
+        (
+            "files.src `conf/app.toml` is left out by .dockerignore",
+            "spec.yaml:13:11",
+        ),
+        (
+            "files.src `conf/gone.toml` is not in the build context",
+            "spec.yaml:14:11",
+        ),
+        (
+            "steps.inputs `secret.env` is left out by .dockerignore",
+            "spec.yaml:16:41",
+        ),
+        (
+            "steps.inputs `gone` is not in the build context",
+            "spec.yaml:16:53",
+        ),
+    ] {
+        assert!(err.contains(message), "{message}: {err}");
+        assert!(err.contains(at), "{message} at {at}: {err}");
+    }
+    assert!(!err.contains("`assets`"), "{err}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// Each context source of the definition leaves out what `.dockerignore` excludes: the
+/// files, the step's inputs, the repository keys and the group's files, as the app's did.
+#[test]
+fn every_context_source_carries_the_dockerignore() {
+    let spec = "version: 1\nname: w\npython: {base: python:3}\n\
+                requirements:\n  core: [core.txt]\n\
+                system:\n  runtime: [libpq5]\n  repositories: [{name: a, url: http://a/apt, suite: s/, key: a.asc}]\n\
+                files: [{src: app.toml, dest: /etc/a.toml}]\n\
+                steps: [{name: s, in: image, run: x, inputs: [assets]}]\n";
+    let dir = context(
+        "sources",
+        spec,
+        &[
+            (".dockerignore", "**/*.env\n"),
+            ("core.txt", "arq\n"),
+            ("a.asc", "k"),
+            ("app.toml", "x"),
+            ("assets/a.css", "x"),
+        ],
+    );
+    let def = llb_with_context(&dir);
+    let locals: Vec<(String, Option<String>)> = graph(&def)
+        .ops
+        .values()
+        .filter_map(|op| match &op.op {
+            Some(kiln::llb::pb::op::Op::Source(s)) if s.identifier.starts_with("local://") => {
+                Some((
+                    s.attrs
+                        .get("local.includepattern")
+                        .cloned()
+                        .unwrap_or_default(),
+                    s.attrs.get("local.excludepatterns").cloned(),
+                ))
+            }
+            _ => None,
+        })
+        .collect();
+    // The apt key, the file and the step's inputs (requirement files reach no source:
+    // kiln writes what it read).
+    assert_eq!(locals.len(), 3, "{locals:?}");
+    for (include, exclude) in &locals {
+        assert_eq!(exclude.as_deref(), Some("[\"**/*.env\"]"), "{include}");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// The on-disk check never leaves the context: an `app.src` that is a symlink out of it
+/// is missing (its target is not listed), a `.dockerignore` that links out is not read,
+/// and a FIFO where a requirement file should be is refused, not waited on.
+#[test]
+fn the_context_check_stays_inside_and_never_blocks() {
+    let spec = "version: 1\nname: w\npython: {base: python:3}\nrequirements:\n  core: [core.txt]\napp: {src: [app, etc]}\n";
+    let dir = context("inside", spec, &[("app/a.py", "x")]);
+    std::os::unix::fs::symlink("/etc", dir.join("etc")).unwrap();
+    std::os::unix::fs::symlink("/etc/hostname", dir.join(".dockerignore")).unwrap();
+    let fifo = dir.join("core.txt");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    // Spawned with a guard: before the fix, opening the FIFO blocked for good.
+    let spec = dir.join("spec.yaml");
+    let mut child = kiln_command(&[
+        "check",
+        spec.to_str().unwrap(),
+        "--context",
+        dir.to_str().unwrap(),
+    ])
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if started.elapsed() > std::time::Duration::from_secs(30) {
+            child.kill().ok();
+            panic!("kiln check blocked on the FIFO");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let err = std::io::read_to_string(child.stderr.take().unwrap()).unwrap();
+    assert!(!status.success(), "{err}");
+    assert!(
+        err.contains("app.src path `etc` is not in the build context"),
+        "{err}"
+    );
+    assert!(
+        err.contains("cannot read `core.txt` in the context: not a regular file"),
+        "{err}"
+    );
+    assert!(!err.contains("app.src path `app`"), "{err}");
+    std::fs::remove_dir_all(&dir).ok();
 }

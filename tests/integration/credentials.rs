@@ -329,7 +329,9 @@ fn the_help_says_where_credentials_go() {
             .contains("build_secrets.netrc")
     );
     assert!(help_of("env: {X: \"{URL}\"}\n").contains("when it starts"));
-    assert!(help_of("steps: [{name: a, run: \"curl {URL}\"}]\n").contains("secrets: [id]"));
+    assert!(
+        help_of("steps: [{name: a, in: image, run: \"curl {URL}\"}]\n").contains("secrets: [id]")
+    );
     assert!(
         help_of("system: {repositories: [{name: r, url: \"{URL}\", suite: s, components: [m], key: k}]}\n")
             .contains("apt")

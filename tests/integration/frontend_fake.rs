@@ -1762,3 +1762,105 @@ async fn the_base_python_is_read_before_a_fetched_lock_is_planned() {
             .any(|q| format!("{:?}", q.definition).contains("read the base's Python"));
     assert!(!probed);
 }
+
+/// Issue 21: the build checks every context path the target reads before any step runs,
+/// in the one solve that checks app.src: a `files` entry not there, a step input that
+/// `.dockerignore` leaves out, each at its line; paths only another variant reads are
+/// not asked for.
+#[tokio::test]
+async fn every_context_path_of_the_target_is_checked_in_one_solve() {
+    let spec = "version: 1\nname: w\npython:\n  base: python:3.12-slim\n\
+                requirements:\n  core: [req.txt]\n\
+                app: {src: [app]}\n\
+                files:\n  - {src: conf/a.toml, dest: /etc/a.toml}\n  - {src: conf/gone.toml, dest: /etc/b.toml}\n\
+                steps:\n  - {name: s, in: image, run: x, inputs: [secret.env, assets]}\n\
+                variants:\n  minimal: {}\n  other: {files: [{src: conf/other.toml, dest: /etc/o.toml}]}\n";
+    let f = fake(MODERN_LLB, MODERN_FRONTEND);
+    {
+        let mut s = f.0.lock().unwrap();
+        s.files
+            .insert("worker.yaml".into(), spec.as_bytes().to_vec());
+        s.files.insert(".dockerignore".into(), b"*.env\n".to_vec());
+        s.missing_paths = vec!["conf/gone.toml".into(), "conf/other.toml".into()];
+    }
+    let r = run(&f, opts(&[("target", "minimal")])).await;
+    let msg = error_message(&r);
+    let lines: Vec<&str> = msg.lines().collect();
+    assert_eq!(lines.len(), 2, "{msg}");
+    assert!(
+        lines[0].starts_with(
+            "worker.yaml:10:11: error: files.src `conf/gone.toml` is not in the build context"
+        ),
+        "{msg}"
+    );
+    assert!(
+        lines[1].starts_with(
+            "worker.yaml:12:43: error: steps.inputs `secret.env` is left out by .dockerignore"
+        ),
+        "{msg}"
+    );
+    let s = f.0.lock().unwrap();
+    let checks: Vec<Vec<String>> = s
+        .solves
+        .iter()
+        .flat_map(|r| ops(r.definition.as_ref().unwrap()))
+        .filter_map(|o| match o.op {
+            Some(pb::op::Op::Source(src)) if src.attrs.contains_key("local.excludepatterns") => {
+                Some(serde_json::from_str(&src.attrs["local.includepattern"]).unwrap())
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        checks,
+        [vec!["app", "conf/a.toml", "conf/gone.toml", "assets"]],
+        "one solve, the target's paths"
+    );
+}
+
+/// Issue 21: what aborted the frontend (a stack overflow kills the process, and BuildKit
+/// reports only its exit) is refused with a spec error: 5,000 chained groups, and a lock
+/// marker nested 20,000 deep, each at its spec line. (The test thread has 2 MiB.)
+#[tokio::test]
+async fn graphs_and_markers_too_deep_are_refused_not_aborted() {
+    let groups: String = (0..5_000)
+        .map(|i| format!("  g{i}: {{packages: [arq]}}\n"))
+        .collect();
+    let f = fake(MODERN_LLB, MODERN_FRONTEND);
+    f.0.lock().unwrap().files.insert(
+        "worker.yaml".into(),
+        format!("version: 1\nname: w\npython: {{base: python:3.12-slim}}\nrequirements:\n{groups}")
+            .into_bytes(),
+    );
+    let msg = error_message(&run(&f, opts(&[])).await);
+    assert!(
+        msg.starts_with(
+            "worker.yaml:69:3: error: variant `default` installs more than 64 requirement groups"
+        ),
+        "{msg}"
+    );
+
+    let marker = format!(
+        "{}python_version > '3'{}",
+        "(".repeat(20_000),
+        ")".repeat(20_000)
+    );
+    let lock = format!(
+        "lock-version = \"1.0\"\ncreated-by = \"t\"\n[[packages]]\nname = \"six\"\nmarker = \"{marker}\"\nwheels = [{{url = \"https://files.pythonhosted.org/six-1.17.0-py2.py3-none-any.whl\", hashes = {{sha256 = \"{}\"}}}}]\n",
+        "0".repeat(64)
+    );
+    let f = fake(MODERN_LLB, MODERN_FRONTEND);
+    {
+        let mut s = f.0.lock().unwrap();
+        s.files.insert(
+            "worker.yaml".into(),
+            b"version: 1\nname: w\npython: {base: python:3.12-slim, version: \"3.12\", installer: uv}\nrequirements:\n  core: {lock: pylock.toml}\n".to_vec(),
+        );
+        s.files.insert("pylock.toml".into(), lock.into_bytes());
+    }
+    let msg = error_message(&run(&f, opts(&[])).await);
+    assert!(
+        msg.starts_with("worker.yaml:5:16: error: cannot read the lock `pylock.toml`: line 5: the marker of package `six` nests parentheses 20000 deep"),
+        "{msg}"
+    );
+}

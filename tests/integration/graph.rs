@@ -819,6 +819,51 @@ fn package_caches_are_scoped_by_base() {
     assert!(pdf.is_disjoint(&bookworm), "{pdf:?} vs {bookworm:?}");
 }
 
+/// Issue 21: a step's cache ids are one per spec (by name), step and directory: `a` with
+/// `/b/c` and `a-b` with `/c` once both mounted `kiln-step-a-b-c`, and two specs on one
+/// engine shared a step's cache by its name alone.
+#[test]
+fn step_cache_ids_are_injective_and_scoped_to_the_spec() {
+    let step_caches = |yaml: &str| -> Vec<String> {
+        let s = load("t.yaml", yaml).unwrap().spec;
+        let mut ids: Vec<String> = graph(&definition(&s, "default", false))
+            .ops
+            .values()
+            .filter_map(|op| match &op.op {
+                Some(pb::op::Op::Exec(e)) => Some(e.mounts.clone()),
+                _ => None,
+            })
+            .flatten()
+            .filter_map(|m| m.cache_opt.map(|c| c.id))
+            .filter(|id| id.starts_with("kiln-step-"))
+            .collect();
+        ids.sort();
+        ids
+    };
+    let spec = |name: &str, steps: &str| {
+        format!("version: 1\nname: {name}\npython: {{base: python:3}}\nsteps:\n{steps}")
+    };
+    let steps = "  - {name: a, in: image, run: x, cache: [/b/c]}\n  - {name: a-b, in: image, run: yy, cache: [/c]}\n";
+    let one = step_caches(&spec("w", steps));
+    assert_eq!(one.len(), 2, "{one:?}");
+    assert_ne!(one[0], one[1]);
+    assert!(
+        one.iter().all(|id| id.starts_with("kiln-step-w-a")),
+        "{one:?}"
+    );
+    let other = step_caches(&spec("v", steps));
+    assert!(
+        one.iter().all(|id| !other.contains(id)),
+        "{one:?} {other:?}"
+    );
+    // The same spec, step and directory (however written) is the same cache.
+    let again = step_caches(&spec(
+        "w",
+        "  - {name: a, in: image, run: z, cache: [/b//c/]}\n  - {name: a-b, in: image, run: yy, cache: [/./c]}\n",
+    ));
+    assert_eq!(one, again);
+}
+
 /// Issue 13: each variant runs its own process (cmd, user, health check, stop signal,
 /// ports on top of the spec-wide ones); `init` puts tini in front and in the runtime apt
 /// step; `volumes` are declared; the spec-wide values reach the variants that keep them.

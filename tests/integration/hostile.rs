@@ -7,7 +7,7 @@ use std::io::Write;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use crate::common::{kiln, kiln_command, temp_tree};
+use crate::common::{image_config, kiln, kiln_command, load, temp_tree};
 
 fn alias_bomb() -> Vec<u8> {
     let mut s = String::from("version: 1\nname: w\na0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
@@ -41,6 +41,11 @@ fn cases() -> Vec<(&'static str, Vec<u8>, &'static str, &'static str)> {
         ("shell in an env name", b"version: 1\nname: w\npython: {base: python:3}\nenv: {\"A;rm -rf /\": x}\n".to_vec(), "invalid environment variable name", ":4:"),
         ("command substitution in a package", b"version: 1\nname: w\npython: {base: python:3}\nsystem: {build: [\"$(curl evil)\"]}\n".to_vec(), "invalid apt package name", ":4:"),
         ("a path escaping the context", b"version: 1\nname: w\npython: {base: python:3}\napp: {src: [\"app/../../etc\"]}\n".to_vec(), "would leave the build context", ":4:13"),
+        // Each group installs on the previous one and each image step stands on the last:
+        // graphs this deep aborted `kiln llb` and the frontend (stack overflow) while
+        // `kiln check` passed them.
+        ("5,000 chained requirement groups", format!("version: 1\nname: w\npython: {{base: python:3}}\nrequirements:\n{}", (0..5_000).map(|i| format!("  g{i}: {{packages: [arq]}}\n")).collect::<String>()).into_bytes(), "variant `default` installs more than 64 requirement groups", ":69:3"),
+        ("6,000 image steps", format!("version: 1\nname: w\npython: {{base: python:3}}\nsteps:\n{}", (0..6_000).map(|i| format!("  - {{name: s{i}, in: image, run: 'true'}}\n")).collect::<String>()).into_bytes(), "more than 100 steps", ":105:5"),
         ("a huge uid", b"version: 1\nname: w\npython: {base: python:3}\nuser: {name: u, uid: 99999999999999999999}\n".to_vec(), "user.uid must be an integer", ":4:22"),
     ]
 }
@@ -281,6 +286,148 @@ fn cli_extends_stays_in_the_spec_directory_and_reads_bounded() {
     assert_eq!(out.status.code(), Some(2));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("allowed"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// What passes the limits builds: 64 chained groups, 100 image steps and a lock marker
+/// nested 32 deep give a definition (the debug binary, whose walks once recursed); a
+/// marker nested 20,000 deep (40 KB) is refused at the spec line, naming the lock's line,
+/// where `kiln llb` used to abort.
+#[test]
+fn deep_graphs_at_the_limits_build_and_deeper_markers_are_refused() {
+    let lock = |depth: usize| {
+        let marker = format!(
+            "{}python_version > '3'{}",
+            "(".repeat(depth),
+            ")".repeat(depth)
+        );
+        format!(
+            "lock-version = \"1.0\"\ncreated-by = \"t\"\n\n[[packages]]\nname = \"six\"\nversion = \"1.17.0\"\nmarker = \"{marker}\"\nwheels = [{{url = \"https://files.pythonhosted.org/six-1.17.0-py2.py3-none-any.whl\", hashes = {{sha256 = \"{}\"}}}}]\n",
+            "0".repeat(64)
+        )
+    };
+    let at_limit = format!(
+        "version: 1\nname: w\npython: {{base: python:3.12-slim, version: \"3.12\", installer: uv}}\nrequirements:\n  lock: {{lock: pylock.toml}}\n{}steps:\n{}",
+        (1..64)
+            .map(|i| format!("  g{i}: {{packages: [arq]}}\n"))
+            .collect::<String>(),
+        (0..100)
+            .map(|i| format!("  - {{name: s{i}, in: image, run: 'true'}}\n"))
+            .collect::<String>()
+    );
+    let dir = temp_tree(
+        "deep",
+        &[
+            ("s.yaml", at_limit.as_str()),
+            ("pylock.toml", lock(32).as_str()),
+            ("deep/s.yaml", at_limit.as_str()),
+            ("deep/pylock.toml", lock(20_000).as_str()),
+        ],
+    );
+    let run = |sub: &str, cmd: &str| {
+        let spec = dir.join(sub).join("s.yaml");
+        let ctx = dir.join(sub);
+        let started = Instant::now();
+        let out = kiln(&[
+            cmd,
+            spec.to_str().unwrap(),
+            "--context",
+            ctx.to_str().unwrap(),
+        ]);
+        assert!(started.elapsed() < Duration::from_secs(60), "{cmd} {sub}");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+            out.stdout.len(),
+        )
+    };
+    let (code, stderr, bytes) = run("", "llb");
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(bytes > 0);
+    for cmd in ["check", "llb"] {
+        let (code, stderr, _) = run("deep", cmd);
+        assert_eq!(code, Some(2), "{cmd}: {stderr}");
+        assert!(
+            stderr.contains("cannot read the lock `pylock.toml`: line 7: the marker of package `six` nests parentheses 20000 deep; kiln reads markers nested at most 32 deep"),
+            "{cmd}: {stderr}"
+        );
+        assert!(stderr.contains("s.yaml:5:16"), "{cmd}: {stderr}");
+        assert!(!stderr.contains("overflow"), "{cmd}: {stderr}");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// Issue 21: the image's env was built by a scan per key, quadratic: 88 000 env keys took
+/// 60 s in `kiln llb` (and the frontend) while `kiln check` took 0.4 s. 60 000 keys over a
+/// base config that sets some of them, in spec order, the base's place kept.
+#[test]
+fn the_image_env_of_60_000_keys_is_built_in_linear_time() {
+    let text = format!(
+        "version: 1\nname: w\npython: {{base: python:3}}\nenv:\n{}",
+        (0..60_000)
+            .map(|i| format!("  K{i}: v{i}\n"))
+            .collect::<String>()
+    );
+    let spec = load("env.yaml", &text).unwrap().spec;
+    let base = serde_json::json!({"config": {"Env": ["K7=base", "PATH=/usr/bin", "LANG=C"]}});
+    let started = Instant::now();
+    let config = image_config(&spec, "default", &base, &Default::default());
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    let env: Vec<&str> = config["config"]["Env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(env.len(), 60_000 + 3);
+    assert_eq!(
+        env[..4],
+        [
+            "K7=v7",
+            "PATH=/opt/venv/bin:/usr/bin",
+            "LANG=C",
+            "VIRTUAL_ENV=/opt/venv"
+        ]
+    );
+}
+
+/// Issue 21: `kiln check --context` matched `.dockerignore` by backtracking:
+/// `*a*a*a*a*b` against a long name took 36 s (and more with each `*a`). Now linear.
+#[test]
+fn a_backtracking_dockerignore_pattern_is_checked_quickly() {
+    let name = "a".repeat(60);
+    let spec = format!("version: 1\nname: w\npython: {{base: python:3}}\napp: {{src: [{name}]}}\n");
+    let ignore = format!("{}b\n", "*a".repeat(12));
+    let file = format!("{name}/{name}.py");
+    let dir = temp_tree(
+        "ignore-backtrack",
+        &[
+            ("s.yaml", spec.as_str()),
+            (".dockerignore", ignore.as_str()),
+            (file.as_str(), "x"),
+        ],
+    );
+    let started = Instant::now();
+    let out = kiln(&[
+        "check",
+        dir.join("s.yaml").to_str().unwrap(),
+        "--context",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );

@@ -290,3 +290,52 @@ fn a_spec_without_groups_is_refused() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Issue 21: `kiln lock` wrote `--build-arg NAME=VALUE` into every lock's header (uv's
+/// `--custom-compile-command`), and a build arg's value may be a token: only the name
+/// goes there. A stand-in `uv` on PATH records the command line kiln gives it.
+#[test]
+fn build_arg_values_stay_out_of_the_lock_header() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = temp_tree(
+        "lock-args",
+        &[
+            (
+                "kiln.yaml",
+                "version: 1\nname: f\nargs: {TOKEN: none}\npython: {base: python:3.12-slim, version: \"3.12\", installer: uv}\nrequirements:\n  core: {packages: [\"anyio\"]}\n",
+            ),
+            (
+                "bin/uv",
+                // uv runs with a scrubbed environment: it writes beside itself.
+                "#!/bin/sh\nif [ \"$1\" = --version ]; then echo 'uv 0.9.7'; exit 0; fi\nprintf '%s\\n' \"$@\" >>\"$(dirname \"$0\")/../uv-args\"\nexit 1\n",
+            ),
+        ],
+    );
+    let uv = dir.join("bin/uv");
+    std::fs::set_permissions(&uv, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let args = dir.join("uv-args");
+    let out = kiln_command(&[
+        "lock",
+        dir.join("kiln.yaml").to_str().unwrap(),
+        "--context",
+        dir.to_str().unwrap(),
+        "--build-arg",
+        "TOKEN=s3cr3t-value",
+    ])
+    .env(
+        "PATH",
+        format!("{}:/usr/bin:/bin", dir.join("bin").display()),
+    )
+    .output()
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let given = std::fs::read_to_string(&args).unwrap_or_default();
+    assert!(
+        given.contains("--custom-compile-command"),
+        "{stderr}\n{given}"
+    );
+    assert!(given.contains("--build-arg TOKEN"), "{given}");
+    assert!(!given.contains("s3cr3t"), "{given}");
+    assert!(!stderr.contains("s3cr3t"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

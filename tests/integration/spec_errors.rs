@@ -619,6 +619,58 @@ fn cases() -> Vec<(String, &'static str, u32, u32)> {
             4,
             51,
         ),
+        // Issue 21: hostile spellings and values.
+        (with("writable: [/./]\n"), "`/./` in writable is a system directory", 5, 12),
+        (with("volumes: [//etc]\n"), "`//etc` in volumes is a system directory", 5, 11),
+        (with("writable: [/etc/.]\n"), "`/etc/.` in writable is a system directory", 5, 12),
+        (with("writable: [/etc/../etc]\n"), "invalid path `/etc/../etc` in writable: `..` is not allowed", 5, 12),
+        (with("writable: [/opt/venv/]\n"), "`/opt/venv` holds or is within the venv `/opt/venv`", 5, 12),
+        (with("volumes: [/opt/venv/lib]\n"), "`/opt/venv/lib` holds or is within the venv `/opt/venv`", 5, 11),
+        (
+            "version: 1\nname: w\npython: {base: python:3, venv: /srv/app/venv}\nwritable: [/srv/app]\n".into(),
+            "`/srv/app` holds or is within the venv `/srv/app/venv`",
+            4,
+            12,
+        ),
+        (with("steps: [{name: a, in: image, run: x, cache: [/./]}]\n"), "`/` in steps.cache", 5, 46),
+        (with("steps: [{name: a, run: x, outputs: [{from: /o, to: /./}]}]\n"), "steps.outputs.to is `/`", 5, 52),
+        (
+            with("system:\n  repositories:\n    - {name: p, url: http://a/apt, suite: s, components: [main], key: \"keys/x.asc trusted=yes\"}\n"),
+            "invalid system.repositories.key `keys/x.asc trusted=yes`",
+            7,
+            71,
+        ),
+        (
+            with("system:\n  repositories:\n    - {name: p, url: http://a/apt, suite: s, components: [main], key: \"k.asc,/etc/apt/trusted.gpg\"}\n"),
+            "invalid system.repositories.key `k.asc,/etc/apt/trusted.gpg`",
+            7,
+            71,
+        ),
+        (
+            with("system:\n  repositories:\n    - {name: p, url: \"http://a/apt [trusted=yes]\", suite: s, components: [main], key: k}\n"),
+            "invalid system.repositories.url",
+            7,
+            22,
+        ),
+        (
+            with("system:\n  repositories:\n    - {name: p, url: http://a/apt, suite: \"s trusted=yes\", components: [main], key: k}\n"),
+            "invalid suite or component `s trusted=yes`",
+            7,
+            43,
+        ),
+        (
+            with("system:\n  repositories:\n    - {name: p, url: http://a/apt, suite: s, components: [\"main]\"], key: k}\n"),
+            "invalid suite or component `main]`",
+            7,
+            59,
+        ),
+        (with("steps: [{name: a, in: image, run: x, inputs: [\"*\"]}]\n"), "steps.inputs `*` names the whole build context", 5, 47),
+        (with("steps: [{name: a, in: image, run: x, inputs: [\"**\"]}]\n"), "steps.inputs `**` names the whole build context", 5, 47),
+        (with("steps: [{name: a, in: image, run: x, inputs: [\"./*/**\"]}]\n"), "steps.inputs `*/**` names the whole build context", 5, 47),
+        (with("steps: [{name: a, in: image, run: x, inputs: [.]}]\n"), "the path names the whole context", 5, 47),
+        (with("steps: [{name: a, in: image, run: x, secrets: [tok]}]\n"), "a step in the image cannot mount secrets", 5, 47),
+        (with("steps: [{name: a, run: x}]\n"), "a builder step without `outputs` would never run", 5, 9),
+        (with("steps: [{name: a, run: x, outputs: []}]\n"), "a builder step without `outputs` would never run", 5, 9),
     ]
 }
 

@@ -13,7 +13,8 @@ pub(super) fn apt(
     opts: &LowerOpts,
     meta: Meta,
 ) -> State {
-    let (sources, unsources, mut mounts) = apt_sources(&step.repositories, opts);
+    let (sources, unsources, mut mounts) =
+        apt_sources(&step.repositories, &step.dockerignore, opts);
     // Debian images ship a hook that empties /var/cache/apt after every install, which
     // would defeat the cache mount: move it aside for this step and put it back.
     let script = format!(
@@ -58,6 +59,7 @@ pub(super) const APT_KEYS: &str = "/kiln/apt-keys";
 /// so a source left behind would break a later `apt-get update`), and the keys' mount.
 pub(super) fn apt_sources(
     repos: &[AptRepository],
+    dockerignore: &[String],
     opts: &LowerOpts,
 ) -> (String, String, Vec<Mount>) {
     if repos.is_empty() {
@@ -82,7 +84,7 @@ pub(super) fn apt_sources(
     let mut keys: Vec<String> = repos.iter().map(|r| r.key.clone()).collect();
     keys.sort();
     keys.dedup();
-    let src = context_source(opts, (keys, vec![]), "", "apt keys");
+    let src = context_source(opts, (keys, dockerignore.to_vec()), "", "apt keys");
     let mount = Mount::Bind {
         dest: APT_KEYS.into(),
         src,

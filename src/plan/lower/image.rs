@@ -162,7 +162,12 @@ pub(super) fn files_layer(on: &State, step: &FinalStep, opts: &LowerOpts, meta: 
     let mut include: Vec<String> = step.files.iter().map(|f| f.src.clone()).collect();
     include.sort();
     include.dedup();
-    let ctx = context_source(opts, (include, vec![]), "", "files source");
+    let ctx = context_source(
+        opts,
+        (include, step.dockerignore.clone()),
+        "",
+        "files source",
+    );
     let mut ops = on.file(meta);
     for f in &step.files {
         if let Some((parent, _)) = f.dest.rsplit_once('/').filter(|(p, _)| !p.is_empty()) {

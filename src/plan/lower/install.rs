@@ -55,7 +55,7 @@ pub(super) fn install(
     if !recipe.reads.is_empty() {
         let files = context_source(
             opts,
-            (recipe.reads.clone(), vec![]),
+            (recipe.reads.clone(), step.dockerignore.clone()),
             &format!("-requirements-{}", step.group),
             &format!("requirements: {}", step.group),
         );

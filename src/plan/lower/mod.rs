@@ -267,7 +267,7 @@ fn lower_stage(
             let on_image = stage.parent.and_then(|p| done[p].config.clone());
             let env = steps::step_env(on_image.as_ref(), &env, step, plan.epoch);
             LoweredStage {
-                state: steps::custom_step(&parent, &step.step, env, opts, meta),
+                state: steps::custom_step(&parent, step, env, opts, meta),
                 layer: None,
                 config: on_image,
             }

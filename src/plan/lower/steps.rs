@@ -7,7 +7,6 @@ use crate::llb::{Exec, Meta, Mount, Sharing, State};
 use crate::plan::config::config_env;
 use crate::plan::shell::quote;
 use crate::plan::{StepStage, VerifyCheck, VerifyStep};
-use crate::spec::CustomStep;
 
 /// A step's environment and working directory: on an image, the image's (and
 /// `SOURCE_DATE_EPOCH`); on the builder, the base's with the venv first on `PATH`.
@@ -47,17 +46,18 @@ pub(super) const STEP_INPUTS: &str = "/kiln/inputs";
 /// its caches and secrets as mounts, and no network unless it asks for it.
 pub(super) fn custom_step(
     on: &State,
-    step: &CustomStep,
+    stage: &StepStage,
     (env, cwd): (Vec<String>, String),
     opts: &LowerOpts,
     meta: Meta,
 ) -> State {
+    let step = &stage.step;
     let mut mounts = vec![];
     let mut cwd = cwd;
     if !step.inputs.is_empty() {
         let src = context_source(
             opts,
-            (step.inputs.clone(), vec![]),
+            (step.inputs.clone(), stage.dockerignore.clone()),
             "",
             &format!("step {} inputs", step.name),
         );
@@ -70,11 +70,7 @@ pub(super) fn custom_step(
     for dir in &step.cache {
         mounts.push(Mount::Cache {
             dest: dir.clone(),
-            id: format!(
-                "kiln-step-{}-{}",
-                step.name,
-                dir.trim_matches('/').replace('/', "-")
-            ),
+            id: step_cache_id(&stage.spec, &step.name, dir),
             sharing: Sharing::Shared,
         });
     }
@@ -94,6 +90,15 @@ pub(super) fn custom_step(
         ..sh(format!("set -eu\n{}", step.run), env, mounts, meta)
     };
     on.run(exec).root()
+}
+
+/// The cache id of a step's cache directory: one per spec (by name), step and directory,
+/// and no two of those share one (`a` + `/b/c` and `a-b` + `/c` once both gave
+/// `kiln-step-a-b-c`): the names, readable, then a hash of the three.
+fn step_cache_id(spec: &str, step: &str, dir: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let hash = Sha256::digest(format!("{spec}\0{step}\0{dir}"));
+    format!("kiln-step-{spec}-{step}-{}", hex::encode(&hash[..8]))
 }
 
 /// Where the verify exec writes its results, in its own result (read with `ReadFile`).

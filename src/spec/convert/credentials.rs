@@ -79,7 +79,7 @@ fn destination(path: &[String]) -> (&'static str, &'static str) {
         ),
         "steps" => (
             "the image's build definition",
-            "write the URL without them; give the step a build secret (`secrets: [id]`, mounted at /run/secrets/<id>) and read them from there",
+            "write the URL without them; give the step a build secret (`secrets: [id]` on a builder step, mounted at /run/secrets/<id>) and read them from there",
         ),
         "system" => (
             "the image's build definition",

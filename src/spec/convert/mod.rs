@@ -26,6 +26,8 @@ use crate::diag::{Diagnostic, Loc, SourceFile, did_you_mean};
 pub(crate) struct Cx {
     pub(crate) diags: Vec<Diagnostic>,
     failed: BTreeSet<Loc>,
+    /// Context paths read so far (`Spec::context_uses`).
+    pub(crate) uses: Vec<ContextUse>,
 }
 
 /// The entries of one mapping, looked up by key.
@@ -274,17 +276,20 @@ impl Cx {
         }
     }
 
-    /// An absolute path in the image (`app.workdir`, `python.venv`).
+    /// An absolute path in the image (`app.workdir`, `python.venv`), normalised.
     pub(crate) fn abs_path(&mut self, node: &Node, what: &str, example: &str) -> Option<String> {
         let s = self.text(node, what)?;
-        if let Err(why) = validate::abs_path(&s.v) {
-            self.err(
-                s.loc,
-                format!("invalid {what} `{}`: {why}", s.v),
-                format!("use an absolute path such as {example}"),
-            );
+        match validate::abs_path(&s.v) {
+            Ok(p) => Some(p),
+            Err(why) => {
+                self.err(
+                    s.loc,
+                    format!("invalid {what} `{}`: {why}", s.v),
+                    format!("use an absolute path such as {example}"),
+                );
+                Some(s.v)
+            }
         }
-        Some(s.v)
     }
 
     fn args(&mut self, node: Option<&Node>, build_args: &BTreeMap<String, String>) -> Vec<Arg> {
@@ -458,6 +463,9 @@ impl Cx {
 
         self.usage_warnings(&groups, &variants);
         let source_date_epoch = self.source_date_epoch(&args, build_args);
+        let mut context_uses = std::mem::take(&mut self.uses);
+        let mut seen = BTreeSet::new();
+        context_uses.retain(|u| seen.insert((u.path.v.clone(), u.path.loc)));
         Some(Spec {
             files,
             name: name?,
@@ -472,6 +480,7 @@ impl Cx {
             default_variant,
             steps,
             source_date_epoch,
+            context_uses,
         })
     }
 }
@@ -488,6 +497,7 @@ pub(crate) fn convert(
     let mut cx = Cx {
         diags: vec![],
         failed: BTreeSet::new(),
+        uses: vec![],
     };
     let args = cx.args(doc.get("args"), build_args);
     let values: BTreeMap<String, String> = args

@@ -115,21 +115,20 @@ impl Cx {
         let Some(node) = node else { return vec![] };
         let mut out = vec![];
         for d in self.list(node, what) {
-            let path = d.v.trim_end_matches('/').to_string();
-            if let Err(why) = validate::abs_path(&d.v) {
-                self.err(
+            match validate::abs_path(&d.v) {
+                Err(why) => self.err(
                     d.loc,
                     format!("invalid path `{}` in {what}: {why}", d.v),
                     "use an absolute directory such as /var/lib/worker",
-                );
-            } else if path.is_empty() || is_system_dir(&path) {
-                self.err(
+                ),
+                // Checked as normalised (`/./`, `//etc`, `/etc/.` are `/` and `/etc`), and
+                // kept so: the owned directory is the one checked.
+                Ok(path) if is_system_dir(&path) => self.err(
                     d.loc,
                     format!("`{}` in {what} is a system directory", d.v),
                     "name a directory of the app's own, such as /var/lib/worker or /data",
-                );
-            } else {
-                out.push(S::new(path, d.loc));
+                ),
+                Ok(path) => out.push(S::new(path, d.loc)),
             }
         }
         out
@@ -159,16 +158,23 @@ impl Cx {
             return None;
         };
         let src = self.context_path(src, &format!("{what}.src"))?;
+        self.uses.push(ContextUse {
+            what: "files.src",
+            path: src.clone(),
+        });
         let dest_s = self.text(dest, &format!("{what}.dest"))?;
-        if let Err(why) = validate::abs_path(&dest_s.v) {
-            self.err(
-                dest_s.loc,
-                format!("invalid {what}.dest `{}`: {why}", dest_s.v),
-                "give the file's absolute path in the image, e.g. /etc/worker/app.toml",
-            );
-            return None;
-        }
-        if dest_s.v.ends_with('/') {
+        let dest_path = match validate::abs_path(&dest_s.v) {
+            Ok(p) => p,
+            Err(why) => {
+                self.err(
+                    dest_s.loc,
+                    format!("invalid {what}.dest `{}`: {why}", dest_s.v),
+                    "give the file's absolute path in the image, e.g. /etc/worker/app.toml",
+                );
+                return None;
+            }
+        };
+        if dest_s.v.ends_with('/') || dest_s.v.ends_with("/.") {
             self.err(
                 dest_s.loc,
                 format!("{what}.dest `{}` is a directory", dest_s.v),
@@ -186,7 +192,7 @@ impl Cx {
             .unwrap_or_default();
         let copy = FileCopy {
             src: src.v,
-            dest: dest_s.v,
+            dest: dest_path,
             mode,
             owner,
         };
@@ -232,11 +238,12 @@ impl Cx {
     }
 }
 
-/// Directories that must stay root's: handing one to the app user would open the system.
+/// Directories that must stay root's (`path` normalised): handing one to the app user
+/// would open the system.
 fn is_system_dir(path: &str) -> bool {
     matches!(
         path,
-        "/bin"
+        "/" | "/bin"
             | "/boot"
             | "/dev"
             | "/etc"
@@ -255,6 +262,14 @@ fn is_system_dir(path: &str) -> bool {
             | "/usr/local/bin"
             | "/usr/sbin"
             | "/var/lib"
+            | "/home"
+            | "/opt"
+            | "/tmp"
+            | "/var/tmp"
+            | "/usr/share"
+            | "/usr/libexec"
+            | "/var/cache"
+            | "/var/log"
     )
 }
 
@@ -312,6 +327,23 @@ impl Cx {
             Some(k) => self.context_path(k, &format!("{what}.key")),
             None => field(self, "key"),
         };
+        let key = key.and_then(|k| match validate::apt_key_path(&k.v) {
+            Ok(()) => {
+                self.uses.push(ContextUse {
+                    what: "system.repositories.key",
+                    path: k.clone(),
+                });
+                Some(k)
+            }
+            Err(why) => {
+                self.err(
+                    k.loc,
+                    format!("invalid {what}.key `{}`: {why}", k.v),
+                    "name the key file by a plain path, e.g. keys/pgdg.asc",
+                );
+                None
+            }
+        });
         let components = f
             .get("components")
             .map(|c| self.list(c, &format!("{what}.components")))

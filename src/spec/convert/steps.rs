@@ -17,12 +17,20 @@ impl Cx {
             );
             return vec![];
         };
+        if let Some(over) = items.get(MAX_STEPS) {
+            self.err(
+                over.loc,
+                format!("more than {MAX_STEPS} steps"),
+                "join steps that belong together into one `run` (each image step is a layer of the image)",
+            );
+        }
         let mut out: Vec<S<CustomStep>> = vec![];
+        let mut names = std::collections::BTreeSet::new();
         for item in items {
             let Some(step) = self.step(item) else {
                 continue;
             };
-            if out.iter().any(|s| s.v.name == step.v.name) {
+            if !names.insert(step.v.name.clone()) {
                 self.err(
                     item.loc,
                     format!("step `{}` is listed twice", step.v.name),
@@ -76,6 +84,26 @@ impl Cx {
             .unwrap_or_default();
         let cache = self.step_dirs(f.get("cache"), "steps.cache");
         let secrets = self.step_secrets(f.get("secrets"));
+        match (place, f.get("secrets"), f.get("outputs")) {
+            // docs/security.md: secret mounts are only in builder steps, so not even their
+            // mount points are in the image's layers.
+            (StepPlace::Image, Some(s), _) if !secrets.is_empty() => self.err(
+                s.loc,
+                "a step in the image cannot mount secrets",
+                "run it in the builder (`in: builder`) and copy what it makes with `outputs`: secrets never touch the image",
+            ),
+            // The image copies only a builder step's outputs: without any, it never runs.
+            (StepPlace::Builder, _, o)
+                if o.is_none_or(|o| matches!(&o.value, Value::Seq(v) if v.is_empty())) =>
+            {
+                self.err(
+                item.loc,
+                "a builder step without `outputs` would never run",
+                "list what it makes in outputs: [{from: /out, to: /app/static}], or run it in the image (`in: image`)",
+            );
+            }
+            _ => {}
+        }
         let network = f
             .get("network")
             .and_then(|n| self.bool(n, "steps.network"))
@@ -109,11 +137,30 @@ impl Cx {
     fn step_inputs(&mut self, node: Option<&Node>) -> Vec<String> {
         let Some(n) = node else { return vec![] };
         match &n.value {
-            Value::Seq(items) => items
-                .iter()
-                .filter_map(|i| self.context_path(i, "steps.inputs"))
-                .map(|s| s.v)
-                .collect(),
+            Value::Seq(items) => {
+                let mut out = vec![];
+                for s in items
+                    .iter()
+                    .filter_map(|i| self.context_path(i, "steps.inputs"))
+                    .collect::<Vec<_>>()
+                {
+                    // `*`, `**`, `*/**`: the whole context, with whatever secrets it holds.
+                    if s.v.split('/').all(|seg| seg.chars().all(|c| c == '*')) {
+                        self.err(
+                            s.loc,
+                            format!("steps.inputs `{}` names the whole build context", s.v),
+                            "name what the step reads, e.g. inputs: [assets/, package.json]: only those enter the step and rerun it when they change",
+                        );
+                        continue;
+                    }
+                    self.uses.push(ContextUse {
+                        what: "steps.inputs",
+                        path: s.clone(),
+                    });
+                    out.push(s.v);
+                }
+                out
+            }
             _ => {
                 self.err(
                     n.loc,
@@ -174,8 +221,10 @@ impl Cx {
                     return None;
                 };
                 let s = self.text(n, &format!("steps.outputs.{key}"))?;
+                // Checked normalised (`/./` is `/`), kept as written: a trailing `/` on
+                // `to` means "into this directory" to the copy.
                 match validate::abs_path(&s.v) {
-                    Ok(()) if s.v.trim_end_matches('/').is_empty() => {
+                    Ok(p) if p == "/" => {
                         self.err(
                             s.loc,
                             format!("steps.outputs.{key} is `/`"),
@@ -183,7 +232,7 @@ impl Cx {
                         );
                         None
                     }
-                    Ok(()) => Some(s.v),
+                    Ok(_) => Some(s.v),
                     Err(why) => {
                         self.err(
                             s.loc,
@@ -207,12 +256,12 @@ impl Cx {
         let mut out = vec![];
         for d in self.list(node, what) {
             match validate::abs_path(&d.v) {
-                Ok(()) if d.v.trim_end_matches('/').is_empty() => self.err(
+                Ok(p) if p == "/" => self.err(
                     d.loc,
                     format!("`/` in {what}"),
                     "name the tool's cache directory, e.g. /root/.cache/huggingface",
                 ),
-                Ok(()) => out.push(d.v),
+                Ok(p) => out.push(p),
                 Err(why) => self.err(
                     d.loc,
                     format!("invalid path `{}` in {what}: {why}", d.v),

@@ -179,6 +179,15 @@ impl Cx {
             Some(r) => self.group_names(r, name, groups),
             None => groups.iter().map(|g| g.name.clone()).collect(),
         };
+        if let Some(over) = groups.get(MAX_GROUPS)
+            && !self.diags.iter().any(|d| d.loc == over.loc)
+        {
+            self.err(
+                over.loc,
+                format!("variant `{name}` installs more than {MAX_GROUPS} requirement groups"),
+                "put requirements that install together into one group (each group is a layer on the previous one)",
+            );
+        }
         // Additive: the spec-wide commands run first, then the variant's own.
         let mut verify = shared.verify.clone();
         if let Some(v) = f.get("verify") {
@@ -192,6 +201,20 @@ impl Cx {
             .process_fields(f, &format!("variants.{name}."))
             .over(&shared.process)
             .finish();
+        // The venv stays root's: the app must not rewrite its own dependencies.
+        for d in process.writable.iter().chain(&process.volumes) {
+            let (dir, venv) = (d.v.as_str(), python.venv.as_str());
+            let related = dir == venv
+                || venv.starts_with(&format!("{}/", dir.trim_end_matches('/')))
+                || dir.starts_with(&format!("{venv}/"));
+            if related && !self.diags.iter().any(|x| x.loc == d.loc) {
+                self.err(
+                    d.loc,
+                    format!("`{dir}` holds or is within the venv `{venv}`, which stays root's"),
+                    "name a directory of the app's own, such as /var/lib/worker or /data",
+                );
+            }
+        }
         let description = f
             .get("description")
             .and_then(|d| self.text(d, "description"))
