@@ -77,7 +77,7 @@ impl Stage {
                 };
                 format!("python:{check} venv {}{tool}", p.toolchain.venv)
             }
-            StageKind::Install(i) => format!("{} install: {}", i.toolchain.installer, i.group),
+            StageKind::Install(i) => format!("{} install: {}", i.tool(), i.group),
             StageKind::Fetch(f) => format!("fetch {}", f.file.filename),
             StageKind::Wheel(w) => format!("wheel from sdist: {} ({})", w.package, w.group),
             StageKind::Layer(l) => format!(

@@ -25,8 +25,9 @@ trap '"$DOCKER" rmi "$RUN_BASE" >/dev/null 2>&1 || true' EXIT
 ARGS=(--build-arg "PYTHON_IMAGE=$RUN_BASE" --build-arg PYTHON_VERSION=3.11 --secret "id=pipca,src=/etc/ssl/certs/ca-certificates.crt")
 IMG=kiln-e2e/projects
 VENV=/opt/venv
-# The install steps' names as kiln prints them: "{installer} install: {group}".
-install_step() { echo "uv install: $1"; }
+# The install steps' names as kiln prints them: "{tool} install: {group}", the tool being
+# the one that decides what is installed (uv, pip, or poetry for a poetry.lock group).
+install_step() { echo "$1 install: $2"; }
 
 # prepare NAME [COPY]: a private copy of examples/NAME at $E2E_WORK/COPY (default NAME) and
 # of specs/NAME.yaml at $E2E_WORK/specs/COPY.yaml with this run's `# syntax=` line.
@@ -85,7 +86,7 @@ CTX="$E2E_WORK/uv"; SPEC="$E2E_WORK/specs/uv.yaml"
 bump_lock "$CTX/uv.lock"
 if dbuild uv-minimal -f "$SPEC" --target minimal -t "$IMG-uv:minimal" "${ARGS[@]}" "$CTX"; then
   ok "uv: minimal builds"
-  check "uv: the core group installed for real in this run" step_ran uv-minimal "$(install_step core)"
+  check "uv: the core group installed for real in this run" step_ran uv-minimal "$(install_step uv core)"
   project_checks "uv minimal" "$IMG-uv:minimal"
   check "uv minimal: no ml extra (numpy)" bash -c "! $DOCKER run --rm $IMG-uv:minimal python -c 'import numpy'"
   check "uv minimal: no gpu group (tabulate)" bash -c "! $DOCKER run --rm $IMG-uv:minimal python -c 'import tabulate'"
@@ -107,8 +108,8 @@ fi
 echo "== uv project: ml (core + the ml extra + the gpu group)"
 if dbuild uv-ml -f "$SPEC" --target ml -t "$IMG-uv:ml" "${ARGS[@]}" "$CTX"; then
   ok "uv: ml builds"
-  check "uv ml: the shared core install was reused (CACHED)" step_cached uv-ml "$(install_step core)"
-  check "uv ml: the ml group installed" step_ran uv-ml "$(install_step ml)"
+  check "uv ml: the shared core install was reused (CACHED)" step_cached uv-ml "$(install_step uv core)"
+  check "uv ml: the ml group installed" step_ran uv-ml "$(install_step uv ml)"
   out=$(drun "$IMG-uv:ml" svc-health)
   assert_contains "uv ml: numpy (the ml extra) present" "$out" "numpy 2."
   assert_contains "uv ml: tabulate (the gpu group) present" "$out" "tabulate 0."
@@ -121,7 +122,7 @@ fi
 echo "== uv project: an app-only edit reruns no dependency install"
 echo "# touched by the e2e test $RUN_ID" >>"$CTX/src/svc/health.py"
 if dbuild uv-app-edit -f "$SPEC" --target minimal -t "$IMG-uv:minimal" "${ARGS[@]}" "$CTX"; then
-  check "uv app edit: [$(install_step core)] CACHED" step_cached uv-app-edit "$(install_step core)"
+  check "uv app edit: [$(install_step uv core)] CACHED" step_cached uv-app-edit "$(install_step uv core)"
   check "uv app edit: the edit is in the installed package" "$DOCKER" run --rm "$IMG-uv:minimal" \
     sh -c "grep -q 'touched by the e2e test $RUN_ID' $VENV/lib/python3.11/site-packages/svc/health.py"
   assert_contains "uv app edit: still healthy" "$(drun "$IMG-uv:minimal" svc-health)" "healthy: svc"
@@ -142,8 +143,8 @@ elif ! (cd "$CTX" && SSL_CERT_FILE="${SSL_CERT_FILE:-/etc/ssl/certs/ca-certifica
   fail "uv re-lock: \`uv lock\` failed: $(tail -n 5 "$E2E_WORK/logs/uv-relock.log")"
 else
   if dbuild uv-relock-ml -f "$SPEC" --target ml -t "$IMG-uv:ml" "${ARGS[@]}" "$CTX"; then
-    check "uv re-lock: [$(install_step core)] CACHED" step_cached uv-relock-ml "$(install_step core)"
-    check "uv re-lock: [$(install_step ml)] ran again" step_ran uv-relock-ml "$(install_step ml)"
+    check "uv re-lock: [$(install_step uv core)] CACHED" step_cached uv-relock-ml "$(install_step uv core)"
+    check "uv re-lock: [$(install_step uv ml)] ran again" step_ran uv-relock-ml "$(install_step uv ml)"
     check "uv re-lock: the new gpu-group package is installed" "$DOCKER" run --rm "$IMG-uv:ml" python -c 'import humanize'
     check "uv re-lock: numpy still there" "$DOCKER" run --rm "$IMG-uv:ml" python -c 'import numpy'
   else
@@ -181,7 +182,7 @@ CTX="$E2E_WORK/poetry"; SPEC="$E2E_WORK/specs/poetry.yaml"
 bump_lock "$CTX/poetry.lock"
 if dbuild poetry-minimal -f "$SPEC" --target minimal -t "$IMG-poetry:minimal" "${ARGS[@]}" "$CTX"; then
   ok "poetry: minimal builds"
-  check "poetry: the main group installed for real in this run" step_ran poetry-minimal "$(install_step main)"
+  check "poetry: the main group installed for real in this run" step_ran poetry-minimal "$(install_step poetry main)"
   project_checks "poetry minimal" "$IMG-poetry:minimal"
   assert_contains "poetry minimal: it is the Poetry build" "$(drun "$IMG-poetry:minimal" svc-health)" "(poetry)"
   check "poetry minimal: no worker group (tabulate)" bash -c "! $DOCKER run --rm $IMG-poetry:minimal python -c 'import tabulate'"
@@ -192,7 +193,7 @@ fi
 echo "== Poetry project: worker (main + the worker group)"
 if dbuild poetry-worker -f "$SPEC" --target worker -t "$IMG-poetry:worker" "${ARGS[@]}" "$CTX"; then
   ok "poetry: worker builds"
-  check "poetry worker: the shared main install was reused (CACHED)" step_cached poetry-worker "$(install_step main)"
+  check "poetry worker: the shared main install was reused (CACHED)" step_cached poetry-worker "$(install_step poetry main)"
   assert_contains "poetry worker: tabulate (the worker group) present" "$(drun "$IMG-poetry:worker" svc-health)" "tabulate 0."
   check "poetry worker: no dev-group package (pytest)" bash -c "! $DOCKER run --rm $IMG-poetry:worker python -c 'import pytest'"
 else
@@ -202,8 +203,8 @@ fi
 echo "== Poetry project: an app-only edit reruns no dependency install"
 echo "# touched by the e2e test $RUN_ID" >>"$CTX/src/svc/serve.py"
 if dbuild poetry-app-edit -f "$SPEC" --target worker -t "$IMG-poetry:worker" "${ARGS[@]}" "$CTX"; then
-  check "poetry app edit: [$(install_step main)] CACHED" step_cached poetry-app-edit "$(install_step main)"
-  check "poetry app edit: [$(install_step worker)] CACHED" step_cached poetry-app-edit "$(install_step worker)"
+  check "poetry app edit: [$(install_step poetry main)] CACHED" step_cached poetry-app-edit "$(install_step poetry main)"
+  check "poetry app edit: [$(install_step poetry worker)] CACHED" step_cached poetry-app-edit "$(install_step poetry worker)"
   check "poetry app edit: the edit is in the installed package" "$DOCKER" run --rm "$IMG-poetry:worker" \
     sh -c "grep -q 'touched by the e2e test $RUN_ID' $VENV/lib/python3.11/site-packages/svc/serve.py"
 else
@@ -230,7 +231,7 @@ CTX="$E2E_WORK/pylock"; SPEC="$E2E_WORK/specs/pylock.yaml"
 bump_lock "$CTX/pylock.toml"
 if dbuild pylock -f "$SPEC" -t "$IMG-pylock:default" "${ARGS[@]}" "$CTX"; then
   ok "pylock: builds"
-  check "pylock: the core group installed for real in this run" step_ran pylock "$(install_step core)"
+  check "pylock: the core group installed for real in this run" step_ran pylock "$(install_step uv core)"
   assert_contains "pylock: healthy (python -m app.health)" "$(drun "$IMG-pylock:default" python -m app.health)" "healthy: pylock-service"
   assert_eq "pylock: runs as uid 10001" "10001" "$(drun "$IMG-pylock:default" id -u)"
   assert_eq "pylock: the locked versions are installed" "0.28.1 2.14.4" \
@@ -243,7 +244,7 @@ fi
 echo "== pylock service: an app-only edit reruns no dependency install"
 echo "# touched by the e2e test $RUN_ID" >>"$CTX/app/health.py"
 if dbuild pylock-app-edit -f "$SPEC" -t "$IMG-pylock:default" "${ARGS[@]}" "$CTX"; then
-  check "pylock app edit: [$(install_step core)] CACHED" step_cached pylock-app-edit "$(install_step core)"
+  check "pylock app edit: [$(install_step uv core)] CACHED" step_cached pylock-app-edit "$(install_step uv core)"
   check "pylock app edit: the edit is in the image" "$DOCKER" run --rm "$IMG-pylock:default" grep -q "touched by the e2e test $RUN_ID" /app/app/health.py
 else
   fail "pylock: rebuild after an app edit: $(tail -n 15 "$E2E_WORK/logs/pylock-app-edit.log")"

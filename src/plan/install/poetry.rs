@@ -23,6 +23,7 @@ pub fn recipe(lock: &Lock, toolchain: &Toolchain) -> Recipe {
         false => lock.groups.iter().map(|g| g.v.clone()).collect(),
     };
     Recipe {
+        tool: "poetry",
         reads: vec![join(project, "pyproject.toml"), lock.path.v.clone()],
         writes: vec![],
         unread: vec![],
