@@ -211,6 +211,22 @@ else
   fail "poetry: rebuild after an app edit: $(tail -n 15 "$E2E_WORK/logs/poetry-app-edit.log")"
 fi
 
+echo "== Poetry project: a poetry.lock edit that leaves main's set alone reruns only the worker group"
+# tabulate (the worker group's one package) loses its sdist's hash: the lock still matches
+# pyproject.toml (\`poetry check --lock\` accepts it), main's export is byte for byte the
+# same, worker's is one hash shorter (its wheel's hash is still checked).
+sed -i '/"tabulate-0.10.0.tar.gz"/d' "$CTX/poetry.lock"
+if grep -q 'tabulate-0.10.0.tar.gz' "$CTX/poetry.lock" || ! grep -q 'tabulate-0.10.0-py3-none-any.whl' "$CTX/poetry.lock"; then
+  fail "poetry lock edit: could not drop tabulate's sdist from poetry.lock"
+elif dbuild poetry-lock-edit -f "$SPEC" --target worker -t "$IMG-poetry:worker" "${ARGS[@]}" "$CTX"; then
+  check "poetry lock edit: [poetry export: main] ran (the lock was read again)" step_ran poetry-lock-edit "poetry export: main"
+  check "poetry lock edit: [$(install_step poetry main)] CACHED" step_cached poetry-lock-edit "$(install_step poetry main)"
+  check "poetry lock edit: [$(install_step poetry worker)] ran again" step_ran poetry-lock-edit "$(install_step poetry worker)"
+  assert_contains "poetry lock edit: tabulate still installed" "$(drun "$IMG-poetry:worker" svc-health)" "tabulate 0."
+else
+  fail "poetry: rebuild after a lock edit: $(tail -n 15 "$E2E_WORK/logs/poetry-lock-edit.log")"
+fi
+
 echo "== Poetry project: a stale lock (a dependency added without \`poetry lock\`) fails the build"
 prepare poetry-project poetry-stale
 sed -i 's/^    "httpx>=0.28",$/    "httpx>=0.28",\n    "humanize>=4",/' "$E2E_WORK/poetry-stale/pyproject.toml"

@@ -11,6 +11,7 @@ use crate::plan::install::{Cache, POETRY_HOME, UV_HOME};
 use crate::plan::shell::quote;
 use crate::plan::{PythonStep, Toolchain};
 use crate::spec::Installer;
+use crate::spec::format::POETRY_PLUGIN_EXPORT_VERSION;
 
 /// The pip kiln puts in every venv it creates with `installer: pip`.
 pub const PIP_VERSION: &str = "25.1.1";
@@ -71,9 +72,13 @@ pub(super) fn python(parent: &State, step: &PythonStep, env: &StepEnv, meta: Met
         }
     }
     if let Some(version) = poetry {
+        // `poetry export` is a plugin in Poetry 2: found by its entry point in Poetry's venv.
         script.push_str(&format!(
-            "\"$PY\" -m venv {POETRY_HOME}\n{POETRY_HOME}/bin/python -m pip install -q {}\n",
-            quote(&format!("poetry=={version}"))
+            "\"$PY\" -m venv {POETRY_HOME}\n{POETRY_HOME}/bin/python -m pip install -q {} {}\n",
+            quote(&format!("poetry=={version}")),
+            quote(&format!(
+                "poetry-plugin-export=={POETRY_PLUGIN_EXPORT_VERSION}"
+            ))
         ));
     }
     parent
