@@ -5,6 +5,7 @@
 //! an apt step or a requirement group that several variants need appears once and BuildKit
 //! runs it once. `lower` turns the stages into LLB; `compile` is the whole way for one target.
 
+pub mod build_hints;
 pub mod config;
 mod fetched;
 pub mod graph;

@@ -279,4 +279,31 @@ else
   check "pylock hash: nothing exported" bash -c "! $DOCKER image inspect $IMG-pylock:hash"
 fi
 
+# ---------------------------------------------------------------------------------------
+echo "== build hints: psycopg2 from its sdist without libpq-dev fails saying what to add"
+# psycopg2 publishes no Linux wheel: uv builds the sdist, whose setup.py stops at once
+# when pg_config is missing (no compiler needed to get there).
+HINT_CTX="$E2E_WORK/hint"; HINT_SPEC="$E2E_WORK/specs/hint.yaml"
+mkdir -p "$HINT_CTX"
+cat >"$HINT_SPEC" <<YAML
+# syntax=$FRONTEND
+version: 1
+name: hint
+args: {PYTHON_IMAGE: python:3.11-slim, PYTHON_VERSION: "3.11"}
+python: {base: "\${PYTHON_IMAGE}", version: "\${PYTHON_VERSION}", installer: uv}
+build_secrets: {ca_bundle: pipca}
+requirements:
+  core: {packages: ["psycopg2==2.9.10"]}
+YAML
+untag "$IMG-hint:default"
+if dbuild hint -f "$HINT_SPEC" -t "$IMG-hint:default" "${ARGS[@]}" "$HINT_CTX"; then
+  fail "build hints: psycopg2 without libpq-dev must fail"
+else
+  out=$(log_of hint)
+  assert_contains "build hints: the step's own output shows psycopg2's error" "$out" "pg_config executable not found"
+  assert_contains "build hints: the error names the step at the group's line and what to add" "$out" \
+    "hint.yaml:8: step \`$(install_step uv core)\` failed: exit code: 100 (its output is in the build log above); kiln: psycopg2 needs pg_config (the PostgreSQL client library): add libpq-dev to system.build and libpq5 to system.runtime"
+  check "build hints: nothing exported" bash -c "! $DOCKER image inspect $IMG-hint:default"
+fi
+
 finish
