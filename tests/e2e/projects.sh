@@ -11,6 +11,7 @@ cd "$(dirname "$0")/../.."
 FRONTEND="${KILN_E2E_FRONTEND:-kiln/frontend:e2e}"
 BASE=kiln-local/python:3.11
 scripts/frontend-image.sh "$FRONTEND" >/dev/null || { echo "cannot build the frontend image"; exit 1; }
+build_progress_reader
 "$DOCKER" image inspect "$BASE" >/dev/null 2>&1 || { echo "no $BASE: run scripts/engine.sh up"; exit 1; }
 
 RUN_ID="$(date +%s%N)"
@@ -225,6 +226,17 @@ elif dbuild poetry-lock-edit -f "$SPEC" --target worker -t "$IMG-poetry:worker" 
   assert_contains "poetry lock edit: tabulate still installed" "$(drun "$IMG-poetry:worker" svc-health)" "tabulate 0."
 else
   fail "poetry: rebuild after a lock edit: $(tail -n 15 "$E2E_WORK/logs/poetry-lock-edit.log")"
+fi
+
+echo "== Poetry project: the same groups installed by pip (python.installer: pip)"
+sed 's/^  installer: uv$/  installer: pip/' "$SPEC" >"$E2E_WORK/specs/poetry-pip.yaml"
+if ! grep -q '^  installer: pip$' "$E2E_WORK/specs/poetry-pip.yaml"; then
+  fail "poetry pip: could not switch the spec to pip"
+elif dbuild poetry-pip -f "$E2E_WORK/specs/poetry-pip.yaml" --target worker -t "$IMG-poetry:pip" "${ARGS[@]}" "$CTX"; then
+  check "poetry pip: [$(install_step poetry main)] ran, with pip" grep -q 'Collecting httpx==' "$E2E_WORK/logs/poetry-pip.log"
+  assert_contains "poetry pip: tabulate (the worker group) present" "$(drun "$IMG-poetry:pip" svc-health)" "tabulate 0."
+else
+  fail "poetry pip: worker builds: $(tail -n 15 "$E2E_WORK/logs/poetry-pip.log")"
 fi
 
 echo "== Poetry project: a stale lock (a dependency added without \`poetry lock\`) fails the build"
