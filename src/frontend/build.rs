@@ -14,6 +14,7 @@ use super::subrequests;
 use crate::context::interpreter::Interpreter;
 use crate::diag::{Diagnostic, Loc, MAX_SHOWN, Severity, SourceFile};
 use crate::llb::{self, Meta, caps, pb, platform};
+use crate::plan::build_hints;
 use crate::plan::lower::{ImageInfo, LowerOpts, PROBE_FILE, interpreter_probe};
 use crate::plan::{CheckKind, Compiled, VerifyCheck, VerifyRun, compile, needs_interpreter};
 use crate::reference;
@@ -350,7 +351,8 @@ pub fn base_platform_mismatch(config: &Value, want: &pb::Platform) -> Option<Str
 /// engine's `errdefs.Vertex` detail names, else the exec whose command the message quotes
 /// (BuildKit 0.8 says `executor failed running [/bin/sh -c ...]`). The position comes
 /// from the definition's source map; an `errdefs.Source` detail is added when the engine
-/// sent none.
+/// sent none. A step wrapped by `build_hints::wrap` that exited with a hint's status gets
+/// the hint after its exit code (`...; kiln: psycopg2 needs pg_config ...`).
 pub fn blame_step(def: &pb::Definition, files: &[SourceFile], mut f: Failure) -> Failure {
     // The engine may name the vertex by another digest than ours (it normalises ops,
     // e.g. their platform, before solving), so an unknown one falls back to the quote.
@@ -401,8 +403,23 @@ pub fn blame_step(def: &pb::Definition, files: &[SourceFile], mut f: Failure) ->
         .or_else(|| engine_said.rsplit_once("]: "))
         .map(|(_, tail)| tail)
         .filter(|tail| tail.starts_with("exit code") && !tail.contains('\n'));
+    // A step that may build from source exits with a hint's own status when its output
+    // showed a missing system package (`build_hints::wrap`): the status is all the
+    // engine passes on, on every BuildKit.
+    let hint = exit
+        .and_then(|tail| {
+            tail.trim_start_matches("exit code")
+                .trim_start_matches(':')
+                .trim()
+                .parse()
+                .ok()
+        })
+        .filter(|_| exec_args(def, &digest).is_some_and(|a| a.contains(build_hints::MARKER)))
+        .and_then(build_hints::for_status)
+        .map(|h| format!("; kiln: {}", h.message()))
+        .unwrap_or_default();
     let said = match exit {
-        Some(code) => format!("{code} (its output is in the build log above)"),
+        Some(code) => format!("{code} (its output is in the build log above){hint}"),
         None => engine_said.to_string(),
     };
     f.message = format!("{position}step `{name}` failed: {said}");
@@ -413,6 +430,20 @@ pub fn blame_step(def: &pb::Definition, files: &[SourceFile], mut f: Failure) ->
         f.details.push(d);
     }
     f
+}
+
+/// The command line of the exec op `digest` in `def`, joined by spaces.
+fn exec_args(def: &pb::Definition, digest: &str) -> Option<String> {
+    use prost::Message;
+    def.def.iter().find_map(|bytes| {
+        if llb::digest_of(bytes) != digest {
+            return None;
+        }
+        match pb::Op::decode(bytes.as_slice()).ok()?.op {
+            Some(pb::op::Op::Exec(e)) => Some(e.meta?.args.join(" ")),
+            _ => None,
+        }
+    })
 }
 
 /// The digest of the exec op whose command line `message` quotes: as is (BuildKit 0.8,

@@ -5,6 +5,7 @@
 //! an apt step or a requirement group that several variants need appears once and BuildKit
 //! runs it once. `lower` turns the stages into LLB; `compile` is the whole way for one target.
 
+pub mod build_hints;
 pub mod config;
 mod fetched;
 pub mod graph;
@@ -77,7 +78,7 @@ impl Stage {
                 };
                 format!("python:{check} venv {}{tool}", p.toolchain.venv)
             }
-            StageKind::Install(i) => format!("{} install: {}", i.toolchain.installer, i.group),
+            StageKind::Install(i) => format!("{} install: {}", i.tool(), i.group),
             StageKind::Fetch(f) => format!("fetch {}", f.file.filename),
             StageKind::Wheel(w) => format!("wheel from sdist: {} ({})", w.package, w.group),
             StageKind::Layer(l) => format!(

@@ -182,6 +182,17 @@ pub struct InstallStep {
     pub dockerignore: Vec<String>,
 }
 
+impl InstallStep {
+    /// The tool that decides what is installed, for the step's name: the recipe's (a
+    /// `poetry.lock` group is Poetry's set, whichever installer runs), else the installer.
+    pub fn tool(&self) -> String {
+        match &self.install {
+            Install::InStep { recipe, .. } => recipe.tool.to_string(),
+            Install::Files | Install::Layers => self.toolchain.installer.to_string(),
+        }
+    }
+}
+
 /// How a group is installed.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Install {

@@ -140,6 +140,9 @@ pub const DEFAULT_PIP_CHECK: bool = true;
 pub const DEFAULT_REQUIRE_HASHES: bool = false;
 /// The Poetry kiln installs in the builder for `poetry.lock` groups.
 pub const POETRY_VERSION: &str = "2.2.1";
+/// The `poetry export` plugin installed beside it (Poetry 2 no longer bundles it); 1.10
+/// needs Poetry >= 2.1.
+pub const POETRY_PLUGIN_EXPORT_VERSION: &str = "1.10.1";
 
 /// An integer key: its inclusive range and its default.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -194,7 +194,8 @@ impl Lock {
 pub enum LockKind {
     /// `uv.lock`, installed exactly as locked by uv (exported to PEP 751 in the build).
     Uv,
-    /// `poetry.lock`, installed with `poetry install --no-root`.
+    /// `poetry.lock`: each group's set exported by Poetry (`poetry export`), then installed
+    /// exactly, hashes checked.
     Poetry,
     /// PEP 751 `pylock.toml` / `pylock.NAME.toml`, read by kiln: its files are fetched by
     /// the engine when every one has a URL and a sha256.

@@ -11,6 +11,7 @@ cd "$(dirname "$0")/../.."
 FRONTEND="${KILN_E2E_FRONTEND:-kiln/frontend:e2e}"
 BASE=kiln-local/python:3.11
 scripts/frontend-image.sh "$FRONTEND" >/dev/null || { echo "cannot build the frontend image"; exit 1; }
+build_progress_reader
 "$DOCKER" image inspect "$BASE" >/dev/null 2>&1 || { echo "no $BASE: run scripts/engine.sh up"; exit 1; }
 
 RUN_ID="$(date +%s%N)"
@@ -25,8 +26,9 @@ trap '"$DOCKER" rmi "$RUN_BASE" >/dev/null 2>&1 || true' EXIT
 ARGS=(--build-arg "PYTHON_IMAGE=$RUN_BASE" --build-arg PYTHON_VERSION=3.11 --secret "id=pipca,src=/etc/ssl/certs/ca-certificates.crt")
 IMG=kiln-e2e/projects
 VENV=/opt/venv
-# The install steps' names as kiln prints them: "{installer} install: {group}".
-install_step() { echo "uv install: $1"; }
+# The install steps' names as kiln prints them: "{tool} install: {group}", the tool being
+# the one that decides what is installed (uv, pip, or poetry for a poetry.lock group).
+install_step() { echo "$1 install: $2"; }
 
 # prepare NAME [COPY]: a private copy of examples/NAME at $E2E_WORK/COPY (default NAME) and
 # of specs/NAME.yaml at $E2E_WORK/specs/COPY.yaml with this run's `# syntax=` line.
@@ -85,7 +87,7 @@ CTX="$E2E_WORK/uv"; SPEC="$E2E_WORK/specs/uv.yaml"
 bump_lock "$CTX/uv.lock"
 if dbuild uv-minimal -f "$SPEC" --target minimal -t "$IMG-uv:minimal" "${ARGS[@]}" "$CTX"; then
   ok "uv: minimal builds"
-  check "uv: the core group installed for real in this run" step_ran uv-minimal "$(install_step core)"
+  check "uv: the core group installed for real in this run" step_ran uv-minimal "$(install_step uv core)"
   project_checks "uv minimal" "$IMG-uv:minimal"
   check "uv minimal: no ml extra (numpy)" bash -c "! $DOCKER run --rm $IMG-uv:minimal python -c 'import numpy'"
   check "uv minimal: no gpu group (tabulate)" bash -c "! $DOCKER run --rm $IMG-uv:minimal python -c 'import tabulate'"
@@ -107,8 +109,8 @@ fi
 echo "== uv project: ml (core + the ml extra + the gpu group)"
 if dbuild uv-ml -f "$SPEC" --target ml -t "$IMG-uv:ml" "${ARGS[@]}" "$CTX"; then
   ok "uv: ml builds"
-  check "uv ml: the shared core install was reused (CACHED)" step_cached uv-ml "$(install_step core)"
-  check "uv ml: the ml group installed" step_ran uv-ml "$(install_step ml)"
+  check "uv ml: the shared core install was reused (CACHED)" step_cached uv-ml "$(install_step uv core)"
+  check "uv ml: the ml group installed" step_ran uv-ml "$(install_step uv ml)"
   out=$(drun "$IMG-uv:ml" svc-health)
   assert_contains "uv ml: numpy (the ml extra) present" "$out" "numpy 2."
   assert_contains "uv ml: tabulate (the gpu group) present" "$out" "tabulate 0."
@@ -121,7 +123,7 @@ fi
 echo "== uv project: an app-only edit reruns no dependency install"
 echo "# touched by the e2e test $RUN_ID" >>"$CTX/src/svc/health.py"
 if dbuild uv-app-edit -f "$SPEC" --target minimal -t "$IMG-uv:minimal" "${ARGS[@]}" "$CTX"; then
-  check "uv app edit: [$(install_step core)] CACHED" step_cached uv-app-edit "$(install_step core)"
+  check "uv app edit: [$(install_step uv core)] CACHED" step_cached uv-app-edit "$(install_step uv core)"
   check "uv app edit: the edit is in the installed package" "$DOCKER" run --rm "$IMG-uv:minimal" \
     sh -c "grep -q 'touched by the e2e test $RUN_ID' $VENV/lib/python3.11/site-packages/svc/health.py"
   assert_contains "uv app edit: still healthy" "$(drun "$IMG-uv:minimal" svc-health)" "healthy: svc"
@@ -142,8 +144,8 @@ elif ! (cd "$CTX" && SSL_CERT_FILE="${SSL_CERT_FILE:-/etc/ssl/certs/ca-certifica
   fail "uv re-lock: \`uv lock\` failed: $(tail -n 5 "$E2E_WORK/logs/uv-relock.log")"
 else
   if dbuild uv-relock-ml -f "$SPEC" --target ml -t "$IMG-uv:ml" "${ARGS[@]}" "$CTX"; then
-    check "uv re-lock: [$(install_step core)] CACHED" step_cached uv-relock-ml "$(install_step core)"
-    check "uv re-lock: [$(install_step ml)] ran again" step_ran uv-relock-ml "$(install_step ml)"
+    check "uv re-lock: [$(install_step uv core)] CACHED" step_cached uv-relock-ml "$(install_step uv core)"
+    check "uv re-lock: [$(install_step uv ml)] ran again" step_ran uv-relock-ml "$(install_step uv ml)"
     check "uv re-lock: the new gpu-group package is installed" "$DOCKER" run --rm "$IMG-uv:ml" python -c 'import humanize'
     check "uv re-lock: numpy still there" "$DOCKER" run --rm "$IMG-uv:ml" python -c 'import numpy'
   else
@@ -183,7 +185,7 @@ CTX="$E2E_WORK/poetry"; SPEC="$E2E_WORK/specs/poetry.yaml"
 bump_lock "$CTX/poetry.lock"
 if dbuild poetry-minimal -f "$SPEC" --target minimal -t "$IMG-poetry:minimal" "${ARGS[@]}" "$CTX"; then
   ok "poetry: minimal builds"
-  check "poetry: the main group installed for real in this run" step_ran poetry-minimal "$(install_step main)"
+  check "poetry: the main group installed for real in this run" step_ran poetry-minimal "$(install_step poetry main)"
   project_checks "poetry minimal" "$IMG-poetry:minimal"
   assert_contains "poetry minimal: it is the Poetry build" "$(drun "$IMG-poetry:minimal" svc-health)" "(poetry)"
   check "poetry minimal: no worker group (tabulate)" bash -c "! $DOCKER run --rm $IMG-poetry:minimal python -c 'import tabulate'"
@@ -194,7 +196,7 @@ fi
 echo "== Poetry project: worker (main + the worker group)"
 if dbuild poetry-worker -f "$SPEC" --target worker -t "$IMG-poetry:worker" "${ARGS[@]}" "$CTX"; then
   ok "poetry: worker builds"
-  check "poetry worker: the shared main install was reused (CACHED)" step_cached poetry-worker "$(install_step main)"
+  check "poetry worker: the shared main install was reused (CACHED)" step_cached poetry-worker "$(install_step poetry main)"
   assert_contains "poetry worker: tabulate (the worker group) present" "$(drun "$IMG-poetry:worker" svc-health)" "tabulate 0."
   check "poetry worker: no dev-group package (pytest)" bash -c "! $DOCKER run --rm $IMG-poetry:worker python -c 'import pytest'"
 else
@@ -204,12 +206,39 @@ fi
 echo "== Poetry project: an app-only edit reruns no dependency install"
 echo "# touched by the e2e test $RUN_ID" >>"$CTX/src/svc/serve.py"
 if dbuild poetry-app-edit -f "$SPEC" --target worker -t "$IMG-poetry:worker" "${ARGS[@]}" "$CTX"; then
-  check "poetry app edit: [$(install_step main)] CACHED" step_cached poetry-app-edit "$(install_step main)"
-  check "poetry app edit: [$(install_step worker)] CACHED" step_cached poetry-app-edit "$(install_step worker)"
+  check "poetry app edit: [$(install_step poetry main)] CACHED" step_cached poetry-app-edit "$(install_step poetry main)"
+  check "poetry app edit: [$(install_step poetry worker)] CACHED" step_cached poetry-app-edit "$(install_step poetry worker)"
   check "poetry app edit: the edit is in the installed package" "$DOCKER" run --rm "$IMG-poetry:worker" \
     sh -c "grep -q 'touched by the e2e test $RUN_ID' $VENV/lib/python3.11/site-packages/svc/serve.py"
 else
   fail "poetry: rebuild after an app edit: $(tail -n 15 "$E2E_WORK/logs/poetry-app-edit.log")"
+fi
+
+echo "== Poetry project: a poetry.lock edit that leaves main's set alone reruns only the worker group"
+# tabulate (the worker group's one package) loses its sdist's hash: the lock still matches
+# pyproject.toml (\`poetry check --lock\` accepts it), main's export is byte for byte the
+# same, worker's is one hash shorter (its wheel's hash is still checked).
+sed -i '/"tabulate-0.10.0.tar.gz"/d' "$CTX/poetry.lock"
+if grep -q 'tabulate-0.10.0.tar.gz' "$CTX/poetry.lock" || ! grep -q 'tabulate-0.10.0-py3-none-any.whl' "$CTX/poetry.lock"; then
+  fail "poetry lock edit: could not drop tabulate's sdist from poetry.lock"
+elif dbuild poetry-lock-edit -f "$SPEC" --target worker -t "$IMG-poetry:worker" "${ARGS[@]}" "$CTX"; then
+  check "poetry lock edit: [poetry export: main] ran (the lock was read again)" step_ran poetry-lock-edit "poetry export: main"
+  check "poetry lock edit: [$(install_step poetry main)] CACHED" step_cached poetry-lock-edit "$(install_step poetry main)"
+  check "poetry lock edit: [$(install_step poetry worker)] ran again" step_ran poetry-lock-edit "$(install_step poetry worker)"
+  assert_contains "poetry lock edit: tabulate still installed" "$(drun "$IMG-poetry:worker" svc-health)" "tabulate 0."
+else
+  fail "poetry: rebuild after a lock edit: $(tail -n 15 "$E2E_WORK/logs/poetry-lock-edit.log")"
+fi
+
+echo "== Poetry project: the same groups installed by pip (python.installer: pip)"
+sed 's/^  installer: uv$/  installer: pip/' "$SPEC" >"$E2E_WORK/specs/poetry-pip.yaml"
+if ! grep -q '^  installer: pip$' "$E2E_WORK/specs/poetry-pip.yaml"; then
+  fail "poetry pip: could not switch the spec to pip"
+elif dbuild poetry-pip -f "$E2E_WORK/specs/poetry-pip.yaml" --target worker -t "$IMG-poetry:pip" "${ARGS[@]}" "$CTX"; then
+  check "poetry pip: [$(install_step poetry main)] ran, with pip" grep -q 'Collecting httpx==' "$E2E_WORK/logs/poetry-pip.log"
+  assert_contains "poetry pip: tabulate (the worker group) present" "$(drun "$IMG-poetry:pip" svc-health)" "tabulate 0."
+else
+  fail "poetry pip: worker builds: $(tail -n 15 "$E2E_WORK/logs/poetry-pip.log")"
 fi
 
 echo "== Poetry project: a stale lock (a dependency added without \`poetry lock\`) fails the build"
@@ -232,7 +261,7 @@ CTX="$E2E_WORK/pylock"; SPEC="$E2E_WORK/specs/pylock.yaml"
 bump_lock "$CTX/pylock.toml"
 if dbuild pylock -f "$SPEC" -t "$IMG-pylock:default" "${ARGS[@]}" "$CTX"; then
   ok "pylock: builds"
-  check "pylock: the core group installed for real in this run" step_ran pylock "$(install_step core)"
+  check "pylock: the core group installed for real in this run" step_ran pylock "$(install_step uv core)"
   assert_contains "pylock: healthy (python -m app.health)" "$(drun "$IMG-pylock:default" python -m app.health)" "healthy: pylock-service"
   assert_eq "pylock: runs as uid 10001" "10001" "$(drun "$IMG-pylock:default" id -u)"
   assert_eq "pylock: the locked versions are installed" "0.28.1 2.14.4" \
@@ -245,7 +274,7 @@ fi
 echo "== pylock service: an app-only edit reruns no dependency install"
 echo "# touched by the e2e test $RUN_ID" >>"$CTX/app/health.py"
 if dbuild pylock-app-edit -f "$SPEC" -t "$IMG-pylock:default" "${ARGS[@]}" "$CTX"; then
-  check "pylock app edit: [$(install_step core)] CACHED" step_cached pylock-app-edit "$(install_step core)"
+  check "pylock app edit: [$(install_step uv core)] CACHED" step_cached pylock-app-edit "$(install_step uv core)"
   check "pylock app edit: the edit is in the image" "$DOCKER" run --rm "$IMG-pylock:default" grep -q "touched by the e2e test $RUN_ID" /app/app/health.py
 else
   fail "pylock: rebuild after an app edit: $(tail -n 15 "$E2E_WORK/logs/pylock-app-edit.log")"
@@ -262,6 +291,33 @@ else
   assert_contains "pylock hash: the engine's fetch of the wheel reports a digest mismatch" "$(log_of pylock-hash)" \
     "step \`fetch anyio-4.16.0-py3-none-any.whl\` failed: digest mismatch"
   check "pylock hash: nothing exported" bash -c "! $DOCKER image inspect $IMG-pylock:hash"
+fi
+
+# ---------------------------------------------------------------------------------------
+echo "== build hints: psycopg2 from its sdist without libpq-dev fails saying what to add"
+# psycopg2 publishes no Linux wheel: uv builds the sdist, whose setup.py stops at once
+# when pg_config is missing (no compiler needed to get there).
+HINT_CTX="$E2E_WORK/hint"; HINT_SPEC="$E2E_WORK/specs/hint.yaml"
+mkdir -p "$HINT_CTX"
+cat >"$HINT_SPEC" <<YAML
+# syntax=$FRONTEND
+version: 1
+name: hint
+args: {PYTHON_IMAGE: python:3.11-slim, PYTHON_VERSION: "3.11"}
+python: {base: "\${PYTHON_IMAGE}", version: "\${PYTHON_VERSION}", installer: uv}
+build_secrets: {ca_bundle: pipca}
+requirements:
+  core: {packages: ["psycopg2==2.9.10"]}
+YAML
+untag "$IMG-hint:default"
+if dbuild hint -f "$HINT_SPEC" -t "$IMG-hint:default" "${ARGS[@]}" "$HINT_CTX"; then
+  fail "build hints: psycopg2 without libpq-dev must fail"
+else
+  out=$(log_of hint)
+  assert_contains "build hints: the step's own output shows psycopg2's error" "$out" "pg_config executable not found"
+  assert_contains "build hints: the error names the step at the group's line and what to add" "$out" \
+    "hint.yaml:8: step \`$(install_step uv core)\` failed: exit code: 100 (its output is in the build log above); kiln: psycopg2 needs pg_config (the PostgreSQL client library): add libpq-dev to system.build and libpq5 to system.runtime"
+  check "build hints: nothing exported" bash -c "! $DOCKER image inspect $IMG-hint:default"
 fi
 
 finish

@@ -573,6 +573,44 @@ fn a_wheel_build_never_mounts_the_netrc() {
     }
 }
 
+/// Issue 22: the steps that may compile a sdist (each wheel build, an in-step install)
+/// run their command through the build hints' wrapper, so a missing system package ends
+/// with its hint; the offline installs of built wheels build nothing and are left alone.
+#[test]
+fn steps_that_may_build_from_source_end_with_a_hint() {
+    use kiln::plan::build_hints::MARKER;
+    let script = |o: &Value| {
+        o["op"]["exec"]["meta"]["args"][2]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let lock = sdist_lock(2, "https://files.pythonhosted.org/packages");
+    let def = llb_of("fetched-hints", SDIST_SPEC, &[("pylock.toml", &lock)], &[]);
+    let builds = execs(&def, "wheel from sdist: ");
+    assert_eq!(builds.len(), 2);
+    for b in builds {
+        assert!(script(b).contains(MARKER), "{}", name(b));
+    }
+    let installs = execs(&def, "uv install: core");
+    assert!(!installs.is_empty());
+    for i in installs {
+        assert!(!script(i).contains(MARKER), "{}", name(i));
+    }
+    // A lock the engine cannot fetch installs in its step, from the index: wrapped.
+    let spec = "version: 1\nname: s\npython: {base: python:3.12-slim, version: \"3.12\", installer: uv}\nrequirements: {core: {lock: pylock.toml}}\n";
+    let lock = sdist_lock(1, "https://localhost/x");
+    let def = llb_of(
+        "fetched-hints-in-step",
+        spec,
+        &[("pylock.toml", &lock)],
+        &[],
+    );
+    let installs = execs(&def, "uv install: core");
+    assert_eq!(installs.len(), 1);
+    assert!(script(installs[0]).contains(MARKER));
+}
+
 /// Issue 21: the engine fetches HTTP sources from its own host's network, so a lock's
 /// file at a loopback or link-local address, or over plain http, is not fetched by it
 /// (the group installs in its step, with the warning) unless the spec names that host as

@@ -33,6 +33,8 @@ struct State {
     returned: Option<gw::ReturnRequest>,
     /// Solves whose exec args contain any of these fail.
     fail_solves_containing: Vec<String>,
+    /// The exit status such a failed exec reports (100 when unset: apt's).
+    fail_status: Option<i32>,
     /// Evaluated solves take this long; the most seen in flight at once is recorded.
     evaluate_delay: Option<std::time::Duration>,
     in_flight: usize,
@@ -100,13 +102,15 @@ fn digest_of(bytes: &[u8]) -> String {
 
 /// How an engine reports a failed exec: BuildKit >= 0.10 quotes the command Go-style and
 /// attaches `errdefs.Vertex` (JSON under its typeurl); 0.8 prints the args in brackets.
-fn engine_failure(digest: &str, args: &str, details: bool) -> Status {
+fn engine_failure(digest: &str, args: &str, details: bool, code: i32) -> Status {
     if !details {
-        return Status::unknown(format!("executor failed running [{args}]: exit code: 100"));
+        return Status::unknown(format!(
+            "executor failed running [{args}]: exit code: {code}"
+        ));
     }
     let status = Rpc {
         code: tonic::Code::Unknown as i32,
-        message: format!("process {args:?} did not complete successfully: exit code: 100"),
+        message: format!("process {args:?} did not complete successfully: exit code: {code}"),
         details: vec![
             RpcAny {
                 type_url: "github.com/moby/buildkit/errdefs.Vertex+json".into(),
@@ -197,7 +201,8 @@ impl LlbBridge for Fake {
                 } else {
                     digest
                 };
-                return Err(engine_failure(&digest, &args, s.errdefs_details));
+                let code = s.fail_status.unwrap_or(100);
+                return Err(engine_failure(&digest, &args, s.errdefs_details, code));
             }
         }
         let results = req
@@ -1146,6 +1151,61 @@ fn spec_with(f: &Fake, from: &str, to: &str) {
         .unwrap()
         .files
         .insert("worker.yaml".into(), spec.into_bytes());
+}
+
+/// Issue 22: an install that failed building a sdist for want of a system package exits
+/// with that hint's status; the build's error names the step at the group's line and
+/// ends with what to add, on old and new engines alike. The same status from a step that
+/// is not wrapped (apt), or another status from the install, adds nothing.
+#[tokio::test]
+async fn a_failed_sdist_build_ends_with_what_to_add() {
+    use kiln::plan::build_hints::{FIRST_STATUS, HINTS, MARKER};
+    let pg = HINTS
+        .iter()
+        .position(|h| h.needles.contains(&"pg_config executable not found"))
+        .unwrap() as i32;
+    for (frontend, details, unknown) in [
+        (MODERN_FRONTEND, true, false),
+        (MODERN_FRONTEND, true, true),
+        (OLD_FRONTEND, false, false),
+    ] {
+        for (needle, status, want) in [
+            (
+                MARKER,
+                FIRST_STATUS + pg,
+                format!(
+                    "worker.yaml:9: step `pip install: core` failed: exit code: {} (its output is in the build log above); kiln: psycopg2 needs pg_config (the PostgreSQL client library): add libpq-dev to system.build and libpq5 to system.runtime",
+                    FIRST_STATUS + pg
+                ),
+            ),
+            (
+                MARKER,
+                1,
+                "worker.yaml:9: step `pip install: core` failed: exit code: 1 (its output is in the build log above)".to_string(),
+            ),
+            (
+                "libpq5",
+                FIRST_STATUS + pg,
+                format!(
+                    "worker.yaml:7: step `apt runtime: libpq5` failed: exit code: {} (its output is in the build log above)",
+                    FIRST_STATUS + pg
+                ),
+            ),
+        ] {
+            let f = fake(MODERN_LLB, frontend);
+            {
+                let mut s = f.0.lock().unwrap();
+                s.fail_solves_containing = vec![needle.into()];
+                s.fail_status = Some(status);
+                s.errdefs_details = details;
+                s.unknown_vertex_only = unknown;
+            }
+            let r = run(&f, opts(&[])).await;
+            assert_eq!(error_message(&r), want, "details {details}, unknown {unknown}");
+            let line = if needle == MARKER { 9 } else { 7 };
+            assert_eq!(sources_of(&r)[0].ranges[0].start.line, line);
+        }
+    }
 }
 
 /// Issue 10, 1: a failing apt step with a verify list is that step's failure (its name

@@ -788,6 +788,107 @@ fn a_uv_lock_group_installs_exactly_what_its_export_wrote() {
     assert_eq!(installs, 2);
 }
 
+/// Issue 22: a Poetry group's install mounts only what `poetry export` wrote for it (no
+/// context file: a lock edit that leaves the group's set alone leaves the install's
+/// inputs alone), installs it with hashes checked and nothing resolved, with either
+/// installer, and both steps are named after Poetry.
+#[test]
+fn a_poetry_group_installs_exactly_what_poetry_exported() {
+    let path = format!("{ROOT}/specs/poetry-project.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    for (installer, install) in [
+        (
+            "uv",
+            "uv pip install --python /opt/venv/bin/python --require-hashes --no-deps -r /kiln/export/requirements.txt",
+        ),
+        (
+            "pip",
+            "/opt/venv/bin/python -m pip install --require-hashes --no-deps -r /kiln/export/requirements.txt",
+        ),
+    ] {
+        let yaml = text.replace("installer: uv", &format!("installer: {installer}"));
+        let s = load("poetry-project.yaml", &yaml).unwrap().spec;
+        let def = definition(&s, "worker", false);
+        let g = graph(&def);
+        let name_of = |digest: &str| {
+            def.metadata[digest].description["llb.customname"]
+                .split(" (")
+                .next()
+                .unwrap()
+                .to_string()
+        };
+        let mut seen = vec![];
+        for (digest, op) in &g.ops {
+            let Some(pb::op::Op::Exec(e)) = &op.op else {
+                continue;
+            };
+            let script = exec_script(op).unwrap();
+            if !script.contains(install) {
+                continue;
+            }
+            assert!(
+                !e.mounts.iter().any(|m| m.dest == "/kiln/req"),
+                "{installer}: the install mounts no context files"
+            );
+            for m in e.mounts.iter().filter(|m| m.input >= 0) {
+                let src = &g.ops[&op.inputs[m.input as usize].digest];
+                if let Some(pb::op::Op::Source(so)) = &src.op {
+                    assert!(
+                        !so.identifier.starts_with("local://"),
+                        "{installer}: a context source mounted into the install: {so:?}"
+                    );
+                }
+            }
+            let export_mount = e
+                .mounts
+                .iter()
+                .find(|m| m.dest == "/kiln/export")
+                .expect("the export mounted");
+            assert!(
+                export_mount.readonly,
+                "{installer}: read-only, keyed by content"
+            );
+            let input = &op.inputs[export_mount.input as usize];
+            let export = &g.ops[&input.digest];
+            let Some(pb::op::Op::Exec(x)) = &export.op else {
+                panic!("{installer}: the export is an exec's output")
+            };
+            // The install reads the output the export wrote to /kiln/export.
+            let written = x
+                .mounts
+                .iter()
+                .find(|m| m.output == input.index)
+                .expect("the export's output");
+            assert_eq!(written.dest, "/kiln/export");
+            let export_script = exec_script(export).unwrap();
+            let group = name_of(&input.digest)
+                .strip_prefix("poetry export: ")
+                .unwrap_or_else(|| panic!("{installer}: {}", name_of(&input.digest)))
+                .to_string();
+            assert!(
+                export_script.contains(&format!(
+                    "/opt/kiln-poetry/bin/poetry export --no-interaction --no-ansi --format requirements.txt --only {group} --output /kiln/export/requirements.txt"
+                )),
+                "{installer}: {export_script}"
+            );
+            assert_eq!(name_of(digest), format!("poetry install: {group}"));
+            // The export alone reads the project's files, and only those two.
+            let req = x.mounts.iter().find(|m| m.dest == "/kiln/req").unwrap();
+            let Some(pb::op::Op::Source(so)) = &g.ops[&export.inputs[req.input as usize].digest].op
+            else {
+                panic!("{installer}: the export reads a context source")
+            };
+            assert_eq!(
+                so.attrs["local.includepattern"],
+                r#"["pyproject.toml","poetry.lock"]"#
+            );
+            seen.push(group);
+        }
+        seen.sort();
+        assert_eq!(seen, ["main", "worker"], "{installer}");
+    }
+}
+
 /// Package caches are scoped by base and platform: a wheel built against one base's
 /// libraries is never offered to another base, while variants on one base share.
 #[test]

@@ -40,6 +40,9 @@ pub fn in_mount(path: &str) -> String {
 /// A group's install in its step, as data.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Recipe {
+    /// The tool that decides what is installed (`uv`, `pip`, `poetry`): the step is named
+    /// after it (`poetry install: main`), whichever installer runs the command.
+    pub tool: &'static str,
     /// The context files the step reads, mounted at `REQ_MOUNT` from a source that holds
     /// only them: only these invalidate it. Empty: no context file is mounted.
     pub reads: Vec<String>,

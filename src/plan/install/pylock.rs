@@ -13,6 +13,7 @@ use crate::spec::{Lock, Variant};
 pub fn recipe(lock: &Lock, toolchain: &Toolchain) -> Recipe {
     let python = format!("{}/bin/python", toolchain.venv);
     Recipe {
+        tool: "uv",
         reads: vec![lock.path.v.clone()],
         writes: vec![],
         unread: vec![],

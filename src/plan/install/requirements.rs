@@ -131,7 +131,7 @@ impl Requirements {
     pub fn recipe(self, toolchain: &Toolchain, pip: &PipOptions) -> Recipe {
         let python = format!("{}/bin/python", toolchain.venv);
         let build = |_: &str| in_mount(BUILD_CONSTRAINTS_TXT);
-        let (command, cache) = match toolchain.installer {
+        let (command, cache, tool) = match toolchain.installer {
             Installer::Pip => {
                 let (mut args, env) = flags::pip_build_options(pip, build);
                 args.extend(flags::index(pip));
@@ -147,17 +147,18 @@ impl Requirements {
                     pip.retries,
                     join(&args)
                 );
-                (command, Cache::Pip)
+                (command, Cache::Pip, "pip")
             }
             Installer::Uv => {
                 let mut args = flags::index(pip);
                 args.extend(flags::uv_build_options(pip, build));
                 args.extend(self.inputs(in_mount));
                 let command = format!("uv pip install --python {} {}", quote(&python), join(&args));
-                (command, Cache::Uv)
+                (command, Cache::Uv, "uv")
             }
         };
         Recipe {
+            tool,
             reads: vec![],
             writes: self.files(),
             unread: self.unread,

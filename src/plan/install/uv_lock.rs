@@ -57,6 +57,7 @@ pub fn recipe(lock: &Lock, ctx: &ContextInfo, toolchain: &Toolchain) -> Recipe {
     ]);
     let python = format!("{}/bin/python", toolchain.venv);
     Recipe {
+        tool: "uv",
         reads,
         writes: vec![],
         unread: vec![],

@@ -8,6 +8,7 @@ use super::image::dir_copy;
 use super::install::{check_command, drop_uv_lock};
 use super::{LowerOpts, StepEnv, cache_mount, installer_env, own_vertices, secret_setup, sh};
 use crate::llb::{self, Exec, Meta, Mount, State};
+use crate::plan::build_hints;
 use crate::plan::install::{Cache, flags};
 use crate::plan::shell::quote;
 use crate::plan::{CheckStep, FetchStep, InstallStep, LayerStep, Toolchain, WheelStep, fetched};
@@ -76,7 +77,7 @@ pub(super) fn build_wheel(
     ]);
     builder
         .run(sh(
-            format!("set -eu\n{secret_script}{command}\n"),
+            format!("set -eu\n{secret_script}{}", build_hints::wrap(&command)),
             installer_env(&env.vars, &step.toolchain, Some(&step.pip)),
             mounts,
             meta,

@@ -5,6 +5,7 @@ use super::{
     StepEnv, cache_mount, context_source, installer_env, links_stay_inside, secret_setup, sh,
 };
 use crate::llb::{self, Meta, Mount, State};
+use crate::plan::build_hints;
 use crate::plan::install::{Cache, EXPORT_MOUNT, Export, REQ_MOUNT, Recipe, flags};
 use crate::plan::shell::quote;
 use crate::plan::{InstallStep, LowerOpts, PipOptions, ProjectStep, Toolchain};
@@ -77,7 +78,11 @@ pub(super) fn install(
         }
     }
     mounts.push(cache_mount(recipe.cache, &env.cache));
-    let mut script = format!("set -eu\n{links}{secret_script}{}\n", recipe.command);
+    // The installer may build a sdist: a missing system package ends with its hint.
+    let mut script = format!(
+        "set -eu\n{links}{secret_script}{}",
+        build_hints::wrap(&recipe.command)
+    );
     if step.pip.check {
         script.push_str(&format!("{}\n", check_command(installer, venv)));
     }

@@ -12,6 +12,7 @@ use crate::plan::install::{Cache, POETRY_HOME, UV_HOME};
 use crate::plan::shell::quote;
 use crate::plan::{PythonStep, Toolchain};
 use crate::spec::Installer;
+use crate::spec::format::POETRY_PLUGIN_EXPORT_VERSION;
 
 /// Where the installer's wheel (the stage's `File` input) is mounted.
 const INSTALLER_MOUNT: &str = "/kiln/installer";
@@ -107,9 +108,13 @@ pub(super) fn python(
         });
     }
     if let Some(version) = poetry {
+        // `poetry export` is a plugin in Poetry 2: found by its entry point in Poetry's venv.
         script.push_str(&format!(
-            "\"$PY\" -m venv {POETRY_HOME}\n{POETRY_HOME}/bin/python -m pip install -q {}\n",
-            quote(&format!("poetry=={version}"))
+            "\"$PY\" -m venv {POETRY_HOME}\n{POETRY_HOME}/bin/python -m pip install -q {} {}\n",
+            quote(&format!("poetry=={version}")),
+            quote(&format!(
+                "poetry-plugin-export=={POETRY_PLUGIN_EXPORT_VERSION}"
+            ))
         ));
     }
     let exec = Exec {
