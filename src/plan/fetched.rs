@@ -71,13 +71,20 @@ impl Layered {
         }
     }
 
-    /// A layer on top (its stage is a `Layer`, or a `Project` whose install is one).
+    /// A layer on top (its stage is a `Layer`).
     pub fn push(&mut self, stage: StageId, packages: Vec<(String, String)>, bytes: u64) {
         self.layers.push(Layer {
             stage,
             packages,
             bytes,
         });
+    }
+
+    /// The venv to check, as a check stage reads it: the empty venv (its parent) and every
+    /// layer so far (`Layer` inputs, merged on it).
+    pub fn venv_inputs(&self) -> (StageId, Vec<(Role, StageId)>) {
+        let layers = self.layers.iter().map(|l| (Role::Layer, l.stage)).collect();
+        (self.empty, layers)
     }
 
     /// What the image takes: the empty venv, each check (it waits for the verdicts) and
@@ -301,8 +308,8 @@ impl Builder<'_> {
                 group: group.name.to_string(),
                 toolchain: group.toolchain.clone(),
             };
-            let layers = venv.layers.iter().map(|l| (Role::Layer, l.stage)).collect();
-            let check = self.add(StageKind::Check(step), Some(venv.empty), layers, group.loc);
+            let (empty, layers) = venv.venv_inputs();
+            let check = self.add(StageKind::Check(step), Some(empty), layers, group.loc);
             venv.checks.push(check);
         }
         Ok((Install::Layers, added))

@@ -11,10 +11,11 @@ fn shape(kind: &StageKind) -> &'static str {
         | StageKind::Install(_)
         | StageKind::Wheel(_)
         | StageKind::Layer(_)
+        | StageKind::ProjectWheel(_)
         | StageKind::Project(_)
         | StageKind::Step(_) => "box",
         StageKind::Final { .. } => "doubleoctagon",
-        StageKind::Verify { .. } | StageKind::Check(_) => "note",
+        StageKind::Verify { .. } | StageKind::Check(_) | StageKind::ProjectCheck(_) => "note",
     }
 }
 

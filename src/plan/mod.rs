@@ -11,6 +11,7 @@ mod fetched;
 pub mod graph;
 pub mod install;
 pub mod lower;
+mod project;
 pub mod shell;
 mod stage;
 
@@ -88,10 +89,15 @@ impl Stage {
                 fetched::packages_label(&l.packages)
             ),
             StageKind::Check(c) => format!("check: {}", c.group),
+            StageKind::ProjectWheel(p) => format!("wheel from project: {}", shown(&p.dir)),
             StageKind::Project(p) => {
-                let dir = if p.dir.is_empty() { "." } else { &p.dir };
-                format!("{} install: project {dir}", p.toolchain.installer)
+                format!(
+                    "{} install: project {}",
+                    p.toolchain.installer,
+                    shown(&p.dir)
+                )
             }
+            StageKind::ProjectCheck(p) => format!("check: project {}", shown(&p.dir)),
             StageKind::Final(f) => format!("image {}", f.variant),
             StageKind::Step(s) => {
                 let place = match s.step.place {
@@ -120,6 +126,11 @@ impl Stage {
             }
         }
     }
+}
+
+/// A context directory for a label (`.` for the context itself).
+fn shown(dir: &str) -> &str {
+    if dir.is_empty() { "." } else { dir }
 }
 
 /// What one variant's image is made of.
@@ -384,29 +395,17 @@ impl Builder<'_> {
             python_loc,
         );
         let first = (builder != base).then_some((builder, python));
-        let (mut venv, mut layered) = self.installs(spec, v, &toolchain, first, python);
-        if let Some(dir) = spec.app.as_ref().and_then(|a| a.project.as_ref()) {
-            let step = ProjectStep {
-                dir: dir.v.clone(),
-                exclude: self.app_exclude(spec),
-                pip: PipOptions::of(v),
-                toolchain: toolchain.clone(),
-                secrets: spec.secrets.clone(),
-            };
-            // With no group to install, the venv still has to reach the builder.
-            let (on, inputs) = match first {
-                Some((builder, python)) if venv == python => {
-                    (builder, vec![(Role::Toolchain, python)])
-                }
-                _ => (venv, vec![]),
-            };
-            venv = self.add(StageKind::Project(step), Some(on), inputs, dir.loc);
-            if let Some(l) = &mut layered {
-                // The project changes with the app: size 0 puts it on top.
-                l.push(venv, vec![], 0);
-            }
-        }
-        let image = self.custom_steps(spec, v, runtime, (venv, layered.as_ref()));
+        let (venv, layered) = self.installs(spec, v, &toolchain, first, python);
+        let project = spec
+            .app
+            .as_ref()
+            .and_then(|a| a.project.as_ref())
+            .map(|dir| {
+                let wheel_on = wheel_on(first, python);
+                let venv = (venv, layered.as_ref());
+                self.project(spec, v, dir, &toolchain, (&wheel_on, python), venv)
+            });
+        let image = self.custom_steps(spec, v, runtime, (venv, layered.as_ref()), project);
         // Every check runs on the image itself, all at once in one container.
         let (checks, verify_locs) = verify_checks(v);
         let verify = (!checks.is_empty()).then(|| {
@@ -440,12 +439,7 @@ impl Builder<'_> {
         python: StageId,
     ) -> (StageId, Option<fetched::Layered>) {
         let pip = PipOptions::of(v);
-        // Where a sdist is built into a wheel: the builder with the venv, else the Python
-        // stage.
-        let wheel_on = match first {
-            Some((builder, python)) => (builder, vec![(Role::Toolchain, python)]),
-            None => (python, vec![]),
-        };
+        let wheel_on = wheel_on(first, python);
         let mut layered = (!v.groups.is_empty()).then(|| fetched::Layered::new(python));
         let mut venv = python;
         for (i, name) in v.groups.iter().enumerate() {
@@ -517,14 +511,16 @@ impl Builder<'_> {
         out
     }
 
-    /// The image on `runtime` with the venv from `venv`: the builder steps stand on the
-    /// venv (their outputs go into the image), the image steps on the image, in order.
+    /// The image on `runtime` with the venv from `venv` and the project on it (its layer
+    /// last, and its check): the builder steps stand on the venv with the project (their
+    /// outputs go into the image), the image steps on the image, in order.
     fn custom_steps(
         &mut self,
         spec: &Spec,
         v: &Variant,
         runtime: StageId,
         (venv, layered): (StageId, Option<&fetched::Layered>),
+        project: Option<project::Project>,
     ) -> StageId {
         let stage = |s: &S<spec::CustomStep>| {
             let kind = StepStage {
@@ -541,9 +537,14 @@ impl Builder<'_> {
             Some(l) => l.image_inputs(),
             None => vec![(Role::Venv, venv)],
         };
+        let with_project: Vec<(Role, StageId)> =
+            project.iter().map(|p| (Role::Project, p.install)).collect();
+        inputs.extend(with_project.iter().copied());
+        inputs.extend(project.and_then(|p| p.check).map(|c| (Role::Check, c)));
         for s in spec.steps.iter().filter(place(spec::StepPlace::Builder)) {
             let (kind, loc) = stage(s);
-            inputs.push((Role::Outputs, self.add(kind, Some(venv), vec![], loc)));
+            let step = self.add(kind, Some(venv), with_project.clone(), loc);
+            inputs.push((Role::Outputs, step));
         }
         let mut final_step = final_step(spec, v, self.app_exclude(spec));
         if !final_step.files.is_empty() {
@@ -581,6 +582,19 @@ impl Builder<'_> {
             },
         };
         self.add(StageKind::Apt(step), Some(base), vec![], first.loc)
+    }
+}
+
+/// Where a stage runs: the stage it starts from, and the inputs it takes there.
+type On = (StageId, Vec<(Role, StageId)>);
+
+/// Where a wheel is built (a sdist's or the project's): the builder with the Python stage's
+/// venv copied in (`first`: builder and Python stage, when there are build packages), else
+/// the Python stage.
+fn wheel_on(first: Option<(StageId, StageId)>, python: StageId) -> On {
+    match first {
+        Some((builder, python)) => (builder, vec![(Role::Toolchain, python)]),
+        None => (python, vec![]),
     }
 }
 

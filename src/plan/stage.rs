@@ -28,9 +28,20 @@ pub enum StageKind {
     Layer(LayerStep),
     /// `pip check` over the empty venv and the layers so far.
     Check(CheckStep),
-    /// Build the app's own project as a wheel and install it into the venv, after the
-    /// dependencies.
-    Project(ProjectStep),
+    /// The app's own project (`app.project`) built as a wheel, on the builder with the
+    /// Python stage's venv copied in (its `Toolchain` input; without build packages, on the
+    /// Python stage): no dependency is installed there, so it is cached on the project's
+    /// files and the builder, not on the groups.
+    ProjectWheel(ProjectStep),
+    /// The project's wheel (its `File` input) installed alone, without dependencies, into a
+    /// prefix of its own by the empty venv's interpreter (the parent is the Python stage):
+    /// the venv's layout and console scripts that run the venv's `python`. The image copies
+    /// it into the venv as a layer of its own, after the groups' layers.
+    Project(ProjectInstallStep),
+    /// `pip check` of the venv (the parent, with its `Layer` inputs merged on it) with the
+    /// project's metadata (from its `Project` input) added, run for its verdict: the image
+    /// waits for it.
+    ProjectCheck(ProjectCheckStep),
     /// The image of one variant: runtime branch + user + venv + app, and its config.
     Final(FinalStep),
     /// One of the spec's `steps`: on the builder (after the installs; its `outputs` are
@@ -46,9 +57,9 @@ pub enum StageKind {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Role {
     /// The Python stage's venv and installers, copied into this stage's filesystem (the
-    /// first install, a wheel build or the project on the builder).
+    /// first install, a wheel build or the project's wheel on the builder).
     Toolchain,
-    /// The venv the image copies (the last install or project stage).
+    /// The venv the image copies (the last install stage).
     Venv,
     /// A builder step whose `outputs` the image copies.
     Outputs,
@@ -61,6 +72,9 @@ pub enum Role {
     EmptyVenv,
     /// A check the image waits for.
     Check,
+    /// The project installed into a prefix of its own: copied into the venv (a layer of the
+    /// image, a builder step's venv) or its metadata checked.
+    Project,
 }
 
 impl Role {
@@ -73,6 +87,7 @@ impl Role {
             Role::Layer => "layer",
             Role::EmptyVenv => "empty venv",
             Role::Check => "check",
+            Role::Project => "project",
         }
     }
 }
@@ -253,6 +268,8 @@ pub struct CheckStep {
     pub toolchain: Toolchain,
 }
 
+/// The app's project built as a wheel from a writable copy of its files, with the index
+/// reachable for its build backend.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ProjectStep {
     /// The project directory in the context (`""`: the context root).
@@ -262,6 +279,22 @@ pub struct ProjectStep {
     pub pip: PipOptions,
     pub toolchain: Toolchain,
     pub secrets: BuildSecrets,
+}
+
+/// The project's wheel installed into a prefix of its own, offline.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ProjectInstallStep {
+    /// The project directory, for progress.
+    pub dir: String,
+    pub toolchain: Toolchain,
+}
+
+/// The installer's check of the venv with the project's metadata on it.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ProjectCheckStep {
+    /// The project directory, for progress.
+    pub dir: String,
+    pub toolchain: Toolchain,
 }
 
 /// The `pip:` settings, which both installers follow.

@@ -2,11 +2,14 @@
 # End-to-end: the example projects built from their lock files by the kiln frontend on a
 # real BuildKit (Docker's): examples/uv-project (uv.lock, app.project), examples/poetry-project
 # (poetry.lock, app.project) and examples/pylock-service (PEP 751 pylock.toml, app.src).
-# Needs the engine (scripts/engine.sh up) and builds the frontend image.
+# The project is a layer of its own: after an app edit the image's new layers are a few
+# KB, on Docker 20.10 (copies) and on Docker 28 (MergeOp, pushed to its registry).
+# Needs the engines (scripts/engine.sh up; up docker28) and builds the frontend image.
 #   KILN_E2E_FRONTEND=kiln/frontend:e2e   the frontend image tag to build and use
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 . tests/e2e/lib.sh
+build_progress_reader
 
 FRONTEND="${KILN_E2E_FRONTEND:-kiln/frontend:e2e}"
 BASE=kiln-local/python:3.11
@@ -41,6 +44,28 @@ prepare() {
 }
 
 drun() { "$DOCKER" run --rm "$@" 2>&1; }
+# What a push of an image after an app edit moves must stay under this many bytes: the
+# project's layer and the app's, never the venv (21 MB here, 90 MB with numpy).
+EDIT_MAX_BYTES=$((100 * 1024))
+# saved_layers IMAGE: "diff-id bytes" per layer of IMAGE in this engine (uncompressed,
+# from `docker save`).
+saved_layers() {
+  "$DOCKER" save "$1" | python3 -c '
+import hashlib, io, json, sys, tarfile
+img = tarfile.open(fileobj=io.BytesIO(sys.stdin.buffer.read()))
+for path in json.load(img.extractfile("manifest.json"))[0]["Layers"]:
+    data = img.extractfile(path).read()
+    print("sha256:" + hashlib.sha256(data).hexdigest(), len(data))
+'
+}
+# new_layers BEFORE AFTER: the lines of AFTER ("digest bytes") not in BEFORE, and then
+# "N new, B bytes" on the last line.
+new_layers() {
+  local new
+  new=$(grep -vxF -f <(cat <<<"$1") <<<"$2")
+  printf '%s\n' "$new"
+  echo "$(grep -c . <<<"$new") new, $(awk '{s += $2} END {print s + 0}' <<<"$new") bytes"
+}
 # untag IMAGE: before a build that must fail, so that "nothing exported" means this run.
 untag() { "$DOCKER" image rm "$1" >/dev/null 2>&1 || true; }
 
@@ -120,10 +145,19 @@ else
   fail "uv: ml builds: $(tail -n 15 "$E2E_WORK/logs/uv-ml.log")"
 fi
 
-echo "== uv project: an app-only edit reruns no dependency install"
+echo "== uv project: an app-only edit reruns no dependency install, and changes a few KB of the image"
+before=$(saved_layers "$IMG-uv:minimal")
 echo "# touched by the e2e test $RUN_ID" >>"$CTX/src/svc/health.py"
 if dbuild uv-app-edit -f "$SPEC" --target minimal -t "$IMG-uv:minimal" "${ARGS[@]}" "$CTX"; then
   check "uv app edit: [$(install_step uv core)] CACHED" step_cached uv-app-edit "$(install_step uv core)"
+  check "uv app edit: [wheel from project: .] ran" step_ran uv-app-edit "wheel from project: ."
+  check "uv app edit: [uv install: project .] ran" step_ran uv-app-edit "uv install: project ."
+  check "uv app edit: [check: project .] CACHED (its metadata did not change)" step_cached uv-app-edit "check: project ."
+  moved=$(new_layers "$before" "$(saved_layers "$IMG-uv:minimal")")
+  echo "  Docker 20.10, after an app edit: $(tail -n 1 <<<"$moved") (uncompressed) of $(awk '{s += $2} END {print s}' <<<"$before") bytes" >&2
+  assert_eq "uv app edit (Docker 20.10): two new layers (the project, the app copied after it)" "2" "$(tail -n 1 <<<"$moved" | cut -d' ' -f1)"
+  check "uv app edit (Docker 20.10): the new layers sum to less than $EDIT_MAX_BYTES bytes" \
+    test "$(tail -n 1 <<<"$moved" | cut -d' ' -f3)" -lt "$EDIT_MAX_BYTES"
   check "uv app edit: the edit is in the installed package" "$DOCKER" run --rm "$IMG-uv:minimal" \
     sh -c "grep -q 'touched by the e2e test $RUN_ID' $VENV/lib/python3.11/site-packages/svc/health.py"
   assert_contains "uv app edit: still healthy" "$(drun "$IMG-uv:minimal" svc-health)" "healthy: svc"
@@ -176,6 +210,20 @@ if dbuild uv-hash -f "$E2E_WORK/specs/uv-hash.yaml" --target minimal -t "$IMG-uv
 else
   # The engine fetches the lock's files itself: the file's digest is checked as it arrives.
   assert_contains "uv hash: the engine's fetch reports a digest mismatch at the group's line" "$(log_of uv-hash)" "uv-hash.yaml:15: step \`fetch anyio-4.16.0-py3-none-any.whl\` failed: digest mismatch"
+fi
+
+echo "== uv project: a project whose dependencies no group installs fails at app.project"
+prepare uv-project uv-nodeps
+sed -i 's/^    requirements: \[core\]$/    requirements: []/' "$E2E_WORK/specs/uv-nodeps.yaml"
+untag "$IMG-uv:nodeps"
+if ! grep -q 'requirements: \[\]' "$E2E_WORK/specs/uv-nodeps.yaml"; then
+  fail "uv no dependencies: could not edit the spec"
+elif dbuild uv-nodeps -f "$E2E_WORK/specs/uv-nodeps.yaml" --target minimal -t "$IMG-uv:nodeps" "${ARGS[@]}" "$E2E_WORK/uv-nodeps"; then
+  fail "uv no dependencies: the build must fail"
+else
+  assert_contains "uv no dependencies: uv's check names the missing dependency" "$(log_of uv-nodeps)" 'The package `svc` requires `httpx'
+  assert_contains "uv no dependencies: the failed step is the project's check, at app.project's line" "$(log_of uv-nodeps)" "check: project . (uv-nodeps.yaml:20)"
+  check "uv no dependencies: nothing exported" bash -c "! $DOCKER image inspect $IMG-uv:nodeps"
 fi
 
 # ---------------------------------------------------------------------------------------
@@ -252,6 +300,56 @@ elif dbuild poetry-stale -f "$E2E_WORK/specs/poetry-stale.yaml" --target minimal
 else
   assert_contains "poetry stale lock: Poetry's own message" "$(log_of poetry-stale)" "changed significantly since poetry.lock was last generated"
   check "poetry stale lock: nothing exported" bash -c "! $DOCKER image inspect $IMG-poetry:stale"
+fi
+
+# ---------------------------------------------------------------------------------------
+echo "== uv project on Docker 28 (MergeOp): an app edit pushes the project's layer alone"
+# Through the engine's buildx with the containerd image store, each image pushed to the
+# engine's registry: what a push after the edit moves is the layers the second image has
+# and the first has not (compressed sizes from the registry's manifests).
+D28=docker28
+if ! scripts/engine.sh up "$D28" >"$E2E_WORK/logs/$D28-up.log" 2>&1; then
+  fail "$D28: up: $(tail -n 5 "$E2E_WORK/logs/$D28-up.log")"
+elif ! F28=$(scripts/engine.sh frontend "$D28" "${FRONTEND##*:}" 2>"$E2E_WORK/logs/$D28-frontend.log"); then
+  fail "$D28: frontend: $(tail -n 5 "$E2E_WORK/logs/$D28-frontend.log")"
+else
+  prepare uv-project uv28
+  CTX="$E2E_WORK/uv28"; SPEC="$E2E_WORK/specs/uv28.yaml"
+  sed -i "1s|.*|# syntax=$F28|" "$SPEC"
+  bump_lock "$CTX/uv.lock"
+  REG=localhost:5000/kiln-e2e-projects/uv
+  (
+    eval "$(scripts/engine.sh env "$D28")" || exit 1
+    base28="kiln-e2e/python:projects-$RUN_ID"
+    printf 'FROM %s\nLABEL dev.kiln.e2e-run=%s\n' "$BASE" "$RUN_ID" \
+      | docker buildx build -q --load -t "$base28" - >"$E2E_WORK/logs/$D28-base.log" 2>&1 || exit 1
+    args=(--progress=plain -f "$SPEC" --target minimal --provenance=false --build-arg "PYTHON_IMAGE=$base28" \
+      --secret "id=pipca,src=/etc/ssl/certs/ca-certificates.crt")
+    docker buildx build "${args[@]}" --output "type=image,name=$REG:one-$RUN_ID,push=true" "$CTX" \
+      >"$E2E_WORK/logs/uv28-one.log" 2>&1 && touch "$E2E_WORK/uv28-one.ok"
+    echo "# touched by the e2e test $RUN_ID" >>"$CTX/src/svc/health.py"
+    docker buildx build "${args[@]}" --output "type=image,name=$REG:two-$RUN_ID,push=true" "$CTX" \
+      >"$E2E_WORK/logs/uv28-two.log" 2>&1 && touch "$E2E_WORK/uv28-two.ok"
+    docker rmi "$base28" >/dev/null 2>&1
+    exit 0
+  ) || fail "$D28: this run's base image: $(tail -n 5 "$E2E_WORK/logs/$D28-base.log")"
+  in_d28() { DOCKER_HOST=unix:///var/run/docker.sock "$DOCKER" exec "kiln-engine-$D28" "$@"; }
+  pushed_layers() { in_d28 docker buildx imagetools inspect --raw "$REG:$1-$RUN_ID" \
+    | python3 -c 'import json,sys; [print(l["digest"], l["size"]) for l in json.load(sys.stdin)["layers"]]'; }
+  if [ -f "$E2E_WORK/uv28-one.ok" ] && [ -f "$E2E_WORK/uv28-two.ok" ]; then
+    ok "$D28: built and pushed before and after an app edit"
+    check "$D28 app edit: [$(install_step uv core)] CACHED" step_cached uv28-two "$(install_step uv core)"
+    check "$D28 app edit: [uv install: project .] ran" step_ran uv28-two "uv install: project ."
+    check "$D28 app edit: [check: project .] CACHED (its metadata did not change)" step_cached uv28-two "check: project ."
+    one=$(pushed_layers one); two=$(pushed_layers two)
+    moved=$(new_layers "$one" "$two")
+    echo "  Docker 28, after an app edit: $(tail -n 1 <<<"$moved") (compressed) of $(awk '{s += $2} END {print s}' <<<"$two") bytes" >&2
+    assert_eq "$D28 app edit: one new layer (the project's)" "1" "$(tail -n 1 <<<"$moved" | cut -d' ' -f1)"
+    check "$D28 app edit: the new layers sum to less than $EDIT_MAX_BYTES bytes" \
+      test "$(tail -n 1 <<<"$moved" | cut -d' ' -f3)" -lt "$EDIT_MAX_BYTES"
+  else
+    fail "$D28: builds before and after an app edit: $(tail -n 15 "$E2E_WORK/logs/uv28-one.log" "$E2E_WORK/logs/uv28-two.log")"
+  fi
 fi
 
 # ---------------------------------------------------------------------------------------

@@ -13,4 +13,5 @@ mod golden;
 mod graph;
 mod hostile;
 mod lock;
+mod project;
 mod spec_errors;

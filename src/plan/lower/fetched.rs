@@ -100,7 +100,7 @@ fn offline_install(installer: Installer, venv: &str, wheels: &[String]) -> Strin
     }
 }
 
-fn offline_exec(
+pub(super) fn offline_exec(
     script: String,
     toolchain: &Toolchain,
     env: &StepEnv,

@@ -23,16 +23,25 @@ pub(super) enum Venv {
     },
 }
 
-/// What the image takes from the builder: the venv and what each builder step declared
-/// as `outputs`.
+/// The app's project, installed into a prefix of its own: copied into the venv after
+/// the venv's own layers, with the verdicts of its checks.
+pub(super) struct Project {
+    pub prefix: State,
+    pub checks: Vec<State>,
+}
+
+/// What the image takes from the builder: the venv, the project and what each builder
+/// step declared as `outputs`.
 pub(super) struct FromBuilder<'a> {
     pub venv: Venv,
+    pub project: Option<Project>,
     pub outputs: &'a [(State, &'a [StepOutput])],
 }
 
-/// The image: the runtime branch, the user, the venv (root-owned) and the app, with
-/// MergeOp as independent layers where the engine has it (always for a layered venv),
-/// else as chained copies.
+/// The image: the runtime branch, the user, the venv (root-owned), the project (into the
+/// venv, root-owned) and the app, with MergeOp as independent layers where the engine has
+/// it (always for a layered venv), else as chained copies. Either way an edit to the app
+/// or the project changes their layers alone.
 pub(super) fn final_image(
     runtime: &State,
     from: FromBuilder,
@@ -40,7 +49,11 @@ pub(super) fn final_image(
     (opts, epoch): (&LowerOpts, Option<u64>),
     meta: Meta,
 ) -> State {
-    let FromBuilder { venv, outputs } = from;
+    let FromBuilder {
+        venv,
+        project,
+        outputs,
+    } = from;
     // `[image]`, not the variant's name: buildx bake already puts the target's name in
     // front (`[cuda image] app`, where `[cuda] ...` became `[cuda cuda] ...`).
     let named = |what: &str| Meta {
@@ -63,6 +76,12 @@ pub(super) fn final_image(
             .copy(venv, &step.venv, &step.venv, dir_copy(None))
             .done()
     };
+    let project_layer = |on: &State| match &project {
+        Some(p) => {
+            super::project::into_venv(on, &p.prefix, &p.checks, &step.venv, named("project"))
+        }
+        None => on.clone(),
+    };
     let app_layer = |on: &State| match &step.app {
         Some(app) => app_layer(on, app, &step.user, opts, named("app")),
         None => on.clone(),
@@ -72,7 +91,7 @@ pub(super) fn final_image(
     let mut layers = vec![with_user];
     match venv {
         Venv::Whole(venv) if !opts.caps.merge_layers() => {
-            return app_layer(&venv_layer(&layers[0], &venv));
+            return app_layer(&project_layer(&venv_layer(&layers[0], &venv)));
         }
         Venv::Whole(venv) => layers.push(venv_layer(&llb::scratch(), &venv)),
         Venv::Layers {
@@ -93,6 +112,9 @@ pub(super) fn final_image(
             layers.push(base.done());
             layers.extend(packages);
         }
+    }
+    if project.is_some() {
+        layers.push(project_layer(&llb::scratch()));
     }
     layers.push(app_layer(&llb::scratch()));
     llb::merge(&layers, named("merge"))

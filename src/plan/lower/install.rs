@@ -1,18 +1,15 @@
 //! A group's install in its step (`install::Recipe`: the context files it reads, an export
-//! step before it, its command and cache) and the app's project, built as a wheel.
+//! step before it, its command and cache).
 
 use super::{
     StepEnv, cache_mount, context_source, installer_env, links_stay_inside, secret_setup, sh,
 };
 use crate::llb::{self, Meta, Mount, State};
 use crate::plan::build_hints;
-use crate::plan::install::{Cache, EXPORT_MOUNT, Export, REQ_MOUNT, Recipe, flags};
+use crate::plan::install::{EXPORT_MOUNT, Export, REQ_MOUNT, Recipe};
 use crate::plan::shell::quote;
-use crate::plan::{InstallStep, LowerOpts, PipOptions, ProjectStep, Toolchain};
+use crate::plan::{InstallStep, LowerOpts};
 use crate::spec::Installer;
-
-/// Where the app's project is mounted for its wheel build.
-const PROJECT_MOUNT: &str = "/kiln/project";
 
 /// Install one group into the venv on `on`, as `recipe` says: only the group's own context
 /// files enter the step, through their own local source, so editing the app or another
@@ -151,90 +148,5 @@ pub(super) fn check_command(installer: Installer, venv: &str) -> String {
     match installer {
         Installer::Pip => format!("{} -m pip check", quote(&python)),
         Installer::Uv => format!("uv pip check --python {}", quote(&python)),
-    }
-}
-
-/// Build the app's project as a wheel from a writable copy of its files (so no build
-/// backend writes into the context), and install it without dependencies: those came
-/// from the groups, installed before.
-pub(super) fn project(
-    parent: &State,
-    step: &ProjectStep,
-    opts: &LowerOpts,
-    env: &StepEnv,
-    meta: Meta,
-) -> State {
-    let Toolchain {
-        installer, venv, ..
-    } = &step.toolchain;
-    let python = format!("{venv}/bin/python");
-    let include = match step.dir.is_empty() {
-        true => vec![],
-        false => vec![step.dir.clone()],
-    };
-    let src = context_source(
-        opts,
-        (include, step.exclude.clone()),
-        "-project",
-        "project source",
-    );
-    let (mut mounts, secret_script) = secret_setup(&step.secrets);
-    mounts.push(Mount::Bind {
-        dest: PROJECT_MOUNT.into(),
-        src,
-    });
-    let from = match step.dir.as_str() {
-        "" => PROJECT_MOUNT.to_string(),
-        d => format!("{PROJECT_MOUNT}/{d}"),
-    };
-    let (build, install, cache) = project_commands(*installer, &python, &step.pip, &env.cache);
-    mounts.push(cache);
-    let mut script = format!(
-        "set -eu\n{}{secret_script}rm -rf /tmp/kiln-project /tmp/kiln-wheels\ncp -a {}/. /tmp/kiln-project\n{build}\n{install}\nrm -rf /tmp/kiln-project /tmp/kiln-wheels\n",
-        links_stay_inside(PROJECT_MOUNT),
-        quote(&from)
-    );
-    if step.pip.check {
-        script.push_str(&format!("{}\n", check_command(*installer, venv)));
-    }
-    script.push_str(&drop_uv_lock(*installer, venv));
-    parent
-        .run(sh(
-            script,
-            installer_env(env, &step.toolchain, Some(&step.pip)),
-            mounts,
-            meta,
-        ))
-        .root()
-}
-
-/// The wheel build of the project copied to `/tmp/kiln-project` and its install, with the
-/// installer's own tools, and the installer's cache.
-pub(super) fn project_commands(
-    installer: Installer,
-    python: &str,
-    pip: &PipOptions,
-    scope: &str,
-) -> (String, String, Mount) {
-    let py = quote(python);
-    let index: String = flags::index(pip)
-        .iter()
-        .map(|a| format!(" {}", quote(a)))
-        .collect();
-    match installer {
-        Installer::Uv => (
-            format!(
-                "uv build --wheel --python {py} --out-dir /tmp/kiln-wheels{index} /tmp/kiln-project"
-            ),
-            format!("uv pip install --python {py} --no-deps /tmp/kiln-wheels/*.whl"),
-            cache_mount(Cache::Uv, scope),
-        ),
-        Installer::Pip => (
-            format!(
-                "{py} -m pip wheel --no-deps --wheel-dir /tmp/kiln-wheels{index} /tmp/kiln-project"
-            ),
-            format!("{py} -m pip install --no-deps /tmp/kiln-wheels/*.whl"),
-            cache_mount(Cache::Pip, scope),
-        ),
     }
 }

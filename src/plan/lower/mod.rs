@@ -1,12 +1,13 @@
 //! Stages to LLB: one function per stage kind, each a few chained `llb` calls, in a
-//! module per part of the image (`apt`, `python`, `install`, `fetched`, `image`,
-//! `steps`). Lowering reads only the plan (and the build's options): every stage carries
-//! its own data, and a stage's inputs say in which role it reads another stage.
+//! module per part of the image (`apt`, `python`, `install`, `fetched`, `project`,
+//! `image`, `steps`). Lowering reads only the plan (and the build's options): every stage
+//! carries its own data, and a stage's inputs say in which role it reads another stage.
 
 mod apt;
 mod fetched;
 mod image;
 mod install;
+mod project;
 mod python;
 mod steps;
 
@@ -94,9 +95,11 @@ pub struct Lowered {
 #[derive(Clone, Default)]
 struct LoweredStage {
     state: State,
-    /// What the stage adds as a layer of its own: a package layer, or a project's install
-    /// as a diff on its venv.
+    /// What the stage adds as a layer of its own: a package layer.
     layer: Option<State>,
+    /// What a check reads of the stage: the project's metadata alone (no code), so that an
+    /// edit to the code finds the check cached.
+    metadata: Option<State>,
     /// The image config: on final stages and the image steps on them.
     config: Option<Value>,
 }
@@ -208,15 +211,34 @@ fn lower_stage(
                 }
             })
         }
-        StageKind::Project(step) => {
+        StageKind::ProjectWheel(step) => {
             let on =
                 python::with_toolchain(&parent, input(Role::Toolchain), &step.toolchain, &meta);
-            let installed = install::project(&on, step, opts, &env, meta.clone());
+            state(project::wheel(&on, step, opts, &env, meta))
+        }
+        StageKind::Project(step) => {
+            let wheel = input(Role::File).expect("a project's install has its wheel");
+            let (prefix, metadata) = project::install(&parent, &wheel, step, &env, meta);
             LoweredStage {
-                layer: Some(llb::diff(&on, &installed, meta)),
-                state: installed,
-                config: None,
+                state: prefix,
+                metadata: Some(metadata),
+                ..Default::default()
             }
+        }
+        StageKind::ProjectCheck(step) => {
+            let installed = stage.input(Role::Project).expect("a check has the project");
+            let metadata = done[installed]
+                .metadata
+                .as_ref()
+                .expect("an install's metadata");
+            state(project::check(
+                &parent,
+                &layers(),
+                metadata,
+                step,
+                &env,
+                meta,
+            ))
         }
         StageKind::Fetch(step) => state(fetched::fetch(step, opts, meta)),
         StageKind::Wheel(step) => {
@@ -230,7 +252,7 @@ fn lower_stage(
             LoweredStage {
                 state: layer.clone(),
                 layer: Some(layer),
-                config: None,
+                ..Default::default()
             }
         }
         StageKind::Check(step) => state(fetched::check(&parent, &layers(), step, &env, meta)),
@@ -243,33 +265,54 @@ fn lower_stage(
                     _ => None,
                 })
                 .collect();
+            // The project's check goes with the project's layer, a group's with the venv.
+            let (project_checks, group_checks): (Vec<StageId>, Vec<StageId>) = stage
+                .inputs_of(Role::Check)
+                .partition(|id| matches!(plan.stage(*id).kind, StageKind::ProjectCheck(_)));
+            let states = |ids: Vec<StageId>| ids.iter().map(|id| done[*id].state.clone()).collect();
             let venv = match (input(Role::Venv), input(Role::EmptyVenv)) {
                 (Some(venv), _) => image::Venv::Whole(venv),
                 (None, Some(empty)) => image::Venv::Layers {
                     empty,
-                    checks: inputs(Role::Check),
+                    checks: states(group_checks),
                     layers: layers(),
                 },
                 (None, None) => unreachable!("an image takes a venv, whole or as layers"),
             };
+            let project = input(Role::Project).map(|prefix| image::Project {
+                prefix,
+                checks: states(project_checks),
+            });
             let from = image::FromBuilder {
                 venv,
+                project,
                 outputs: &outputs,
             };
             LoweredStage {
                 state: image::final_image(&parent, from, step, (opts, plan.epoch), meta),
-                layer: None,
                 config: Some(config),
+                ..Default::default()
             }
         }
         StageKind::Step(step) => {
             // On an image: that image's config (verify and later steps need it).
             let on_image = stage.parent.and_then(|p| done[p].config.clone());
             let env = steps::step_env(on_image.as_ref(), &env, step, plan.epoch);
+            // A builder step's venv has the project in it.
+            let on = match input(Role::Project) {
+                Some(prefix) => {
+                    let meta = Meta {
+                        name: Some(format!("project into {}", step.venv)),
+                        ..meta.clone()
+                    };
+                    project::into_venv(&parent, &prefix, &[], &step.venv, meta)
+                }
+                None => parent,
+            };
             LoweredStage {
-                state: steps::custom_step(&parent, step, env, opts, meta),
-                layer: None,
+                state: steps::custom_step(&on, step, env, opts, meta),
                 config: on_image,
+                ..Default::default()
             }
         }
         StageKind::Verify(step) => {
