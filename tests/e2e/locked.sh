@@ -176,7 +176,7 @@ fi
 
 echo "== $NAME: a lock's markers decided by the base's own Python (its patch release)"
 # Two pure wheels made here; the lock installs one below 3.11.2 and the other from it on.
-# The second base is the first with a sitecustomize that makes its interpreter report
+# The second base is the first with a .pth line that makes its interpreter report
 # 3.11.1 (no other 3.11 patch release can be had here): kiln must take what the base says.
 python3 - "$FILES" <<'PY'
 import base64, hashlib, sys, zipfile
@@ -200,7 +200,9 @@ MCTX="$E2E_WORK/markers"; mkdir -p "$MCTX/app"; echo "print('ok')" >"$MCTX/app/m
 (
   eval "$(scripts/engine.sh env "$NAME")" || exit 1
   patched="kiln-e2e-locked/python-3.11.1:run-$RUN_ID"
-  printf 'FROM %s\nRUN d=/usr/local/lib/python3.11/dist-packages && mkdir -p $d && printf "import platform\\nplatform.python_version = lambda: \\"3.11.1\\"\\n" >$d/sitecustomize.py\n' "$BASE" \
+  # A .pth line (run by site for every interpreter start): Debian's own sitecustomize in
+  # /usr/lib/python3.11 comes first on sys.path, so one in dist-packages is never read.
+  printf 'FROM %s\nRUN d=/usr/local/lib/python3.11/dist-packages && mkdir -p $d && printf "import platform; platform.python_version = lambda: \\"3.11.1\\"\\n" >$d/kiln-e2e-3111.pth && test "$(python3 -c "import platform; print(platform.python_version())")" = 3.11.1\n' "$BASE" \
     | docker buildx build -q --load -t "$patched" - >"$E2E_WORK/logs/markers-base-image.log" 2>&1 || { echo "FAIL patched base"; exit 1; }
   for which in base patched; do
     base=$BASE; [ "$which" = patched ] && base=$patched
