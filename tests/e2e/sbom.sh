@@ -9,7 +9,8 @@
 #     the versions dpkg-query reports in the image, the venv's interpreter;
 #   - in the registry: one SPDX in-toto statement whose subject is the image's manifest;
 #   - the build shows kiln's SBOM step and no scanner's; the same build again gives the
-#     same document.
+#     same document;
+#   - on Docker 20.10 (BuildKit 0.8, no attestations) the build stops before any step.
 # Environment: KILN_E2E_SBOM_ENGINE (default docker28), KILN_E2E_SBOM_TAG (the frontend's
 # tag, default e2e-sbom). Ends with "N passed, N failed"; exits non-zero on any failure.
 set -uo pipefail
@@ -163,6 +164,19 @@ if [ -f "$E2E_WORK/sbom-again.ok" ]; then
 else
   fail "the second build: $(tail -n 10 "$E2E_WORK/logs/sbom-again.log")"
 fi
+echo "== docker20: an SBOM asked of an engine that cannot attach one stops the build at once"
+# Docker 20.10 has no buildx; the build arg asks as --sbom does (BuildKit reads both). The
+# host's store has the frontend image `scripts/engine.sh frontend` built.
+{ echo "# syntax=kiln/frontend:$TAG"; tail -n +2 specs/pylock-service.yaml; } >"$E2E_WORK/d20.yaml"
+if dbuild d20 -f "$E2E_WORK/d20.yaml" --build-arg BUILDKIT_ATTEST_SBOM=1 \
+  --build-arg "PYTHON_IMAGE=$BASE" --build-arg PYTHON_VERSION=3.11 "$CTX"; then
+  fail "docker20: a build with an SBOM asked for must fail"
+else
+  assert_contains "docker20: refused, naming the cap and the release that has it" "$(log_of d20)" \
+    "an SBOM was asked for (attest:sbom, --sbom), but this BuildKit cannot attach attestations to an image (no \`reference.attestations\` gateway cap); use BuildKit >= 0.11 (Docker >= 24.0)"
+  assert_not_contains "docker20: refused before any step ran" "$(log_of d20)" "apt runtime"
+fi
+
 # This run's images leave the engine's store (the registry keeps them).
 in_engine docker rmi "$IMAGE" "$IMAGE-again" >/dev/null 2>&1
 finish
