@@ -11,6 +11,7 @@ pub mod llb;
 pub mod lock;
 pub mod plan;
 pub mod reference;
+pub mod sbom;
 pub mod spec;
 pub mod stack;
 pub mod url;

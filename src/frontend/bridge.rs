@@ -211,6 +211,53 @@ impl Bridge {
             .data)
     }
 
+    /// Up to `length` bytes of `path` in `r` from `offset` (a large file read in parts).
+    pub async fn read_range(
+        &self,
+        r: &RefId,
+        path: &str,
+        offset: i64,
+        length: i64,
+    ) -> Result<Vec<u8>, tonic::Status> {
+        Ok(self
+            .client
+            .clone()
+            .read_file(gw::ReadFileRequest {
+                r#ref: r.0.clone(),
+                file_path: path.into(),
+                range: Some(gw::FileRange { offset, length }),
+                ..Default::default()
+            })
+            .await?
+            .into_inner()
+            .data)
+    }
+
+    /// The names in the directory `path` of `r` that match `pattern` (ReadDir's include
+    /// pattern, a glob such as `*.dist-info`).
+    pub async fn dir_names(
+        &self,
+        r: &RefId,
+        path: &str,
+        pattern: &str,
+    ) -> Result<Vec<String>, tonic::Status> {
+        Ok(self
+            .client
+            .clone()
+            .read_dir(gw::ReadDirRequest {
+                r#ref: r.0.clone(),
+                dir_path: path.into(),
+                include_pattern: pattern.into(),
+                ..Default::default()
+            })
+            .await?
+            .into_inner()
+            .entries
+            .into_iter()
+            .map(|e| e.path)
+            .collect())
+    }
+
     /// Whether `path` exists in the result `r` (StatFile).
     pub async fn stat(&self, r: &RefId, path: &str) -> Result<(), tonic::Status> {
         self.client
@@ -339,7 +386,7 @@ impl Bridge {
                 gw::ReturnRequest {
                     result: Some(gw::Result {
                         metadata: r.metadata,
-                        attestations: HashMap::new(),
+                        attestations: r.attestations,
                         result: kind,
                     }),
                     error: None,
@@ -424,6 +471,8 @@ pub enum Refs {
 pub struct Returned {
     pub refs: Refs,
     pub metadata: HashMap<String, Vec<u8>>,
+    /// Attestations (an SBOM) by the platform id the refs are keyed by.
+    pub attestations: HashMap<String, gw::Attestations>,
 }
 
 #[cfg(test)]

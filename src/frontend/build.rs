@@ -10,7 +10,7 @@ use super::bridge::{Bridge, Failure, RefId, Refs, Returned};
 use super::context::{Inputs, read_inputs};
 use super::errdefs;
 use super::opts::Options;
-use super::subrequests;
+use super::{sbom, subrequests};
 use crate::context::interpreter::Interpreter;
 use crate::diag::{Diagnostic, Loc, MAX_SHOWN, Severity, SourceFile};
 use crate::llb::{self, Meta, caps, pb, platform};
@@ -19,12 +19,19 @@ use crate::plan::lower::{ImageInfo, LowerOpts, PROBE_FILE, interpreter_probe};
 use crate::plan::{CheckKind, Compiled, VerifyCheck, VerifyRun, compile, needs_interpreter};
 use crate::reference;
 use crate::spec::{S, Spec, Variant};
+use bollard_buildkit_proto::moby::buildkit::v1::frontend as gw;
 
 /// The whole frontend run after Ping: what to hand back through `Return`.
 pub async fn run(bridge: &mut Bridge, opts: &Options) -> Result<Returned, Failure> {
     bridge.cache_imports = opts.cache_imports.clone();
     if let Some(id) = &opts.request_id {
         return subrequests::handle(bridge, opts, id).await;
+    }
+    sbom::check(bridge, opts)?;
+    if let Some(sbom::Request::Generator(image)) = &opts.sbom {
+        eprintln!(
+            "kiln: attest:sbom names the generator {image}: kiln attaches no SBOM of its own, BuildKit runs that scanner on the image"
+        );
     }
     let inputs = read_inputs(bridge, opts).await?;
     let spec = &inputs.loaded.spec;
@@ -45,7 +52,8 @@ pub async fn run(bridge: &mut Bridge, opts: &Options) -> Result<Returned, Failur
             let (opts, inputs, variant) = &*shared;
             let spec = &inputs.loaded.spec;
             let prefix = several.then(|| platform::id(&platform));
-            let image = build_image(&bridge, opts, inputs, variant, platform, prefix).await?;
+            let mut image =
+                build_image(&bridge, opts, inputs, variant, platform, prefix.clone()).await?;
             verify(
                 &bridge,
                 spec,
@@ -54,6 +62,19 @@ pub async fn run(bridge: &mut Bridge, opts: &Options) -> Result<Returned, Failur
                 opts.skip_verify,
             )
             .await?;
+            if opts.sbom == Some(sbom::Request::Kiln) {
+                let prefix = prefix.map(|p| format!("[{p}] "));
+                let subject = sbom::Subject {
+                    spec,
+                    variant,
+                    context: &inputs.context,
+                    platform: &image.platform,
+                    base: &image.base,
+                    interpreter: image.interpreter.as_ref(),
+                    step_prefix: prefix.as_deref(),
+                };
+                image.sbom = Some(sbom::attest(&bridge, &subject, &image.image).await?);
+            }
             Ok::<_, Failure>((i, image))
         });
     }
@@ -89,6 +110,11 @@ struct PlatformImage {
     image: RefId,
     config: Value,
     verify: Option<VerifyRun>,
+    /// The base as pinned, and its interpreter when it was read: what the SBOM says.
+    base: String,
+    interpreter: Option<Interpreter>,
+    /// The SBOM's attestation, when one was asked for.
+    sbom: Option<gw::Attestation>,
 }
 
 /// The spec's warnings (build args nothing uses among them), where the user sees them:
@@ -245,6 +271,7 @@ async fn build_image(
         info.interpreter =
             Some(read_interpreter(bridge, &info, &lower_opts, variant, &spec.files).await?);
     }
+    let (pinned, interpreter) = (info.reference.clone(), info.interpreter.clone());
     lower_opts.images.insert(base.clone(), info);
     let started = std::time::Instant::now();
     let Compiled {
@@ -269,6 +296,9 @@ async fn build_image(
         image,
         config,
         verify,
+        base: pinned,
+        interpreter,
+        sbom: None,
     })
 }
 
@@ -593,12 +623,32 @@ fn result(
 ) -> Result<Returned, Failure> {
     let json_bytes = |v: &Value| serde_json::to_vec(v).expect("json");
     let mut metadata = HashMap::new();
+    // Attestations are keyed by the platform id `refs.platforms` gives each ref.
+    let mut attestations = HashMap::new();
+    let listed = |p: &pb::Platform| {
+        let variant = (!p.variant.is_empty()).then_some(&p.variant);
+        json!({"ID": platform::id(p), "Platform": {"architecture": p.architecture, "os": p.os, "variant": variant}})
+    };
     if images.len() == 1 && opts.platforms.len() <= 1 {
         let one = images.pop().expect("one image");
         metadata.insert("containerimage.config".to_string(), json_bytes(&one.config));
+        if let Some(a) = one.sbom {
+            // Without it the exporter would key the image by a platform of its own making
+            // (from the config), which the attestation's key need not match.
+            metadata.insert(
+                "refs.platforms".into(),
+                json_bytes(&json!({"Platforms": [listed(&one.platform)]})),
+            );
+            let attestation = vec![a];
+            attestations.insert(
+                platform::id(&one.platform),
+                gw::Attestations { attestation },
+            );
+        }
         return Ok(Returned {
             refs: Refs::Single(one.image),
             metadata,
+            attestations,
         });
     }
     if !bridge.caps.return_map() {
@@ -611,25 +661,28 @@ fn result(
         ));
     }
     let mut refs = vec![];
-    let mut listed = vec![];
+    let mut platforms = vec![];
     for one in images {
         let id = platform::id(&one.platform);
         metadata.insert(
             format!("containerimage.config/{id}"),
             json_bytes(&one.config),
         );
-        let p = &one.platform;
-        let variant = (!p.variant.is_empty()).then_some(&p.variant);
-        listed.push(json!({"ID": id, "Platform": {"architecture": p.architecture, "os": p.os, "variant": variant}}));
+        platforms.push(listed(&one.platform));
+        if let Some(a) = one.sbom {
+            let attestation = vec![a];
+            attestations.insert(id.clone(), gw::Attestations { attestation });
+        }
         refs.push((id, one.image));
     }
     metadata.insert(
         "refs.platforms".into(),
-        json_bytes(&json!({"Platforms": listed})),
+        json_bytes(&json!({"Platforms": platforms})),
     );
     Ok(Returned {
         refs: Refs::Map(refs),
         metadata,
+        attestations,
     })
 }
 

@@ -27,6 +27,9 @@ pub struct Options {
     /// `--build-arg KILN_SKIP_VERIFY=1`: leave out `verify` (inner-loop builds).
     pub skip_verify: bool,
     pub session_id: Option<String>,
+    /// `attest:sbom` (buildx `--sbom`, or `build-arg:BUILDKIT_ATTEST_SBOM`): an SBOM per
+    /// image; `None`: none asked for.
+    pub sbom: Option<super::sbom::Request>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, serde::Deserialize)]
@@ -68,6 +71,15 @@ impl Options {
             ..Default::default()
         };
         for (k, v) in pairs {
+            // As BuildKit reads them (`frontend/attestations`): either key, any case.
+            let attest = k
+                .strip_prefix("attest:")
+                .or_else(|| k.strip_prefix("build-arg:BUILDKIT_ATTEST_"));
+            if let Some(kind) = attest
+                && kind.eq_ignore_ascii_case("sbom")
+            {
+                o.sbom = Some(super::sbom::Request::parse(&v)?);
+            }
             if let Some(name) = k.strip_prefix("build-arg:") {
                 if name == SKIP_VERIFY_ARG {
                     o.skip_verify = matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes");

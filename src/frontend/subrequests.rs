@@ -43,6 +43,7 @@ fn result(json_value: Value, text: String, extra: &[(&str, String)]) -> Returned
     Returned {
         refs: Refs::None,
         metadata,
+        attestations: HashMap::new(),
     }
 }
 

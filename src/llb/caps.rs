@@ -77,6 +77,10 @@ pub const BUILDKIT_0_10: Release = Release {
     buildkit: (0, 10),
     docker: "23.0",
 };
+pub const BUILDKIT_0_11: Release = Release {
+    buildkit: (0, 11),
+    docker: "24.0",
+};
 pub const BUILDKIT_0_12: Release = Release {
     buildkit: (0, 12),
     docker: "25.0",
@@ -146,6 +150,8 @@ pub const STAT_FILE: Cap = gateway("statfile", BUILDKIT_0_3);
 pub const PROTO_REF_ARRAY: Cap = gateway("proto.refarray", BUILDKIT_0_7);
 pub const GATEWAY_EVALUATE_SOLVE: Cap = gateway("gateway.solve.evaluate", BUILDKIT_0_8);
 pub const GATEWAY_WARNINGS: Cap = gateway("gateway.warnings", BUILDKIT_0_10);
+/// `Result.attestations` reach the exporter (an SBOM attached to the image).
+pub const REFERENCE_ATTESTATIONS: Cap = gateway("reference.attestations", BUILDKIT_0_11);
 /// kiln does not run gateway containers: this cap came with BuildKit 0.12, the first
 /// release with the fix for moby/buildkit#3953 (see `Caps::own_vertices_for_no_cache`).
 pub const GATEWAY_EXEC_SECRET_ENV: Cap = gateway("gateway.exec.secretenv", BUILDKIT_0_12);
@@ -190,6 +196,7 @@ pub const ALL: &[Cap] = &[
     PROTO_REF_ARRAY,
     GATEWAY_EVALUATE_SOLVE,
     GATEWAY_WARNINGS,
+    REFERENCE_ATTESTATIONS,
     GATEWAY_EXEC_SECRET_ENV,
 ];
 
@@ -298,6 +305,13 @@ impl Caps {
     /// Set `resolve_mode` when resolving the base image (`Bridge::resolve_image`).
     pub fn resolve_mode(&self) -> bool {
         self.has(RESOLVE_IMAGE_RESOLVE_MODE)
+    }
+
+    /// Attach the SBOM a build asks for (`attest:sbom`) to its result; without it such a
+    /// build is refused before anything is built (`frontend/sbom.rs`): the engine would
+    /// drop the attestation and the image would ship without the SBOM asked for.
+    pub fn attestations(&self) -> bool {
+        self.has(REFERENCE_ATTESTATIONS)
     }
 
     /// `Return`: without it kiln cannot hand back a result at all (`frontend::serve`).
@@ -488,13 +502,16 @@ mod tests {
         // BuildKit 0.8 (Docker 20.10): copies, no Warn, own vertices for --no-cache.
         let c = reported_by(BUILDKIT_0_8);
         assert!(!c.merge_layers() && !c.local_differ_none() && !c.warnings());
+        assert!(!c.attestations());
         assert!(c.evaluate() && c.ref_array() && c.stat_file() && c.read_dir());
         assert!(c.resolve_mode() && c.return_result() && c.return_map());
         assert!(c.own_vertices_for_no_cache());
         // BuildKit 0.10 (Docker 23.0): layers and warnings; still before the #3953 fix.
         let c = reported_by(BUILDKIT_0_10);
         assert!(c.merge_layers() && c.local_differ_none() && c.warnings());
-        assert!(c.own_vertices_for_no_cache());
+        assert!(c.own_vertices_for_no_cache() && !c.attestations());
+        // BuildKit 0.11 (Docker 24.0): attestations reach the exporter.
+        assert!(reported_by(BUILDKIT_0_11).attestations());
         let c = reported_by(BUILDKIT_0_12);
         assert!(!c.own_vertices_for_no_cache());
         assert_eq!(c, Caps::latest());

@@ -1,6 +1,8 @@
 //! Protocol edge cases against a fake LLBBridge (the real-engine proof is tests/e2e).
 //! The fake records every Solve and the final Return, and can play an old engine.
 
+mod sbom;
+
 use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -60,6 +62,8 @@ struct State {
     /// StatFile says these do not exist; ReadDir says these directories are empty.
     missing_paths: Vec<String>,
     empty_dirs: Vec<String>,
+    /// ReadDir answers these directories with these names (unset: one unnamed entry).
+    dirs: HashMap<String, Vec<String>>,
     /// ResolveImageConfig fails (no such image).
     no_base_image: bool,
     /// The base exists for this architecture only: ResolveImageConfig answers with its
@@ -238,7 +242,19 @@ impl LlbBridge for Fake {
             };
         }
         match s.files.get(&r.get_ref().file_path) {
-            Some(d) => Ok(Response::new(gw::ReadFileResponse { data: d.clone() })),
+            // The range asked for, as BuildKit reads it.
+            Some(d) => {
+                let (start, len) = r
+                    .get_ref()
+                    .range
+                    .as_ref()
+                    .map_or((0, d.len()), |r| (r.offset as usize, r.length as usize));
+                let start = start.min(d.len());
+                let end = start.saturating_add(len).min(d.len());
+                Ok(Response::new(gw::ReadFileResponse {
+                    data: d[start..end].to_vec(),
+                }))
+            }
             None => Err(Status::not_found(format!(
                 "open {}: no such file or directory",
                 r.get_ref().file_path
@@ -306,6 +322,17 @@ impl LlbBridge for Fake {
         r: Request<gw::ReadDirRequest>,
     ) -> Result<Response<gw::ReadDirResponse>, Status> {
         let s = self.0.lock().unwrap();
+        let dir = &r.get_ref().dir_path;
+        if let Some(names) = s.dirs.get(dir) {
+            let entries = names
+                .iter()
+                .map(|n| bollard_buildkit_proto::fsutil::types::Stat {
+                    path: n.clone(),
+                    ..Default::default()
+                })
+                .collect();
+            return Ok(Response::new(gw::ReadDirResponse { entries }));
+        }
         let entries = if s.empty_dirs.contains(&r.get_ref().dir_path) {
             vec![]
         } else {
