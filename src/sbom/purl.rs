@@ -5,27 +5,14 @@
 //! (the repository's last segment, the digest as version; `repository_url`, `tag`),
 //! `generic`.
 
+use packageurl::PackageUrl;
+
 use crate::context::pylock::normalize;
 
-/// `s` percent-encoded for a purl component: ASCII letters, digits, `.-_~` and `:` (which
-/// the specification leaves unencoded everywhere) as they are, and `/` too where `slash`
-/// (a `repository_url` value); every other byte as `%XX`.
-fn encode(s: &str, slash: bool) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        let keep = b.is_ascii_alphanumeric()
-            || matches!(b, b'.' | b'-' | b'_' | b'~' | b':')
-            || (slash && b == b'/');
-        if keep {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-/// A purl from its parts; `qualifiers` with an empty value are left out.
+/// A purl from its parts, encoded by the `packageurl` crate (the specification's
+/// percent-encoding and sorted qualifiers); `qualifiers` with an empty value are left
+/// out. Every part here comes from a lock, a dpkg database or an image reference, so a
+/// part the crate refuses (an empty name) falls back to `pkg:generic/unknown`.
 fn build(
     kind: &str,
     namespace: Option<&str>,
@@ -33,27 +20,20 @@ fn build(
     version: Option<&str>,
     qualifiers: &[(&str, &str)],
 ) -> String {
-    let mut out = format!("pkg:{kind}/");
-    if let Some(ns) = namespace.filter(|n| !n.is_empty()) {
-        out.push_str(&encode(ns, false));
-        out.push('/');
-    }
-    out.push_str(&encode(name, false));
-    if let Some(v) = version.filter(|v| !v.is_empty()) {
-        out.push('@');
-        out.push_str(&encode(v, false));
-    }
-    let mut q: Vec<String> = qualifiers
-        .iter()
-        .filter(|(_, v)| !v.is_empty())
-        .map(|(k, v)| format!("{k}={}", encode(v, *k == "repository_url")))
-        .collect();
-    q.sort();
-    if !q.is_empty() {
-        out.push('?');
-        out.push_str(&q.join("&"));
-    }
-    out
+    let made = (|| -> Result<String, packageurl::Error> {
+        let mut purl = PackageUrl::new(kind, name)?;
+        if let Some(ns) = namespace.filter(|n| !n.is_empty()) {
+            purl.with_namespace(ns)?;
+        }
+        if let Some(v) = version.filter(|v| !v.is_empty()) {
+            purl.with_version(v)?;
+        }
+        for (k, v) in qualifiers.iter().filter(|(_, v)| !v.is_empty()) {
+            purl.add_qualifier(*k, *v)?;
+        }
+        Ok(purl.to_string())
+    })();
+    made.unwrap_or_else(|_| "pkg:generic/unknown".to_string())
 }
 
 /// `pkg:pypi/NAME@VERSION[?file_name=FILE]`, the name PEP 503-normalised.
