@@ -112,7 +112,10 @@ assert_eq "every install step has network NONE" "" "$(grep -v ' NONE$' <<<"$nets
   printf 'FROM %s\nRUN echo %s >/etc/kiln-e2e-run\n' "$BASE" "$RUN_ID" \
     | docker buildx build -q --load -t "kiln-e2e-locked/python:run-$RUN_ID" - >"$E2E_WORK/logs/run-base.log" 2>&1 \
     || { echo "FAIL base"; exit 1; }
-  cache="localhost:5000/kiln-e2e-cache:locked-$TAG"
+  # A fetch's cache key is its sha256 alone, whatever the URL or base: an earlier build
+  # of these wheels on this engine would serve them. Start from an empty build cache.
+  docker builder prune -af >/dev/null 2>&1
+  cache="localhost:5000/kiln-e2e-cache:locked-$TAG-$RUN_ID"
   args=(--progress=plain -f "$CTX/kiln.yaml" --secret "id=pipca,src=$CA" --provenance=false)
   start=$(date +%s)
   docker buildx build "${args[@]}" --cache-to "type=registry,ref=$cache,mode=max" \
