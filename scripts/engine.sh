@@ -32,6 +32,7 @@
 # KILN_DOCKERD_LOG (default /var/log/kiln-dockerd.log), KILN_DOCKERD_WAIT (seconds, default 60).
 set -euo pipefail
 CALLER_PATH=$PATH
+ENGINE_ARGS="$*"
 # Every plain "$DOCKER" call below means the host's dockerd, even from a shell where
 # `eval "$(scripts/engine.sh env NAME)"` pointed DOCKER_HOST at an engine.
 export DOCKER_HOST=unix:///var/run/docker.sock
@@ -58,16 +59,41 @@ say() { echo "engine: $*" >&2; }
 die() { say "ERROR: $*"; exit 1; }
 answers() { "$DOCKER" version >/dev/null 2>&1; }
 
+# flock FD on FILE (opened for appending on FD, so that no waiter empties it), saying first
+# what it waits for when another process holds it: the holder writes its pid and command
+# line into FILE once it has the lock.
+wait_lock() { # wait_lock FD FILE WHAT
+  local fd=$1 file=$2 what=$3 holder start=$SECONDS
+  if ! flock -n "$fd"; then
+    holder=$(head -c 300 "$file" 2>/dev/null | head -n 1) || true
+    say "waiting for $what${holder:+ ($holder)} to finish: one at a time (lock $file)"
+    flock "$fd"
+    say "lock $file free after $((SECONDS - start)) s"
+  fi
+  printf 'pid %s: %s\n' "$$" "$0 $ENGINE_ARGS" >"$file"
+}
+
+# apt-get install on this machine, one engine.sh at a time (an `up` and `base-arm64` may
+# both install); the install also waits up to 5 minutes for dpkg's lock
+# (DPkg::Lock::Timeout) should another apt or dpkg on the machine hold it.
+apt_install() { # apt_install PACKAGE...
+  [ "$(id -u)" = 0 ] || die "$* missing and not root: cannot apt-get install"
+  mkdir -p "$CACHE"
+  exec 7>>"$CACHE/apt.lock"
+  wait_lock 7 "$CACHE/apt.lock" "another scripts/engine.sh installing packages"
+  say "installing $* (apt-get)"
+  apt-get update -qq || die "apt-get update failed"
+  apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends "$@" >/dev/null </dev/null \
+    || die "apt-get install $* failed"
+  exec 7>&-
+}
+
 install_packages() {
   local need=()
   { [ -x "$DOCKER" ] && command -v dockerd >/dev/null; } || need+=(docker.io)
   command -v debootstrap >/dev/null || need+=(debootstrap)
   [ ${#need[@]} -eq 0 ] && return
-  [ "$(id -u)" = 0 ] || die "${need[*]} missing and not root: cannot apt-get install"
-  say "installing ${need[*]} (apt-get)"
-  apt-get update -qq || die "apt-get update failed"
-  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null </dev/null \
-    || die "apt-get install ${need[*]} failed"
+  apt_install "${need[@]}"
   [ -x "$DOCKER" ] || die "docker.io installed but $DOCKER is missing"
 }
 
@@ -141,11 +167,12 @@ make_base() {
 }
 
 host_up() {
-  install_packages
   mkdir -p "$CACHE"
-  # One `up` at a time (CI jobs, tests and the benchmark may all call it).
-  exec 9>"$CACHE/engine.lock"
-  flock 9
+  # One `up` at a time (CI jobs, tests and the benchmark may all call it), from before
+  # anything is installed: a second `up` waits for the first, then finds it all there.
+  exec 9>>"$CACHE/engine.lock"
+  wait_lock 9 "$CACHE/engine.lock" "another scripts/engine.sh up"
+  install_packages
   start_dockerd
   make_base
 }
@@ -360,12 +387,7 @@ arm64_key() { printf 'v1 bookworm arm64 %s' "$ARM64_PACKAGES" | sha256sum | cut 
 # survive a reboot, so every call checks it (cheap).
 binfmt_arm64() {
   local conf=/usr/lib/binfmt.d/qemu-aarch64.conf dir=/proc/sys/fs/binfmt_misc
-  if [ ! -s "$conf" ]; then
-    [ "$(id -u)" = 0 ] || die "qemu-user-static missing and not root: cannot apt-get install"
-    say "installing qemu-user-static (apt-get)"
-    { apt-get update -qq && apt-get install -y -qq --no-install-recommends qemu-user-static >/dev/null </dev/null; } \
-      || die "apt-get install qemu-user-static failed"
-  fi
+  [ -s "$conf" ] || apt_install qemu-user-static
   [ -e "$dir/register" ] || mount -t binfmt_misc binfmt_misc "$dir" || die "cannot mount binfmt_misc on $dir"
   if [ ! -e "$dir/qemu-aarch64" ]; then
     say "registering qemu-aarch64 in binfmt_misc"
@@ -382,8 +404,8 @@ arm64_rootfs() {
   tarball="$CACHE/python-arm64-$key.tar"
   log="$CACHE/python-arm64.log"
   mkdir -p "$CACHE"
-  exec 8>"$CACHE/arm64.lock"
-  flock 8
+  exec 8>>"$CACHE/arm64.lock"
+  wait_lock 8 "$CACHE/arm64.lock" "another scripts/engine.sh making the arm64 rootfs"
   if [ ! -s "$tarball" ]; then
     install_packages
     binfmt_arm64

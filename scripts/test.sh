@@ -4,7 +4,9 @@
 # builds on real BuildKits: Docker 20.10 on this host (the example worker, the lock-file
 # projects, hostile contexts, how the image runs, the benchmark harness), then Docker 26
 # and 28 with buildx (engines.sh), whose arm64 base is made in the background from the
-# start, a lock's files fetched by the engine (locked.sh), kiln's SBOM (sbom.sh), and a load of concurrent builds
+# start, a lock's files fetched by the engine (locked.sh), kiln's SBOM (sbom.sh), the CI
+# jobs docs/usage.md shows (ci.sh: buildctl where one is on PATH, and bake), and a load of
+# concurrent builds
 # on Docker 28 and on a 20.10 in a container of its own (stress.sh; never the host's
 # dockerd). This script installs and starts every engine it needs. Fails, never skips,
 # when an engine cannot start. Every suite runs even when an earlier one failed; the exit status says
@@ -50,6 +52,7 @@ suite "benchmark smoke test" tests/e2e/bench_smoke.sh
 suite "end-to-end, modern engines (Docker 26 and 28, buildx)" tests/e2e/engines.sh
 suite "end-to-end, a lock's files fetched by the engine (Docker 28)" tests/e2e/locked.sh
 suite "end-to-end, kiln's SBOM with --sbom=true (Docker 28)" tests/e2e/sbom.sh
+suite "end-to-end, the CI jobs of docs/usage.md (Docker 28: buildctl, bake)" tests/e2e/ci.sh
 suite "stress: ten builds at once on Docker 28 and 20.10 (in its own container)" tests/e2e/stress.sh
 wait
 

@@ -2,10 +2,11 @@
 # scripts/engine.sh on a fresh Debian 12 machine: a near-privileged container made from
 # kiln-local/debian:bookworm (no docker.io, no debootstrap, nothing started), the repo
 # mounted read-only, CI=true and no stdin. Checks the loud failures first (a dockerd that
-# dies, one that never answers), then a real `up` (apt-get install, dockerd, debootstrap,
-# base image), then that a second `up` is a quick no-op, and the named-engine commands that
-# need no second engine. About 4 to 4.5 minutes (246 and 267 s measured, 2 busy cores); needs the host
-# engine (engine_up) and network to deb.debian.org. Leaves nothing behind.
+# dies, with a second `up` started while the first installs: it waits, saying for whom;
+# one that never answers), then a real `up` (apt-get install, dockerd, debootstrap, base
+# image), then that a second `up` is a quick no-op, and the named-engine commands that
+# need no second engine. About 4 to 4.5 minutes (246 and 267 s measured, 2 busy cores);
+# needs the host engine (engine_up) and network to deb.debian.org. Leaves nothing behind.
 # Ends with "N passed, N failed"; exits non-zero on any failure.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -40,11 +41,25 @@ on 'mkdir -p /fake/dies /fake/hangs
     printf "#!/bin/sh\necho fake dockerd: cannot start >&2\nexit 3\n" >/fake/dies/dockerd
     printf "#!/bin/sh\necho fake dockerd: hanging >&2\necho \$\$ >/fake/hangs.pid\nexec sleep 1000\n" >/fake/hangs/dockerd
     chmod +x /fake/*/dockerd' >/dev/null
-out=$(on 'PATH=/fake/dies:$PATH /repo/scripts/engine.sh up'); rc=$?
+# Two `up`s at once on the machine with nothing installed: the second waits for the first
+# (saying so) instead of failing on apt's lock, and finds the packages there.
+on 'PATH=/fake/dies:$PATH /repo/scripts/engine.sh up >/tmp/up1.log 2>&1; echo $? >/tmp/up1.rc' >/dev/null &
+first=$!
+sleep 1
+out2=$(on 'PATH=/fake/dies:$PATH /repo/scripts/engine.sh up'); rc2=$?
+wait "$first"
+out=$(on 'cat /tmp/up1.log'); rc=$(on 'cat /tmp/up1.rc')
+echo "$out" | sed 's/^/       first: /'; echo "$out2" | sed 's/^/       second: /'
 assert_eq "a dying dockerd: up exits non-zero" 1 "$rc"
 assert_contains "a dying dockerd: says so" "$out" "dockerd exited during startup"
 assert_contains "a dying dockerd: shows the log tail" "$out" "fake dockerd: cannot start"
 assert_contains "packages installed on the way" "$(on 'ls /usr/bin/docker /usr/sbin/debootstrap')" "/usr/sbin/debootstrap"
+assert_contains "the first up installed the packages" "$out" "installing docker.io debootstrap (apt-get)"
+assert_contains "the second up said what it waited for" "$out2" "waiting for another scripts/engine.sh up (pid "
+assert_not_contains "the second up installed nothing" "$out2" "installing"
+assert_not_contains "the second up met no apt lock" "$out2" "apt-get"
+assert_eq "the second up got as far as dockerd (exit 1)" 1 "$rc2"
+assert_contains "the second up: its own dying dockerd" "$out2" "dockerd exited during startup"
 
 # A dockerd that never answers: `up` gives up after KILN_DOCKERD_WAIT seconds.
 on 'rm -f /var/run/docker.pid' >/dev/null
@@ -89,7 +104,7 @@ assert_contains "down docker20 says why" "$out" "the host's dockerd"
 check "the host dockerd still answers" on 'docker version'
 out=$(on '/repo/scripts/engine.sh up docker99'); rc=$?
 assert_eq "up of an unknown engine exits non-zero" 1 "$rc"
-assert_contains "up of an unknown engine names the engines" "$out" "engines: docker20 docker26"
+assert_contains "up of an unknown engine names the engines" "$out" "engines: docker20 docker20-dind docker26"
 
 # Base images gone, rootfs tarball kept: rebuilt without a second debootstrap.
 on 'docker rmi kiln-local/python:3.11 kiln-local/debian:bookworm' >/dev/null

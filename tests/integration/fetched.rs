@@ -252,6 +252,11 @@ fn a_lock_without_hashes_installs_in_step_and_says_why() {
         .as_str()
         .unwrap();
     assert!(script.contains("-r /kiln/req/pylock.toml"), "{script}");
+    // uv's "`--pylock` is experimental" warning, off for this command alone.
+    assert!(
+        script.contains("UV_PREVIEW_FEATURES=pylock uv pip install --python /opt/venv/bin/python -r /kiln/req/pylock.toml"),
+        "{script}"
+    );
     let _ = std::fs::remove_dir_all(dir);
 }
 

@@ -775,7 +775,7 @@ fn a_uv_lock_group_installs_exactly_what_its_export_wrote() {
             .unwrap();
         assert!(
             scripts.iter().any(|s| s.contains(&format!(
-                "uv pip install --python /opt/venv/bin/python -r {out}"
+                "UV_PREVIEW_FEATURES=pylock uv pip install --python /opt/venv/bin/python -r {out}"
             ))),
             "an install reads {out}"
         );

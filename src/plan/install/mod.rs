@@ -19,6 +19,7 @@ use crate::context::uv_lock::UvLock;
 use crate::spec::{self, LockKind, Variant};
 
 use super::{PipOptions, Toolchain};
+use crate::plan::shell::quote;
 
 /// Where a group's context files are mounted (read-only) in its install step.
 pub const REQ_MOUNT: &str = "/kiln/req";
@@ -209,6 +210,22 @@ pub struct LockRequest {
     pub command: String,
 }
 
+/// `uv pip install` of exactly a PEP 751 lock (`lock`, a path as the step sees it) into
+/// the venv of `python`, resolving nothing. uv reads a `-r` file named `pylock.*.toml` as
+/// its `--pylock` input and, unless its `pylock` preview feature is on, warns on every
+/// install that the option is experimental (uv 0.9.7: "Pass `--preview-features pylock`
+/// to disable this warning"). `UV_PREVIEW_FEATURES=pylock`, for this one command, turns
+/// that feature on, which uv reads for that warning alone (`uv pip install`/`sync`); the
+/// variable rather than the flag, because a `python.uv_version` from before uv's preview
+/// features ignores a variable it does not know where it would refuse the flag.
+pub fn uv_install_pylock(python: &str, lock: &str) -> String {
+    format!(
+        "UV_PREVIEW_FEATURES=pylock uv pip install --python {} -r {}",
+        quote(python),
+        quote(lock)
+    )
+}
+
 /// The lock file kiln writes for a group (PEP 751: `pylock.<name>.toml`).
 pub fn lock_name(group: &str) -> String {
     format!("pylock.{group}.toml")
@@ -297,4 +314,137 @@ fn pip_users(users: &[&Variant]) -> Vec<String> {
         .filter(|v| v.python.installer == spec::Installer::Pip)
         .map(|v| v.name.v.clone())
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diag::Loc;
+    use crate::spec::{Installer, Lock, S};
+    use std::path::Path;
+    use std::process::{Command, Output};
+
+    /// A pure wheel `kiln_probe` 1.0 in `dir`; its sha256.
+    fn probe_wheel(dir: &Path) -> String {
+        let code = r#"
+import base64, hashlib, sys, zipfile
+name = "kiln_probe"
+files = {f"{name}/__init__.py": b"X = 1\n",
+         f"{name}-1.0.dist-info/METADATA": b"Metadata-Version: 2.1\nName: kiln-probe\nVersion: 1.0\n",
+         f"{name}-1.0.dist-info/WHEEL": b"Wheel-Version: 1.0\nGenerator: kiln-test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"}
+def digest(d):
+    return base64.urlsafe_b64encode(hashlib.sha256(d).digest()).rstrip(b"=").decode()
+record = "".join(f"{p},sha256={digest(d)},{len(d)}\n" for p, d in files.items())
+files[f"{name}-1.0.dist-info/RECORD"] = (record + f"{name}-1.0.dist-info/RECORD,,\n").encode()
+path = sys.argv[1] + "/kiln_probe-1.0-py3-none-any.whl"
+with zipfile.ZipFile(path, "w") as z:
+    for p, d in files.items():
+        z.writestr(p, d)
+print(hashlib.sha256(open(path, "rb").read()).hexdigest())
+"#;
+        let out = Command::new("python3")
+            .args(["-c", code, dir.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    }
+
+    fn sh(script: &str, cache: &Path) -> Output {
+        Command::new("sh")
+            .args(["-c", script])
+            .env("UV_CACHE_DIR", cache)
+            .env_remove("UV_PREVIEW")
+            .env_remove("UV_PREVIEW_FEATURES")
+            .output()
+            .unwrap()
+    }
+
+    /// The install command of both recipes that hand uv a PEP 751 lock (a `pylock.toml`
+    /// group installed in its step, a `uv.lock` group's export), run by a real `sh` and
+    /// the uv on `PATH` (required with `KILN_REQUIRE_UV`), the mounts replaced by a
+    /// directory: the lock's package is installed, and uv says nothing about `--pylock`
+    /// being experimental, which the same command without `UV_PREVIEW_FEATURES` does say.
+    #[test]
+    fn uv_installs_a_pylock_without_the_experimental_warning() {
+        if Command::new("uv").arg("--version").output().is_err() {
+            assert!(
+                std::env::var_os("KILN_REQUIRE_UV").is_none(),
+                "KILN_REQUIRE_UV is set and uv is not on PATH"
+            );
+            eprintln!("SKIPPED: uv is not on PATH");
+            return;
+        }
+        let root = std::env::temp_dir().join(format!("kiln-pylock-install-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&root).unwrap();
+        let sha = probe_wheel(&root);
+        let lock_text = format!(
+            "lock-version = \"1.0\"\ncreated-by = \"kiln test\"\nrequires-python = \">=3.8\"\n\n\
+             [[packages]]\nname = \"kiln-probe\"\nversion = \"1.0\"\n\
+             wheels = [{{ path = \"kiln_probe-1.0-py3-none-any.whl\", hashes = {{ sha256 = \"{sha}\" }} }}]\n"
+        );
+        let lock = |path: &str| Lock {
+            path: S::new(path.to_string(), Loc::default()),
+            kind: if path.ends_with("uv.lock") {
+                LockKind::Uv
+            } else {
+                LockKind::Pylock
+            },
+            extras: vec![],
+            groups: vec![],
+            from: None,
+        };
+        let dir = root.to_str().unwrap();
+        for (name, mount, file) in [
+            ("pylock.toml group", REQ_MOUNT, "pylock.core.toml"),
+            ("uv.lock group", EXPORT_MOUNT, "pylock.toml"),
+        ] {
+            let venv = root.join(name.replace(' ', "-"));
+            let toolchain = Toolchain {
+                installer: Installer::Uv,
+                uv_version: "0.9.7".into(),
+                venv: venv.to_str().unwrap().into(),
+                poetry: None,
+            };
+            let recipe = match mount {
+                REQ_MOUNT => pylock::recipe(&lock(file), &toolchain),
+                _ => uv_lock::recipe(&lock("uv.lock"), &ContextInfo::default(), &toolchain),
+            };
+            std::fs::write(root.join(file), &lock_text).unwrap();
+            let command = recipe.command.replace(mount, dir);
+            assert!(
+                command.contains(&format!("-r {dir}/{file}")),
+                "{name}: {command}"
+            );
+            let made = sh(
+                &format!("python3 -m venv --without-pip {}", venv.display()),
+                &root,
+            );
+            assert!(
+                made.status.success(),
+                "{}",
+                String::from_utf8_lossy(&made.stderr)
+            );
+            let out = sh(&command, &root.join("cache"));
+            let said = String::from_utf8_lossy(&out.stderr).to_string();
+            assert!(out.status.success(), "{name}: {command}: {said}");
+            assert!(said.contains("+ kiln-probe==1.0"), "{name}: {said}");
+            assert!(!said.contains("experimental"), "{name}: {said}");
+            // Without the variable, this uv does warn: the test can tell the difference.
+            let bare = command.replace("UV_PREVIEW_FEATURES=pylock ", "");
+            let out = sh(&format!("{bare} --reinstall"), &root.join("cache"));
+            let said = String::from_utf8_lossy(&out.stderr).to_string();
+            assert!(out.status.success(), "{name}: {bare}: {said}");
+            assert!(
+                said.contains("The `--pylock` option is experimental"),
+                "{name}: {said}"
+            );
+        }
+        let _ = std::fs::remove_dir_all(&root);
+    }
 }

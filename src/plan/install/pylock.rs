@@ -3,10 +3,9 @@
 //! and the group installs offline from them (`fetchable`; the plan's fetched-group
 //! stages); otherwise `uv pip install -r` of the lock from the index, in the step.
 
-use super::{Cache, ContextInfo, Fetchable, LockAction, Recipe, in_mount};
+use super::{Cache, ContextInfo, Fetchable, LockAction, Recipe, in_mount, uv_install_pylock};
 use crate::context::pylock::Pylock;
 use crate::plan::Toolchain;
-use crate::plan::shell::quote;
 use crate::spec::{Lock, Variant};
 
 /// uv installs the lock's set itself, from the index.
@@ -18,11 +17,7 @@ pub fn recipe(lock: &Lock, toolchain: &Toolchain) -> Recipe {
         writes: vec![],
         unread: vec![],
         export: None,
-        command: format!(
-            "uv pip install --python {} -r {}",
-            quote(&python),
-            quote(&in_mount(&lock.path.v))
-        ),
+        command: uv_install_pylock(&python, &in_mount(&lock.path.v)),
         cache: Cache::Uv,
     }
 }

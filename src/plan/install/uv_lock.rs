@@ -4,7 +4,7 @@
 
 use super::{
     Cache, ContextInfo, EXPORT_MOUNT, Export, Fetchable, LockAction, LockDir, LockRequest, Recipe,
-    in_mount, lock_name,
+    in_mount, lock_name, uv_install_pylock,
 };
 use crate::context::join;
 use crate::plan::Toolchain;
@@ -70,10 +70,7 @@ pub fn recipe(lock: &Lock, ctx: &ContextInfo, toolchain: &Toolchain) -> Recipe {
             ),
             cache: Cache::Uv,
         }),
-        command: format!(
-            "uv pip install --python {} -r {EXPORT_MOUNT}/pylock.toml",
-            quote(&python)
-        ),
+        command: uv_install_pylock(&python, &format!("{EXPORT_MOUNT}/pylock.toml")),
         cache: Cache::Uv,
     }
 }
