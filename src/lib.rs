@@ -13,4 +13,5 @@ pub mod plan;
 pub mod reference;
 pub mod spec;
 pub mod stack;
+pub mod sysdeps;
 pub mod url;
