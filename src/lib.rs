@@ -7,6 +7,7 @@
 pub mod context;
 pub mod diag;
 pub mod frontend;
+pub mod init;
 pub mod llb;
 pub mod lock;
 pub mod plan;
