@@ -307,7 +307,8 @@ fn app(dir: &Dir, meta: Option<&Metadata>) -> Why<App> {
                 return false;
             }
             match is_dir {
-                true => dir.has_file(&format!("{n}/__init__.py")),
+                // A package is importable only under a Python identifier.
+                true => is_identifier(n) && dir.has_file(&format!("{n}/__init__.py")),
                 false => n.ends_with(".py") && !NOT_APP_MODULES.contains(&n.as_str()),
             }
         })
@@ -327,6 +328,11 @@ fn app(dir: &Dir, meta: Option<&Metadata>) -> Why<App> {
     Why::new(App::Src(src), why)
 }
 
+fn is_identifier(s: &str) -> bool {
+    s.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
 /// The command: the only console script; for copied code, the only package with a
 /// `__main__.py`; else a list to choose from.
 fn cmd(dir: &Dir, meta: Option<&Metadata>, app: &App) -> Cmd {
@@ -335,9 +341,15 @@ fn cmd(dir: &Dir, meta: Option<&Metadata>, app: &App) -> Cmd {
             let scripts: Vec<String> = meta
                 .map(|m| m.scripts.keys().cloned().collect())
                 .unwrap_or_default();
-            match scripts.len() {
-                0 => Cmd::None,
-                1 => Cmd::Script(scripts[0].clone()),
+            // A name the shell reads as one word (verify runs `NAME --help` through sh).
+            let plain = |s: &str| {
+                !s.starts_with('-')
+                    && s.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+            };
+            match scripts.as_slice() {
+                [] => Cmd::None,
+                [one] if plain(one) => Cmd::Script(one.clone()),
                 _ => Cmd::Choose(scripts),
             }
         }
@@ -591,7 +603,7 @@ mod tests {
             )
         };
         let lock = format!(
-            "lock-version = \"1.0\"\n{}[[packages]]\nname = \"app\"\ndirectory = {{ path = \".\" }}\n",
+            "lock-version = \"1.0\"\n{}[[packages]]\nname = \"app\"\ndirectory = {{ path = \"./\" }}\n",
             pkg("oddity", "oddity-1.0.tar.gz")
         );
         let ml = pkg("psycopg2", "psycopg2-2.9.13.tar.gz");
@@ -625,7 +637,7 @@ mod tests {
         .unwrap();
         let e = detect(dir.path()).unwrap_err();
         assert!(
-            e.message.contains("local directory `.`") && e.help.contains("--no-emit-project"),
+            e.message.contains("local directory `./`") && e.help.contains("--no-emit-project"),
             "{e}"
         );
     }
@@ -681,6 +693,7 @@ mod tests {
     fn one_source_and_a_note_for_the_others() {
         let d = example("init-uv");
         assert!(d.notes.is_empty());
+        let big = "# x\n".repeat(300_000);
         let dir = project(&[
             ("uv.lock", include_str!("../../examples/init-uv/uv.lock")),
             (
@@ -688,13 +701,15 @@ mod tests {
                 include_str!("../../examples/init-uv/pyproject.toml"),
             ),
             ("requirements.txt", "psycopg2==2.9.13\n"),
+            // Not the source, so not read: its size is no error here.
+            ("requirements-dev.txt", &big),
         ]);
         let d = detect(dir.path()).unwrap();
         assert_eq!(d.source.value, Kind::Uv);
         assert_eq!(
             d.notes,
             [
-                "requirements.txt not read: uv.lock comes first (uv.lock, poetry.lock, pylock*.toml, requirement files)"
+                "requirements-dev.txt, requirements.txt not read: uv.lock comes first (uv.lock, poetry.lock, pylock*.toml, requirement files)"
             ]
         );
     }

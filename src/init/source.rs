@@ -206,19 +206,21 @@ pub fn locate(dir: &Dir, notes: &mut Vec<String>) -> Result<Option<Located>, Err
     if !pylocks.is_empty() {
         found.push(Located::Pylock(pylocks));
     }
-    if let Some(r) = RequirementFiles::find(dir)? {
-        found.push(Located::Requirements(r));
-    }
-    let mut found = found.into_iter();
-    let first = found.next();
-    for other in found {
-        let what = match &other {
-            Located::Uv => "uv.lock".to_string(),
-            Located::Poetry => "poetry.lock".to_string(),
-            Located::Pylock(f) => f.join(", "),
-            Located::Requirements(r) => r.files.keys().cloned().collect::<Vec<_>>().join(", "),
-        };
-        if let Some(first) = &first {
+    // Requirement files are read only when they are the source (a large dev file beside a
+    // lock is none of init's business).
+    let requirement_files = RequirementFiles::names(dir);
+    let mut others = found.iter().skip(1).map(source_name).collect::<Vec<_>>();
+    let first = match found.into_iter().next() {
+        Some(first) => {
+            if !requirement_files.is_empty() {
+                others.push(requirement_files.join(", "));
+            }
+            Some(first)
+        }
+        None => RequirementFiles::find(dir, requirement_files)?.map(Located::Requirements),
+    };
+    if let Some(first) = &first {
+        for what in others {
             notes.push(format!(
                 "{what} not read: {} comes first (uv.lock, poetry.lock, pylock*.toml, requirement files)",
                 source_name(first)
@@ -232,8 +234,8 @@ fn source_name(l: &Located) -> String {
     match l {
         Located::Uv => "uv.lock".into(),
         Located::Poetry => "poetry.lock".into(),
-        Located::Pylock(_) => "a PEP 751 lock".into(),
-        Located::Requirements(_) => "requirement files".into(),
+        Located::Pylock(files) => files.join(", "),
+        Located::Requirements(r) => r.named.join(", "),
     }
 }
 
@@ -576,8 +578,11 @@ fn pylocks(
             )
         })?;
         for e in &entries {
+            // As the build reads it: the project's own entry (the context root) is the app.
+            let root =
+                |d: &str| requirements::resolve(file, &format!("{d}/x")).is_ok_and(|p| p == "x");
             match e.directory.as_deref() {
-                Some(".") if package => {}
+                Some(d) if package && root(d) => {}
                 Some(d) => {
                     return Err(Error::new(
                         dir.shown(file),
@@ -652,9 +657,9 @@ pub struct RequirementFiles {
 }
 
 impl RequirementFiles {
-    /// The project's requirement files, and what they include (followed, as kiln follows
-    /// them in a build). `None`: there are none. Errors: a file that cannot be read.
-    fn find(dir: &Dir) -> Result<Option<RequirementFiles>, Error> {
+    /// The project's requirement files by name: `requirements*.txt` at the top, `*.txt`
+    /// under `requirements/`.
+    fn names(dir: &Dir) -> Vec<String> {
         let mut named: Vec<String> = dir
             .entries("")
             .into_iter()
@@ -667,6 +672,12 @@ impl RequirementFiles {
                 .filter(|(n, is_dir)| !is_dir && n.ends_with(".txt"))
                 .map(|(n, _)| format!("requirements/{n}")),
         );
+        named
+    }
+
+    /// The files `named`, and what they include (followed, as kiln follows them in a
+    /// build). `None`: there are none. Errors: a file that cannot be read.
+    fn find(dir: &Dir, named: Vec<String>) -> Result<Option<RequirementFiles>, Error> {
         if named.is_empty() {
             return Ok(None);
         }
@@ -820,7 +831,7 @@ impl RequirementFiles {
             self.check(&files)?;
             let reached = self.closure(entry, true);
             let hashed = reached.iter().any(|f| {
-                self.files[f].as_ref().is_some_and(|r| {
+                self.files.get(f).and_then(Option::as_ref).is_some_and(|r| {
                     r.parsed.lines.iter().any(|(_, l)| {
                         matches!(l, requirements::Line::Requirement { hashes, .. } if !hashes.is_empty())
                     })
