@@ -45,7 +45,7 @@ impl Kind {
             Kind::Pylock => "uv installs a PEP 751 lock",
             Kind::Poetry => "kiln exports each Poetry group with Poetry, then uv installs it",
             Kind::Requirements => {
-                "uv installs requirement files faster than pip, hashes checked alike"
+                "uv installs the requirement files (pip would too, hashes checked alike)"
             }
         }
     }
