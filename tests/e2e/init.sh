@@ -25,7 +25,11 @@ KILN="${CARGO_TARGET_DIR:-$E2E_ROOT/target}/$(uname -m)-unknown-linux-gnu/releas
 "$DOCKER" image inspect "$BASE" >/dev/null 2>&1 || { echo "no $BASE: run scripts/engine.sh up"; exit 1; }
 
 RUN_ID="$(date +%s%N)"
-# This run's own base (a label naming the run): no step comes from an earlier run's cache.
+# This run's own base (a label naming the run): its digest, and so the package caches'
+# ids (which follow it), are this run's. The engines may still find the steps that stand
+# on its layers in their cache (apt, a fetched sdist's wheel): the first run on an engine
+# builds psycopg2 from its sdist, later ones may not. Each copy's app code gets a comment
+# naming the run, so every run builds a new image and its verify runs.
 RUN_BASE="kiln-e2e/python:init-$RUN_ID"
 printf 'FROM %s\nLABEL dev.kiln.e2e-run=%s\n' "$BASE" "$RUN_ID" \
   | DOCKER_BUILDKIT=1 "$DOCKER" build -q -t "$RUN_BASE" - >/dev/null \
@@ -42,6 +46,9 @@ echo "== kiln init on copies of the examples"
 for p in $PROJECTS; do
   ctx="$E2E_WORK/$p"
   rm -rf "$ctx"; cp -r "examples/init-$p" "$ctx"
+  for init in "$ctx/src/pgver/__init__.py" "$ctx/pgver/__init__.py"; do
+    [ -f "$init" ] && echo "# e2e run $RUN_ID" >>"$init"
+  done
   if "$KILN" init "$ctx" --ca-bundle pipca >"$E2E_WORK/logs/init-$p.log" 2>&1; then
     ok "$p: kiln init wrote $ctx/kiln.yaml"
     out=$(cat "$E2E_WORK/logs/init-$p.log")
@@ -118,6 +125,8 @@ else
           --build-arg "PYTHON_IMAGE=$base28" --build-arg "BUILDKIT_SYNTAX=$F28" \
           --secret "id=pipca,src=$CA" "$ctx" >"$log" 2>&1; then
         ok "$p: builds on Docker 28 ($((($(date +%s%N) - start) / 1000000)) ms)"
+        cmd="pgver --help"; [ "$p" = piptools ] && cmd="python -m pgver --help"
+        check "$p 28: verify ran the command's --help" verified "$log" "$cmd"
         check "$p 28: verify imported psycopg2" verified "$log" "python -c 'import psycopg2'"
         image_checks "$p 28" d28 run --rm "$IMG-$p:28"
       else
