@@ -2,7 +2,8 @@
 # The whole test suite: unit, golden, fake-bridge and `kiln lock` (real uv, installed
 # when missing: scripts/ensure-uv.sh) tests (cargo), then end-to-end
 # builds on real BuildKits: Docker 20.10 on this host (the example worker, the lock-file
-# projects, hostile contexts, how the image runs, the benchmark harness), then Docker 26
+# projects, kiln init's specs (also on 28), hostile contexts, how the image runs, the
+# benchmark harness), then Docker 26
 # and 28 with buildx (engines.sh), whose arm64 base is made in the background from the
 # start, a lock's files fetched by the engine (locked.sh), kiln's SBOM (sbom.sh), the CI
 # jobs docs/usage.md shows (ci.sh: buildctl where one is on PATH, and bake), and a load of
@@ -46,6 +47,7 @@ arm64_start=$SECONDS
   echo "== arm64 base: exit $? after $((SECONDS - arm64_start)) s (log /tmp/kiln-base-arm64.log)" >&2 ) &
 suite "end-to-end, example worker (Docker 20.10)" tests/e2e/run.sh
 suite "end-to-end, lock-file projects (Docker 20.10)" tests/e2e/projects.sh
+suite "end-to-end, kiln init's specs built as written (Docker 20.10 and 28)" tests/e2e/init.sh
 suite "end-to-end, hostile contexts and limits (Docker 20.10)" tests/e2e/hostile.sh
 suite "end-to-end, how the image runs (Docker 20.10 and 28)" tests/e2e/service.sh
 suite "benchmark smoke test" tests/e2e/bench_smoke.sh

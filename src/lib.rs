@@ -7,6 +7,7 @@
 pub mod context;
 pub mod diag;
 pub mod frontend;
+pub mod init;
 pub mod llb;
 pub mod lock;
 pub mod plan;
@@ -14,4 +15,5 @@ pub mod reference;
 pub mod sbom;
 pub mod spec;
 pub mod stack;
+pub mod sysdeps;
 pub mod url;

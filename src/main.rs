@@ -1,4 +1,4 @@
-//! The `kiln` command line: check, llb, graph, lock, schema, and the BuildKit frontend.
+//! The `kiln` command line: check, llb, graph, lock, init, schema, and the BuildKit frontend.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -105,6 +105,22 @@ enum Command {
         upgrade: bool,
         #[arg(long = "build-arg", value_name = "NAME=VALUE")]
         build_args: Vec<String>,
+    },
+    /// Write a first spec, DIR/kiln.yaml, for an existing Python project (its lock or
+    /// requirement files, Python, app, command and system packages), saying what it found
+    /// and why; it refuses to overwrite one.
+    Init {
+        /// The project directory, which is the build context.
+        #[arg(default_value = ".")]
+        dir: String,
+        /// Print the spec on stdout instead of writing DIR/kiln.yaml.
+        #[arg(long)]
+        stdout: bool,
+        /// Write `build_secrets: {ca_bundle: ID}` (a CA bundle for a network that
+        /// intercepts TLS, given to the build as --secret id=ID,src=...) rather than as a
+        /// comment.
+        #[arg(long, value_name = "ID")]
+        ca_bundle: Option<String>,
     },
     /// Print the JSON Schema of the spec (for editors).
     Schema,
@@ -220,6 +236,11 @@ fn run(command: Command) -> Result<ExitCode, ExitCode> {
             upgrade,
             build_args,
         } => lock(&spec, &context, target, group, upgrade, &build_args),
+        Command::Init {
+            dir,
+            stdout,
+            ca_bundle,
+        } => init(&dir, stdout, ca_bundle),
         Command::Schema => {
             println!(
                 "{}",
@@ -274,15 +295,7 @@ fn check(specs: &[String], build_args: &[String], context: Option<&str>) -> Exit
         };
         if let Some(dir) = context {
             let spec = &loaded.spec;
-            let mut errors = read_context(spec, dir).err().unwrap_or_default();
-            let ignore = ContextDir::open(dir)
-                .map(|c| c.dockerignore())
-                .unwrap_or_default();
-            errors.extend(kiln::context::preflight::check_dir(
-                spec,
-                std::path::Path::new(dir),
-                &ignore,
-            ));
+            let errors = context_errors(spec, dir);
             if !errors.is_empty() {
                 for e in &errors {
                     eprint!("{}", e.render(&spec.files));
@@ -303,6 +316,70 @@ fn check(specs: &[String], build_args: &[String], context: Option<&str>) -> Exit
     } else {
         ExitCode::SUCCESS
     }
+}
+
+/// What `kiln check --context DIR` finds wrong with the files the spec names in `dir`.
+fn context_errors(spec: &kiln::spec::Spec, dir: &str) -> Vec<Diagnostic> {
+    let mut errors = read_context(spec, dir).err().unwrap_or_default();
+    let ignore = ContextDir::open(dir)
+        .map(|c| c.dockerignore())
+        .unwrap_or_default();
+    errors.extend(kiln::context::preflight::check_dir(
+        spec,
+        std::path::Path::new(dir),
+        &ignore,
+    ));
+    errors
+}
+
+/// `kiln init`: the spec for the project in `dir`, checked as `kiln check --context dir`
+/// checks it, then written to `dir/kiln.yaml` (never over an existing file) or printed;
+/// what was found on stderr. Exit 2 when the project gives no spec, 1 when kiln would
+/// refuse the one it wrote (a bug in `kiln init`, reported with kiln's diagnostics).
+fn init(dir: &str, stdout: bool, ca_bundle: Option<String>) -> Result<ExitCode, ExitCode> {
+    use kiln::init;
+    let fail = |e: init::Error| {
+        eprintln!("{e}");
+        ExitCode::from(2)
+    };
+    if let Some(id) = &ca_bundle
+        && !kiln::spec::validate::is_secret_id(id)
+    {
+        eprintln!(
+            "error: --ca-bundle `{id}` is not a secret id: use letters, digits, `.`, `_`, `-`"
+        );
+        return Err(ExitCode::from(2));
+    }
+    let target = std::path::Path::new(dir).join(init::SPEC_FILE);
+    if !stdout {
+        init::refuse_existing(&target).map_err(fail)?;
+    }
+    let detected = init::detect(std::path::Path::new(dir)).map_err(fail)?;
+    let text = init::render(&detected, &init::Options { ca_bundle });
+    let name = target.display().to_string();
+    let errors = match spec::load_str(&name, &text, &LoadOptions::default()) {
+        Ok(loaded) => context_errors(&loaded.spec, dir)
+            .iter()
+            .map(|d| d.render(&loaded.spec.files))
+            .collect(),
+        Err(report) => vec![report.render()],
+    };
+    if !errors.is_empty() {
+        eprint!("{}", errors.concat());
+        eprintln!(
+            "error: kiln init wrote a spec for {dir} that `kiln check --context` refuses (above); nothing was written: fix what it names in the project, or report it as a bug in kiln init"
+        );
+        return Err(ExitCode::FAILURE);
+    }
+    eprintln!("kiln init: {dir}");
+    eprint!("{}", init::summary(&detected));
+    if stdout {
+        print!("{text}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    init::write(&target, &text).map_err(fail)?;
+    eprintln!("kiln init: wrote {name}; check it: kiln check {name} --context {dir}");
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Whether the spec names files in the build context (requirement files, locks, app,

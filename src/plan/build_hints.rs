@@ -13,23 +13,22 @@
 //! not found`), setuptools' `command 'gcc' failed: No such file or directory`, the shell's
 //! `X: not found`, meson's `Did not find pkg-config`, setuptools-rust's `can't find Rust
 //! compiler`, maturin's `Cargo metadata failed`, Pillow's `The headers or library files
-//! could not be found for jpeg`. Package names are Debian 12 and 13's (packages.debian.org);
-//! a runtime package is named only where the shared library is not already in a Python
-//! base image (python:*-slim has libssl, libffi and zlib, which its own Python links).
+//! could not be found for jpeg`. The Debian packages are `sysdeps`' libraries (the one
+//! table of them, which `kiln init` reads too).
 
 use super::shell::quote;
+use crate::sysdeps::{self, Library};
 
-/// One missing thing: the messages that show it, the Debian packages that provide it.
+/// One missing thing: the messages that show it, the library (Debian packages) that
+/// provides it.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Hint {
     /// Fixed strings, any of which in the failed command's output means this hint.
     pub needles: &'static [&'static str],
     /// What is missing, for the message (`psycopg2 needs pg_config (...)`).
     pub why: &'static str,
-    /// Debian packages for `system.build` (headers, tools).
-    pub build: &'static [&'static str],
-    /// Debian packages for `system.runtime` (the shared library the built code loads).
-    pub runtime: &'static [&'static str],
+    /// Its Debian packages for `system.build` and `system.runtime`.
+    pub library: &'static Library,
 }
 
 impl Hint {
@@ -39,12 +38,12 @@ impl Hint {
         let mut m = format!(
             "{}: add {} to system.build",
             self.why,
-            self.build.join(", ")
+            self.library.build.join(", ")
         );
-        if !self.runtime.is_empty() {
+        if !self.library.runtime.is_empty() {
             m.push_str(&format!(
                 " and {} to system.runtime",
-                self.runtime.join(", ")
+                self.library.runtime.join(", ")
             ));
         }
         m
@@ -61,8 +60,7 @@ pub const HINTS: &[Hint] = &[
             "'libpq-fe.h' file not found",
         ],
         why: "psycopg2 needs pg_config (the PostgreSQL client library)",
-        build: &["libpq-dev"],
-        runtime: &["libpq5"],
+        library: &sysdeps::LIBPQ,
     },
     Hint {
         needles: &[
@@ -71,8 +69,7 @@ pub const HINTS: &[Hint] = &[
             "Can not find valid pkg-config name",
         ],
         why: "mysqlclient needs mysql_config or pkg-config (the MySQL client library)",
-        build: &["default-libmysqlclient-dev", "pkg-config"],
-        runtime: &["libmariadb3"],
+        library: &sysdeps::MYSQLCLIENT,
     },
     Hint {
         needles: &[
@@ -81,8 +78,7 @@ pub const HINTS: &[Hint] = &[
             "Could not find main GSSAPI shared library",
         ],
         why: "the package needs Kerberos (krb5-config)",
-        build: &["libkrb5-dev"],
-        runtime: &["libgssapi-krb5-2"],
+        library: &sysdeps::KRB5,
     },
     Hint {
         needles: &[
@@ -92,8 +88,7 @@ pub const HINTS: &[Hint] = &[
             "libxml2 and libxslt development packages",
         ],
         why: "lxml needs libxml2 and libxslt (libxml/xmlversion.h)",
-        build: &["libxml2-dev", "libxslt1-dev"],
-        runtime: &["libxml2", "libxslt1.1"],
+        library: &sysdeps::LIBXML2,
     },
     Hint {
         needles: &[
@@ -102,8 +97,7 @@ pub const HINTS: &[Hint] = &[
             "could not be found for jpeg",
         ],
         why: "the package needs libjpeg (jpeglib.h)",
-        build: &["libjpeg-dev"],
-        runtime: &["libjpeg62-turbo"],
+        library: &sysdeps::LIBJPEG,
     },
     Hint {
         needles: &[
@@ -112,26 +106,22 @@ pub const HINTS: &[Hint] = &[
             "could not be found for zlib",
         ],
         why: "the package needs the zlib headers (zlib.h)",
-        build: &["zlib1g-dev"],
-        runtime: &[],
+        library: &sysdeps::ZLIB,
     },
     Hint {
         needles: &["fatal error: openssl/", "'openssl/ssl.h' file not found"],
         why: "the package needs the OpenSSL headers (openssl/ssl.h)",
-        build: &["libssl-dev"],
-        runtime: &[],
+        library: &sysdeps::OPENSSL,
     },
     Hint {
         needles: &["fatal error: ffi.h", "'ffi.h' file not found"],
         why: "the package needs the libffi headers (ffi.h)",
-        build: &["libffi-dev"],
-        runtime: &[],
+        library: &sysdeps::LIBFFI,
     },
     Hint {
         needles: &["fatal error: Python.h", "'Python.h' file not found"],
         why: "a C extension needs the Python headers (Python.h; python:*-slim bases have them)",
-        build: &["python3-dev"],
-        runtime: &[],
+        library: &sysdeps::PYTHON_HEADERS,
     },
     Hint {
         needles: &[
@@ -141,8 +131,7 @@ pub const HINTS: &[Hint] = &[
             "rustc: not found",
         ],
         why: "the package builds Rust code and finds no Rust toolchain (cargo)",
-        build: &["rustc", "cargo"],
-        runtime: &[],
+        library: &sysdeps::RUST,
     },
     Hint {
         needles: &[
@@ -151,8 +140,7 @@ pub const HINTS: &[Hint] = &[
             "Did not find pkg-config",
         ],
         why: "the build needs pkg-config",
-        build: &["pkg-config"],
-        runtime: &[],
+        library: &sysdeps::PKG_CONFIG,
     },
     Hint {
         needles: &[
@@ -167,8 +155,7 @@ pub const HINTS: &[Hint] = &[
             "No CMAKE_C_COMPILER could be found",
         ],
         why: "the build needs a C compiler (gcc)",
-        build: &["build-essential"],
-        runtime: &[],
+        library: &sysdeps::C_COMPILER,
     },
 ];
 

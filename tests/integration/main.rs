@@ -12,6 +12,7 @@ mod frontend_fake;
 mod golden;
 mod graph;
 mod hostile;
+mod init;
 mod lock;
 mod project;
 mod spec_errors;
