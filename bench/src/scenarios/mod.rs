@@ -199,6 +199,7 @@ impl Bench {
         let docker = Docker {
             root: root.clone(),
             ours: work.display().to_string(),
+            host: crate::docker::own_engine(),
         };
         let mut run = Runner::new(docker, logs, dlog);
         run.say(&format!(
