@@ -799,6 +799,16 @@ mod tests {
             progress::was_cached(&kiln_dep, Side::Kiln.heavy()),
             Some(true)
         );
+        // The same on Docker 28 (a step per package set): only humanize's set ran.
+        let kiln_dep28 = fixture("kiln-uv-dep-docker28.log");
+        assert!(any_ran(&kiln_dep28, Side::Kiln.installs()));
+        let ran: Vec<&str> = progress::named(&kiln_dep28, "uv install: core: ")
+            .filter(|s| s.ran())
+            .map(|s| s.name.as_str())
+            .collect();
+        assert_eq!(ran.len(), 1, "{ran:?}");
+        assert!(ran[0].contains("humanize 4.17.0"), "{ran:?}");
+        assert!(progress::named(&kiln_dep28, "uv install: core: ").count() >= 10);
         // pip, +1 dependency: the whole requirement set again, psycopg2 compiled again.
         let pip_dep = fixture("pip-uv-dep.log");
         assert!(any_ran(&pip_dep, Side::Pip.installs()));
