@@ -3,7 +3,7 @@
 # harness is the kiln-bench crate (bench/src/); this stays the one entry point for the
 # docs and tests/e2e/bench_smoke.sh. It starts the engine itself (scripts/engine.sh up).
 #
-#   bench/run.sh [--runs N] [--quick | --smoke]     (--help: what each mode runs)
+#   bench/run.sh [--runs N] [--quick | --smoke | --locked | --uv]   (--help: what each mode runs)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"

@@ -45,6 +45,19 @@ struct BenchArgs {
     /// With --locked: also the heavy CUDA variant (torch from PyPI; needs ~15 GB free).
     #[arg(long, requires = "locked")]
     heavy: bool,
+    /// Issue 24: a uv project (bench/projects/uv-worker) against two peers, uv's Docker
+    /// guide and the seed's pip style, `--runs` times (cold, both variants, no-op, app edit,
+    /// +1 dependency warm, and on a modern engine fresh runner and pushed bytes; sizes).
+    #[arg(long, conflicts_with_all = ["quick", "smoke", "locked"])]
+    uv: bool,
+    /// With --uv: only these scenarios (comma-separated or repeated).
+    #[arg(long, requires = "uv", value_delimiter = ',')]
+    only: Vec<scenarios::UvScenario>,
+    /// With --uv: never prune (to check the harness on a shared engine). Cold rows start
+    /// from a fresh copy of the base image instead: every step runs, but cache mounts,
+    /// fetched files and the base's layers stay warm, so their figures are not cold ones.
+    #[arg(long, requires = "uv")]
+    no_prune: bool,
 }
 
 #[derive(Subcommand)]
@@ -107,13 +120,17 @@ fn check_step(log: &Path, step: &str, cached: bool) -> ExitCode {
 }
 
 fn bench(args: &BenchArgs) -> ExitCode {
-    let mode = match (args.quick, args.smoke, args.locked) {
-        (true, _, _) => scenarios::Mode::Quick,
-        (_, true, _) => scenarios::Mode::Smoke,
-        (_, _, true) => scenarios::Mode::Locked,
+    let mode = match (args.quick, args.smoke, args.locked, args.uv) {
+        (true, ..) => scenarios::Mode::Quick,
+        (_, true, ..) => scenarios::Mode::Smoke,
+        (_, _, true, _) => scenarios::Mode::Locked,
+        (.., true) => scenarios::Mode::Uv,
         _ => scenarios::Mode::Full,
     };
-    let runs = if matches!(mode, scenarios::Mode::Full | scenarios::Mode::Locked) {
+    let runs = if matches!(
+        mode,
+        scenarios::Mode::Full | scenarios::Mode::Locked | scenarios::Mode::Uv
+    ) {
         args.runs as usize
     } else {
         1
@@ -123,7 +140,12 @@ fn bench(args: &BenchArgs) -> ExitCode {
         .parent()
         .expect("bench/ has a parent")
         .to_path_buf();
-    match scenarios::run(root, mode, runs, args.heavy) {
+    let opts = scenarios::Options {
+        heavy: args.heavy,
+        only: args.only.clone(),
+        no_prune: args.no_prune,
+    };
+    match scenarios::run(root, mode, runs, opts) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(e) => {
@@ -164,6 +186,33 @@ mod tests {
             })
         ));
         assert!(Cli::try_parse_from(["kiln-bench", "progress", "x.log", "--step", "a"]).is_err());
+        // Issue 24's mode, its scenario filter and --no-prune.
+        let cli = Cli::try_parse_from([
+            "kiln-bench",
+            "--uv",
+            "--runs",
+            "1",
+            "--only",
+            "cold,noop",
+            "--only",
+            "fresh",
+            "--no-prune",
+        ])
+        .unwrap();
+        assert!(cli.bench.uv && cli.bench.no_prune);
+        assert_eq!(
+            cli.bench.only,
+            [
+                scenarios::UvScenario::Cold,
+                scenarios::UvScenario::Noop,
+                scenarios::UvScenario::Fresh
+            ]
+        );
+        assert!(Cli::try_parse_from(["kiln-bench", "--only", "cold"]).is_err());
+        assert!(Cli::try_parse_from(["kiln-bench", "--no-prune"]).is_err());
+        assert!(Cli::try_parse_from(["kiln-bench", "--uv", "--locked"]).is_err());
+        assert!(Cli::try_parse_from(["kiln-bench", "--uv", "--smoke"]).is_err());
+        assert!(Cli::try_parse_from(["kiln-bench", "--uv", "--only", "nope"]).is_err());
         assert!(
             Cli::try_parse_from([
                 "kiln-bench",

@@ -35,7 +35,8 @@ impl Unit {
     }
 }
 
-/// One row of the main table: kiln on the left, the peer (or a reference) on the right.
+/// One row of the main table: kiln on the left, then each peer (or a reference) with
+/// kiln's ratio to it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Row {
     /// The scenario column.
@@ -44,18 +45,24 @@ pub struct Row {
     pub unit: Unit,
     /// kiln's min and median, `None` without samples.
     pub kiln: Option<MinMedian>,
-    /// The right-hand side's min and median, `None` without samples.
-    pub peer: Option<MinMedian>,
+    /// Each right-hand side's min and median, in the order of [`Report::peers`]; `None`
+    /// without samples.
+    pub peers: Vec<Option<MinMedian>>,
 }
 
 impl Row {
-    /// A row from raw samples.
+    /// A row from raw samples, against one peer.
     pub fn new(name: impl Into<String>, unit: Unit, kiln: &[f64], peer: &[f64]) -> Row {
+        Row::against(name, unit, kiln, &[peer])
+    }
+
+    /// A row from raw samples, against each of `peers`.
+    pub fn against(name: impl Into<String>, unit: Unit, kiln: &[f64], peers: &[&[f64]]) -> Row {
         Row {
             name: name.into(),
             unit,
             kiln: stats::min_median(kiln),
-            peer: stats::min_median(peer),
+            peers: peers.iter().map(|p| stats::min_median(p)).collect(),
         }
     }
 
@@ -67,23 +74,29 @@ impl Row {
         }
     }
 
-    /// The markdown line: `| name | kiln | peer | ratio |`.
+    /// The markdown line: `| name | kiln | peer | ratio |`, a peer and ratio pair per peer.
     pub fn render(&self) -> String {
-        let ratio = stats::ratio(self.kiln.map(|m| m.median), self.peer.map(|m| m.median))
-            .map_or("-".to_string(), |r| format!("{r:.2}"));
-        format!(
-            "| {} | {} | {} | {} |",
-            self.name,
-            self.cell(self.kiln),
-            self.cell(self.peer),
-            ratio
-        )
+        self.render_for(self.peers.len().max(1))
+    }
+
+    /// The markdown line in a table of `peers` peers: the ones this row lacks are `- | -`.
+    pub fn render_for(&self, peers: usize) -> String {
+        let mut out = format!("| {} | {} |", self.name, self.cell(self.kiln));
+        for i in 0..peers {
+            let peer = self.peers.get(i).copied().flatten();
+            let ratio = stats::ratio(self.kiln.map(|m| m.median), peer.map(|m| m.median))
+                .map_or("-".to_string(), |r| format!("{r:.2}"));
+            out.push_str(&format!(" {} | {} |", self.cell(peer), ratio));
+        }
+        out
     }
 }
 
 /// Everything the run found, rendered once at the end.
 #[derive(Debug, Default)]
 pub struct Report {
+    /// The peers' names in the header, in the rows' order; empty: one, `peer`.
+    pub peers: Vec<String>,
     /// The main table's rows, in scenario order.
     pub rows: Vec<Row>,
     /// A second table (what is inside the images), already rendered; may be empty.
@@ -96,15 +109,30 @@ pub struct Report {
     pub footer: Vec<String>,
 }
 
-/// The main table's header line.
+/// The main table's header line with one peer, `peer`.
 pub const HEADER: &str =
     "| scenario | kiln min / median | peer min / median | kiln/peer (medians) |";
+
+/// The header line for `peers` (by name), and its separator line.
+pub fn header(peers: &[String]) -> (String, String) {
+    let mut head = "| scenario | kiln min / median |".to_string();
+    for p in peers {
+        head.push_str(&format!(" {p} min / median | kiln/{p} (medians) |"));
+    }
+    (head, format!("|---|---|{}", "---|---|".repeat(peers.len())))
+}
 
 impl Report {
     /// The whole markdown text, newline-terminated.
     pub fn render(&self) -> String {
-        let mut out = vec![HEADER.to_string(), "|---|---|---|---|".to_string()];
-        out.extend(self.rows.iter().map(Row::render));
+        let (head, rule) = if self.peers.is_empty() {
+            (HEADER.to_string(), "|---|---|---|---|".to_string())
+        } else {
+            header(&self.peers)
+        };
+        let mut out = vec![head, rule];
+        let width = self.peers.len().max(1);
+        out.extend(self.rows.iter().map(|r| r.render_for(width)));
         if !self.inside.is_empty() {
             out.push(String::new());
             out.extend(self.inside.iter().cloned());
@@ -185,6 +213,7 @@ mod tests {
     #[test]
     fn layout() {
         let report = Report {
+            peers: vec![],
             rows: vec![Row::new("a", Unit::Ms, &[1.0], &[2.0])],
             inside: vec!["| image | size |".into()],
             notes: vec!["one".into(), "two".into()],
@@ -199,6 +228,52 @@ mod tests {
                  - FAILED: cold-kiln-minimal-1 (their samples are left out)\n\nMachine: x\n"
             )
         );
+    }
+
+    #[test]
+    fn two_peers_each_with_kilns_ratio() {
+        let peers = ["uv-guide peer".to_string(), "pip peer".to_string()];
+        assert_eq!(header(&[String::from("peer")]).0, HEADER);
+        let (head, rule) = header(&peers);
+        assert_eq!(
+            head,
+            "| scenario | kiln min / median | uv-guide peer min / median | kiln/uv-guide peer (medians) \
+             | pip peer min / median | kiln/pip peer (medians) |"
+        );
+        assert_eq!(rule, "|---|---|---|---|---|---|");
+        let report = Report {
+            peers: peers.to_vec(),
+            rows: vec![
+                Row::against(
+                    "cold build, minimal",
+                    Unit::Secs,
+                    &[30000.0],
+                    &[&[40000.0], &[60000.0]],
+                ),
+                // A side whose builds all failed, and a row with one peer only.
+                Row::against("no-op rebuild", Unit::Ms, &[300.0], &[&[], &[150.0]]),
+                Row::new("kiln only", Unit::MsFine, &[1.5], &[]),
+            ],
+            ..Report::default()
+        };
+        let text = report.render();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[2],
+            "| cold build, minimal | 30.0 s / 30.0 s | 40.0 s / 40.0 s | 0.75 | 60.0 s / 60.0 s | 0.50 |"
+        );
+        assert_eq!(
+            lines[3],
+            "| no-op rebuild | 300 ms / 300 ms | - | - | 150 ms / 150 ms | 2.00 |"
+        );
+        assert_eq!(
+            lines[4],
+            "| kiln only | 1.50 ms / 1.50 ms | - | - | - | - |"
+        );
+        // Every line of the table has the header's number of cells.
+        for l in &lines[..5] {
+            assert_eq!(l.matches('|').count(), 7, "{l}");
+        }
     }
 
     #[test]

@@ -28,6 +28,9 @@ pub struct Runner<E: Engine> {
     /// Prune before retrying a build the engine died under (cold scenarios: the retry
     /// must start from nothing too).
     pub prune_before_retry: bool,
+    /// Never prune (`--no-prune`, for a check of the harness on a shared engine): the
+    /// caller makes the state a prune would have made some other way, or says it did not.
+    pub no_prune: bool,
     restarts: usize,
     started: Instant,
 }
@@ -43,6 +46,7 @@ impl<E: Engine> Runner<E> {
             failed: Vec::new(),
             disturbed: 0,
             prune_before_retry: false,
+            no_prune: false,
             restarts: 0,
             started: Instant::now(),
         }
@@ -97,6 +101,9 @@ impl<E: Engine> Runner<E> {
     /// missing record") and can panic the daemon, so it waits up to 5 minutes; cold rows
     /// check afterwards that their heavy step really ran.
     pub fn prune(&mut self) {
+        if self.no_prune {
+            return;
+        }
         let mut waited = Duration::ZERO;
         while waited < PRUNE_WAIT_MAX && self.engine.others_building() > 0 {
             if waited.is_zero() {
@@ -368,6 +375,28 @@ mod tests {
         r.prune();
         assert_eq!(r.engine.paused, Duration::ZERO);
         assert!(r.notes.is_empty());
+    }
+
+    #[test]
+    fn no_prune_neither_prunes_nor_waits_even_before_a_retry() {
+        let mut r = runner(Fake {
+            builds: [(vec![false], false), (vec![true], true)].into(),
+            others: std::iter::repeat_n(1, 10).collect(),
+            ..Fake::default()
+        });
+        r.no_prune = true;
+        r.prune_before_retry = true;
+        r.prune();
+        assert_eq!(r.build(job("cold-kiln-minimal-1")), Some(10.0));
+        assert_eq!(
+            r.engine.events,
+            [
+                "build cold-kiln-minimal-1",
+                "start",
+                "build cold-kiln-minimal-1"
+            ]
+        );
+        assert_eq!(r.engine.paused, Duration::ZERO);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Instant;
 
 use super::warm::{REQS, dlog_len, dlog_since, last_value};
-use super::{BASE, Bench, FRONTEND_LOCKED_TAG, Tool, mkdir, read, turns, write};
+use super::{BASE, Bench, Tool, mkdir, read, turns, write};
 use crate::docker::{CLIENT, Job};
 use crate::report::{Row, Unit, num};
 use crate::stats::median;
@@ -21,18 +21,23 @@ fn cache_dir() -> PathBuf {
         .map_or_else(|| PathBuf::from("/var/cache/kiln-bench"), PathBuf::from)
 }
 
-/// Builds the frontend image for locked mode; on a modern engine pushes it to the
-/// engine's registry (`localhost:5000/kiln/frontend:bench14`, as a user's registry).
-pub(super) fn frontend_image(root: &Path, engine: Option<&str>) -> Result<String, String> {
+/// Builds the frontend image `kiln/frontend:TAG` for locked and uv mode; on a modern
+/// engine pushes it to the engine's registry (`localhost:5000/kiln/frontend:TAG`, as a
+/// user's registry).
+pub(super) fn frontend_image(
+    root: &Path,
+    engine: Option<&str>,
+    tag: &str,
+) -> Result<String, String> {
     let mut cmd = match engine {
         Some(name) => {
             let mut c = Command::new(root.join("scripts/engine.sh"));
-            c.args(["frontend", name, FRONTEND_LOCKED_TAG]);
+            c.args(["frontend", name, tag]);
             c
         }
         None => {
             let mut c = Command::new(root.join("scripts/frontend-image.sh"));
-            c.arg(format!("kiln/frontend:{FRONTEND_LOCKED_TAG}"));
+            c.arg(format!("kiln/frontend:{tag}"));
             c
         }
     };
@@ -241,7 +246,13 @@ impl Bench {
         if !there {
             self.run
                 .say("the frontend is gone from the engine's registry: pushing it again");
-            let ok = frontend_image(&self.root, Some(&name)).is_ok();
+            let tag = self
+                .frontend
+                .rsplit(':')
+                .next()
+                .unwrap_or_default()
+                .to_string();
+            let ok = frontend_image(&self.root, Some(&name), &tag).is_ok();
             self.note(format!(
                 "The frontend {} was gone from {name}'s registry (someone else's run) and was pushed again{}.",
                 self.frontend,
@@ -301,29 +312,12 @@ impl Bench {
     /// A buildx build of the minimal image by `who`, pushed to the engine's registry as
     /// `localhost:5000/kiln-bench/TOOL:TAG`, with `cache` flags.
     fn pushed(&self, who: Tool, name: &str, tag: &str, cache: &[String]) -> Job {
-        let mut job = self.job(who, name, "minimal");
-        // Drop `-t TAG`: the output names the image.
-        if let Some(i) = job.args.iter().position(|a| a == "-t") {
-            job.args.drain(i..i + 2);
-        }
-        let ctx = job.args.pop().expect("the context is last");
-        job.args.extend(cache.iter().map(Into::into));
-        job.args.push("--provenance=false".into());
-        job.args.push("--output".into());
-        job.args.push(
-            format!(
-                "type=image,name=localhost:5000/kiln-bench/{}:{tag},push=true",
-                who.label()
-            )
-            .into(),
-        );
-        job.args.push(ctx);
-        job.buildx = true;
-        job
+        let image = format!("localhost:5000/kiln-bench/{}:{tag}", who.label());
+        pushed_job(self.job(who, name, "minimal"), &image, cache)
     }
 
     /// `(digest, size)` of the layers of an image in the modern engine's registry.
-    fn layers(&self, reference: &str) -> Vec<(String, u64)> {
+    pub(super) fn layers(&self, reference: &str) -> Vec<(String, u64)> {
         let Some(name) = &self.engine_name else {
             return Vec::new();
         };
@@ -730,6 +724,25 @@ impl Bench {
     }
 }
 
+/// `job` (a `docker build` whose last argument is the context) as a `docker buildx build`
+/// that pushes its image as `image` (no provenance: only the image's own layers), with
+/// `cache` flags (`--cache-to ...`, `--cache-from ...`).
+pub(super) fn pushed_job(mut job: Job, image: &str, cache: &[String]) -> Job {
+    // Drop `-t TAG`: the output names the image.
+    if let Some(i) = job.args.iter().position(|a| a == "-t") {
+        job.args.drain(i..i + 2);
+    }
+    let ctx = job.args.pop().expect("the context is last");
+    job.args.extend(cache.iter().map(Into::into));
+    job.args.push("--provenance=false".into());
+    job.args.push("--output".into());
+    job.args
+        .push(format!("type=image,name={image},push=true").into());
+    job.args.push(ctx);
+    job.buildx = true;
+    job
+}
+
 /// The heavy images, and those their rebuilds left untagged: a prune keeps images, and
 /// on this disk two sides' 6 GB images and their predecessors do not fit.
 fn drop_heavy_images() {
@@ -853,6 +866,51 @@ mod tests {
             super::super::KILN_HEAVY
         ));
         assert!(crate::progress::secs_of(&steps, "wheel from sdist: psycopg2") > 1.0);
+    }
+
+    #[test]
+    fn a_pushed_build_names_its_image_in_the_output_and_keeps_the_context_last() {
+        let job = Job {
+            name: "fresh".into(),
+            args: [
+                "-f",
+                "s.yaml",
+                "-t",
+                "bench/kiln:minimal",
+                "--target",
+                "minimal",
+                "/ctx",
+            ]
+            .map(Into::into)
+            .to_vec(),
+            buildx: false,
+        };
+        let cache = [
+            "--cache-from".to_string(),
+            "type=registry,ref=r".to_string(),
+        ];
+        let out = pushed_job(job, "localhost:5000/x/kiln:after", &cache);
+        assert!(out.buildx);
+        let args: Vec<String> = out
+            .args
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            args,
+            [
+                "-f",
+                "s.yaml",
+                "--target",
+                "minimal",
+                "--cache-from",
+                "type=registry,ref=r",
+                "--provenance=false",
+                "--output",
+                "type=image,name=localhost:5000/x/kiln:after,push=true",
+                "/ctx"
+            ]
+        );
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! The benchmark itself: kiln against the hand-written multi-stage Dockerfiles it replaces
-//! (`bench/peer/`), built from the same context on the same engine in the same run.
+//! (`bench/peer/`), built from the same context on the same engine in the same run: the
+//! example worker against the seed's style, and (`--uv`) a uv project against uv's Docker
+//! guide and the seed's style at once.
 //!
 //! Each scenario sets up its own state (prune, warm build, edit) from private copies of
 //! the context, spec and Dockerfiles in a work directory; the progress log of every build
@@ -9,7 +11,10 @@ mod cold;
 mod frontend;
 mod images;
 mod locked;
+mod uv;
 mod warm;
+
+pub use uv::UvScenario;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -33,6 +38,20 @@ pub enum Mode {
     /// by the engine), `--runs` times: cold, warm, fresh-runner and pushed-bytes rows
     /// (the last two on a modern engine only), and a 300-package lock.
     Locked,
+    /// Issue 24: the uv project `bench/projects/uv-worker` against uv's Docker guide and
+    /// the seed's pip style, `--runs` times; every row shows both peers.
+    Uv,
+}
+
+/// What a run does besides its mode.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Locked mode: the heavy CUDA variant too.
+    pub heavy: bool,
+    /// Uv mode: only these scenarios (all when empty).
+    pub only: Vec<UvScenario>,
+    /// Uv mode: never prune; cold rows start from a fresh copy of the base instead.
+    pub no_prune: bool,
 }
 
 impl Mode {
@@ -42,6 +61,7 @@ impl Mode {
             Mode::Quick => "quick",
             Mode::Smoke => "smoke",
             Mode::Locked => "locked",
+            Mode::Uv => "uv",
         }
     }
 }
@@ -88,9 +108,22 @@ pub fn cold_pair_ok(a: &[Step], b: &[Step], heavy: &str) -> bool {
 }
 
 const BASE: &str = "kiln-local/python:3.11";
-const FRONTEND: &str = "kiln/frontend:bench";
-/// The frontend's tag in locked mode (a modern engine: pushed to its registry).
-const FRONTEND_LOCKED_TAG: &str = "bench14";
+/// The frontend's tag (`kiln/frontend:TAG`; on a modern engine in locked and uv mode,
+/// pushed to its registry as `localhost:5000/kiln/frontend:TAG`): `KILN_BENCH_TAG`, so
+/// that a run beside someone else's keeps its own image; else one per mode.
+fn frontend_tag(mode: Mode) -> String {
+    std::env::var("KILN_BENCH_TAG")
+        .ok()
+        .filter(|t| !t.is_empty())
+        .unwrap_or_else(|| {
+            match mode {
+                Mode::Locked => "bench14",
+                Mode::Uv => "bench24",
+                _ => "bench",
+            }
+            .to_string()
+        })
+}
 /// The step of a kiln cold build that must have run for the sample to count.
 const KILN_HEAVY: &str = "uv install: core";
 const KILN_HEAVY_PIP: &str = "pip install: core";
@@ -156,6 +189,8 @@ pub struct Bench {
     heavy: bool,
     /// The frontend image the specs' `# syntax=` lines name.
     frontend: String,
+    /// Uv mode: the project's paths and images.
+    uv: Option<uv::Project>,
     run: Runner<Docker>,
     report: Report,
     edits: usize,
@@ -168,9 +203,14 @@ pub struct Bench {
 
 /// Runs the benchmark from the repository root `root`, prints the report and writes it to
 /// `bench/results/latest.md`. `Ok(false)` when some build failed.
-pub fn run(root: PathBuf, mode: Mode, runs: usize, heavy: bool) -> Result<bool, String> {
+pub fn run(root: PathBuf, mode: Mode, runs: usize, opts: Options) -> Result<bool, String> {
     let mut b = Bench::set_up(root, mode, runs)?;
-    b.heavy = heavy;
+    b.heavy = opts.heavy;
+    if mode == Mode::Uv {
+        b.run.no_prune = opts.no_prune;
+        b.uv_project(&opts.only)?;
+        return b.finish();
+    }
     if mode == Mode::Locked {
         b.locked()?;
         return b.finish();
@@ -199,6 +239,7 @@ impl Bench {
         let docker = Docker {
             root: root.clone(),
             ours: work.display().to_string(),
+            host: crate::docker::own_engine(),
         };
         let mut run = Runner::new(docker, logs, dlog);
         run.say(&format!(
@@ -211,17 +252,19 @@ impl Bench {
         }
         let engine_name =
             engine_of_socket(&std::env::var("DOCKER_HOST").unwrap_or_default()).map(str::to_string);
-        let frontend = if mode == Mode::Locked {
-            locked::frontend_image(&root, engine_name.as_deref())?
+        let tag = frontend_tag(mode);
+        let frontend = if matches!(mode, Mode::Locked | Mode::Uv) {
+            locked::frontend_image(&root, engine_name.as_deref(), &tag)?
         } else {
+            let image = format!("kiln/frontend:{tag}");
             let built = Command::new(root.join("scripts/frontend-image.sh"))
-                .arg(FRONTEND)
+                .arg(&image)
                 .stdout(std::process::Stdio::null())
                 .status();
             if !built.is_ok_and(|s| s.success()) {
                 return Err("cannot build the frontend image".into());
             }
-            FRONTEND.to_string()
+            image
         };
         // scripts/frontend-image.sh builds this one (static, for the image).
         let kiln_bin = root.join(format!(
@@ -271,6 +314,7 @@ impl Bench {
             unlocked_spec,
             heavy: false,
             frontend,
+            uv: None,
             ctx: work.join("ctx"),
             spec: work.join("worker.yaml"),
             peer_minimal: work.join("Dockerfile.minimal"),
@@ -290,11 +334,16 @@ impl Bench {
 
     /// `--build-arg PYTHON_IMAGE=... --secret id=pipca,...`: what both sides get.
     fn common(&self) -> Vec<OsString> {
+        self.common_with(BASE)
+    }
+
+    /// [`Bench::common`] with `base` as the Python image.
+    fn common_with(&self, base: &str) -> Vec<OsString> {
         let mut secret = OsString::from("id=pipca,src=");
         secret.push(&self.ca);
         vec![
             "--build-arg".into(),
-            format!("PYTHON_IMAGE={BASE}").into(),
+            format!("PYTHON_IMAGE={base}").into(),
             "--secret".into(),
             secret,
         ]
@@ -398,7 +447,7 @@ impl Bench {
     /// Starts a scenario: the disturbance count starts again.
     fn scenario(&mut self, name: &str) {
         self.run.disturbed = 0;
-        if self.mode == Mode::Locked {
+        if matches!(self.mode, Mode::Locked | Mode::Uv) {
             self.frontend_still_there();
         }
         let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
