@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::time::Instant;
 
 use serde_json::{Value, json};
 
@@ -33,13 +34,21 @@ pub async fn run(bridge: &mut Bridge, opts: &Options) -> Result<Returned, Failur
             "kiln: attest:sbom names the generator {image}: kiln attaches no SBOM of its own, BuildKit runs that scanner on the image"
         );
     }
+    // Each phase's time goes to the engine's log: what a no-op build spends where.
+    let started = Instant::now();
     let inputs = read_inputs(bridge, opts).await?;
+    eprintln!(
+        "kiln: spec and context files read in {} ms",
+        started.elapsed().as_millis()
+    );
     let spec = &inputs.loaded.spec;
     report_warnings(bridge, opts, &inputs).await;
     let variant = spec
         .target(opts.target.as_deref())
         .map_err(|d| Failure::invalid(d.one_line(&spec.files)))?;
+    let started = Instant::now();
     super::context::preflight(bridge, opts, &inputs, variant).await?;
+    eprintln!("kiln: pre-flight in {} ms", started.elapsed().as_millis());
     // Several platforms are built at once, as the Dockerfile frontend does; their steps
     // are then told apart by a `[os/arch]` prefix.
     let platforms = platforms(bridge, opts);
@@ -215,6 +224,7 @@ async fn build_image(
     let spec = &inputs.loaded.spec;
     let base = &variant.python.base.v;
     let reference = reference::normalize(base);
+    let started = Instant::now();
     let (digest, config) = bridge
         .resolve_image(&reference, &platform)
         .await
@@ -226,6 +236,10 @@ async fn build_image(
             );
             Failure::from_diagnostics(&spec.files, &[d])
         })?;
+    eprintln!(
+        "kiln: base resolved in {} ms",
+        started.elapsed().as_millis()
+    );
     // The digest pins the base: the graph names exactly the image that was resolved.
     let pinned = if digest.is_empty() || reference.contains('@') {
         reference
@@ -273,7 +287,7 @@ async fn build_image(
     }
     let (pinned, interpreter) = (info.reference.clone(), info.interpreter.clone());
     lower_opts.images.insert(base.clone(), info);
-    let started = std::time::Instant::now();
+    let started = Instant::now();
     let Compiled {
         def,
         config,
@@ -287,10 +301,16 @@ async fn build_image(
     );
     // Built now (evaluated), so a failing step is reported as that step, never as the
     // verify command that would otherwise have built the image first.
+    let started = Instant::now();
     let image = bridge
         .solve(def.clone(), true)
         .await
         .map_err(|f| blame_step(&def, &spec.files, f))?;
+    eprintln!(
+        "kiln: image {} solved in {} ms",
+        variant.name.v,
+        started.elapsed().as_millis()
+    );
     Ok(PlatformImage {
         platform,
         image,
@@ -323,7 +343,7 @@ async fn read_interpreter(
         );
         Failure::from_diagnostics(files, &[d])
     };
-    let started = std::time::Instant::now();
+    let started = Instant::now();
     let def = llb::marshal(&interpreter_probe(info, opts), &[]);
     let r = bridge.solve(def, true).await.map_err(|f| fail(f.message))?;
     let mut b = bridge.clone();
@@ -544,6 +564,7 @@ async fn verify(
         );
         Failure::from_diagnostics(files, &[d])
     };
+    let started = Instant::now();
     let mut b = bridge.clone();
     let result = b
         .solve(run.def.clone(), true)
@@ -553,6 +574,10 @@ async fn verify(
         .read_file(&result, run.results)
         .await
         .map_err(|s| could_not(format!("no results ({})", s.message())))?;
+    eprintln!(
+        "kiln: verify of {image} ran in {} ms",
+        started.elapsed().as_millis()
+    );
     let timeouts: Vec<u32> = run.checks.iter().map(|c| c.v.timeout_s).collect();
     let outcomes = parse_results(&String::from_utf8_lossy(&text), &timeouts);
     let failed: Vec<(&S<VerifyCheck>, String)> = run
