@@ -14,4 +14,5 @@ mod graph;
 mod hostile;
 mod lock;
 mod project;
+mod runtime_libs;
 mod spec_errors;
