@@ -53,6 +53,7 @@ suite "end-to-end, how the image runs (Docker 20.10 and 28)" tests/e2e/service.s
 suite "benchmark smoke test" tests/e2e/bench_smoke.sh
 suite "end-to-end, modern engines (Docker 26 and 28, buildx)" tests/e2e/engines.sh
 suite "end-to-end, a lock's files fetched by the engine (Docker 28)" tests/e2e/locked.sh
+suite "end-to-end, the runtime-library check and system.runtime: auto (Docker 20.10 and 28)" tests/e2e/runtime_libs.sh
 suite "end-to-end, kiln's SBOM with --sbom=true (Docker 28)" tests/e2e/sbom.sh
 suite "end-to-end, the CI jobs of docs/usage.md (Docker 28: buildctl, bake)" tests/e2e/ci.sh
 suite "stress: ten builds at once on Docker 28 and 20.10 (in its own container)" tests/e2e/stress.sh

@@ -292,6 +292,7 @@ async fn build_image(
         def,
         config,
         verify,
+        runtime_check,
     } = compile(spec, variant, &inputs.context, &lower_opts)
         .map_err(|d| Failure::from_diagnostics(&spec.files, &[d]))?;
     eprintln!(
@@ -302,10 +303,13 @@ async fn build_image(
     // Built now (evaluated), so a failing step is reported as that step, never as the
     // verify command that would otherwise have built the image first.
     let started = Instant::now();
-    let image = bridge
-        .solve(def.clone(), true)
-        .await
-        .map_err(|f| blame_step(&def, &spec.files, f))?;
+    let image = match bridge.solve(def.clone(), true).await {
+        Ok(image) => image,
+        Err(f) => {
+            let check = (runtime_check.as_ref(), variant);
+            return Err(super::runtime_libs::explain(bridge, &def, check, &spec.files, f).await);
+        }
+    };
     eprintln!(
         "kiln: image {} solved in {} ms",
         variant.name.v,
@@ -404,14 +408,7 @@ pub fn base_platform_mismatch(config: &Value, want: &pb::Platform) -> Option<Str
 /// sent none. A step wrapped by `build_hints::wrap` that exited with a hint's status gets
 /// the hint after its exit code (`...; kiln: psycopg2 needs pg_config ...`).
 pub fn blame_step(def: &pb::Definition, files: &[SourceFile], mut f: Failure) -> Failure {
-    // The engine may name the vertex by another digest than ours (it normalises ops,
-    // e.g. their platform, before solving), so an unknown one falls back to the quote.
-    let digest = errdefs::vertex_digests(&f.details)
-        .into_iter()
-        .rev()
-        .find(|d| def.metadata.contains_key(d))
-        .or_else(|| exec_quoted_in(def, &f.message));
-    let Some(digest) = digest else {
+    let Some(digest) = failed_op(def, &f) else {
         return f;
     };
     let Some(name) = def
@@ -482,8 +479,20 @@ pub fn blame_step(def: &pb::Definition, files: &[SourceFile], mut f: Failure) ->
     f
 }
 
+/// The digest of the op of `def` whose failure `f` reports: the one the engine's
+/// `errdefs.Vertex` detail names, else the exec whose command the message quotes. The
+/// engine may name the vertex by another digest than ours (it normalises ops, e.g. their
+/// platform, before solving), so an unknown one falls back to the quote.
+pub(super) fn failed_op(def: &pb::Definition, f: &Failure) -> Option<String> {
+    errdefs::vertex_digests(&f.details)
+        .into_iter()
+        .rev()
+        .find(|d| def.metadata.contains_key(d))
+        .or_else(|| exec_quoted_in(def, &f.message))
+}
+
 /// The command line of the exec op `digest` in `def`, joined by spaces.
-fn exec_args(def: &pb::Definition, digest: &str) -> Option<String> {
+pub(super) fn exec_args(def: &pb::Definition, digest: &str) -> Option<String> {
     use prost::Message;
     def.def.iter().find_map(|bytes| {
         if llb::digest_of(bytes) != digest {

@@ -6,6 +6,7 @@ pub mod build;
 pub mod context;
 pub mod errdefs;
 pub mod opts;
+pub mod runtime_libs;
 pub mod sbom;
 pub mod subrequests;
 

@@ -130,6 +130,7 @@ pub const EXEC_META_NETWORK: Cap = llb("exec.meta.network", BUILDKIT_0_3);
 pub const EXEC_MOUNT_BIND: Cap = llb("exec.mount.bind", BUILDKIT_0_3);
 pub const EXEC_MOUNT_CACHE: Cap = llb("exec.mount.cache", BUILDKIT_0_3);
 pub const EXEC_MOUNT_CACHE_SHARING: Cap = llb("exec.mount.cache.sharing", BUILDKIT_0_3);
+pub const EXEC_MOUNT_SELECTOR: Cap = llb("exec.mount.selector", BUILDKIT_0_3);
 pub const EXEC_MOUNT_SECRET: Cap = llb("exec.mount.secret", BUILDKIT_0_3);
 pub const FILE_BASE: Cap = llb("file.base", BUILDKIT_0_5);
 pub const META_IGNORE_CACHE: Cap = llb("meta.ignorecache", BUILDKIT_0_3);
@@ -178,6 +179,7 @@ pub const ALL: &[Cap] = &[
     EXEC_MOUNT_BIND,
     EXEC_MOUNT_CACHE,
     EXEC_MOUNT_CACHE_SHARING,
+    EXEC_MOUNT_SELECTOR,
     EXEC_MOUNT_SECRET,
     FILE_BASE,
     META_IGNORE_CACHE,
@@ -407,7 +409,12 @@ mod tests {
             mounts: vec![
                 Mount::Bind {
                     dest: "/ctx".into(),
+                    src: ctx.clone(),
+                },
+                Mount::BindDir {
+                    dest: "/venv".into(),
                     src: ctx,
+                    dir: "/a".into(),
                 },
                 Mount::Cache {
                     dest: "/cache".into(),

@@ -211,6 +211,14 @@ pub enum Mount {
     /// Another state mounted read-only at `dest`: the step can read it, not change it,
     /// and it leaves nothing in the step's result.
     Bind { dest: String, src: State },
+    /// One directory (`dir`, absolute) of another state mounted read-only at `dest`
+    /// (BuildKit's mount selector): a venv at its own path, without the rest of the
+    /// filesystem it was made in.
+    BindDir {
+        dest: String,
+        src: State,
+        dir: String,
+    },
     /// A persistent cache directory shared between builds (`id` names it).
     Cache {
         dest: String,
@@ -235,6 +243,7 @@ impl Mount {
     fn dest(&self) -> &str {
         match self {
             Mount::Bind { dest, .. }
+            | Mount::BindDir { dest, .. }
             | Mount::Cache { dest, .. }
             | Mount::Scratch { dest }
             | Mount::Secret { dest, .. } => dest,
@@ -261,6 +270,18 @@ impl Mount {
                     dest: dest.clone(),
                     output: NONE,
                     readonly: true,
+                    ..Default::default()
+                }
+            }
+            Mount::BindDir { dest, src, dir } => {
+                caps.insert(caps::EXEC_MOUNT_BIND);
+                caps.insert(caps::EXEC_MOUNT_SELECTOR);
+                pb::Mount {
+                    input: input_of(src, inputs),
+                    dest: dest.clone(),
+                    output: NONE,
+                    readonly: true,
+                    selector: dir.clone(),
                     ..Default::default()
                 }
             }

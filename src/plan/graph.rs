@@ -13,9 +13,13 @@ fn shape(kind: &StageKind) -> &'static str {
         | StageKind::Layer(_)
         | StageKind::ProjectWheel(_)
         | StageKind::Project(_)
+        | StageKind::RuntimePackages(_)
         | StageKind::Step(_) => "box",
         StageKind::Final { .. } => "doubleoctagon",
-        StageKind::Verify { .. } | StageKind::Check(_) | StageKind::ProjectCheck(_) => "note",
+        StageKind::Verify { .. }
+        | StageKind::Check(_)
+        | StageKind::ProjectCheck(_)
+        | StageKind::RuntimeCheck(_) => "note",
     }
 }
 

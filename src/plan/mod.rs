@@ -12,6 +12,7 @@ pub mod graph;
 pub mod install;
 pub mod lower;
 mod project;
+mod runtime_libs;
 pub mod shell;
 mod stage;
 
@@ -65,7 +66,12 @@ impl Stage {
                     AptRole::Build => "build",
                     AptRole::Runtime => "runtime",
                 };
-                format!("apt {role}: {}", a.packages.join(" "))
+                let auto = a.auto.then_some(spec::format::RUNTIME_AUTO);
+                let packages: Vec<&str> = auto
+                    .into_iter()
+                    .chain(a.packages.iter().map(String::as_str))
+                    .collect();
+                format!("apt {role}: {}", packages.join(" "))
             }
             StageKind::Python(p) => {
                 let check = p
@@ -98,6 +104,12 @@ impl Stage {
                 )
             }
             StageKind::ProjectCheck(p) => format!("check: project {}", shown(&p.dir)),
+            StageKind::RuntimeCheck(c) => {
+                format!("check: runtime libraries: {}", runtime_libs::sources(c))
+            }
+            StageKind::RuntimePackages(c) => {
+                format!("runtime packages (auto): {}", runtime_libs::sources(c))
+            }
             StageKind::Final(f) => format!("image {}", f.variant),
             StageKind::Step(s) => {
                 let place = match s.step.place {
@@ -148,6 +160,11 @@ pub struct Target {
     pub verify: Option<StageId>,
     /// Where each of its checks is written, in the order they run.
     pub verify_locs: Vec<Loc>,
+    /// The runtime-library check the image waits for (`system.check`), and where each
+    /// place its report names is written: the variant's groups in order, then
+    /// `app.project`.
+    pub runtime_check: Option<StageId>,
+    pub runtime_check_locs: Vec<Loc>,
 }
 
 #[derive(Clone, Debug)]
@@ -248,6 +265,20 @@ pub struct Compiled {
     /// The verify run: every check (with its spec position) and the one definition that
     /// runs them all.
     pub verify: Option<VerifyRun>,
+    /// The runtime-library check's report, read after its verdict fails the image.
+    pub runtime_check: Option<RuntimeCheckRun>,
+}
+
+/// Where a failed runtime-library check says what is missing: the definitions of its
+/// scans (cached once the check has run), the report file in each result, and where each
+/// place the reports name is written.
+pub struct RuntimeCheckRun {
+    pub defs: Vec<pb::Definition>,
+    /// One line per miss: `<place>\t<file>\t<soname>\t<package>` (`<package>` empty when
+    /// the builder has none), `<place>` indexing `locs`.
+    pub misses: &'static str,
+    /// The variant's groups in order, then `app.project`.
+    pub locs: Vec<Loc>,
 }
 
 /// What verifying one image takes: the checks in order and where each is written, the
@@ -278,6 +309,22 @@ pub fn compile(
         .remove(target)
         .expect("the target is lowered");
     let verify = lowered.verify.remove(target);
+    let runtime_check = lowered.runtime_checks.remove(target).map(|reports| {
+        let locs = plan
+            .targets
+            .iter()
+            .find(|t| &t.variant == target)
+            .map(|t| t.runtime_check_locs.clone())
+            .unwrap_or_default();
+        RuntimeCheckRun {
+            defs: reports
+                .iter()
+                .map(|r| llb::marshal(r, &spec.files))
+                .collect(),
+            misses: lower::MISSES,
+            locs,
+        }
+    });
     Ok(Compiled {
         def: llb::marshal(&image, &spec.files),
         config: lowered
@@ -289,6 +336,7 @@ pub fn compile(
             def: llb::marshal(&state, &spec.files),
             results: lower::VERIFY_RESULTS,
         }),
+        runtime_check,
     })
 }
 
@@ -340,8 +388,13 @@ impl Builder<'_> {
             py.base.loc,
         );
         let repos: Vec<_> = v.repositories.iter().map(|r| r.v.clone()).collect();
-        let runtime = self.apt(base, AptRole::Runtime, &runtime_packages(v), &repos);
-        let builder = self.apt(base, AptRole::Build, &v.build_packages, &repos);
+        // With `system.runtime: auto` the runtime packages are known once the venv is: the
+        // runtime apt step comes after the installs.
+        let runtime = v
+            .runtime_auto
+            .is_none()
+            .then(|| self.apt(base, AptRole::Runtime, &runtime_packages(v), &repos, None));
+        let builder = self.apt(base, AptRole::Build, &v.build_packages, &repos, None);
         let uses_poetry = v.groups.iter().any(|g| {
             matches!(&spec.group(&g.v).map(|g| &g.source), Some(spec::GroupSource::Lock(l)) if l.kind.tool() == LockTool::Poetry)
         });
@@ -395,17 +448,36 @@ impl Builder<'_> {
             python_loc,
         );
         let first = (builder != base).then_some((builder, python));
-        let (venv, layered) = self.installs(spec, v, &toolchain, first, python);
-        let project = spec
-            .app
-            .as_ref()
-            .and_then(|a| a.project.as_ref())
-            .map(|dir| {
-                let wheel_on = wheel_on(first, python);
-                let venv = (venv, layered.as_ref());
-                self.project(spec, v, dir, &toolchain, (&wheel_on, python), venv)
-            });
-        let image = self.custom_steps(spec, v, runtime, (venv, layered.as_ref()), project);
+        let (venvs, layered) = self.installs(spec, v, &toolchain, first, python);
+        let venv = venvs.last().copied().unwrap_or(python);
+        let project_dir = spec.app.as_ref().and_then(|a| a.project.as_ref());
+        let project = project_dir.map(|dir| {
+            let wheel_on = wheel_on(first, python);
+            let venv = (venv, layered.as_ref());
+            self.project(spec, v, dir, &toolchain, (&wheel_on, python), venv)
+        });
+        let installed = runtime_libs::Installed {
+            groups: &venvs,
+            python,
+            project: project.map(|p| p.install).zip(project_dir),
+            layered: layered.as_ref(),
+        };
+        let runtime = match runtime {
+            Some(runtime) => runtime,
+            None => {
+                let found = self.runtime_packages(v, builder, &installed);
+                self.apt(base, AptRole::Runtime, &runtime_packages(v), &repos, found)
+            }
+        };
+        let check = self.runtime_check(spec, v, (runtime, builder, base), &installed);
+        let image = self.custom_steps(
+            spec,
+            v,
+            runtime,
+            (venv, layered.as_ref()),
+            project,
+            check.as_ref().map(|(id, _)| *id),
+        );
         // Every check runs on the image itself, all at once in one container.
         let (checks, verify_locs) = verify_checks(v);
         let verify = (!checks.is_empty()).then(|| {
@@ -423,13 +495,16 @@ impl Builder<'_> {
             image,
             verify,
             verify_locs,
+            runtime_check: check.as_ref().map(|(id, _)| *id),
+            runtime_check_locs: check.map(|(_, locs)| locs).unwrap_or_default(),
         }
     }
 
     /// The variant's groups, each installed on the previous one. The first runs on the
     /// builder with the venv copied in (`first`: builder and Python stage) when there are
-    /// build packages, else on the Python stage (`python`) itself. Returns the last stage,
-    /// and the venv as layers when every group installed as layers.
+    /// build packages, else on the Python stage (`python`) itself. Returns each group's
+    /// install stage (the last is the venv), and the venv as layers when every group
+    /// installed as layers.
     fn installs(
         &mut self,
         spec: &Spec,
@@ -437,11 +512,12 @@ impl Builder<'_> {
         toolchain: &Toolchain,
         first: Option<(StageId, StageId)>,
         python: StageId,
-    ) -> (StageId, Option<fetched::Layered>) {
+    ) -> (Vec<StageId>, Option<fetched::Layered>) {
         let pip = PipOptions::of(v);
         let wheel_on = wheel_on(first, python);
         let mut layered = (!v.groups.is_empty()).then(|| fetched::Layered::new(python));
         let mut venv = python;
+        let mut stages = vec![];
         for (i, name) in v.groups.iter().enumerate() {
             let group = spec
                 .group(&name.v)
@@ -498,8 +574,9 @@ impl Builder<'_> {
                 inputs,
                 group.name.loc,
             );
+            stages.push(venv);
         }
-        (venv, layered)
+        (stages, layered)
     }
 
     /// What app copies leave out: `.dockerignore`, then `app.exclude`.
@@ -512,8 +589,9 @@ impl Builder<'_> {
     }
 
     /// The image on `runtime` with the venv from `venv` and the project on it (its layer
-    /// last, and its check): the builder steps stand on the venv with the project (their
-    /// outputs go into the image), the image steps on the image, in order.
+    /// last, and its check), waiting for the runtime-library `check`: the builder steps
+    /// stand on the venv with the project (their outputs go into the image), the image
+    /// steps on the image, in order.
     fn custom_steps(
         &mut self,
         spec: &Spec,
@@ -521,6 +599,7 @@ impl Builder<'_> {
         runtime: StageId,
         (venv, layered): (StageId, Option<&fetched::Layered>),
         project: Option<project::Project>,
+        check: Option<StageId>,
     ) -> StageId {
         let stage = |s: &S<spec::CustomStep>| {
             let kind = StepStage {
@@ -541,6 +620,7 @@ impl Builder<'_> {
             project.iter().map(|p| (Role::Project, p.install)).collect();
         inputs.extend(with_project.iter().copied());
         inputs.extend(project.and_then(|p| p.check).map(|c| (Role::Check, c)));
+        inputs.extend(check.map(|c| (Role::Check, c)));
         for s in spec.steps.iter().filter(place(spec::StepPlace::Builder)) {
             let (kind, loc) = stage(s);
             let step = self.add(kind, Some(venv), with_project.clone(), loc);
@@ -559,15 +639,18 @@ impl Builder<'_> {
         image
     }
 
-    /// An apt step on `base`, or `base` itself when there is nothing to install.
+    /// An apt step on `base`, or `base` itself when there is nothing to install:
+    /// `packages`, and those the builder found (`auto`: the stage that names them, and
+    /// where `auto` is written).
     fn apt(
         &mut self,
         base: StageId,
         role: AptRole,
         packages: &[S<String>],
         repositories: &[spec::AptRepository],
+        auto: Option<(StageId, Loc)>,
     ) -> StageId {
-        let Some(first) = packages.first() else {
+        let Some(loc) = packages.first().map(|p| p.loc).or(auto.map(|(_, l)| l)) else {
             return base;
         };
         let step = AptStep {
@@ -580,8 +663,13 @@ impl Builder<'_> {
             } else {
                 self.context.dockerignore.clone()
             },
+            auto: auto.is_some(),
         };
-        self.add(StageKind::Apt(step), Some(base), vec![], first.loc)
+        let inputs = auto
+            .map(|(id, _)| (Role::Packages, id))
+            .into_iter()
+            .collect();
+        self.add(StageKind::Apt(step), Some(base), inputs, loc)
     }
 }
 
@@ -644,6 +732,7 @@ fn reachable(stages: Vec<Stage>, targets: &mut [Target]) -> Vec<Stage> {
         t.venv = t.venv.and_then(|v| new_id[v]);
         t.image = map(t.image);
         t.verify = t.verify.map(map);
+        t.runtime_check = t.runtime_check.map(map);
     }
     out
 }

@@ -42,6 +42,16 @@ pub enum StageKind {
     /// project's metadata (from its `Project` input) added, run for its verdict: the image
     /// waits for it.
     ProjectCheck(ProjectCheckStep),
+    /// The runtime-library check: every ELF file of the venv (its `Venv` input, with the
+    /// `Project` in it) must find each library it needs on the image's runtime branch (the
+    /// parent); a miss is named with the package of the `Builder` that has the library,
+    /// at the group whose install (its `Group` inputs) brought the file. The image waits
+    /// for its verdict (`check` input).
+    RuntimeCheck(RuntimeCheckStep),
+    /// `system.runtime: auto`: the packages of the builder (the parent) that the venv's
+    /// ELF files (its `Venv` input, with the `Project` in it) load, for the runtime apt
+    /// step (its `Packages` input).
+    RuntimePackages(RuntimeCheckStep),
     /// The image of one variant: runtime branch + user + venv + app, and its config.
     Final(FinalStep),
     /// One of the spec's `steps`: on the builder (after the installs; its `outputs` are
@@ -75,6 +85,14 @@ pub enum Role {
     /// The project installed into a prefix of its own: copied into the venv (a layer of the
     /// image, a builder step's venv) or its metadata checked.
     Project,
+    /// A group's venv, which the runtime-library check looks into to tell which group's
+    /// install brought a file.
+    Group,
+    /// The builder, whose dpkg database names the package of a library the image lacks.
+    Builder,
+    /// The packages the builder found the venv needs (`system.runtime: auto`), which the
+    /// runtime apt step installs.
+    Packages,
 }
 
 impl Role {
@@ -88,6 +106,9 @@ impl Role {
             Role::EmptyVenv => "empty venv",
             Role::Check => "check",
             Role::Project => "project",
+            Role::Group => "group",
+            Role::Builder => "builder",
+            Role::Packages => "packages",
         }
     }
 }
@@ -143,6 +164,8 @@ pub struct AptStep {
     pub repositories: Vec<AptRepository>,
     /// `.dockerignore`, which the keys' source leaves out.
     pub dockerignore: Vec<String>,
+    /// Also the packages the builder named (`system.runtime: auto`): its `Packages` input.
+    pub auto: bool,
 }
 
 /// The installer and the venv it fills; the same for every step of one variant.
@@ -295,6 +318,18 @@ pub struct ProjectCheckStep {
     /// The project directory, for progress.
     pub dir: String,
     pub toolchain: Toolchain,
+}
+
+/// What the runtime-library stages read: the venv (with the project) and where its files
+/// came from.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RuntimeCheckStep {
+    /// Where the venv is, in the builder and the image.
+    pub venv: String,
+    /// The groups installed into it, in order (for progress and the check's report).
+    pub groups: Vec<String>,
+    /// `app.project`'s directory, when the project is in the venv.
+    pub project: Option<String>,
 }
 
 /// The `pip:` settings, which both installers follow.

@@ -36,7 +36,9 @@ pub const TOP_KEYS: &[&str] = &[
     "build_secrets",
 ];
 pub const PYTHON_KEYS: &[&str] = &["base", "version", "installer", "uv_version", "venv"];
-pub const SYSTEM_KEYS: &[&str] = &["build", "runtime", "repositories"];
+pub const SYSTEM_KEYS: &[&str] = &["build", "runtime", "repositories", "check"];
+/// `system.runtime: auto` (or an `auto` entry of the list): the builder names the packages.
+pub const RUNTIME_AUTO: &str = "auto";
 /// A `system.repositories` entry: an apt source signed by a key from the context.
 pub const REPOSITORY_KEYS: &[&str] = &["name", "url", "suite", "components", "key"];
 pub const PIP_KEYS: &[&str] = &[
@@ -136,6 +138,8 @@ pub const DEFAULT_USER: &str = "app";
 pub const DEFAULT_UID: u32 = 10001;
 /// `pip.check`: run `pip check` / `uv pip check` after every install.
 pub const DEFAULT_PIP_CHECK: bool = true;
+/// `system.check`: every ELF file of the venv must find its libraries in the image.
+pub const DEFAULT_RUNTIME_CHECK: bool = true;
 /// `pip.require_hashes`: off, as in pip (a hashed file turns it on by itself in pip).
 pub const DEFAULT_REQUIRE_HASHES: bool = false;
 /// The Poetry kiln installs in the builder for `poetry.lock` groups.

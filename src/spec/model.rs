@@ -371,6 +371,13 @@ pub struct Variant {
     pub python: Python,
     pub build_packages: Vec<S<String>>,
     pub runtime_packages: Vec<S<String>>,
+    /// `system.runtime: auto`: where `auto` is written (the spec-wide value or the
+    /// variant's). The builder names the packages the venv's ELF files load, and the
+    /// runtime apt step installs them besides `runtime_packages`.
+    pub runtime_auto: Option<Loc>,
+    /// `system.check`: the runtime-library check (every ELF file of the venv and the
+    /// project finds each `DT_NEEDED` library in the image), on by default.
+    pub runtime_check: bool,
     /// Extra apt sources for both apt steps (the spec-wide ones, then the variant's).
     pub repositories: Vec<S<AptRepository>>,
     /// Requirement groups in install order; each is layered on the previous one.

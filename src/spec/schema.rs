@@ -43,7 +43,11 @@ fn system() -> Value {
         "description": "apt packages.",
         "properties": {
             "build": strings("Build tools and headers: builder stage only, never in the image."),
-            "runtime": strings("Libraries the image needs at run time."),
+            "runtime": {"oneOf": [
+                {"const": RUNTIME_AUTO},
+                {"type": "array", "items": {"type": "string"}}
+            ], "description": "Libraries the image needs at run time: apt packages, or `auto` (alone or as an entry) for the packages the builder finds the venv's ELF files load."},
+            "check": {"type": "boolean", "default": DEFAULT_RUNTIME_CHECK, "description": "Check that every ELF file in the venv finds each library it needs (DT_NEEDED) in the image; a miss fails the build with the package to add."},
             "repositories": {"type": "array", "description": "Extra apt sources for both apt steps, each trusted only through its key (signed-by).", "items": {
                 "type": "object", "additionalProperties": false, "required": ["name", "url", "suite", "key"],
                 "properties": {
@@ -310,6 +314,10 @@ mod tests {
         assert_eq!(pip["retries"]["default"], v.pip.retries);
         assert_eq!(pip["check"]["default"], v.pip.check);
         assert_eq!(pip["require_hashes"]["default"], v.pip.require_hashes);
+        assert_eq!(
+            p["system"]["properties"]["check"]["default"],
+            v.runtime_check
+        );
         assert_eq!(
             p["app"]["properties"]["workdir"]["default"],
             spec.app.unwrap().workdir.as_str()

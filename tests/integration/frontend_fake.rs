@@ -413,6 +413,7 @@ const MODERN_LLB: &[Cap] = &[
     caps::EXEC_MOUNT_BIND,
     caps::EXEC_MOUNT_CACHE,
     caps::EXEC_MOUNT_CACHE_SHARING,
+    caps::EXEC_MOUNT_SELECTOR,
     caps::EXEC_MOUNT_SECRET,
     caps::FILE_BASE,
     caps::META_DESCRIPTION,
@@ -1233,6 +1234,59 @@ async fn a_failed_sdist_build_ends_with_what_to_add() {
             assert_eq!(sources_of(&r)[0].ranges[0].start.line, line);
         }
     }
+}
+
+/// Issue 23: the runtime-library check's verdict failed the image; the error is the
+/// scan's report (solved again, cached), each missing library at its group's line with
+/// the package to add, on old and new engines alike. When the report cannot be read, the
+/// verdict's step is named as any failed step is.
+#[tokio::test]
+async fn a_failed_runtime_library_check_names_the_file_the_library_and_the_package() {
+    for (frontend, details, unknown) in [
+        (MODERN_FRONTEND, true, false),
+        (MODERN_FRONTEND, true, true),
+        (OLD_FRONTEND, false, false),
+    ] {
+        let f = fake(MODERN_LLB, frontend);
+        {
+            let mut s = f.0.lock().unwrap();
+            s.fail_solves_containing = vec!["kiln-runtime-libs-verdict".into()];
+            s.fail_status = Some(1);
+            s.errdefs_details = details;
+            s.unknown_vertex_only = unknown;
+            s.files.insert(
+                "misses".into(),
+                b"0\tpsycopg2/_psycopg.so\tlibpq.so.5\tlibpq5\n".to_vec(),
+            );
+        }
+        let r = run(&f, opts(&[("target", "minimal")])).await;
+        assert_eq!(
+            error_message(&r),
+            "worker.yaml:9:3: error: `psycopg2/_psycopg.so` needs `libpq.so.5`, which the minimal image lacks: add `libpq5` to `system.runtime` (help: or set `system.runtime: auto`, and the builder names the packages the venv needs)",
+            "details {details}, unknown {unknown}"
+        );
+        assert_eq!(sources_of(&r)[0].ranges[0].start.line, 9);
+        // The report came from the scan's own definition, after the image failed.
+        let s = f.0.lock().unwrap();
+        let last = s.solves.last().unwrap().definition.as_ref().unwrap();
+        assert!(
+            ops(last).iter().any(|o| matches!(&o.op, Some(pb::op::Op::Exec(e)) if e.meta.as_ref().unwrap().args.join(" ").contains("exec python3 -I -c "))),
+            "the scan was solved for its report"
+        );
+    }
+    // No report to read: the verdict's step, at the group's line.
+    let f = fake(MODERN_LLB, MODERN_FRONTEND);
+    {
+        let mut s = f.0.lock().unwrap();
+        s.fail_solves_containing = vec!["kiln-runtime-libs-verdict".into()];
+        s.fail_status = Some(1);
+        s.errdefs_details = true;
+    }
+    let r = run(&f, opts(&[("target", "minimal")])).await;
+    assert_eq!(
+        error_message(&r),
+        "worker.yaml:9: step `check: runtime libraries: core` failed: exit code: 1 (its output is in the build log above)"
+    );
 }
 
 /// Issue 10, 1: a failing apt step with a verify list is that step's failure (its name

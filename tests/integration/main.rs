@@ -15,4 +15,5 @@ mod hostile;
 mod init;
 mod lock;
 mod project;
+mod runtime_libs;
 mod spec_errors;

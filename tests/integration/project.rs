@@ -113,6 +113,10 @@ fn mount<'v>(op: &'v Value, dest: &str) -> Option<&'v Value> {
 const WHEEL: &str = "wheel from project: . (specs/uv-project.yaml:20)";
 const INSTALL: &str = "uv install: project . (specs/uv-project.yaml:20)";
 const CHECK: &str = "check: project . (specs/uv-project.yaml:20)";
+const RUNTIME_CHECK: &str =
+    "check: runtime libraries: core, ml, project . (specs/uv-project.yaml:15)";
+const PROJECT_SCAN: &str = "scan: runtime libraries: project . (specs/uv-project.yaml:15)";
+const PROJECT_INTO_VENV: &str = "project into /opt/venv";
 
 /// The stages of a plan a stage stands on, through its parent and its inputs.
 fn ancestors(p: &Plan, id: usize) -> Vec<&StageKind> {
@@ -283,7 +287,7 @@ fn the_image_takes_the_project_as_its_last_layer_before_the_app() {
         let install = def.op(INSTALL);
         let check = def.op(CHECK);
         let copied = copies(&def, layer);
-        assert_eq!(copied.len(), 2, "{merge}");
+        assert_eq!(copied.len(), 3, "{merge}");
         let (from, index, src, dest, owner) = &copied[0];
         assert_eq!(
             (name(from), *index, src.as_str(), dest.as_str()),
@@ -301,6 +305,9 @@ fn the_image_takes_the_project_as_its_last_layer_before_the_app() {
             (name(from), *index),
             (CHECK, output_at(check, "/kiln/checked"))
         );
+        // The runtime-library check reads the project: its verdict goes with it too.
+        let (from, index, ..) = &copied[2];
+        assert_eq!((name(from), *index), (RUNTIME_CHECK, 1));
         // The venv's layers (and the group installs below them) never read the project.
         for op in def.ops().iter().filter(|o| {
             let n = name(o);
@@ -351,17 +358,26 @@ fn the_image_takes_the_project_as_its_last_layer_before_the_app() {
 /// build and install, op for op.
 #[test]
 fn an_app_edit_reaches_only_the_projects_and_apps_ops() {
+    // The runtime-library check's scan of the project's own files (in the venv with the
+    // project copied in) and its verdict are the project's too; the venv's scan is not
+    // (the verdict reads the reports by their contents: an unchanged report finds it
+    // cached).
+    let runtime = [PROJECT_INTO_VENV, PROJECT_SCAN, RUNTIME_CHECK];
     let merged = llb(SPEC, CONTEXT, "ml", &["--merge"]);
     let reached = merged.downstream_of("project source");
     let want: BTreeSet<String> = [WHEEL, INSTALL, CHECK, "[image] project", "[image] merge"]
+        .into_iter()
+        .chain(runtime)
         .map(String::from)
-        .into();
+        .collect();
     assert_eq!(reached, want);
     let chained = llb(SPEC, CONTEXT, "ml", &[]);
     let reached = chained.downstream_of("project source");
     let want: BTreeSet<String> = [WHEEL, INSTALL, CHECK, "[image] project", "[image] app"]
+        .into_iter()
+        .chain(runtime)
         .map(String::from)
-        .into();
+        .collect();
     assert_eq!(reached, want);
     for def in [&merged, &chained] {
         assert!(def.names().iter().any(|n| n.starts_with("uv install: ml")));
@@ -421,10 +437,12 @@ fn the_projects_check_reads_its_metadata_and_the_image_waits_for_it() {
         .map(name)
         .collect();
     assert_eq!(readers, ["[image] project"]);
-    // Off: no check, the layer is the prefix alone.
-    let text = std::fs::read_to_string(SPEC)
-        .unwrap()
-        .replace("build_secrets:", "pip: {check: false}\nbuild_secrets:");
+    // Off (and the runtime-library check off too): no check, the layer is the prefix
+    // alone.
+    let text = std::fs::read_to_string(SPEC).unwrap().replace(
+        "build_secrets:",
+        "pip: {check: false}\nsystem: {check: false}\nbuild_secrets:",
+    );
     let dir = temp_tree("project-nocheck", &[("spec.yaml", &text)]);
     let off = llb(
         dir.join("spec.yaml").to_str().unwrap(),

@@ -671,6 +671,10 @@ fn cases() -> Vec<(String, &'static str, u32, u32)> {
         (with("steps: [{name: a, in: image, run: x, secrets: [tok]}]\n"), "a step in the image cannot mount secrets", 5, 47),
         (with("steps: [{name: a, run: x}]\n"), "a builder step without `outputs` would never run", 5, 9),
         (with("steps: [{name: a, run: x, outputs: []}]\n"), "a builder step without `outputs` would never run", 5, 9),
+        (with("system: {runtime: automatic}\n"), "system.runtime must be a list or `auto`, found the string `automatic`", 5, 19),
+        (with("system: {runtime: [auto, \"Bad Name\"]}\n"), "invalid apt package name `Bad Name`", 5, 26),
+        (with("system: {check: \"no\"}\n"), "system.check must be true or false", 5, 17),
+        (with("variants: {a: {system: {check: 0}}}\n"), "system.check must be true or false", 5, 32),
     ]
 }
 

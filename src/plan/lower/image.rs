@@ -11,8 +11,9 @@ use crate::spec::{AppOwner, StepOutput};
 
 /// The venv the image takes.
 pub(super) enum Venv {
-    /// Copied whole from its stage.
-    Whole(State),
+    /// Copied whole from its stage, with the checks the image waits for (their empty
+    /// verdicts copied in after it).
+    Whole { venv: State, checks: Vec<State> },
     /// As layers (the plan layers only for engines with MergeOp and DiffOp): the empty
     /// venv, the checks the image waits for, and the package layers in the order they are
     /// stacked (largest first, as the plan orders them).
@@ -71,10 +72,14 @@ pub(super) fn final_image(
     );
     let with_user = outputs_layer(&with_user, outputs, named("step outputs"));
     // The venv is owned by root: the app may read it, not change it.
-    let venv_layer = |on: &State, venv: &State| {
-        on.file(named("venv"))
-            .copy(venv, &step.venv, &step.venv, dir_copy(None))
-            .done()
+    let venv_layer = |on: &State, venv: &State, checks: &[State]| {
+        let mut ops = on
+            .file(named("venv"))
+            .copy(venv, &step.venv, &step.venv, dir_copy(None));
+        for c in checks {
+            ops = ops.copy(c, "/", &step.venv, dir_copy(None));
+        }
+        ops.done()
     };
     let project_layer = |on: &State| match &project {
         Some(p) => {
@@ -90,10 +95,10 @@ pub(super) fn final_image(
     // with a layered venv, a new requirement adds its own layer and moves no other.
     let mut layers = vec![with_user];
     match venv {
-        Venv::Whole(venv) if !opts.caps.merge_layers() => {
-            return app_layer(&project_layer(&venv_layer(&layers[0], &venv)));
+        Venv::Whole { venv, checks } if !opts.caps.merge_layers() => {
+            return app_layer(&project_layer(&venv_layer(&layers[0], &venv, &checks)));
         }
-        Venv::Whole(venv) => layers.push(venv_layer(&llb::scratch(), &venv)),
+        Venv::Whole { venv, checks } => layers.push(venv_layer(&llb::scratch(), &venv, &checks)),
         Venv::Layers {
             empty,
             checks,

@@ -9,6 +9,7 @@ mod image;
 mod install;
 mod project;
 mod python;
+mod runtime_libs;
 mod steps;
 
 use std::collections::BTreeMap;
@@ -24,6 +25,7 @@ use crate::reference;
 use crate::spec::{BuildSecrets, Installer, S, StepOutput};
 
 pub use python::{PROBE_FILE, interpreter_probe};
+pub use runtime_libs::{MISSES, VERDICT_MARKER};
 pub use steps::{VERIFY_RESULTS, verify_script};
 
 /// Where build secrets appear inside build steps.
@@ -89,6 +91,8 @@ pub struct Lowered {
     /// Each variant's verify run: its checks (with their spec positions) and the exec.
     pub verify: BTreeMap<String, (Vec<S<VerifyCheck>>, State)>,
     pub configs: BTreeMap<String, Value>,
+    /// Each variant's runtime-library check reports (`MISSES` in each), when it has one.
+    pub runtime_checks: BTreeMap<String, Vec<State>>,
 }
 
 /// One stage as LLB: its filesystem, and what later stages take from it besides.
@@ -102,6 +106,9 @@ struct LoweredStage {
     metadata: Option<State>,
     /// The image config: on final stages and the image steps on them.
     config: Option<Value>,
+    /// What a runtime-library stage's scans wrote, one per part (the venv, the project):
+    /// a check's reports (its state is the verdict), `auto`'s package lists.
+    parts: Vec<State>,
 }
 
 /// Every stage of `plan` as LLB, in id order (a stage's parent and inputs come first).
@@ -182,7 +189,10 @@ fn lower_stage(
                 meta,
             ))
         }
-        StageKind::Apt(step) => state(apt::apt(&parent, step, &env, opts, meta)),
+        StageKind::Apt(step) => {
+            let found = stage.input(Role::Packages).map(|id| &done[id].parts[..]);
+            state(apt::apt(&parent, found, step, &env, opts, meta))
+        }
         StageKind::Python(step) => {
             state(python::python(&parent, input(Role::File), step, &env, meta))
         }
@@ -256,6 +266,33 @@ fn lower_stage(
             }
         }
         StageKind::Check(step) => state(fetched::check(&parent, &layers(), step, &env, meta)),
+        StageKind::RuntimeCheck(step) => {
+            let (venv, groups) = runtime_libs::venvs(plan, stage, done, step, &meta);
+            let builder = input(Role::Builder).expect("a runtime-library check has a builder");
+            let (verdict, reports) = runtime_libs::check(
+                &parent,
+                (&venv, input(Role::Project).as_ref()),
+                &builder,
+                &groups,
+                step,
+                &env,
+                meta,
+            );
+            LoweredStage {
+                state: verdict,
+                parts: reports,
+                ..Default::default()
+            }
+        }
+        StageKind::RuntimePackages(step) => {
+            let (venv, _) = runtime_libs::venvs(plan, stage, done, step, &meta);
+            let project = input(Role::Project);
+            let venv = (&venv, project.as_ref());
+            LoweredStage {
+                parts: runtime_libs::packages(&parent, venv, step, &env, meta),
+                ..Default::default()
+            }
+        }
         StageKind::Final(step) => {
             let config = config::image_config(step, &info.config, &opts.platform, &opts.labels);
             let outputs: Vec<(State, &[StepOutput])> = stage
@@ -265,13 +302,23 @@ fn lower_stage(
                     _ => None,
                 })
                 .collect();
-            // The project's check goes with the project's layer, a group's with the venv.
+            // The project's check goes with the project's layer, a group's with the venv;
+            // the runtime-library check with the project's when it reads the project, so
+            // that the venv's layer never stands on the project.
+            let with_project = stage.input(Role::Project).is_some();
             let (project_checks, group_checks): (Vec<StageId>, Vec<StageId>) = stage
                 .inputs_of(Role::Check)
-                .partition(|id| matches!(plan.stage(*id).kind, StageKind::ProjectCheck(_)));
+                .partition(|id| match plan.stage(*id).kind {
+                    StageKind::ProjectCheck(_) => true,
+                    StageKind::RuntimeCheck(_) => with_project,
+                    _ => false,
+                });
             let states = |ids: Vec<StageId>| ids.iter().map(|id| done[*id].state.clone()).collect();
             let venv = match (input(Role::Venv), input(Role::EmptyVenv)) {
-                (Some(venv), _) => image::Venv::Whole(venv),
+                (Some(venv), _) => image::Venv::Whole {
+                    venv,
+                    checks: states(group_checks),
+                },
                 (None, Some(empty)) => image::Venv::Layers {
                     empty,
                     checks: states(group_checks),
@@ -338,6 +385,7 @@ fn by_target(plan: &Plan, done: &[LoweredStage]) -> Lowered {
         images: BTreeMap::new(),
         verify: BTreeMap::new(),
         configs: BTreeMap::new(),
+        runtime_checks: BTreeMap::new(),
     };
     for t in &plan.targets {
         let image = &done[t.image];
@@ -349,6 +397,11 @@ fn by_target(plan: &Plan, done: &[LoweredStage]) -> Lowered {
             .clone()
             .expect("each target's image has a config");
         lowered.configs.insert(t.variant.clone(), config);
+        if let Some(id) = t.runtime_check {
+            lowered
+                .runtime_checks
+                .insert(t.variant.clone(), done[id].parts.clone());
+        }
         if let Some(id) = t.verify {
             let StageKind::Verify(step) = &plan.stage(id).kind else {
                 unreachable!("verify ids point at verify stages")

@@ -8,18 +8,21 @@ use std::collections::BTreeMap;
 use super::process::ProcessFields;
 use super::python::{PipFields, PythonFields};
 use super::{Cx, Fields};
-use crate::diag::did_you_mean;
+use crate::diag::{Loc, did_you_mean};
 use crate::spec::format::*;
 use crate::spec::model::*;
 use crate::spec::validate;
 use crate::spec::yaml::{Key, Node, Value};
 
-/// Apt packages for the builder (`build`) and for the image (`runtime`).
+/// Apt packages for the builder (`build`) and for the image (`runtime`, and `auto`'s
+/// position when the builder names them), and the runtime-library check (`check`).
 #[derive(Default)]
 struct System {
     build: Vec<S<String>>,
     runtime: Vec<S<String>>,
+    auto: Option<Loc>,
     repositories: Vec<S<AptRepository>>,
+    check: Option<bool>,
 }
 
 /// The spec-wide values a variant starts from.
@@ -226,6 +229,12 @@ impl Cx {
             python,
             build_packages: unique(&shared.system.build, &own.build),
             runtime_packages: unique(&shared.system.runtime, &own.runtime),
+            // Additive like the lists; `check` key by key.
+            runtime_auto: own.auto.or(shared.system.auto),
+            runtime_check: own
+                .check
+                .or(shared.system.check)
+                .unwrap_or(DEFAULT_RUNTIME_CHECK),
             repositories: repositories(&shared.system.repositories, own.repositories),
             groups,
             pip,
@@ -287,16 +296,51 @@ impl Cx {
             list
         };
         let build = packages("build");
-        let runtime = packages("runtime");
+        let (runtime, auto) = f
+            .get("runtime")
+            .map(|r| self.runtime(r))
+            .unwrap_or_default();
         let repositories = f
             .get("repositories")
             .map(|r| self.repositories(r, what))
             .unwrap_or_default();
+        let check = f.get("check").and_then(|n| self.bool(n, "system.check"));
         System {
             build,
             runtime,
+            auto,
             repositories,
+            check,
         }
+    }
+
+    /// `system.runtime`: a list of apt packages, `auto`, or a list with an `auto` entry
+    /// among the packages (the builder's packages and these). Returns the packages and
+    /// where `auto` is written.
+    fn runtime(&mut self, node: &Node) -> (Vec<S<String>>, Option<Loc>) {
+        if let Value::Str(s) = &node.value {
+            if s == RUNTIME_AUTO {
+                return (vec![], Some(node.loc));
+            }
+            self.err(
+                node.loc,
+                format!("system.runtime must be a list or `{RUNTIME_AUTO}`, found the string `{s}`"),
+                format!("write a list, [{s}], or `{RUNTIME_AUTO}` to install what the venv's libraries need"),
+            );
+            return (vec![], None);
+        }
+        let mut auto = None;
+        let mut packages = vec![];
+        for p in self.list(node, "system.runtime") {
+            if p.v == RUNTIME_AUTO {
+                auto = auto.or(Some(p.loc));
+            } else if validate::is_apt_package(&p.v) {
+                packages.push(p);
+            } else {
+                self.err(p.loc, format!("invalid apt package name `{}`", p.v), "Debian package names use a-z, 0-9, '+', '-', '.', optionally `=version` or `:arch`");
+            }
+        }
+        (packages, auto)
     }
 
     /// A variant's `requirements`: names of groups, each checked.
