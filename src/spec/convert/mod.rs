@@ -13,6 +13,7 @@ mod process;
 mod python;
 mod requirements;
 mod steps;
+mod system;
 mod variants;
 
 use std::collections::{BTreeMap, BTreeSet};

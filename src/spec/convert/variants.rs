@@ -7,29 +7,19 @@ use std::collections::BTreeMap;
 
 use super::process::ProcessFields;
 use super::python::{PipFields, PythonFields};
+use super::system::SystemFields;
 use super::{Cx, Fields};
-use crate::diag::{Loc, did_you_mean};
+use crate::diag::did_you_mean;
 use crate::spec::format::*;
 use crate::spec::model::*;
 use crate::spec::validate;
 use crate::spec::yaml::{Key, Node, Value};
 
-/// Apt packages for the builder (`build`) and for the image (`runtime`, and `auto`'s
-/// position when the builder names them), and the runtime-library check (`check`).
-#[derive(Default)]
-struct System {
-    build: Vec<S<String>>,
-    runtime: Vec<S<String>>,
-    auto: Option<Loc>,
-    repositories: Vec<S<AptRepository>>,
-    check: Option<bool>,
-}
-
 /// The spec-wide values a variant starts from.
 struct Shared {
     python: PythonFields,
     pip: PipFields,
-    system: System,
+    system: SystemFields,
     env: BTreeMap<String, S<String>>,
     labels: BTreeMap<String, S<String>>,
     /// The spec-wide verify commands and the default timeout for a variant's own.
@@ -59,7 +49,7 @@ impl Cx {
                 .unwrap_or_default(),
             system: top
                 .get("system")
-                .map(|s| self.system(s, "system"))
+                .map(|s| self.system_fields(s, "system"))
                 .unwrap_or_default(),
             env: top
                 .get("env")
@@ -160,10 +150,11 @@ impl Cx {
         }
         let python = python.over(&shared.python).finish()?;
 
-        let own = f
+        let system = f
             .get("system")
-            .map(|s| self.system(s, "the variant's system"))
-            .unwrap_or_default();
+            .map(|s| self.system_fields(s, "the variant's system"))
+            .unwrap_or_default()
+            .over(&shared.system);
         let pip = f
             .get("pip")
             .map(|p| self.pip_fields(p))
@@ -227,15 +218,11 @@ impl Cx {
             name: S::new(name.clone(), vk.loc),
             description,
             python,
-            build_packages: unique(&shared.system.build, &own.build),
-            runtime_packages: unique(&shared.system.runtime, &own.runtime),
-            // Additive like the lists; `check` key by key.
-            runtime_auto: own.auto.or(shared.system.auto),
-            runtime_check: own
-                .check
-                .or(shared.system.check)
-                .unwrap_or(DEFAULT_RUNTIME_CHECK),
-            repositories: repositories(&shared.system.repositories, own.repositories),
+            build_packages: system.build,
+            runtime_packages: system.runtime,
+            runtime_auto: system.auto,
+            runtime_check: system.check.unwrap_or(DEFAULT_RUNTIME_CHECK),
+            repositories: system.repositories,
             groups,
             pip,
             env: env.into_iter().map(|(k, v)| (k, v.v)).collect(),
@@ -279,68 +266,6 @@ impl Cx {
                 );
             }
         }
-    }
-
-    fn system(&mut self, node: &Node, what: &str) -> System {
-        let f = self.fields(node, what, SYSTEM_KEYS);
-        let mut packages = |which: &str| -> Vec<S<String>> {
-            let list = f
-                .get(which)
-                .map(|l| self.list(l, &format!("system.{which}")))
-                .unwrap_or_default();
-            for p in &list {
-                if !validate::is_apt_package(&p.v) {
-                    self.err(p.loc, format!("invalid apt package name `{}`", p.v), "Debian package names use a-z, 0-9, '+', '-', '.', optionally `=version` or `:arch`");
-                }
-            }
-            list
-        };
-        let build = packages("build");
-        let (runtime, auto) = f
-            .get("runtime")
-            .map(|r| self.runtime(r))
-            .unwrap_or_default();
-        let repositories = f
-            .get("repositories")
-            .map(|r| self.repositories(r, what))
-            .unwrap_or_default();
-        let check = f.get("check").and_then(|n| self.bool(n, "system.check"));
-        System {
-            build,
-            runtime,
-            auto,
-            repositories,
-            check,
-        }
-    }
-
-    /// `system.runtime`: a list of apt packages, `auto`, or a list with an `auto` entry
-    /// among the packages (the builder's packages and these). Returns the packages and
-    /// where `auto` is written.
-    fn runtime(&mut self, node: &Node) -> (Vec<S<String>>, Option<Loc>) {
-        if let Value::Str(s) = &node.value {
-            if s == RUNTIME_AUTO {
-                return (vec![], Some(node.loc));
-            }
-            self.err(
-                node.loc,
-                format!("system.runtime must be a list or `{RUNTIME_AUTO}`, found the string `{s}`"),
-                format!("write a list, [{s}], or `{RUNTIME_AUTO}` to install what the venv's libraries need"),
-            );
-            return (vec![], None);
-        }
-        let mut auto = None;
-        let mut packages = vec![];
-        for p in self.list(node, "system.runtime") {
-            if p.v == RUNTIME_AUTO {
-                auto = auto.or(Some(p.loc));
-            } else if validate::is_apt_package(&p.v) {
-                packages.push(p);
-            } else {
-                self.err(p.loc, format!("invalid apt package name `{}`", p.v), "Debian package names use a-z, 0-9, '+', '-', '.', optionally `=version` or `:arch`");
-            }
-        }
-        (packages, auto)
     }
 
     /// A variant's `requirements`: names of groups, each checked.
@@ -390,28 +315,6 @@ impl Cx {
             None => String::new(),
         }
     }
-}
-
-/// The spec-wide repositories with the variant's added; one of the same name replaces.
-fn repositories(shared: &[S<AptRepository>], own: Vec<S<AptRepository>>) -> Vec<S<AptRepository>> {
-    let mut out: Vec<S<AptRepository>> = shared
-        .iter()
-        .filter(|r| !own.iter().any(|o| o.v.name == r.v.name))
-        .cloned()
-        .collect();
-    out.extend(own);
-    out
-}
-
-/// `first` then `then`, each package once (the first mention wins).
-fn unique(first: &[S<String>], then: &[S<String>]) -> Vec<S<String>> {
-    let mut seen = std::collections::BTreeSet::new();
-    first
-        .iter()
-        .chain(then)
-        .filter(|p| seen.insert(p.v.clone()))
-        .cloned()
-        .collect()
 }
 
 #[cfg(test)]
