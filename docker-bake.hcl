@@ -22,6 +22,9 @@ target "minimal" {
   tags     = ["worker:minimal-${TAG}"]
 }
 
+# zstd layers (a large CUDA image compresses and unpacks faster; pullers need Docker 23+
+# or containerd 1.5+): --set 'cuda.output=type=registry,compression=zstd,oci-mediatypes=true,force-compression=true'
+# (docs/usage.md, "Large images: zstd layers").
 target "cuda" {
   inherits = ["_worker"]
   target   = "cuda"

@@ -12,7 +12,9 @@
 #     as not run (neither passed nor failed);
 #   - the bake step: its `env:` and `set:` lines (the doc's registry.example.com/team
 #     replaced by the engine's registry) through `docker buildx bake --push`, as the
-#     action runs it (`--allow fs=*`).
+#     action runs it (`--allow fs=*`);
+#   - the zstd bake command ("Large images: zstd layers"): every layer of the pushed image
+#     zstd (its manifest's media types), and the image runs.
 # Checks: each job exits 0; the images are in the registry and run; each cache ref holds
 # more layers than its image (mode=max: the builder stages too). Not checked here: a fresh
 # runner importing that cache (it needs the shared engine's build cache pruned;
@@ -41,13 +43,15 @@ FRONTEND=$(scripts/engine.sh frontend "$NAME" "$TAG" 2>"$E2E_WORK/logs/$NAME-fro
 SOCK=$(eval "$(scripts/engine.sh env "$NAME")" && echo "${DOCKER_HOST#unix://}")
 
 # The doc's jobs, as shell: job-gitlab.sh (the job's variables, the pipeline's values,
-# its script) and bake.env / bake.set (the bake step's env and set lines).
+# its script), bake.env / bake.set (the bake step's env and set lines) and zstd.args (the
+# zstd bake command's target, then its --set values).
 python3 - docs/usage.md "$E2E_WORK" "$REPO/bake" <<'PY' || { fail "docs/usage.md: the CI jobs cannot be read"; finish; exit 1; }
 import re, sys
 doc, out, repo = open(sys.argv[1]).read(), sys.argv[2], sys.argv[3]
 blocks = re.findall(r"^```yaml\n(.*?)^```", doc, re.S | re.M)
 gitlab = next(b for b in blocks if b.startswith("# .gitlab-ci.yml"))
 bake = next(b for b in blocks if "docker/bake-action@" in b)
+zstd = next(b for b in re.findall(r"^```sh\n(.*?)^```", doc, re.S | re.M) if "compression=zstd" in b)
 
 def section(text, key, indent):
     """The lines under `key:` indented deeper than `indent` spaces, as written."""
@@ -83,12 +87,19 @@ with open(f"{out}/bake.env", "w") as f:
 sets = [l.strip() for l in section(bake, "set", 10)]
 with open(f"{out}/bake.set", "w") as f:
     f.writelines(s.replace("registry.example.com/team", repo) + "\n" for s in sets)
+# the zstd command: its target and --set values, in order
+words = zstd.replace("\\\n", " ").split()
+assert words[:3] == ["docker", "buildx", "bake"], words
+zsets = re.findall(r"--set '([^']*)'", zstd)
+with open(f"{out}/zstd.args", "w") as f:
+    f.write(words[3] + "\n")
+    f.writelines(s.replace("registry.example.com/team", repo) + "\n" for s in zsets)
 PY
 
 # Layers of an image or cache manifest in the engine's registry (read inside the engine's
 # container, where localhost:5000 is); of an index (an image with its attestations), its
 # linux/amd64 image's.
-layers() {
+manifest() { # manifest REF: the registry's amd64 image manifest (JSON), or nothing
   local raw digest
   raw=$(in_engine docker buildx imagetools inspect --raw "$1") || return 0
   digest=$(python3 -c '
@@ -99,7 +110,13 @@ for d in m.get("manifests", []):
         print(d["digest"]); break
 ' "$raw")
   [ -n "$digest" ] && raw=$(in_engine docker buildx imagetools inspect --raw "${1%:*}@$digest")
-  python3 -c 'import json, sys; print(len(json.loads(sys.argv[1]).get("layers", [])))' "$raw"
+  printf '%s' "$raw"
+}
+layers() { # layers REF: how many layers its amd64 manifest lists
+  python3 -c 'import json, sys; print(len(json.loads(sys.argv[1] or "{}").get("layers", [])))' "$(manifest "$1")"
+}
+layer_media() { # layer_media REF: the media types of its layers, each once
+  python3 -c 'import json, sys; print(" ".join(sorted({l["mediaType"] for l in json.loads(sys.argv[1] or "{}").get("layers", [])})))' "$(manifest "$1")"
 }
 runs() { # runs IMAGE MODULES: the pushed image imports its groups' modules (comma-separated)
   in_engine sh -c "docker pull -q '$1' >/dev/null && docker run --rm '$1' python -c 'import $2; print(\"imports ok\")'; rc=\$?; docker rmi '$1' >/dev/null; exit \$rc" 2>&1
@@ -193,5 +210,26 @@ if [ "$rc" = 0 ]; then
   assert_contains "bake: the minimal image runs" "$(runs "$REPO/bake/worker:minimal" "arq, psycopg2")" "imports ok"
 else
   fail "the bake step: exit $rc: $(tail -n 20 "$E2E_WORK/logs/bake.log")"
+fi
+
+echo "== $NAME: zstd layers (the bake command of \"Large images: zstd layers\")"
+mapfile -t zargs <"$E2E_WORK/zstd.args"
+ztarget=${zargs[0]}
+zset_args=()
+for s in "${zargs[@]:1}"; do zset_args+=(--set "$s"); done
+(
+  eval "$(scripts/engine.sh env "$NAME")" || exit 1
+  export KILN_FRONTEND=$FRONTEND PYTHON_IMAGE=$BASE PYTHON_VERSION=3.11 TAG=$RUN_ID
+  exec docker buildx bake --progress=plain --allow 'fs=*' "$ztarget" "${zset_args[@]}"
+) >"$E2E_WORK/logs/zstd.log" 2>&1
+rc=$?
+if [ "$rc" = 0 ]; then
+  ok "the zstd bake command ran"
+  media=$(layer_media "$REPO/bake/worker:$ztarget")
+  echo "  ..   $REPO/bake/worker:$ztarget: layer media types: ${media:-none}"
+  assert_eq "every layer of the pushed image is zstd" "application/vnd.oci.image.layer.v1.tar+zstd" "$media"
+  assert_contains "the zstd image runs" "$(runs "$REPO/bake/worker:$ztarget" "arq, numpy")" "imports ok"
+else
+  fail "the zstd bake command: exit $rc: $(tail -n 20 "$E2E_WORK/logs/zstd.log")"
 fi
 finish
