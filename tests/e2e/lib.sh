@@ -3,6 +3,7 @@
 #   engine_up                          scripts/engine.sh up (dockerd + base image), or exit 1
 #   dbuild LOGNAME args...             DOCKER_BUILDKIT=1 docker build --progress=plain args...
 #   build_progress_reader; step_cached / step_ran LOGNAME "step"   what the progress log shows
+#   run_base_dockerfile BASE RUN_ID    a Dockerfile for this run's own base (see below)
 #   assert_eq / assert_contains / assert_not_contains / check / ok / fail
 # The client is /usr/bin/docker (20.10, from docker.io): a newer `docker` on PATH may lack
 # buildx and refuse BuildKit builds.
@@ -58,6 +59,14 @@ engine_up() {
     exit 1
   fi
 }
+
+# A Dockerfile (on stdout) for a base of this run's own: BASE plus one small layer naming
+# the run. Its layers differ from every earlier run's, so no step (nor a package cache:
+# their ids follow the base) comes from build history, while builds within the run still
+# share. A LABEL alone is not enough: BuildKit keys a local image by its layers (Docker
+# 20.10) or by its rootfs (Docker 28), and a label changes neither; and a comment in a
+# requirement file or a lock changes nothing either, since kiln passes on what it read.
+run_base_dockerfile() { printf 'FROM %s\nRUN echo %s >/etc/kiln-e2e-run\n' "$1" "$2"; }
 
 log_of() { cat "$E2E_WORK/logs/$1.log"; }
 

@@ -18,11 +18,9 @@ build_progress_reader
 "$DOCKER" image inspect "$BASE" >/dev/null 2>&1 || { echo "no $BASE: run scripts/engine.sh up"; exit 1; }
 
 RUN_ID="$(date +%s%N)"
-# This run's own base: the same Python with a label naming the run. Its digest differs
-# from every earlier run's, so no step (and no package cache: their ids follow the base)
-# comes from build history; builds within this run still share.
+# This run's own base (run_base_dockerfile): no step comes from build history.
 RUN_BASE="kiln-e2e/python:projects-$RUN_ID"
-printf 'FROM %s\nLABEL dev.kiln.e2e-run=%s\n' "$BASE" "$RUN_ID" \
+run_base_dockerfile "$BASE" "$RUN_ID" \
   | DOCKER_BUILDKIT=1 "$DOCKER" build -q -t "$RUN_BASE" - >/dev/null \
   || { echo "cannot make this run's base image from $BASE"; exit 1; }
 trap '"$DOCKER" rmi "$RUN_BASE" >/dev/null 2>&1 || true' EXIT
@@ -321,7 +319,7 @@ else
   (
     eval "$(scripts/engine.sh env "$D28")" || exit 1
     base28="kiln-e2e/python:projects-$RUN_ID"
-    printf 'FROM %s\nLABEL dev.kiln.e2e-run=%s\n' "$BASE" "$RUN_ID" \
+    run_base_dockerfile "$BASE" "$RUN_ID" \
       | docker buildx build -q --load -t "$base28" - >"$E2E_WORK/logs/$D28-base.log" 2>&1 || exit 1
     args=(--progress=plain -f "$SPEC" --target minimal --provenance=false --build-arg "PYTHON_IMAGE=$base28" \
       --secret "id=pipca,src=/etc/ssl/certs/ca-certificates.crt")

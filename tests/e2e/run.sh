@@ -17,10 +17,13 @@ mkdir -p "$SPECDIR" && cp -r examples/worker "$CTX"
 SPEC="$SPECDIR/worker.yaml"
 RUN_ID="$(date +%s%N)"
 # A cache mount's contents are never guaranteed (BuildKit's GC, or any --no-cache build,
-# may start a fresh one), so the first build installs the core group for real and fills
-# the pip cache that the "+1 requirement" check below reads; the cuda build then shows
-# that it reuses that install.
-echo "# e2e run $RUN_ID" >>"$CTX/requirements/core.txt"
+# may start a fresh one), so the first build installs the core group for real, on this
+# run's own base (run_base_dockerfile), and fills the caches that the "+1 requirement"
+# and pip checks below read; the cuda build then shows that it reuses that install.
+RUN_BASE="kiln-e2e/python:run-$RUN_ID"
+run_base_dockerfile "$BASE" "$RUN_ID" | DOCKER_BUILDKIT=1 "$DOCKER" build -q -t "$RUN_BASE" - >/dev/null \
+  || { echo "cannot make this run's base image from $BASE"; exit 1; }
+trap '"$DOCKER" rmi "$RUN_BASE" >/dev/null 2>&1 || true' EXIT
 { echo "# syntax=$FRONTEND"; tail -n +2 specs/worker.yaml; } >"$SPEC"
 # The machine's CA bundle plus a marker line (PEM readers skip text between blocks):
 # the marker must not appear in any layer, config or history.
@@ -30,7 +33,7 @@ CA="$E2E_WORK/ca.pem"
 # A netrc for an index that does not exist: pip never uses it, but its bytes are looked for too.
 NETRC="$E2E_WORK/netrc"
 printf 'machine index.example.invalid login kiln password %s-netrc\n' "$MARKER" >"$NETRC"
-ARGS=(--build-arg "PYTHON_IMAGE=$BASE" --build-arg PYTHON_VERSION=3.11 --secret "id=pipca,src=$CA" --secret "id=netrc,src=$NETRC")
+ARGS=(--build-arg "PYTHON_IMAGE=$RUN_BASE" --build-arg PYTHON_VERSION=3.11 --secret "id=pipca,src=$CA" --secret "id=netrc,src=$NETRC")
 IMG=kiln-e2e/worker
 
 echo "== minimal, frontend chosen by the # syntax line"
@@ -42,7 +45,7 @@ if dbuild minimal -f "$SPEC" --target minimal -t "$IMG:minimal" --label e2e.labe
   assert_contains "core stack imports (python -m app.health)" "$out" "healthy: python 3.11"
   assert_eq "health check in the config" '["CMD","python","-m","app.health"]' "$(config "$IMG:minimal" '{{json .Config.Healthcheck.Test}}')"
   assert_eq "--label lands in the image" "yes" "$(config "$IMG:minimal" '{{index .Config.Labels "e2e.label"}}')"
-  assert_eq "--build-arg overrides the args default" "$BASE" "$(config "$IMG:minimal" '{{index .Config.Labels "org.opencontainers.image.base.name"}}')"
+  assert_eq "--build-arg overrides the args default" "$RUN_BASE" "$(config "$IMG:minimal" '{{index .Config.Labels "org.opencontainers.image.base.name"}}')"
   assert_eq "cmd from the spec" '["arq","app.worker.WorkerSettings"]' "$(config "$IMG:minimal" '{{json .Config.Cmd}}')"
   assert_not_contains "no NVIDIA env in minimal" "$(config "$IMG:minimal" '{{json .Config.Env}}')" "NVIDIA"
   check "no ML group in minimal" bash -c "! $DOCKER run --rm $IMG:minimal python -c 'import numpy'"
