@@ -378,7 +378,7 @@ YAML
     cache="localhost:5000/kiln-e2e-cache:worker-$TAG"
     RUN_ARGS=(--build-arg "PYTHON_IMAGE=$run_base" --build-arg PYTHON_VERSION=3.11 --secret "id=pipca,src=$CA")
     steps=("apt build:" "apt runtime:" "python: 3.11 check" "uv install: core")
-    if printf 'FROM %s\nRUN echo %s >/etc/kiln-e2e-run\n' "$BASE" "$RUN_ID" \
+    if run_base_dockerfile "$BASE" "$RUN_ID" \
         | docker buildx build -q --load -t "$run_base" - >"$E2E_WORK/logs/$name-run-base.log" 2>&1; then
       log="$E2E_WORK/logs/$name-cache-to.log"
       start=$(date +%s)
