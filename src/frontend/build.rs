@@ -270,7 +270,7 @@ async fn build_image(
         session_id: opts.session_id.clone(),
         caps: bridge.caps.clone(),
         no_cache: opts.no_cache,
-        own_vertices: own_vertices(bridge, opts),
+        own_vertices: own_vertices(opts),
         labels: opts.image_labels(),
         step_prefix,
     };
@@ -366,15 +366,18 @@ async fn read_interpreter(
     Ok(interpreter)
 }
 
-/// What makes this build's ops its own (`LowerOpts::own_vertices`): set for `--no-cache` on
-/// BuildKit before 0.12 (Docker 20.10 to 24). There, once a build loads an op with
-/// `ignore_cache` while another build has it without, each later build that loads the op
-/// is handed the other build's vertex without holding it; when that build ends the vertex
-/// is dropped, and the scheduler panics (`failed to get edge`, dockerd with it) as soon as
-/// a later build asks for its inputs. An op no other build has cannot be handed around;
-/// the session is unique per build.
-fn own_vertices(bridge: &Bridge, opts: &Options) -> Option<String> {
-    if !opts.no_cache || !bridge.caps.own_vertices_for_no_cache() {
+/// What makes this build's ops its own (`LowerOpts::own_vertices`): set for every
+/// `--no-cache` build, on every engine. BuildKit's solver merges an op loaded without
+/// `ignore_cache` into the same op loaded with it by another build (`solver/jobs.go`,
+/// `loadUnlocked`). Before BuildKit 0.12 (Docker 20.10 to 24) a later build is then handed
+/// a vertex it does not hold, and the scheduler panics when that build ends (`failed to
+/// get edge`, dockerd with it; moby/buildkit#3953). On Docker 28.5 a cached build beside
+/// a `--no-cache` one still failed: `failed to compute cache key: failed to get state for
+/// index 0` on a step whose input had been merged (`tests/e2e/stress.sh`, 2026-12-06; the
+/// error of moby/buildkit#3635). An op no other build has is never merged; the session is
+/// unique per build, and a `--no-cache` build reuses nothing anyway.
+fn own_vertices(opts: &Options) -> Option<String> {
+    if !opts.no_cache {
         return None;
     }
     Some(opts.session_id.clone().unwrap_or_else(|| {

@@ -81,10 +81,6 @@ pub const BUILDKIT_0_11: Release = Release {
     buildkit: (0, 11),
     docker: "24.0",
 };
-pub const BUILDKIT_0_12: Release = Release {
-    buildkit: (0, 12),
-    docker: "25.0",
-};
 
 /// One cap: the id the engine lists (and an op's metadata records), its list, and the
 /// first BuildKit release that has it.
@@ -153,9 +149,6 @@ pub const GATEWAY_EVALUATE_SOLVE: Cap = gateway("gateway.solve.evaluate", BUILDK
 pub const GATEWAY_WARNINGS: Cap = gateway("gateway.warnings", BUILDKIT_0_10);
 /// `Result.attestations` reach the exporter (an SBOM attached to the image).
 pub const REFERENCE_ATTESTATIONS: Cap = gateway("reference.attestations", BUILDKIT_0_11);
-/// kiln does not run gateway containers: this cap came with BuildKit 0.12, the first
-/// release with the fix for moby/buildkit#3953 (see `Caps::own_vertices_for_no_cache`).
-pub const GATEWAY_EXEC_SECRET_ENV: Cap = gateway("gateway.exec.secretenv", BUILDKIT_0_12);
 
 /// Every cap kiln uses. Each one's `since` is the first `v*` release tag of moby/buildkit
 /// that contains the commit adding its id to `solver/pb/caps.go` (LLB) or
@@ -199,7 +192,6 @@ pub const ALL: &[Cap] = &[
     GATEWAY_EVALUATE_SOLVE,
     GATEWAY_WARNINGS,
     REFERENCE_ATTESTATIONS,
-    GATEWAY_EXEC_SECRET_ENV,
 ];
 
 /// The gateway caps of an engine that lists none: BuildKit's frozen set from before caps
@@ -325,13 +317,6 @@ impl Caps {
     /// refused (`frontend/build.rs`).
     pub fn return_map(&self) -> bool {
         self.has(RETURN_MAP)
-    }
-
-    /// A `--no-cache` build gets ops of its own (`LowerOpts::own_vertices`): the engine
-    /// predates the fix for moby/buildkit#3953 (BuildKit 0.12), whose solver panics when
-    /// builds with and without `--no-cache` share an op (`frontend/build.rs`).
-    pub fn own_vertices_for_no_cache(&self) -> bool {
-        !self.has(GATEWAY_EXEC_SECRET_ENV)
     }
 
     /// The caps `def`'s ops record that this engine does not list, each with the first
@@ -512,15 +497,13 @@ mod tests {
         assert!(!c.attestations());
         assert!(c.evaluate() && c.ref_array() && c.stat_file() && c.read_dir());
         assert!(c.resolve_mode() && c.return_result() && c.return_map());
-        assert!(c.own_vertices_for_no_cache());
-        // BuildKit 0.10 (Docker 23.0): layers and warnings; still before the #3953 fix.
+        // BuildKit 0.10 (Docker 23.0): layers and warnings.
         let c = reported_by(BUILDKIT_0_10);
         assert!(c.merge_layers() && c.local_differ_none() && c.warnings());
-        assert!(c.own_vertices_for_no_cache() && !c.attestations());
-        // BuildKit 0.11 (Docker 24.0): attestations reach the exporter.
-        assert!(reported_by(BUILDKIT_0_11).attestations());
-        let c = reported_by(BUILDKIT_0_12);
-        assert!(!c.own_vertices_for_no_cache());
+        assert!(!c.attestations());
+        // BuildKit 0.11 (Docker 24.0): attestations reach the exporter, and every cap kiln asks for.
+        let c = reported_by(BUILDKIT_0_11);
+        assert!(c.attestations());
         assert_eq!(c, Caps::latest());
         // BuildKit 0.5 (Docker 19.03): no evaluate, no Ref form.
         let c = reported_by(BUILDKIT_0_5);

@@ -260,9 +260,9 @@ fn a_lock_without_hashes_installs_in_step_and_says_why() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
-/// On engines whose solver loses a vertex shared by a `--no-cache` build and a cached one
-/// (BuildKit before 0.12), the frontend gives the build's ops its own digests: the fetches
-/// too, which stand on no base.
+/// A `--no-cache` build's ops get digests of their own (BuildKit's solver mishandles a
+/// vertex shared by a `--no-cache` build and a cached one): the fetches too, which stand
+/// on no base.
 #[test]
 fn a_build_with_vertices_of_its_own_fetches_with_its_own_digests() {
     let spec = crate::common::spec(SPEC);

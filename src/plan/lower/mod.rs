@@ -58,9 +58,9 @@ pub struct LowerOpts {
     pub caps: Caps,
     pub no_cache: bool,
     /// Set on the base as the attr `kiln.build`, so every op of this build is its own (no
-    /// other build has an op with its digest): for `--no-cache` on BuildKit before 0.12,
-    /// whose solver loses a vertex that one build loads with `ignore_cache` while another
-    /// has it without, and panics (`failed to get edge`; moby/buildkit#3953).
+    /// other build has an op with its digest): for `--no-cache`, since BuildKit's solver
+    /// mishandles an op one build loads with `ignore_cache` while another has it without
+    /// (`own_vertices` in `frontend/build.rs`).
     pub own_vertices: Option<String>,
     /// `--label` from the build command.
     pub labels: BTreeMap<String, String>,
