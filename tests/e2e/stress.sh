@@ -5,8 +5,9 @@
 # (docker20-dind: the host's 20.10 in a container of its own, never the host's dockerd,
 # which a panic would take down with every other suite) through its classic
 # `DOCKER_BUILDKIT=1 docker build`. Its BuildKit 0.8 panicked under this load ("failed to
-# get edge") until kiln's --no-cache builds got ops of their own on engines before BuildKit
-# 0.12 (docs/security.md, "Engine faults"). The 20.10 part takes about 3 minutes (first
+# get edge"), and Docker 28.5 once failed a cached build beside a --no-cache one ("failed
+# to get state for index 0"), until kiln's --no-cache builds got ops of their own
+# (docs/security.md, "Engine faults"). The 20.10 part takes about 3 minutes (first
 # `up` on a fresh machine: about 1.5 minutes more).
 # Environment: KILN_E2E_STRESS_ENGINES (default "docker28 docker20-dind"), KILN_E2E_STRESS_TAG
 # (the frontend image tag, default e2e-stress).
