@@ -195,20 +195,7 @@ impl Bridge {
     /// spec, a requirement file, a lock, verify's results) is at most 1 MiB, and one byte
     /// more lets that limit be reported, so a huge file in the context costs no more.
     pub async fn read_file(&mut self, r: &RefId, path: &str) -> Result<Vec<u8>, tonic::Status> {
-        Ok(self
-            .client
-            .read_file(gw::ReadFileRequest {
-                r#ref: r.0.clone(),
-                file_path: path.into(),
-                range: Some(gw::FileRange {
-                    offset: 0,
-                    length: MAX_READ_BYTES as i64,
-                }),
-                ..Default::default()
-            })
-            .await?
-            .into_inner()
-            .data)
+        self.read_range(r, path, 0, MAX_READ_BYTES as i64).await
     }
 
     /// Up to `length` bytes of `path` in `r` from `offset` (a large file read in parts).

@@ -316,6 +316,15 @@ impl Bench {
         pushed_job(self.job(who, name, "minimal"), &image, cache)
     }
 
+    /// What a push of `REPO:after` moved over `REPO:before` (`new_bytes` of their layers):
+    /// (new compressed bytes, all of `after`'s); (0, 0) when the registry has neither.
+    pub(super) fn pushed_after(&self, repo: &str) -> (u64, u64) {
+        new_bytes(
+            &self.layers(&format!("{repo}:before")),
+            &self.layers(&format!("{repo}:after")),
+        )
+    }
+
     /// `(digest, size)` of the layers of an image in the modern engine's registry.
     pub(super) fn layers(&self, reference: &str) -> Vec<(String, u64)> {
         let Some(name) = &self.engine_name else {
@@ -401,10 +410,7 @@ impl Bench {
                         builds.push(ms);
                     }
                     let repo = format!("localhost:5000/kiln-bench/{l}");
-                    let (m, total) = new_bytes(
-                        &self.layers(&format!("{repo}:before")),
-                        &self.layers(&format!("{repo}:after")),
-                    );
+                    let (m, total) = self.pushed_after(&repo);
                     if total > 0 {
                         moved[who as usize].push(m as f64 / 1e6);
                         share[who as usize].push(m as f64 * 100.0 / total as f64);

@@ -8,7 +8,7 @@
 use std::path::PathBuf;
 use std::process::Stdio;
 
-use super::locked::{new_bytes, pushed_job};
+use super::locked::pushed_job;
 use super::{BASE, Bench, append, cold_pair_ok, copy_dir, read, write};
 use crate::docker::Job;
 use crate::progress::{self, Step};
@@ -577,10 +577,7 @@ impl Bench {
                 );
                 if let Some(ms) = self.run.build(after) {
                     samples[side as usize].push(ms);
-                    let (m, total) = new_bytes(
-                        &self.layers(&format!("{repo}:before")),
-                        &self.layers(&format!("{repo}:after")),
-                    );
+                    let (m, total) = self.pushed_after(&repo);
                     if total > 0 {
                         moved[side as usize].push(m as f64 / 1e6);
                         share[side as usize].push(m as f64 * 100.0 / total as f64);
