@@ -36,10 +36,8 @@ REGISTRY=localhost:5000
 REPO="$REGISTRY/kiln-e2e-ci-$TAG"
 engine_up || exit 1
 in_engine() { DOCKER_HOST=unix:///var/run/docker.sock "$DOCKER" exec "kiln-engine-$NAME" "$@"; }
-scripts/engine.sh up "$NAME" >"$E2E_WORK/logs/$NAME-up.log" 2>&1 \
-  || { fail "$NAME: up: $(tail -n 5 "$E2E_WORK/logs/$NAME-up.log")"; finish; exit 1; }
-FRONTEND=$(scripts/engine.sh frontend "$NAME" "$TAG" 2>"$E2E_WORK/logs/$NAME-frontend.log") \
-  || { fail "$NAME: frontend: $(tail -n 5 "$E2E_WORK/logs/$NAME-frontend.log")"; finish; exit 1; }
+engine_frontend "$NAME" "$TAG" || { finish; exit 1; }
+FRONTEND=$ENGINE_FRONTEND
 SOCK=$(eval "$(scripts/engine.sh env "$NAME")" && echo "${DOCKER_HOST#unix://}")
 
 # The doc's jobs, as shell: job-gitlab.sh (the job's variables, the pipeline's values,

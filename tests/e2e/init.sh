@@ -106,11 +106,8 @@ done
 # ---------------------------------------------------------------------------------------
 echo "== Docker 28: each spec built unmodified (buildx, frontend from the engine's registry)"
 D28=docker28
-if ! scripts/engine.sh up "$D28" >"$E2E_WORK/logs/$D28-up.log" 2>&1; then
-  fail "$D28: up: $(tail -n 5 "$E2E_WORK/logs/$D28-up.log")"
-elif ! F28=$(scripts/engine.sh frontend "$D28" "${FRONTEND##*:}" 2>"$E2E_WORK/logs/$D28-frontend.log"); then
-  fail "$D28: frontend: $(tail -n 5 "$E2E_WORK/logs/$D28-frontend.log")"
-else
+if engine_frontend "$D28" "${FRONTEND##*:}"; then
+  F28=$ENGINE_FRONTEND
   D28_ENV=$(scripts/engine.sh env "$D28")
   d28() ( eval "$D28_ENV"; docker "$@" )
   base28="kiln-e2e/python:init-$RUN_ID"

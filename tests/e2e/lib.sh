@@ -4,6 +4,7 @@
 #   dbuild LOGNAME args...             DOCKER_BUILDKIT=1 docker build --progress=plain args...
 #   build_progress_reader; step_cached / step_ran LOGNAME "step"   what the progress log shows
 #   run_base_dockerfile BASE RUN_ID    a Dockerfile for this run's own base (see below)
+#   engine_frontend NAME TAG           engine NAME up and its frontend made (ENGINE_FRONTEND)
 #   assert_eq / assert_contains / assert_not_contains / check / ok / fail
 # The client is /usr/bin/docker (20.10, from docker.io): a newer `docker` on PATH may lack
 # buildx and refuse BuildKit builds.
@@ -67,6 +68,19 @@ engine_up() {
 # 20.10) or by its rootfs (Docker 28), and a label changes neither; and a comment in a
 # requirement file or a lock changes nothing either, since kiln passes on what it read.
 run_base_dockerfile() { printf 'FROM %s\nRUN echo %s >/etc/kiln-e2e-run\n' "$1" "$2"; }
+
+# engine_frontend NAME TAG: starts the engine NAME of scripts/engine.sh and makes kiln's
+# frontend image in its registry, whose name it leaves in ENGINE_FRONTEND. On a failure:
+# a `fail` naming the step with its log's tail, and status 1 (not in a subshell, so that
+# the failure counts).
+engine_frontend() {
+  local name=$1 tag=$2 log="$E2E_WORK/logs/$1"
+  ENGINE_FRONTEND=
+  scripts/engine.sh up "$name" >"$log-up.log" 2>&1 \
+    || { fail "$name: up: $(tail -n 5 "$log-up.log")"; return 1; }
+  ENGINE_FRONTEND=$(scripts/engine.sh frontend "$name" "$tag" 2>"$log-frontend.log") \
+    || { fail "$name: frontend: $(tail -n 5 "$log-frontend.log")"; return 1; }
+}
 
 log_of() { cat "$E2E_WORK/logs/$1.log"; }
 

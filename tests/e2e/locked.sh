@@ -26,10 +26,8 @@ secs() { echo $(( $(date +%s) - $1 )); }
 in_engine() { DOCKER_HOST=unix:///var/run/docker.sock "$DOCKER" exec "kiln-engine-$NAME" "$@"; }
 
 echo "== $NAME: a lock's files fetched by the engine, a layer per package"
-scripts/engine.sh up "$NAME" >"$E2E_WORK/logs/$NAME-up.log" 2>&1 \
-  || { fail "$NAME: up: $(tail -n 5 "$E2E_WORK/logs/$NAME-up.log")"; finish; }
-FRONTEND=$(scripts/engine.sh frontend "$NAME" "$TAG" 2>"$E2E_WORK/logs/$NAME-frontend.log") \
-  || { fail "$NAME: frontend: $(tail -n 5 "$E2E_WORK/logs/$NAME-frontend.log")"; finish; }
+engine_frontend "$NAME" "$TAG" || { finish; exit 1; }
+FRONTEND=$ENGINE_FRONTEND
 
 # Four small wheels of the example lock, served over http on the docker0 address (the
 # engine's dockerd fetches them from its container); each request is logged.

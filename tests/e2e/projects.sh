@@ -306,11 +306,8 @@ echo "== uv project on Docker 28 (MergeOp): an app edit pushes the project's lay
 # engine's registry: what a push after the edit moves is the layers the second image has
 # and the first has not (compressed sizes from the registry's manifests).
 D28=docker28
-if ! scripts/engine.sh up "$D28" >"$E2E_WORK/logs/$D28-up.log" 2>&1; then
-  fail "$D28: up: $(tail -n 5 "$E2E_WORK/logs/$D28-up.log")"
-elif ! F28=$(scripts/engine.sh frontend "$D28" "${FRONTEND##*:}" 2>"$E2E_WORK/logs/$D28-frontend.log"); then
-  fail "$D28: frontend: $(tail -n 5 "$E2E_WORK/logs/$D28-frontend.log")"
-else
+if engine_frontend "$D28" "${FRONTEND##*:}"; then
+  F28=$ENGINE_FRONTEND
   prepare uv-project uv28
   CTX="$E2E_WORK/uv28"; SPEC="$E2E_WORK/specs/uv28.yaml"
   sed -i "1s|.*|# syntax=$F28|" "$SPEC"

@@ -112,11 +112,8 @@ cases docker20 "$FRONTEND" d20 "$DOCKER"
 
 # Docker 28: its own client and buildx, the frontend from its registry.
 D28=docker28
-if ! scripts/engine.sh up "$D28" >"$E2E_WORK/logs/$D28-up.log" 2>&1; then
-  fail "$D28: up: $(tail -n 5 "$E2E_WORK/logs/$D28-up.log")"
-elif ! F28=$(scripts/engine.sh frontend "$D28" "${FRONTEND##*:}" 2>"$E2E_WORK/logs/$D28-frontend.log"); then
-  fail "$D28: frontend: $(tail -n 5 "$E2E_WORK/logs/$D28-frontend.log")"
-else
+if engine_frontend "$D28" "${FRONTEND##*:}"; then
+  F28=$ENGINE_FRONTEND
   (
     trap 'echo "PASSED=$PASSED FAILED=$FAILED" >"$E2E_WORK/$D28.counts"' EXIT
     eval "$(scripts/engine.sh env "$D28")" || { fail "$D28: env"; exit 1; }

@@ -28,10 +28,8 @@ in_engine() { DOCKER_HOST=unix:///var/run/docker.sock "$DOCKER" exec "kiln-engin
 in_engine_stdin() { DOCKER_HOST=unix:///var/run/docker.sock "$DOCKER" exec -i "kiln-engine-$NAME" "$@"; }
 
 echo "== $NAME: --sbom=true gives kiln's SPDX document"
-scripts/engine.sh up "$NAME" >"$E2E_WORK/logs/$NAME-up.log" 2>&1 \
-  || { fail "$NAME: up: $(tail -n 5 "$E2E_WORK/logs/$NAME-up.log")"; finish; exit 1; }
-FRONTEND=$(scripts/engine.sh frontend "$NAME" "$TAG" 2>"$E2E_WORK/logs/$NAME-frontend.log") \
-  || { fail "$NAME: frontend: $(tail -n 5 "$E2E_WORK/logs/$NAME-frontend.log")"; finish; exit 1; }
+engine_frontend "$NAME" "$TAG" || { finish; exit 1; }
+FRONTEND=$ENGINE_FRONTEND
 case "$FRONTEND" in localhost:5000/*) ;; *) fail "$NAME: frontend: no image name printed"; finish; exit 1 ;; esac
 
 CTX="$E2E_WORK/ctx"; SPEC="$E2E_WORK/pylock-service.yaml"

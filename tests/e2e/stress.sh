@@ -24,11 +24,8 @@ engine_up || exit 1
 
 for name in $ENGINES; do
   echo "== $name: ten builds with verify, four at a time, two --no-cache"
-  if ! scripts/engine.sh up "$name" >"$E2E_WORK/logs/$name-up.log" 2>&1; then
-    fail "$name: up: $(tail -n 5 "$E2E_WORK/logs/$name-up.log")"; continue
-  fi
-  frontend=$(scripts/engine.sh frontend "$name" "$TAG" 2>"$E2E_WORK/logs/$name-frontend.log") \
-    || { fail "$name: frontend: $(tail -n 5 "$E2E_WORK/logs/$name-frontend.log")"; continue; }
+  engine_frontend "$name" "$TAG" || continue
+  frontend=$ENGINE_FRONTEND
   container="kiln-engine-$name"
   # A dockerd that dies ends its container; --restart brings it back within seconds, so
   # "not restarted" is: running, with the same start and restart count.
