@@ -17,6 +17,9 @@
 #   scripts/engine.sh down NAME [--volumes|--purge]   stop and remove NAME's container; its
 #                                     volume (images, build cache) stays unless --volumes; --purge
 #                                     also drops the cached rootfs, client and images (next up from nothing)
+#   scripts/engine.sh reclaim         on every running engine: removes the images built on
+#                                     kiln's local base (not the base) and trims the build cache
+#                                     to KILN_RECLAIM_KEEP (default 2GB); prints what it freed
 # Engines:
 #   docker20              the host's dockerd: Debian bookworm docker.io 20.10 (BuildKit 0.8), no buildx
 #   docker26              Debian trixie docker.io 26.1 + buildx 0.13, containerd image store
@@ -588,7 +591,27 @@ engine_down() {
   say "removed the $suite rootfs, client and images"
 }
 
-usage() { echo "usage: $0 [up [NAME] | env NAME | frontend NAME TAG | base-arm64 | multiarch NAME | status [NAME] | down NAME [--volumes|--purge]]" >&2; exit 2; }
+# What builds leave behind on one engine: the images made from kiln's local base (label
+# dev.kiln.base, which they inherit; the base itself, kiln-local/*, stays), dangling or
+# tagged, and the build cache beyond KILN_RECLAIM_KEEP (BuildKit drops the least recently
+# used first). Never takes the `up` lock: a base-arm64 in the background would hold it for
+# minutes, and what a running build uses is not removed.
+engine_reclaim() {
+  local name=$1 cli=("$DOCKER") images before after
+  [ "$name" = docker20 ] || cli=("$DOCKER" -H "unix://$(sock_of "$name")")
+  "${cli[@]}" version >/dev/null 2>&1 || return 0
+  before=$(df -BM --output=avail /var/lib | tail -n 1)
+  images=$("${cli[@]}" image ls --filter label=dev.kiln.base --format '{{.Repository}}:{{.Tag}} {{.ID}}' \
+    | awk '$1 !~ /^(localhost:5000\/)?kiln-local\// { print ($1 == "<none>:<none>" ? $2 : $1) }' | sort -u)
+  # One at a time: an image a container still runs is refused alone, not the whole batch.
+  for image in $images; do "${cli[@]}" rmi "$image" >/dev/null 2>&1 || true; done
+  "${cli[@]}" builder prune -f --keep-storage "$KEEP" >/dev/null 2>&1 || say "$name: builder prune failed"
+  after=$(df -BM --output=avail /var/lib | tail -n 1)
+  say "reclaimed $((${after%M} - ${before%M})) MB on $name ($(wc -w <<<"$images") images; build cache kept to $KEEP)"
+}
+KEEP=${KILN_RECLAIM_KEEP:-2GB}
+
+usage() { echo "usage: $0 [up [NAME] | env NAME | frontend NAME TAG | base-arm64 | multiarch NAME | status [NAME] | down NAME [--volumes|--purge] | reclaim]" >&2; exit 2; }
 
 case "${1:-up}" in
   up) engine_up "${2:-docker20}" ;;
@@ -611,6 +634,7 @@ case "${1:-up}" in
     fi
     ;;
   down) [ $# -ge 2 ] || usage; engine_down "$2" "${3:-}" ;;
+  reclaim) for name in $ENGINES; do engine_reclaim "$name"; done ;;
   -h|--help|help) sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//' ;;
   *) usage ;;
 esac

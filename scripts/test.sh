@@ -17,6 +17,9 @@ cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
 
 failed=()
+# Free space where the engines and the suites write (/var/lib: Docker's data, /tmp: the
+# suites' work): CI's disk is finite, and a full one fails builds far from the cause.
+disk_free() { df -h --output=avail /var/lib /tmp | tail -n +2 | paste -sd' ' | awk '{print $1 " free in /var/lib, " $2 " in /tmp"}'; }
 suite() { # suite NAME command...
   local name="$1" start=$SECONDS
   shift
@@ -27,7 +30,12 @@ suite() { # suite NAME command...
     echo "== $name: FAILED after $((SECONDS - start)) s" >&2
     failed+=("$name")
   fi
+  # What the suite built is not read by the next one: a whole run leaves about 12 GB
+  # otherwise (measured on 2026-12-06), more than some CI machines have free.
+  scripts/engine.sh reclaim 2>&1 | sed 's/^/   /' >&2
+  echo "== disk: $(disk_free)" >&2
 }
+echo "== disk: $(disk_free)" >&2
 
 # kiln lock's tests run the real uv 0.9.7 (tests/integration/lock.rs): installed from
 # PyPI when missing. UV_NATIVE_TLS: uv trusts the system's CAs (TLS interception), as pip
@@ -35,10 +43,14 @@ suite() { # suite NAME command...
 uv_dir="$(scripts/ensure-uv.sh)" || { echo "uv could not be installed" >&2; exit 1; }
 export PATH="$uv_dir:$PATH" UV_NATIVE_TLS="${UV_NATIVE_TLS:-1}" KILN_REQUIRE_UV=1
 echo "== cargo test" >&2
-cargo test --workspace --locked 2>&1 | tee /tmp/kiln-cargo-test.log
+# No incremental state and line tables only: about a GB less of target/ (CI's disk is finite).
+CARGO_INCREMENTAL=0 CARGO_PROFILE_DEV_DEBUG=line-tables-only \
+  cargo test --workspace --locked 2>&1 | tee /tmp/kiln-cargo-test.log
 [ "${PIPESTATUS[0]}" -eq 0 ] || failed+=("cargo test")
 echo "== engine (Docker 20.10 on this host)" >&2
 scripts/engine.sh up || { echo "the engine did not start" >&2; exit 1; }
+scripts/engine.sh reclaim 2>&1 | sed 's/^/   /' >&2   # an earlier run's leftovers, if any
+echo "== disk: $(disk_free)" >&2
 # The arm64 Python base for engines.sh's multi-platform checks: once per machine, 6 to 22
 # minutes of emulated dpkg on 2 cores, so it starts now and overlaps the Docker 20.10
 # suites (engines.sh waits for it; a failure shows there).

@@ -1,5 +1,6 @@
 # Helpers for the end-to-end scripts: real builds on the local Docker engine.
-# Source it; call `finish` last (prints "N passed, N failed", exits non-zero on failures).
+# Source it; call `finish` last (prints "N passed, N failed", removes the run's work files but its
+# logs, exits non-zero on failures).
 #   engine_up                          scripts/engine.sh up (dockerd + base image), or exit 1
 #   dbuild LOGNAME args...             DOCKER_BUILDKIT=1 docker build --progress=plain args...
 #   build_progress_reader; step_cached / step_ran LOGNAME "step"   what the progress log shows
@@ -107,5 +108,8 @@ finish() {
   echo
   echo "e2e: logs in $E2E_WORK/logs"
   echo "$PASSED passed, $FAILED failed"
+  # Only the logs stay: saved images and contexts are up to a GB a run, and CI's disk is
+  # finite (a run once failed with "No space left on device"). E2E_KEEP=1 keeps them.
+  [ -n "${E2E_KEEP:-}" ] || find "$E2E_WORK" -mindepth 1 -maxdepth 1 ! -name logs -exec rm -rf {} +
   [ "$FAILED" -eq 0 ]
 }
