@@ -46,23 +46,43 @@ pub async fn run(bridge: &mut Bridge, opts: &Options) -> Result<Returned, Failur
     let variant = spec
         .target(opts.target.as_deref())
         .map_err(|d| Failure::invalid(d.one_line(&spec.files)))?;
-    let started = Instant::now();
-    super::context::preflight(bridge, opts, &inputs, variant).await?;
-    eprintln!("kiln: pre-flight in {} ms", started.elapsed().as_millis());
+    let shared = Arc::new((opts.clone(), inputs.clone(), variant.clone()));
+    // Pre-flight (the context paths looked up) runs beside each platform's base resolve,
+    // interpreter read and definition, none of which reads the context; a platform's
+    // first solve waits for it (`Gate`). On a no-op build that overlaps 20 to 90 ms.
+    let (passed, gate) = tokio::sync::watch::channel(None);
+    let preflight = {
+        let (bridge, shared) = (bridge.clone(), shared.clone());
+        tokio::spawn(async move {
+            let (opts, inputs, variant) = &*shared;
+            let started = Instant::now();
+            let outcome = super::context::preflight(&bridge, opts, inputs, variant).await;
+            eprintln!("kiln: pre-flight in {} ms", started.elapsed().as_millis());
+            passed.send_replace(Some(outcome.is_ok()));
+            outcome
+        })
+    };
     // Several platforms are built at once, as the Dockerfile frontend does; their steps
     // are then told apart by a `[os/arch]` prefix.
     let platforms = platforms(bridge, opts);
     let several = platforms.len() > 1;
-    let shared = Arc::new((opts.clone(), inputs.clone(), variant.clone()));
     let mut running = tokio::task::JoinSet::new();
     for (i, platform) in platforms.into_iter().enumerate() {
-        let (bridge, shared) = (bridge.clone(), shared.clone());
+        let (bridge, shared, gate) = (bridge.clone(), shared.clone(), Gate(gate.clone()));
         running.spawn(async move {
             let (opts, inputs, variant) = &*shared;
             let spec = &inputs.loaded.spec;
             let prefix = several.then(|| platform::id(&platform));
-            let mut image =
-                build_image(&bridge, opts, inputs, variant, platform, prefix.clone()).await?;
+            let mut image = build_image(
+                &bridge,
+                opts,
+                inputs,
+                variant,
+                platform,
+                prefix.clone(),
+                gate,
+            )
+            .await?;
             verify(
                 &bridge,
                 spec,
@@ -86,6 +106,13 @@ pub async fn run(bridge: &mut Bridge, opts: &Options) -> Result<Returned, Failur
             }
             Ok::<_, Failure>((i, image))
         });
+    }
+    // Pre-flight's errors come first: they name the spec's lines, where a platform's
+    // error would be a consequence (a platform stops at its gate when pre-flight failed).
+    match preflight.await {
+        Ok(Ok(())) => {}
+        Ok(Err(f)) => return Err(f),
+        Err(e) => return Err(Failure::invalid(format!("pre-flight task: {e}"))),
     }
     let mut done: Vec<(usize, Result<PlatformImage, Failure>)> = vec![];
     while let Some(joined) = running.join_next().await {
@@ -220,6 +247,7 @@ async fn build_image(
     variant: &Variant,
     platform: pb::Platform,
     step_prefix: Option<String>,
+    mut gate: Gate,
 ) -> Result<PlatformImage, Failure> {
     let spec = &inputs.loaded.spec;
     let base = &variant.python.base.v;
@@ -300,6 +328,9 @@ async fn build_image(
         variant.name.v,
         started.elapsed().as_micros()
     );
+    if !gate.passed().await {
+        return Err(Failure::invalid("pre-flight failed".to_string()));
+    }
     // Built now (evaluated), so a failing step is reported as that step, never as the
     // verify command that would otherwise have built the image first.
     let started = Instant::now();
@@ -324,6 +355,19 @@ async fn build_image(
         interpreter,
         sbom: None,
     })
+}
+
+/// Pre-flight's outcome as each platform waits for it before its image's solve: `true`
+/// once it passed, `false` when it failed or its task ended without saying.
+struct Gate(tokio::sync::watch::Receiver<Option<bool>>);
+
+impl Gate {
+    async fn passed(&mut self) -> bool {
+        match self.0.wait_for(Option::is_some).await {
+            Ok(outcome) => *outcome == Some(true),
+            Err(_) => false,
+        }
+    }
 }
 
 /// The base's interpreter on this build's platform: the probe solved and its answer read.

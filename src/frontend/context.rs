@@ -258,12 +258,17 @@ async fn solve_local(
     local: Local,
     name: &str,
 ) -> Result<super::bridge::RefId, Failure> {
-    let st = llb::local(
-        local,
-        Meta {
-            name: Some(name.into()),
-            ..Default::default()
-        },
+    // The state is marshalled before the await: it is not `Send`, and pre-flight runs as a
+    // task of its own.
+    let def = llb::marshal(
+        &llb::local(
+            local,
+            Meta {
+                name: Some(name.into()),
+                ..Default::default()
+            },
+        ),
+        &[],
     );
-    bridge.solve(llb::marshal(&st, &[]), false).await
+    bridge.solve(def, false).await
 }

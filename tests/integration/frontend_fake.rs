@@ -41,6 +41,11 @@ struct State {
     evaluate_delay: Option<std::time::Duration>,
     in_flight: usize,
     max_in_flight: usize,
+    /// Pre-flight's solve (the context paths) takes this long; ResolveImageConfig notes
+    /// whether it came while one was in flight.
+    context_solve_delay: Option<std::time::Duration>,
+    context_solves_in_flight: usize,
+    resolved_during_context_solve: bool,
     /// Ping answers after this long (a slow engine).
     ping_delay: Option<std::time::Duration>,
     /// Solve never answers (the engine or its connection is gone mid-solve).
@@ -171,6 +176,17 @@ impl LlbBridge for Fake {
             std::future::pending::<()>().await;
         }
         let req = r.into_inner();
+        let context_paths = req.definition.as_ref().is_some_and(|d| {
+            d.metadata.values().any(|m| {
+                m.description.get("llb.customname").map(String::as_str) == Some("context paths")
+            })
+        });
+        let delay = self.0.lock().unwrap().context_solve_delay;
+        if let Some(d) = delay.filter(|_| context_paths) {
+            self.0.lock().unwrap().context_solves_in_flight += 1;
+            tokio::time::sleep(d).await;
+            self.0.lock().unwrap().context_solves_in_flight -= 1;
+        }
         let delay = self
             .0
             .lock()
@@ -266,6 +282,10 @@ impl LlbBridge for Fake {
         r: Request<gw::ResolveImageConfigRequest>,
     ) -> Result<Response<gw::ResolveImageConfigResponse>, Status> {
         assert_eq!(r.get_ref().r#ref, "docker.io/library/python:3.12-slim");
+        {
+            let mut s = self.0.lock().unwrap();
+            s.resolved_during_context_solve |= s.context_solves_in_flight > 0;
+        }
         if self.0.lock().unwrap().no_base_image {
             return Err(Status::unknown(
                 "docker.io/library/python:3.12-slim: not found",
@@ -1662,6 +1682,45 @@ async fn the_context_and_base_are_checked_before_any_step() {
     assert!(
         msg.starts_with("worker.yaml:5: step `python: 3.12 check, venv /opt/venv` failed: "),
         "{msg}"
+    );
+}
+
+/// Pre-flight (the context paths) runs beside the base's resolve, which reads no context;
+/// the image's solve waits for it, so a missing path still stops the build before any step.
+#[tokio::test]
+async fn preflight_overlaps_the_base_resolve_and_gates_the_image_solve() {
+    let slow = Some(std::time::Duration::from_millis(300));
+    let f = fake(MODERN_LLB, MODERN_FRONTEND);
+    f.0.lock().unwrap().context_solve_delay = slow;
+    let r = run(&f, opts(&[("target", "minimal")])).await;
+    assert!(r.error.is_none(), "{}", error_message(&r));
+    assert!(
+        f.0.lock().unwrap().resolved_during_context_solve,
+        "the base was resolved while pre-flight's solve was in flight"
+    );
+
+    let f = fake(MODERN_LLB, MODERN_FRONTEND);
+    {
+        let mut s = f.0.lock().unwrap();
+        s.context_solve_delay = slow;
+        s.missing_paths = vec!["app".into()];
+    }
+    let r = run(&f, opts(&[("target", "minimal")])).await;
+    let msg = error_message(&r);
+    assert!(
+        msg.starts_with("worker.yaml:10:13: error: app.src path `app` is not in the build context"),
+        "{msg}"
+    );
+    let s = f.0.lock().unwrap();
+    assert!(
+        s.resolved_during_context_solve,
+        "the base resolve overlapped"
+    );
+    assert!(
+        !s.solves.iter().any(|r| ops(r.definition.as_ref().unwrap())
+            .iter()
+            .any(|o| matches!(o.op, Some(pb::op::Op::Exec(_))))),
+        "no step ran: the image's solve waited for pre-flight"
     );
 }
 
