@@ -11,6 +11,7 @@ use std::time::Instant;
 use super::warm::{REQS, dlog_len, dlog_since, last_value};
 use super::{BASE, Bench, Tool, mkdir, read, turns, write};
 use crate::docker::{CLIENT, Job};
+use crate::progress;
 use crate::report::{Row, Unit, num};
 use crate::stats::median;
 
@@ -482,12 +483,16 @@ impl Bench {
         if !gen_ok {
             return Err("cannot generate the 300 wheels".into());
         }
+        // The server is plain http: named as an index (the user's own mirror), its files are
+        // fetched by the engine, one op each; unnamed, the group would install in its step
+        // (KilnLockInStep) and these rows would time another path.
         let spec = dir.join("lock300.yaml");
         write(
             &spec,
             &format!(
                 "# syntax={}\nversion: 1\nname: lock300\npython: {{base: \"{BASE}\", version: \"3.11\", installer: uv}}\n\
                  requirements: {{core: {{lock: pylock.toml}}}}\nbuild_secrets: {{ca_bundle: pipca}}\n\
+                 pip: {{extra_index_urls: [\"{url}/\"]}}\n\
                  app: {{src: [app], workdir: /app}}\n\
                  user: {{name: app, uid: 10001}}\ncmd: [python, -m, app]\n",
                 self.frontend
@@ -555,6 +560,12 @@ impl Bench {
         let t0 = Instant::now();
         let first = self.run.build(job("lock300-first"));
         let cold_ms = t0.elapsed().as_secs_f64() * 1000.0;
+        let fetched = progress::named(&self.steps("lock300-first"), "fetch bench_pkg_").count();
+        if first.is_some() && fetched < 300 {
+            return Err(format!(
+                "the 300-package build fetched {fetched} files by the engine, not 300: it took another path (see its log)"
+            ));
+        }
         let (mut front, mut defs) = (vec![], vec![]);
         if first.is_some() {
             for i in 1..=3 {
