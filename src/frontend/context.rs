@@ -23,10 +23,13 @@ pub struct Inputs {
     pub problems: Vec<Diagnostic>,
 }
 
-/// Read the spec, then from the context what it names (its problems are kept for
-/// `preflight`). Errors: the spec's, or the engine's.
-pub async fn read_inputs(bridge: &mut Bridge, opts: &Options) -> Result<Inputs, Failure> {
-    let loaded = read_spec(bridge, opts).await?;
+/// From the context, what the spec `loaded` (by `read_spec`) names (its problems are kept
+/// for `preflight`). Errors: the engine's.
+pub async fn read_context(
+    bridge: &mut Bridge,
+    opts: &Options,
+    loaded: Loaded,
+) -> Result<Inputs, Failure> {
     let spec = &loaded.spec;
     let mut gather = Gather::new(spec);
     loop {
@@ -172,7 +175,7 @@ pub fn spec_vertex(bridge: &Bridge, opts: &Options) -> String {
 /// paths (`files[].src`, step `inputs`, repository keys) in the same solve; what
 /// `.dockerignore` leaves out of those is found here, as the build's sources leave it out.
 /// A path that `app.exclude` alone would hide is looked up in a second source, without
-/// it (rare). Requirement, constraints and lock files were checked by `read_inputs`.
+/// it (rare). Requirement, constraints and lock files were checked by `read_context`.
 /// Errors: each missing path at its spec line, all at once.
 pub async fn preflight(
     bridge: &Bridge,
