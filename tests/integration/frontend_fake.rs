@@ -1667,15 +1667,7 @@ async fn the_context_and_base_are_checked_before_any_step() {
         "{msg}"
     );
     assert_eq!(sources_of(&r).len(), 2);
-    {
-        let s = f.0.lock().unwrap();
-        assert!(
-            !s.solves.iter().any(|r| ops(r.definition.as_ref().unwrap())
-                .iter()
-                .any(|o| matches!(o.op, Some(pb::op::Op::Exec(_))))),
-            "no step ran"
-        );
-    }
+    assert!(!any_step_ran(&f), "no step ran");
 
     let f = fake(MODERN_LLB, MODERN_FRONTEND);
     f.0.lock().unwrap().no_base_image = true;
@@ -1725,13 +1717,19 @@ async fn the_base_is_resolved_while_the_context_is_read_and_preflight_gates_the_
         msg.starts_with("worker.yaml:10:13: error: app.src path `app` is not in the build context"),
         "{msg}"
     );
-    let s = f.0.lock().unwrap();
     assert!(
-        !s.solves.iter().any(|r| ops(r.definition.as_ref().unwrap())
-            .iter()
-            .any(|o| matches!(o.op, Some(pb::op::Op::Exec(_))))),
+        !any_step_ran(&f),
         "no step ran: the image's solve waited for pre-flight"
     );
+}
+
+/// Whether any solve so far had an exec in its definition (a step, or a probe).
+fn any_step_ran(f: &Fake) -> bool {
+    f.0.lock().unwrap().solves.iter().any(|r| {
+        ops(r.definition.as_ref().unwrap())
+            .iter()
+            .any(|o| matches!(o.op, Some(pb::op::Op::Exec(_))))
+    })
 }
 
 /// The context's `.dockerignore` is read with the other inputs and leaves its patterns
