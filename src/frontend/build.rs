@@ -40,12 +40,13 @@ pub async fn run(bridge: &mut Bridge, opts: &Options) -> Result<Returned, Failur
     // The target's base needs only the spec: each platform's is resolved while the context
     // files are read (about 15 ms of a no-op build). A bad target is reported below.
     let platforms = platforms(bridge, opts);
-    let mut resolving: Vec<Option<Resolving>> = match loaded.spec.target(opts.target.as_deref()) {
+    let target = loaded.spec.target(opts.target.as_deref()).cloned();
+    let resolving: Vec<Resolving> = match &target {
         Ok(v) => platforms
             .iter()
-            .map(|p| Some(resolve_base(bridge, &v.python.base.v, p)))
+            .map(|p| resolve_base(bridge, &v.python.base.v, p))
             .collect(),
-        Err(_) => platforms.iter().map(|_| None).collect(),
+        Err(_) => vec![],
     };
     let inputs = read_context(bridge, opts, loaded).await?;
     eprintln!(
@@ -54,9 +55,7 @@ pub async fn run(bridge: &mut Bridge, opts: &Options) -> Result<Returned, Failur
     );
     let spec = &inputs.loaded.spec;
     report_warnings(bridge, opts, &inputs).await;
-    let variant = spec
-        .target(opts.target.as_deref())
-        .map_err(|d| Failure::invalid(d.one_line(&spec.files)))?;
+    let variant = &target.map_err(|d| Failure::invalid(d.one_line(&spec.files)))?;
     let shared = Arc::new((opts.clone(), inputs.clone(), variant.clone()));
     // Pre-flight (the context paths looked up) runs beside each platform's base resolve,
     // interpreter read and definition, none of which reads the context; a platform's
@@ -77,11 +76,9 @@ pub async fn run(bridge: &mut Bridge, opts: &Options) -> Result<Returned, Failur
     // are then told apart by a `[os/arch]` prefix.
     let several = platforms.len() > 1;
     let mut running = tokio::task::JoinSet::new();
-    for (i, platform) in platforms.into_iter().enumerate() {
+    // The target passed, so every platform's resolve was started above.
+    for (i, (platform, resolving)) in platforms.into_iter().zip(resolving).enumerate() {
         let (bridge, shared, gate) = (bridge.clone(), shared.clone(), Gate(gate.clone()));
-        let resolving = resolving[i]
-            .take()
-            .unwrap_or_else(|| resolve_base(&bridge, &variant.python.base.v, &platform));
         running.spawn(async move {
             let (opts, inputs, variant) = &*shared;
             let spec = &inputs.loaded.spec;
