@@ -208,8 +208,9 @@ impl Bench {
         let orig = self.work.join("ctx.orig");
         std::fs::remove_dir_all(&orig).map_err(|e| format!("rm {}: {e}", orig.display()))?;
         super::copy_dir(&self.ctx, &orig)?;
-        // KILN_BENCH_LOCKED_ONLY=heavy: only the heavy CUDA rows; heavy-req: only its +1 row.
-        if matches!(only.as_deref(), Some("heavy" | "heavy-req")) {
+        // KILN_BENCH_LOCKED_ONLY=heavy: only the heavy CUDA rows; heavy-req: only its +1
+        // rows; heavy-fresh: only its fresh runner's.
+        if matches!(only.as_deref(), Some("heavy" | "heavy-req" | "heavy-fresh")) {
             return self.heavy_cuda();
         }
         self.cold()?;
@@ -650,8 +651,11 @@ impl Bench {
         }
         let secs = t0.elapsed().as_secs_f64();
         let rate = bytes as f64 / secs.max(0.001);
-        // KILN_BENCH_LOCKED_ONLY=heavy-req: only the +1 row (the cold rows ran before).
-        let cold = std::env::var("KILN_BENCH_LOCKED_ONLY").as_deref() != Ok("heavy-req");
+        // KILN_BENCH_LOCKED_ONLY=heavy-req: only the +1 rows (the cold rows ran before);
+        // heavy-fresh: only the fresh runner's.
+        let only = std::env::var("KILN_BENCH_LOCKED_ONLY").ok();
+        let cold = !matches!(only.as_deref(), Some("heavy-req" | "heavy-fresh"));
+        let warm = only.as_deref() != Some("heavy-fresh");
         let mut samples = [vec![], vec![]];
         for who in turns(1).into_iter().filter(|_| cold) {
             self.run.prune();
@@ -667,12 +671,42 @@ impl Bench {
                 &ks,
                 &ps,
             ));
+            self.note(format!(
+                "heavy CUDA, cold, gzip: export kiln {:.1} s, peer {:.1} s",
+                self.export_ms("heavy-cold-kiln") / 1000.0,
+                self.export_ms("heavy-cold-peer") / 1000.0
+            ));
+        }
+        // The same cold build with zstd layers (modern engine: the docker driver's
+        // `type=image` output takes compression options with the containerd store).
+        if cold && self.engine_name.is_some() {
+            let mut samples = [vec![], vec![]];
+            for who in turns(1) {
+                self.run.prune();
+                drop_heavy_images();
+                let name = format!("heavy-zstd-{}", who.label());
+                let output = format!("type=image,name=bench/{}:cuda,{ZSTD}", who.label());
+                let job = output_job(self.job(who, &name, "cuda"), &output, &[]);
+                samples[who as usize].extend(self.run.build(job));
+            }
+            let [ks, ps] = samples;
+            self.row(Row::new(
+                format!("heavy CUDA (torch), cold build, `{ZSTD}`"),
+                Unit::Secs,
+                &ks,
+                &ps,
+            ));
+            self.note(format!(
+                "heavy CUDA, cold, zstd: export kiln {:.1} s, peer {:.1} s",
+                self.export_ms("heavy-zstd-kiln") / 1000.0,
+                self.export_ms("heavy-zstd-peer") / 1000.0
+            ));
         }
         // +1 requirement, one side at a time from a pruned engine (both sides' heavy
         // states together do not fit this disk): a warm-up build of the unedited context,
         // untimed, then the edit (kiln: and `kiln lock`) and the timed build.
         let mut samples = [vec![], vec![]];
-        for who in turns(1) {
+        for who in turns(1).into_iter().filter(|_| warm) {
             self.run.prune();
             drop_heavy_images();
             std::fs::remove_dir_all(&self.ctx)
@@ -700,23 +734,28 @@ impl Bench {
             }
         }
         let [ks, ps] = samples;
-        self.row(Row::new(
-            "heavy CUDA, one requirement added, warm (kiln: `kiln lock` + build)",
-            Unit::Secs,
-            &ks,
-            &ps,
-        ));
+        if warm {
+            self.row(Row::new(
+                "heavy CUDA, one requirement added, warm (kiln: `kiln lock` + build)",
+                Unit::Secs,
+                &ks,
+                &ps,
+            ));
+        }
         self.run.prune();
         drop_heavy_images();
+        if self.engine_name.is_some() {
+            self.heavy_fresh(&heavy_orig)?;
+        }
         // What kiln fetched (its cold build's `fetch FILE` steps; the warm-up build is one
         // too), by the sizes in the locks: not the lock's every wheel, which covers every
         // Python version and platform.
         let mut sizes = lock_wheels(&lock);
         sizes.extend(lock_wheels(&read(&heavy_orig.join("pylock.core.toml"))?));
-        let kiln_cold = if cold {
-            "heavy-cold-kiln"
-        } else {
-            "heavy-warm-kiln"
+        let kiln_cold = match (cold, warm) {
+            (true, _) => "heavy-cold-kiln",
+            (false, true) => "heavy-warm-kiln",
+            (false, false) => "heavy-fresh-before-kiln",
         };
         let total = fetched_bytes(&self.steps(kiln_cold), &sizes);
         let download_s = total as f64 / rate.max(1.0);
@@ -739,12 +778,90 @@ impl Bench {
         self.relock()?;
         Ok(())
     }
+
+    /// Heavy CUDA, +1 requirement on a fresh runner, one side at a time from a pruned
+    /// engine and an empty registry: the unedited build pushing `:before` and its cache
+    /// (mode=max), a prune, the edit (kiln: and `kiln lock`), then the build importing
+    /// that cache and pushing `:after`, timed. Notes what `:after` pushed that `:before`
+    /// had not, and the edited build's slowest steps (where unchanged torch layers would
+    /// show, had they been pulled or unpacked).
+    fn heavy_fresh(&mut self, heavy_orig: &Path) -> Result<(), String> {
+        let engine = self.engine_name.clone().expect("modern engine only");
+        let mut samples = [vec![], vec![]];
+        for who in turns(1) {
+            let l = who.label();
+            drop_heavy_registry(&engine);
+            std::fs::remove_dir_all(&self.ctx)
+                .map_err(|e| format!("rm {}: {e}", self.ctx.display()))?;
+            super::copy_dir(heavy_orig, &self.ctx)?;
+            let image = format!("localhost:5000/kiln-bench-heavy/{l}");
+            let cache = format!("localhost:5000/kiln-bench-heavy-cache:{l}");
+            let before = pushed_job(
+                self.job(who, &format!("heavy-fresh-before-{l}"), "cuda"),
+                &format!("{image}:before"),
+                &[
+                    "--cache-to".into(),
+                    format!("type=registry,ref={cache},mode=max"),
+                ],
+            );
+            if self.run.build(before).is_none() {
+                continue;
+            }
+            self.run.prune();
+            drop_heavy_images();
+            super::append(
+                &self.ctx.join("requirements/core.txt"),
+                "humanize==4.12.3  # bench heavy\n",
+            )?;
+            let lock = if who == Tool::Kiln {
+                self.relock()?
+            } else {
+                0.0
+            };
+            let name = format!("heavy-fresh-{l}");
+            let after = pushed_job(
+                self.job(who, &name, "cuda"),
+                &format!("{image}:after"),
+                &["--cache-from".into(), format!("type=registry,ref={cache}")],
+            );
+            if let Some(ms) = self.run.build(after) {
+                samples[who as usize].push(ms + lock);
+                let (m, total) = self.pushed_after(&image);
+                self.note(format!(
+                    "heavy CUDA, fresh runner, {l}: `:after` pushed {:.1} MB of its {:.0} MB (compressed layers); slowest steps: {}",
+                    m as f64 / 1e6,
+                    total as f64 / 1e6,
+                    self.slowest(&name, 5)
+                ));
+            }
+            self.run.prune();
+            drop_heavy_images();
+        }
+        drop_heavy_registry(&engine);
+        let [ks, ps] = samples;
+        self.row(Row::new(
+            "heavy CUDA, one requirement added, fresh runner (pruned, --cache-from registry, mode=max; kiln: `kiln lock` + build)",
+            Unit::Secs,
+            &ks,
+            &ps,
+        ));
+        Ok(())
+    }
 }
+
+/// The exporter options of the zstd rows, as docs/usage.md gives them.
+const ZSTD: &str = "compression=zstd,oci-mediatypes=true,force-compression=true";
 
 /// `job` (a `docker build` whose last argument is the context) as a `docker buildx build`
 /// that pushes its image as `image` (no provenance: only the image's own layers), with
 /// `cache` flags (`--cache-to ...`, `--cache-from ...`).
-pub(super) fn pushed_job(mut job: Job, image: &str, cache: &[String]) -> Job {
+pub(super) fn pushed_job(job: Job, image: &str, cache: &[String]) -> Job {
+    output_job(job, &format!("type=image,name={image},push=true"), cache)
+}
+
+/// `job` as a `docker buildx build` with `--output OUTPUT` in place of its `-t TAG`, no
+/// provenance, and `cache` flags.
+pub(super) fn output_job(mut job: Job, output: &str, cache: &[String]) -> Job {
     // Drop `-t TAG`: the output names the image.
     if let Some(i) = job.args.iter().position(|a| a == "-t") {
         job.args.drain(i..i + 2);
@@ -753,18 +870,41 @@ pub(super) fn pushed_job(mut job: Job, image: &str, cache: &[String]) -> Job {
     job.args.extend(cache.iter().map(Into::into));
     job.args.push("--provenance=false".into());
     job.args.push("--output".into());
-    job.args
-        .push(format!("type=image,name={image},push=true").into());
+    job.args.push(output.into());
     job.args.push(ctx);
     job.buildx = true;
     job
+}
+
+/// Empties the modern engine's registry of the heavy rows' repositories (`kiln-bench-heavy*`)
+/// and collects their blobs: each side's image and cache hold about 6 GB.
+fn drop_heavy_registry(engine: &str) {
+    let script = "rm -rf /var/lib/docker-registry/docker/registry/v2/repositories/kiln-bench-heavy* \
+        && docker-registry garbage-collect --delete-untagged /etc/kiln/registry.yml >/dev/null";
+    let _ = Command::new(CLIENT)
+        .args(["-H", "unix:///var/run/docker.sock", "exec"])
+        .arg(format!("kiln-engine-{engine}"))
+        .args(["sh", "-c", script])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status();
 }
 
 /// The heavy images, and those their rebuilds left untagged: a prune keeps images, and
 /// on this disk two sides' 6 GB images and their predecessors do not fit.
 fn drop_heavy_images() {
     for args in [
-        &["image", "rm", "-f", "bench/kiln:cuda", "bench/peer:cuda"][..],
+        &[
+            "image",
+            "rm",
+            "-f",
+            "bench/kiln:cuda",
+            "bench/peer:cuda",
+            "localhost:5000/kiln-bench-heavy/kiln:before",
+            "localhost:5000/kiln-bench-heavy/kiln:after",
+            "localhost:5000/kiln-bench-heavy/peer:before",
+            "localhost:5000/kiln-bench-heavy/peer:after",
+        ][..],
         &["image", "prune", "-f"][..],
     ] {
         let _ = Command::new(CLIENT)
