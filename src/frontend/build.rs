@@ -84,16 +84,22 @@ pub async fn run(bridge: &mut Bridge, opts: &Options) -> Result<Returned, Failur
             let spec = &inputs.loaded.spec;
             let prefix = several.then(|| platform::id(&platform));
             let base = (variant, resolving);
-            let mut image =
+            let (mut image, checks) =
                 build_image(&bridge, opts, inputs, base, platform, prefix.clone(), gate).await?;
-            verify(
+            let verified = verify(
                 &bridge,
                 spec,
                 variant,
                 image.verify.as_ref(),
                 opts.skip_verify,
             )
-            .await?;
+            .await;
+            // A failed check comes first: it names the cause a failed verify shows.
+            match checks.await {
+                Ok(checked) => checked?,
+                Err(e) => return Err(Failure::invalid(format!("check task: {e}"))),
+            }
+            verified?;
             if opts.sbom == Some(sbom::Request::Kiln) {
                 let prefix = prefix.map(|p| format!("[{p}] "));
                 let subject = sbom::Subject {
@@ -261,7 +267,7 @@ fn resolve_base(bridge: &Bridge, base: &str, platform: &pb::Platform) -> Resolvi
 }
 
 /// Pin the base for `platform` (`resolving` was started by `resolve_base`), compile the
-/// variant and solve its image.
+/// variant and solve its image; its checks are started beside it, and returned as a task.
 async fn build_image(
     bridge: &Bridge,
     opts: &Options,
@@ -270,7 +276,7 @@ async fn build_image(
     platform: pb::Platform,
     step_prefix: Option<String>,
     mut gate: Gate,
-) -> Result<PlatformImage, Failure> {
+) -> Result<(PlatformImage, Checks), Failure> {
     let spec = &inputs.loaded.spec;
     let base = &variant.python.base.v;
     let reference = reference::normalize(base);
@@ -338,6 +344,7 @@ async fn build_image(
         def,
         config,
         verify,
+        gates,
         runtime_check,
     } = compile(spec, variant, &inputs.context, &lower_opts)
         .map_err(|d| Failure::from_diagnostics(&spec.files, &[d]))?;
@@ -350,13 +357,28 @@ async fn build_image(
         return Err(Failure::invalid("pre-flight failed".to_string()));
     }
     // Built now (evaluated), so a failing step is reported as that step, never as the
-    // verify command that would otherwise have built the image first.
+    // verify command that would otherwise have built the image first. The checks are
+    // solved beside it (asked for after it), and the image does not wait for them.
     let started = Instant::now();
-    let image = match bridge.solve(def.clone(), true).await {
+    let solving = {
+        let (bridge, def) = (bridge.clone(), def.clone());
+        tokio::spawn(async move { bridge.solve(def, true).await })
+    };
+    let checks = tokio::spawn(super::gates::run(
+        bridge.clone(),
+        gates,
+        runtime_check,
+        variant.name.v.clone(),
+        spec.files.clone(),
+    ));
+    let solved = solving
+        .await
+        .unwrap_or_else(|e| Err(Failure::invalid(format!("image solve task: {e}"))));
+    let image = match solved {
         Ok(image) => image,
         Err(f) => {
-            let check = (runtime_check.as_ref(), variant);
-            return Err(super::runtime_libs::explain(bridge, &def, check, &spec.files, f).await);
+            checks.abort();
+            return Err(blame_step(&def, &spec.files, f));
         }
     };
     eprintln!(
@@ -364,7 +386,7 @@ async fn build_image(
         variant.name.v,
         started.elapsed().as_millis()
     );
-    Ok(PlatformImage {
+    let image = PlatformImage {
         platform,
         image,
         config,
@@ -372,8 +394,12 @@ async fn build_image(
         base: pinned,
         interpreter,
         sbom: None,
-    })
+    };
+    Ok((image, checks))
 }
+
+/// The image's checks, running beside it and its verify (`gates::run`).
+type Checks = tokio::task::JoinHandle<Result<(), Failure>>;
 
 /// Pre-flight's outcome as each platform waits for it before its image's solve: `true`
 /// once it passed, `false` when it failed or its task ended without saying.

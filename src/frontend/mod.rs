@@ -5,6 +5,7 @@ pub mod bridge;
 pub mod build;
 pub mod context;
 pub mod errdefs;
+pub mod gates;
 pub mod opts;
 pub mod runtime_libs;
 pub mod sbom;
@@ -47,6 +48,10 @@ pub async fn serve(channel: Channel, opts: Result<Options, String>) -> Result<()
         .map_err(|s| format!("returning the result to BuildKit failed: {}", s.message()))
 }
 
+/// The most header bytes (a status's message and details among them) kiln takes in one
+/// answer from the engine: 1 MiB.
+const MAX_HEADER_LIST: u32 = 1 << 20;
+
 /// A channel over any byte stream (stdin/stdout here, a pipe in tests). The stream is
 /// handed out once: there is nothing to reconnect to.
 pub async fn channel_over<S>(stream: S) -> Result<Channel, String>
@@ -55,6 +60,10 @@ where
 {
     let slot = Mutex::new(Some(stream));
     Endpoint::from_static("http://buildkit.gateway")
+        // A failed exec's status names its whole command line (the runtime-library scan's
+        // is about 15 KB): past hyper's default of 16 KB of headers, the engine's answer
+        // would be an HTTP/2 protocol error instead of the failure.
+        .http2_max_header_list_size(MAX_HEADER_LIST)
         .connect_with_connector(tower::service_fn(move |_: Uri| {
             let io = slot.lock().expect("connector lock").take();
             async move {

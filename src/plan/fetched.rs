@@ -87,17 +87,20 @@ impl Layered {
         (self.empty, layers)
     }
 
-    /// What the image takes: the empty venv, each check (it waits for the verdicts) and
-    /// the layers, largest at the bottom: an engine unpacks again every layer above one
-    /// that changed (their chain IDs move), so a new small package must not sit under
-    /// torch.
+    /// What the image takes: the empty venv and the layers, largest at the bottom: an
+    /// engine unpacks again every layer above one that changed (their chain IDs move), so
+    /// a new small package must not sit under torch.
     pub fn image_inputs(&self) -> Vec<(Role, StageId)> {
         let mut layers: Vec<&Layer> = self.layers.iter().collect();
         layers.sort_by_key(|l| std::cmp::Reverse(l.bytes));
         let mut out = vec![(Role::EmptyVenv, self.empty)];
-        out.extend(self.checks.iter().map(|c| (Role::Check, *c)));
         out.extend(layers.into_iter().map(|l| (Role::Layer, l.stage)));
         out
+    }
+
+    /// Each group's `pip check`: gates of the image, not its inputs (`Target::gates`).
+    pub fn checks(&self) -> &[StageId] {
+        &self.checks
     }
 }
 
@@ -303,7 +306,7 @@ impl Builder<'_> {
             added.push((Role::Layer, stage));
         }
         if group.pip.check {
-            // Over the layers alone (on the Python stage): the verdict needs no builder.
+            // Over the layers alone (on the Python stage): the check needs no builder.
             let step = CheckStep {
                 group: group.name.to_string(),
                 toolchain: group.toolchain.clone(),

@@ -50,8 +50,24 @@ pub fn dot(plan: &Plan) -> String {
             ));
         }
     }
+    for (gate, image) in gates(plan) {
+        out.push_str(&format!(
+            "  s{gate} -> s{image} [style=dotted, label=\"gates\"];\n"
+        ));
+    }
     out.push_str("}\n");
     out
+}
+
+/// Each check and the image it gates: not an input (the image does not wait for it), the
+/// frontend solves it beside the image and returns the image only when it passed.
+fn gates(plan: &Plan) -> impl Iterator<Item = (usize, usize)> + '_ {
+    plan.targets.iter().flat_map(|t| {
+        t.gates
+            .iter()
+            .chain(&t.runtime_check)
+            .map(move |g| (*g, t.image))
+    })
 }
 
 pub fn mermaid(plan: &Plan) -> String {
@@ -67,6 +83,9 @@ pub fn mermaid(plan: &Plan) -> String {
         for (role, d) in &s.inputs {
             out.push_str(&format!("  s{d} -. {} .-> s{}\n", role.label(), s.id));
         }
+    }
+    for (gate, image) in gates(plan) {
+        out.push_str(&format!("  s{gate} -. gates .-> s{image}\n"));
     }
     out
 }

@@ -160,9 +160,14 @@ pub struct Target {
     pub verify: Option<StageId>,
     /// Where each of its checks is written, in the order they run.
     pub verify_locs: Vec<Loc>,
-    /// The runtime-library check the image waits for (`system.check`), and where each
-    /// place its report names is written: the variant's groups in order, then
-    /// `app.project`.
+    /// The image's gates: the `pip check` of each layered group and of the project.
+    /// They are not inputs of the image (its layers never wait for them): the frontend
+    /// solves them beside it and returns the image only when every one passed, as it does
+    /// with verify.
+    pub gates: Vec<StageId>,
+    /// The runtime-library check (`system.check`), a gate too, whose report names what
+    /// is missing, and where each place its report names is written: the variant's
+    /// groups in order, then `app.project`.
     pub runtime_check: Option<StageId>,
     pub runtime_check_locs: Vec<Loc>,
 }
@@ -265,13 +270,15 @@ pub struct Compiled {
     /// The verify run: every check (with its spec position) and the one definition that
     /// runs them all.
     pub verify: Option<VerifyRun>,
-    /// The runtime-library check's report, read after its verdict fails the image.
+    /// The image's gates (`Target::gates`), each solved beside the image: a failed one
+    /// fails the build at its step.
+    pub gates: Vec<pb::Definition>,
+    /// The runtime-library check, solved beside the image: its reports are read.
     pub runtime_check: Option<RuntimeCheckRun>,
 }
 
-/// Where a failed runtime-library check says what is missing: the definitions of its
-/// scans (cached once the check has run), the report file in each result, and where each
-/// place the reports name is written.
+/// Where the runtime-library check says what is missing: the definitions of its scans,
+/// the report file in each result, and where each place the reports name is written.
 pub struct RuntimeCheckRun {
     pub defs: Vec<pb::Definition>,
     /// One line per miss: `<place>\t<file>\t<soname>\t<package>` (`<package>` empty when
@@ -309,6 +316,7 @@ pub fn compile(
         .remove(target)
         .expect("the target is lowered");
     let verify = lowered.verify.remove(target);
+    let gates = lowered.gates.remove(target).unwrap_or_default();
     let runtime_check = lowered.runtime_checks.remove(target).map(|reports| {
         let locs = plan
             .targets
@@ -336,6 +344,10 @@ pub fn compile(
             def: llb::marshal(&state, &spec.files),
             results: lower::VERIFY_RESULTS,
         }),
+        gates: gates
+            .iter()
+            .map(|g| llb::marshal(g, &spec.files))
+            .collect(),
         runtime_check,
     })
 }
@@ -470,14 +482,9 @@ impl Builder<'_> {
             }
         };
         let check = self.runtime_check(spec, v, (runtime, builder, base), &installed);
-        let image = self.custom_steps(
-            spec,
-            v,
-            runtime,
-            (venv, layered.as_ref()),
-            project,
-            check.as_ref().map(|(id, _)| *id),
-        );
+        let image = self.custom_steps(spec, v, runtime, (venv, layered.as_ref()), project.as_ref());
+        let mut gates: Vec<StageId> = layered.iter().flat_map(|l| l.checks()).copied().collect();
+        gates.extend(project.and_then(|p| p.check));
         // Every check runs on the image itself, all at once in one container.
         let (checks, verify_locs) = verify_checks(v);
         let verify = (!checks.is_empty()).then(|| {
@@ -495,6 +502,7 @@ impl Builder<'_> {
             image,
             verify,
             verify_locs,
+            gates,
             runtime_check: check.as_ref().map(|(id, _)| *id),
             runtime_check_locs: check.map(|(_, locs)| locs).unwrap_or_default(),
         }
@@ -589,17 +597,15 @@ impl Builder<'_> {
     }
 
     /// The image on `runtime` with the venv from `venv` and the project on it (its layer
-    /// last, and its check), waiting for the runtime-library `check`: the builder steps
-    /// stand on the venv with the project (their outputs go into the image), the image
-    /// steps on the image, in order.
+    /// last): the builder steps stand on the venv with the project (their outputs go into
+    /// the image), the image steps on the image, in order.
     fn custom_steps(
         &mut self,
         spec: &Spec,
         v: &Variant,
         runtime: StageId,
         (venv, layered): (StageId, Option<&fetched::Layered>),
-        project: Option<project::Project>,
-        check: Option<StageId>,
+        project: Option<&project::Project>,
     ) -> StageId {
         let stage = |s: &S<spec::CustomStep>| {
             let kind = StepStage {
@@ -619,8 +625,6 @@ impl Builder<'_> {
         let with_project: Vec<(Role, StageId)> =
             project.iter().map(|p| (Role::Project, p.install)).collect();
         inputs.extend(with_project.iter().copied());
-        inputs.extend(project.and_then(|p| p.check).map(|c| (Role::Check, c)));
-        inputs.extend(check.map(|c| (Role::Check, c)));
         for s in spec.steps.iter().filter(place(spec::StepPlace::Builder)) {
             let (kind, loc) = stage(s);
             let step = self.add(kind, Some(venv), with_project.clone(), loc);
@@ -695,14 +699,17 @@ pub fn needs_interpreter(spec: &Spec, v: &Variant, context: &ContextInfo) -> boo
     })
 }
 
-/// The stages the targets' images and verify runs reach, renumbered in order (`targets`
-/// with them): what the engine gets, and nothing else (a layered group's venv stage that
-/// no later stage reads, say).
+/// The stages the targets' images, verify runs and gates reach, renumbered in order
+/// (`targets` with them): what the engine gets, and nothing else (a layered group's venv
+/// stage that no later stage reads, say).
 fn reachable(stages: Vec<Stage>, targets: &mut [Target]) -> Vec<Stage> {
     let mut keep = vec![false; stages.len()];
     let mut todo: Vec<StageId> = targets
         .iter()
-        .flat_map(|t| std::iter::once(t.image).chain(t.verify))
+        .flat_map(|t| {
+            let gates = t.gates.iter().copied().chain(t.runtime_check);
+            std::iter::once(t.image).chain(t.verify).chain(gates)
+        })
         .collect();
     while let Some(id) = todo.pop() {
         if !std::mem::replace(&mut keep[id], true) {
@@ -733,6 +740,7 @@ fn reachable(stages: Vec<Stage>, targets: &mut [Target]) -> Vec<Stage> {
         t.image = map(t.image);
         t.verify = t.verify.map(map);
         t.runtime_check = t.runtime_check.map(map);
+        t.gates = t.gates.iter().map(|g| map(*g)).collect();
     }
     out
 }

@@ -26,7 +26,8 @@ pub enum StageKind {
     Wheel(WheelStep),
     /// Packages installed alone into the empty venv: a layer of the image.
     Layer(LayerStep),
-    /// `pip check` over the empty venv and the layers so far.
+    /// `pip check` over the empty venv and the layers so far: a gate of the image
+    /// (`Target::gates`), solved beside it.
     Check(CheckStep),
     /// The app's own project (`app.project`) built as a wheel, on the builder with the
     /// Python stage's venv copied in (its `Toolchain` input; without build packages, on the
@@ -39,14 +40,13 @@ pub enum StageKind {
     /// it into the venv as a layer of its own, after the groups' layers.
     Project(ProjectInstallStep),
     /// `pip check` of the venv (the parent, with its `Layer` inputs merged on it) with the
-    /// project's metadata (from its `Project` input) added, run for its verdict: the image
-    /// waits for it.
+    /// project's metadata (from its `Project` input) added: a gate of the image.
     ProjectCheck(ProjectCheckStep),
     /// The runtime-library check: every ELF file of the venv (its `Venv` input, with the
     /// `Project` in it) must find each library it needs on the image's runtime branch (the
     /// parent); a miss is named with the package of the `Builder` that has the library,
-    /// at the group whose install (its `Group` inputs) brought the file. The image waits
-    /// for its verdict (`check` input).
+    /// at the group whose install (its `Group` inputs) brought the file. Solved beside
+    /// the image, which the frontend returns only when its report names no miss.
     RuntimeCheck(RuntimeCheckStep),
     /// `system.runtime: auto`: the packages of the builder (the parent) that the venv's
     /// ELF files (its `Venv` input, with the `Project` in it) load, for the runtime apt
@@ -80,8 +80,6 @@ pub enum Role {
     Layer,
     /// The empty venv the image's layers stand on (the Python stage).
     EmptyVenv,
-    /// A check the image waits for.
-    Check,
     /// The project installed into a prefix of its own: copied into the venv (a layer of the
     /// image, a builder step's venv) or its metadata checked.
     Project,
@@ -104,7 +102,6 @@ impl Role {
             Role::File => "file",
             Role::Layer => "layer",
             Role::EmptyVenv => "empty venv",
-            Role::Check => "check",
             Role::Project => "project",
             Role::Group => "group",
             Role::Builder => "builder",
@@ -283,8 +280,8 @@ pub struct LayerStep {
     pub toolchain: Toolchain,
 }
 
-/// `pip check` of the empty venv (the parent) with the `Layer` inputs merged on it, run
-/// for its verdict: the image waits for it.
+/// `pip check` of the empty venv (the parent) with the `Layer` inputs merged on it: a
+/// gate of the image.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct CheckStep {
     pub group: String,

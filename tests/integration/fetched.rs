@@ -26,6 +26,12 @@ fn name(op: &Value) -> &str {
         .unwrap_or("")
 }
 
+/// The image's gates (`gates` in `kiln llb --format json`): each `pip check`, then the
+/// runtime-library scans, each a definition of its own.
+fn gates(def: &Value) -> &Vec<Value> {
+    def["gates"].as_array().expect("gates")
+}
+
 /// The exec ops whose name starts with `prefix`.
 fn execs<'d>(def: &'d Value, prefix: &str) -> Vec<&'d Value> {
     ops(def)
@@ -135,7 +141,13 @@ fn each_locked_file_is_fetched_by_its_sha256_and_installed_offline_as_its_own_la
         .find(|o| name(o) == "[image] merge")
         .unwrap();
     assert_eq!(image["op"]["merge"]["inputs"].as_array().unwrap().len(), 10);
-    assert_eq!(execs(&def, "check: core").len(), 1);
+    // The group's check gates the image: a definition of its own, not an input.
+    assert_eq!(execs(&def, "check: core").len(), 0);
+    let checks: Vec<&Value> = gates(&def)
+        .iter()
+        .flat_map(|g| execs(g, "check: core"))
+        .collect();
+    assert_eq!(checks.len(), 1);
 }
 
 #[test]
@@ -327,12 +339,12 @@ fn package_installs_stand_on_the_python_stage_not_the_builder() {
         "json",
     ]))
     .unwrap();
-    let by_digest: std::collections::HashMap<&str, &Value> = ops(&def)
-        .iter()
-        .map(|o| (o["digest"].as_str().unwrap(), o))
-        .collect();
-    // Every op `op` stands on, itself included.
-    let ancestry = |op: &Value| -> Vec<String> {
+    // Every op `op` of definition `def` stands on, itself included.
+    let ancestry = |def: &Value, op: &Value| -> Vec<String> {
+        let by_digest: std::collections::HashMap<&str, &Value> = ops(def)
+            .iter()
+            .map(|o| (o["digest"].as_str().unwrap(), o))
+            .collect();
         let (mut seen, mut todo) = (vec![], vec![op]);
         while let Some(o) = todo.pop() {
             seen.push(name(o).to_string());
@@ -344,11 +356,14 @@ fn package_installs_stand_on_the_python_stage_not_the_builder() {
     };
     let installs = execs(&def, "uv install: core: ");
     assert_eq!(installs.len(), 7);
-    let mut checked = execs(&def, "check: core");
+    let mut checked: Vec<(&Value, &Value)> = gates(&def)
+        .iter()
+        .flat_map(|g| execs(g, "check: core").into_iter().map(move |op| (g, op)))
+        .collect();
     assert_eq!(checked.len(), 1);
-    checked.extend(installs);
-    for op in checked {
-        let names = ancestry(op);
+    checked.extend(installs.into_iter().map(|op| (&def, op)));
+    for (def, op) in checked {
+        let names = ancestry(def, op);
         assert!(
             names.iter().any(|n| n.starts_with("python")),
             "{}: {names:?}",
@@ -443,12 +458,19 @@ fn graph_with_the_context_shows_the_fetched_files_and_layers_the_definition_has(
             })
             .collect();
         let def = llb("examples/pylock-service", &args[2..]);
-        let names: Vec<&str> = ops(&def).iter().map(name).collect();
-        // Every stage is in the definition, by its progress name (the image's ops are
-        // `[image] ...`; verify is a definition of its own).
+        let names: Vec<&str> = ops(&def)
+            .iter()
+            .chain(gates(&def).iter().flat_map(ops))
+            .map(name)
+            .collect();
+        // Every stage is in the definition or its gates', by its progress name (the
+        // image's ops are `[image] ...`; verify is a definition of its own).
         for label in labels.iter().filter(|l| !l.starts_with("verify ")) {
+            // The runtime-library check is its scans.
             let label = if label.starts_with("image ") {
                 "[image]"
+            } else if label.starts_with("check: runtime libraries: ") {
+                "scan: runtime libraries: "
             } else {
                 label
             };

@@ -57,6 +57,27 @@ impl Def {
         self.ops().iter().map(name).collect()
     }
 
+    /// The image's gates (`gates` in the dump): each check a definition of its own.
+    fn gates(&self) -> Vec<Def> {
+        self.0["gates"]
+            .as_array()
+            .expect("gates")
+            .iter()
+            .map(|g| Def(g.clone()))
+            .collect()
+    }
+
+    /// The one gate with an op whose name starts with `name`.
+    fn gate(&self, name: &str) -> Def {
+        let mut found: Vec<Def> = self
+            .gates()
+            .into_iter()
+            .filter(|g| g.names().iter().any(|n| n.starts_with(name)))
+            .collect();
+        assert_eq!(found.len(), 1, "one gate with {name}...");
+        found.remove(0)
+    }
+
     /// The op (and output index) that input `i` of `op` is.
     fn input(&self, op: &Value, i: usize) -> (&Value, u64) {
         let input = &op["inputs"][i];
@@ -113,8 +134,6 @@ fn mount<'v>(op: &'v Value, dest: &str) -> Option<&'v Value> {
 const WHEEL: &str = "wheel from project: . (specs/uv-project.yaml:20)";
 const INSTALL: &str = "uv install: project . (specs/uv-project.yaml:20)";
 const CHECK: &str = "check: project . (specs/uv-project.yaml:20)";
-const RUNTIME_CHECK: &str =
-    "check: runtime libraries: core, ml, project . (specs/uv-project.yaml:15)";
 const PROJECT_SCAN: &str = "scan: runtime libraries: project . (specs/uv-project.yaml:15)";
 const PROJECT_INTO_VENV: &str = "project into /opt/venv";
 
@@ -285,9 +304,8 @@ fn the_image_takes_the_project_as_its_last_layer_before_the_app() {
         let def = llb(SPEC, CONTEXT, "ml", args);
         let layer = def.op("[image] project");
         let install = def.op(INSTALL);
-        let check = def.op(CHECK);
         let copied = copies(&def, layer);
-        assert_eq!(copied.len(), 3, "{merge}");
+        assert_eq!(copied.len(), 1, "the prefix alone: {merge}");
         let (from, index, src, dest, owner) = &copied[0];
         assert_eq!(
             (name(from), *index, src.as_str(), dest.as_str()),
@@ -300,14 +318,11 @@ fn the_image_takes_the_project_as_its_last_layer_before_the_app() {
             "{merge}"
         );
         assert!(owner.is_null(), "root-owned, as the venv: {owner}");
-        let (from, index, ..) = &copied[1];
-        assert_eq!(
-            (name(from), *index),
-            (CHECK, output_at(check, "/kiln/checked"))
-        );
-        // The runtime-library check reads the project: its verdict goes with it too.
-        let (from, index, ..) = &copied[2];
-        assert_eq!((name(from), *index), (RUNTIME_CHECK, 1));
+        // The project's checks gate the image: none of its ops waits for one.
+        for n in [CHECK, PROJECT_SCAN] {
+            assert!(!def.names().contains(&n), "{merge}: {n} in the image");
+            def.gate(n);
+        }
         // The venv's layers (and the group installs below them) never read the project.
         for op in def.ops().iter().filter(|o| {
             let n = name(o);
@@ -358,27 +373,38 @@ fn the_image_takes_the_project_as_its_last_layer_before_the_app() {
 /// build and install, op for op.
 #[test]
 fn an_app_edit_reaches_only_the_projects_and_apps_ops() {
-    // The runtime-library check's scan of the project's own files (in the venv with the
-    // project copied in) and its verdict are the project's too; the venv's scan is not
-    // (the verdict reads the reports by their contents: an unchanged report finds it
-    // cached).
-    let runtime = [PROJECT_INTO_VENV, PROJECT_SCAN, RUNTIME_CHECK];
+    // The gates an edit reaches: the project's check, and the runtime-library check's scan
+    // of the project's own files (in the venv with the project copied in); not the
+    // venv's scan, a definition that holds no project.
+    let gated = [CHECK, PROJECT_INTO_VENV, PROJECT_SCAN];
+    let reached_all = |def: &Def| -> (BTreeSet<String>, BTreeSet<String>) {
+        let gates = def
+            .gates()
+            .iter()
+            .flat_map(|g| g.downstream_of("project source"))
+            .filter(|n| ![WHEEL, INSTALL].contains(&n.as_str()))
+            .collect();
+        (def.downstream_of("project source"), gates)
+    };
+    let gated: BTreeSet<String> = gated.into_iter().map(String::from).collect();
     let merged = llb(SPEC, CONTEXT, "ml", &["--merge"]);
-    let reached = merged.downstream_of("project source");
-    let want: BTreeSet<String> = [WHEEL, INSTALL, CHECK, "[image] project", "[image] merge"]
+    let (reached, gates) = reached_all(&merged);
+    let want: BTreeSet<String> = [WHEEL, INSTALL, "[image] project", "[image] merge"]
         .into_iter()
-        .chain(runtime)
         .map(String::from)
         .collect();
     assert_eq!(reached, want);
+    assert_eq!(gates, gated);
     let chained = llb(SPEC, CONTEXT, "ml", &[]);
-    let reached = chained.downstream_of("project source");
-    let want: BTreeSet<String> = [WHEEL, INSTALL, CHECK, "[image] project", "[image] app"]
+    let (reached, gates) = reached_all(&chained);
+    let want: BTreeSet<String> = [WHEEL, INSTALL, "[image] project", "[image] app"]
         .into_iter()
-        .chain(runtime)
         .map(String::from)
         .collect();
     assert_eq!(reached, want);
+    assert_eq!(gates, gated);
+    let venv_scan = merged.gate("scan: runtime libraries: core, ml (specs/uv-project.yaml:15)");
+    assert!(!venv_scan.names().contains(&"project source"));
     for def in [&merged, &chained] {
         assert!(def.names().iter().any(|n| n.starts_with("uv install: ml")));
         assert!(!reached.iter().any(|n| n.starts_with("uv install: ml")));
@@ -390,18 +416,20 @@ fn an_app_edit_reaches_only_the_projects_and_apps_ops() {
         assert_eq!(digest(&minimal, n), digest(&merged, n), "{n}");
     }
     assert_ne!(
-        digest(&minimal, "[image] venv"),
-        digest(&merged, "[image] venv")
+        digest(&minimal, "[image] merge"),
+        digest(&merged, "[image] merge")
     );
 }
 
 /// Issue 22: the installer's check runs over the venv (the last group's install) with the
 /// project's metadata alone, mounted read-only (BuildKit keys it by content: a code edit
-/// finds the check cached); the image waits for its verdict through the project's layer,
-/// and nothing below that layer reads it. With `pip: {check: false}` there is none.
+/// finds the check cached); it gates the image, which does not read it. With
+/// `pip: {check: false}` there is none.
 #[test]
-fn the_projects_check_reads_its_metadata_and_the_image_waits_for_it() {
-    let def = llb(SPEC, CONTEXT, "ml", &["--merge"]);
+fn the_projects_check_reads_its_metadata_and_gates_the_image() {
+    let image = llb(SPEC, CONTEXT, "ml", &["--merge"]);
+    assert!(!image.names().contains(&CHECK));
+    let def = image.gate(CHECK);
     let check = def.op(CHECK);
     let s = script(check);
     assert!(
@@ -410,8 +438,17 @@ fn the_projects_check_reads_its_metadata_and_the_image_waits_for_it() {
         ),
         "{s}"
     );
-    // It runs over the assembled venv of the last group (its packages' layers).
-    assert_eq!(name(def.input(check, 0).0), "venv to check: ml");
+    // It runs over the assembled venv of the last group (its packages' layers): the
+    // merge the group's check makes, op for op.
+    let (root, _) = def.input(check, 0);
+    assert_eq!(name(root), "venv to check: project .");
+    let group = image.gate("check: ml");
+    let ml = group
+        .ops()
+        .iter()
+        .find(|o| name(o) == "check: ml")
+        .unwrap();
+    assert_eq!(root["digest"], group.input(ml, 0).0["digest"]);
     let meta = mount(check, "/kiln/project-metadata").unwrap();
     assert_eq!(meta["readonly"], true);
     let (from, index) = def.input(check, meta["input"].as_u64().unwrap() as usize);
@@ -427,16 +464,6 @@ fn the_projects_check_reads_its_metadata_and_the_image_waits_for_it() {
     for m in check["op"]["exec"]["mounts"].as_array().unwrap() {
         assert!(m["type"] != "SECRET" && m["type"] != "CACHE", "{m}");
     }
-    let readers: Vec<&str> = def
-        .ops()
-        .iter()
-        .filter(|o| {
-            (0..o["inputs"].as_array().map_or(0, Vec::len))
-                .any(|i| name(def.input(o, i).0) == CHECK)
-        })
-        .map(name)
-        .collect();
-    assert_eq!(readers, ["[image] project"]);
     // Off (and the runtime-library check off too): no check, the layer is the prefix
     // alone.
     let text = std::fs::read_to_string(SPEC).unwrap().replace(
@@ -451,6 +478,7 @@ fn the_projects_check_reads_its_metadata_and_the_image_waits_for_it() {
         &["--merge"],
     );
     assert!(!off.names().iter().any(|n| n.starts_with("check: project")));
+    assert!(off.gates().iter().all(|g| !g.names().contains(&CHECK)));
     assert_eq!(copies(&off, off.op("[image] project")).len(), 1);
     let _ = std::fs::remove_dir_all(dir);
 }
@@ -506,15 +534,22 @@ fn on_a_layered_venv_the_project_is_the_last_layer_and_its_check_merges_the_laye
         .map(name)
         .collect();
     assert!(diffs.iter().all(|n| n.starts_with("layer: ")), "{diffs:?}");
-    let check = def
-        .ops()
-        .iter()
-        .find(|o| name(o).starts_with("check: project ."))
-        .unwrap();
-    let (root, _) = def.input(check, 0);
+    let gates = def.gates();
+    let named = |prefix: &str| {
+        gates
+            .iter()
+            .find_map(|g| {
+                let op = g.ops().iter().find(|o| name(o).starts_with(prefix))?;
+                Some((g, op))
+            })
+            .unwrap_or_else(|| panic!("a gate with {prefix}"))
+    };
+    let (gate, check) = named("check: project .");
+    let (root, _) = gate.input(check, 0);
+    let (group, group_check) = named("check: core");
     assert_eq!(
-        name(root),
-        "venv to check: core",
+        root["digest"],
+        group.input(group_check, 0).0["digest"],
         "the group check's merge, shared"
     );
     assert_eq!(
@@ -523,7 +558,8 @@ fn on_a_layered_venv_the_project_is_the_last_layer_and_its_check_merges_the_laye
         "the empty venv and 7 layers"
     );
     assert!(
-        !def.ancestry(check)
+        !gate
+            .ancestry(check)
             .iter()
             .any(|n| n.starts_with("uv install: core ("))
     );
@@ -594,7 +630,7 @@ fn the_graph_shows_the_projects_stages() {
         format!("{core} --> {check}"),
         format!("{install} -. project .-> {check}"),
         format!("{install} -. project .-> {image}"),
-        format!("{check} -. check .-> {image}"),
+        format!("{check} -. gates .-> {image}"),
         format!("{core} -. venv .-> {image}"),
     ] {
         assert!(out.lines().any(|l| l.trim() == edge), "{edge} in {out}");
