@@ -344,10 +344,7 @@ pub fn compile(
             def: llb::marshal(&state, &spec.files),
             results: lower::VERIFY_RESULTS,
         }),
-        gates: gates
-            .iter()
-            .map(|g| llb::marshal(g, &spec.files))
-            .collect(),
+        gates: gates.iter().map(|g| llb::marshal(g, &spec.files)).collect(),
         runtime_check,
     })
 }

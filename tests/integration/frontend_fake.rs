@@ -630,7 +630,10 @@ async fn old_engine_gets_copies_deprecated_refs_and_statfile_evaluation() {
     );
     assert!(!s.solves[4].evaluate);
     assert!(!s.solves[5].evaluate);
-    assert_eq!(s.stats, 3, "the image, the scan and verify, forced by StatFile");
+    assert_eq!(
+        s.stats, 3,
+        "the image, the scan and verify, forced by StatFile"
+    );
 }
 
 /// The image solve's base: its source attrs, and whether it ignores the cache.
@@ -1310,14 +1313,21 @@ async fn a_failed_runtime_library_check_names_the_file_the_library_and_the_packa
         assert_eq!(sources_of(&r)[0].ranges[0].start.line, 9);
         let s = f.0.lock().unwrap();
         let is_scan = |o: &pb::Op| matches!(&o.op, Some(pb::op::Op::Exec(e)) if e.meta.as_ref().unwrap().args.join(" ").contains("exec python3 -I -c "));
-        let defs: Vec<&pb::Definition> = s.solves.iter().filter_map(|r| r.definition.as_ref()).collect();
+        let defs: Vec<&pb::Definition> = s
+            .solves
+            .iter()
+            .filter_map(|r| r.definition.as_ref())
+            .collect();
         assert!(
             defs.iter().any(|d| ops(d).iter().any(is_scan)),
             "the scan was solved for its report"
         );
         // The image's own definition holds no scan: nothing of it waits for the check.
         let image = defs.iter().max_by_key(|d| d.def.len()).unwrap();
-        assert!(!ops(image).iter().any(is_scan), "the image stands on no scan");
+        assert!(
+            !ops(image).iter().any(is_scan),
+            "the image stands on no scan"
+        );
     }
     // The scan cannot run: its step, at the group's line.
     let f = fake(MODERN_LLB, MODERN_FRONTEND);

@@ -443,11 +443,7 @@ fn the_projects_check_reads_its_metadata_and_gates_the_image() {
     let (root, _) = def.input(check, 0);
     assert_eq!(name(root), "venv to check: project .");
     let group = image.gate("check: ml");
-    let ml = group
-        .ops()
-        .iter()
-        .find(|o| name(o) == "check: ml")
-        .unwrap();
+    let ml = group.ops().iter().find(|o| name(o) == "check: ml").unwrap();
     assert_eq!(root["digest"], group.input(ml, 0).0["digest"]);
     let meta = mount(check, "/kiln/project-metadata").unwrap();
     assert_eq!(meta["readonly"], true);

@@ -709,9 +709,7 @@ impl Bench {
         for who in turns(1).into_iter().filter(|_| warm) {
             self.run.prune();
             drop_heavy_images();
-            std::fs::remove_dir_all(&self.ctx)
-                .map_err(|e| format!("rm {}: {e}", self.ctx.display()))?;
-            super::copy_dir(&heavy_orig, &self.ctx)?;
+            self.restore_heavy(&heavy_orig)?;
             let name = format!("heavy-warm-{}", who.label());
             match self.run.build(self.job(who, &name, "cuda")) {
                 None => return Err(format!("the heavy {} build fails", who.label())),
@@ -719,15 +717,7 @@ impl Bench {
                 Some(ms) if !cold && who == Tool::Kiln => ks_cold.push(ms),
                 Some(_) => {}
             }
-            super::append(
-                &self.ctx.join("requirements/core.txt"),
-                "humanize==4.12.3  # bench heavy\n",
-            )?;
-            let lock = if who == Tool::Kiln {
-                self.relock()?
-            } else {
-                0.0
-            };
+            let lock = self.add_heavy_requirement(who)?;
             let name = format!("heavy-req-{}", who.label());
             if let Some(ms) = self.run.build(self.job(who, &name, "cuda")) {
                 samples[who as usize].push(ms + lock);
@@ -779,6 +769,26 @@ impl Bench {
         Ok(())
     }
 
+    /// The context as the heavy rows lock it (`orig`, with torch), over the current one.
+    fn restore_heavy(&self, orig: &Path) -> Result<(), String> {
+        std::fs::remove_dir_all(&self.ctx)
+            .map_err(|e| format!("rm {}: {e}", self.ctx.display()))?;
+        super::copy_dir(orig, &self.ctx)
+    }
+
+    /// The heavy rows' +1 requirement (humanize in `core`); for kiln, `kiln lock` again.
+    /// The lock's ms (0 for the peer).
+    fn add_heavy_requirement(&mut self, who: Tool) -> Result<f64, String> {
+        super::append(
+            &self.ctx.join("requirements/core.txt"),
+            "humanize==4.12.3  # bench heavy\n",
+        )?;
+        match who {
+            Tool::Kiln => self.relock(),
+            Tool::Peer => Ok(0.0),
+        }
+    }
+
     /// Heavy CUDA, +1 requirement on a fresh runner, one side at a time from a pruned
     /// engine and an empty registry: the unedited build pushing `:before` and its cache
     /// (mode=max), a prune, the edit (kiln: and `kiln lock`), then the build importing
@@ -791,9 +801,7 @@ impl Bench {
         for who in turns(1) {
             let l = who.label();
             drop_heavy_registry(&engine);
-            std::fs::remove_dir_all(&self.ctx)
-                .map_err(|e| format!("rm {}: {e}", self.ctx.display()))?;
-            super::copy_dir(heavy_orig, &self.ctx)?;
+            self.restore_heavy(heavy_orig)?;
             let image = format!("localhost:5000/kiln-bench-heavy/{l}");
             let cache = format!("localhost:5000/kiln-bench-heavy-cache:{l}");
             let before = pushed_job(
@@ -809,15 +817,7 @@ impl Bench {
             }
             self.run.prune();
             drop_heavy_images();
-            super::append(
-                &self.ctx.join("requirements/core.txt"),
-                "humanize==4.12.3  # bench heavy\n",
-            )?;
-            let lock = if who == Tool::Kiln {
-                self.relock()?
-            } else {
-                0.0
-            };
+            let lock = self.add_heavy_requirement(who)?;
             let name = format!("heavy-fresh-{l}");
             let after = pushed_job(
                 self.job(who, &name, "cuda"),
