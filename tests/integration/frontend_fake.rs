@@ -1285,8 +1285,9 @@ async fn a_failed_sdist_build_ends_with_what_to_add() {
 
 /// Issue 23: the runtime-library check's report names a miss; the error is each missing
 /// library at its group's line with the package to add, on old and new engines alike,
-/// and the image is not returned. The scan is solved beside the image (the image does
-/// not stand on it). When the scan itself fails, its step is named as any failed step is.
+/// and the image is not returned, even when verify failed too (the miss is the cause).
+/// The scan is solved beside the image (the image does not stand on it). When the scan
+/// itself fails, its step is named as any failed step is.
 #[tokio::test]
 async fn a_failed_runtime_library_check_names_the_file_the_library_and_the_package() {
     for (frontend, details, unknown) in [
@@ -1299,6 +1300,8 @@ async fn a_failed_runtime_library_check_names_the_file_the_library_and_the_packa
             let mut s = f.0.lock().unwrap();
             s.errdefs_details = details;
             s.unknown_vertex_only = unknown;
+            // Every verify check fails too (an empty needle matches each).
+            s.verify_outcomes = vec![(String::new(), "1".into())];
             s.files.insert(
                 "misses".into(),
                 b"0\tpsycopg2/_psycopg.so\tlibpq.so.5\tlibpq5\n".to_vec(),
