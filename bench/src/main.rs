@@ -8,6 +8,7 @@ mod report;
 mod runner;
 mod scenarios;
 mod stats;
+mod timeline;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

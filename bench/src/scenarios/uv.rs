@@ -20,6 +20,12 @@ use crate::stats::median;
 /// (`bench/projects/lock.sh` writes them with uv, `uv add NAME` on the fixture).
 pub const PLUS: [&str; 3] = ["humanize", "tabulate", "toolz"];
 
+/// The progress flag of the timeline builds (after the harness's `--progress=plain`: the
+/// last one counts).
+const RAWJSON: &[&str] = &["--progress=rawjson"];
+/// How many steps a timeline note names.
+const TIMELINE_STEPS: usize = 12;
+
 /// The project's variants: its dependencies, and those plus the `api` extra.
 const VARIANTS: [&str; 2] = ["minimal", "api"];
 
@@ -41,6 +47,9 @@ pub enum UvScenario {
     Fresh,
     /// Image size of each variant.
     Size,
+    /// A cold and a +1 build of kiln and the uv-guide peer with `--progress=rawjson`:
+    /// their timelines (modern engine only).
+    Timeline,
 }
 
 /// Who builds.
@@ -149,6 +158,9 @@ impl Bench {
             }
             if wants(UvScenario::Size) {
                 self.uv_size()?;
+            }
+            if wants(UvScenario::Timeline) {
+                self.uv_timelines()?;
             }
             Ok(())
         };
@@ -483,6 +495,68 @@ impl Bench {
         let r = self.runs;
         self.uv_slowest("app-code change, the last run", "uv-app", &r.to_string(), 3);
         Ok(())
+    }
+
+    /// The timelines of a cold build and of a +1 build (the last of `PLUS`, after a prune
+    /// and a warm build of the unedited project) of kiln and the uv-guide peer, each
+    /// built again with `--progress=rawjson`: where each side's time goes, step by step.
+    /// Modern engine only (Docker 20.10's `docker build` has no rawjson).
+    fn uv_timelines(&mut self) -> Result<(), String> {
+        if self.engine_name.is_none() {
+            self.note("uv project, timelines: modern engine only (Docker 20.10's `docker build` has no `--progress=rawjson`).".into());
+            return Ok(());
+        }
+        self.scenario("uv project: timelines of a cold and a +1 build");
+        let sides = [Side::Kiln, Side::UvGuide];
+        self.uv_restore()?;
+        for side in sides {
+            let base = self.cold_base()?;
+            let name = format!("uv-timeline-cold-{}", side.label());
+            let ms = self
+                .run
+                .build(self.uv_job(side, &name, "minimal", &base, RAWJSON));
+            self.timeline_note(&format!("cold minimal, {}", side.label()), &name, ms);
+        }
+        self.run.prune();
+        for side in sides {
+            let name = format!("uv-timeline-warm-{}", side.label());
+            if self
+                .run
+                .build(self.uv_job(side, &name, "minimal", BASE, &[]))
+                .is_none()
+            {
+                return Err(format!(
+                    "the {} build of the uv project fails",
+                    side.label()
+                ));
+            }
+        }
+        let plus = PLUS[PLUS.len() - 1];
+        self.uv_add(plus)?;
+        for side in sides {
+            let name = format!("uv-timeline-dep-{}", side.label());
+            let ms = self
+                .run
+                .build(self.uv_job(side, &name, "minimal", BASE, RAWJSON));
+            self.timeline_note(
+                &format!("`uv add {plus}`, warm, {}", side.label()),
+                &name,
+                ms,
+            );
+        }
+        self.uv_restore()
+    }
+
+    /// A note with build `name`'s timeline: its `TIMELINE_STEPS` longest steps.
+    fn timeline_note(&mut self, what: &str, name: &str, ms: Option<f64>) {
+        let log = std::fs::read_to_string(self.run.log(name)).unwrap_or_default();
+        let spans = crate::timeline::parse(&log);
+        let total = ms.map_or("failed".to_string(), |ms| format!("{:.1} s", ms / 1000.0));
+        self.note(format!(
+            "timeline, {what} ({total}; {} steps ran; the {TIMELINE_STEPS} longest, from the first step's start): {}",
+            spans.len(),
+            crate::timeline::render(&spans, TIMELINE_STEPS)
+        ));
     }
 
     /// One dependency added (`uv add NAME`: pyproject.toml, uv.lock, the exported
