@@ -95,6 +95,30 @@ pub fn turns(i: usize) -> [Tool; 2] {
     }
 }
 
+/// `commit ABC`, with ` plus uncommitted changes in src/` when the tree differs: what
+/// the frontend of this run is built from.
+fn kiln_commit(root: &Path) -> String {
+    let commit = git(root, &["rev-parse", "--short", "HEAD"]).unwrap_or_default();
+    let dirty = git(
+        root,
+        &[
+            "status",
+            "--porcelain",
+            "--",
+            "src",
+            "Cargo.toml",
+            "Cargo.lock",
+        ],
+    )
+    .is_some_and(|s| !s.trim().is_empty());
+    let changes = if dirty {
+        " plus uncommitted changes in src/"
+    } else {
+        ""
+    };
+    format!("commit {}{changes} (the frontend's tree)", commit.trim())
+}
+
 /// Whether a cold sample counts: its heavy step ran. A build right after a prune may
 /// still find records that someone else's running build kept alive.
 pub fn cold_sample_ok(steps: &[Step], heavy: &str) -> bool {
@@ -183,6 +207,8 @@ pub struct Bench {
     /// The modern engine's name (`docker28`) when DOCKER_HOST is its socket; `None` on
     /// the host's Docker 20.10.
     engine_name: Option<String>,
+    /// `commit ABC` (and whether src/ had uncommitted changes) when the frontend was built.
+    built_from: String,
     /// Locked mode: the spec with requirement files that `kiln lock` reads.
     unlocked_spec: PathBuf,
     /// Locked mode: the heavy CUDA scenario (torch from PyPI) runs too.
@@ -253,6 +279,8 @@ impl Bench {
         let engine_name =
             engine_of_socket(&std::env::var("DOCKER_HOST").unwrap_or_default()).map(str::to_string);
         let tag = frontend_tag(mode);
+        // The tree the frontend is built from now: later commits do not reach this run.
+        let built_from = kiln_commit(&root);
         let frontend = if matches!(mode, Mode::Locked | Mode::Uv) {
             locked::frontend_image(&root, engine_name.as_deref(), &tag)?
         } else {
@@ -311,6 +339,7 @@ impl Bench {
             mode,
             runs,
             engine_name,
+            built_from,
             unlocked_spec,
             heavy: false,
             frontend,
@@ -492,19 +521,6 @@ impl Bench {
     fn finish(mut self) -> Result<bool, String> {
         self.report.notes = std::mem::take(&mut self.run.notes);
         self.report.failed = std::mem::take(&mut self.run.failed);
-        let commit = git(&self.root, &["rev-parse", "--short", "HEAD"]).unwrap_or_default();
-        let dirty = git(
-            &self.root,
-            &[
-                "status",
-                "--porcelain",
-                "--",
-                "src",
-                "Cargo.toml",
-                "Cargo.lock",
-            ],
-        )
-        .is_some_and(|s| !s.trim().is_empty());
         let date = Command::new("date")
             .args(["-u", "+%Y-%m-%d %H:%M UTC"])
             .output()
@@ -525,15 +541,7 @@ impl Bench {
                 self.runs,
                 frontend::TIMER
             ),
-            format!(
-                "kiln: commit {}{}.",
-                commit.trim(),
-                if dirty {
-                    " plus uncommitted changes in src/"
-                } else {
-                    ""
-                }
-            ),
+            format!("kiln: {}.", self.built_from),
             format!(
                 "Machine: {cores} cores, {mem_gib}, {}, {}; {date}; bench took {} s. Logs: {}",
                 self.run.engine.server_version().unwrap_or_default(),
