@@ -507,15 +507,9 @@ fn llb(
         LlbFormat::Json => {
             let mut v = kiln::llb::to_json(&built.def);
             v["image_config"] = built.config;
-            // The image's gates: each `pip check`, then the runtime-library scans; the
-            // frontend solves them beside the image (the binary form has the image alone).
-            let scans = built.runtime_check.iter().flat_map(|r| &r.defs);
-            v["gates"] = built
-                .gates
-                .iter()
-                .chain(scans)
-                .map(kiln::llb::to_json)
-                .collect();
+            // The image's gates (each `pip check`): the frontend solves them beside the
+            // image (the binary form has the image alone).
+            v["gates"] = built.gates.iter().map(kiln::llb::to_json).collect();
             writeln!(out, "{}", serde_json::to_string_pretty(&v).expect("json"))
         }
     };

@@ -367,7 +367,6 @@ async fn build_image(
     let checks = tokio::spawn(super::gates::run(
         bridge.clone(),
         gates,
-        runtime_check,
         variant.name.v.clone(),
         spec.files.clone(),
     ));
@@ -378,7 +377,8 @@ async fn build_image(
         Ok(image) => image,
         Err(f) => {
             checks.abort();
-            return Err(blame_step(&def, &spec.files, f));
+            let check = (runtime_check.as_ref(), variant);
+            return Err(super::runtime_libs::explain(bridge, &def, check, &spec.files, f).await);
         }
     };
     eprintln!(

@@ -1,9 +1,46 @@
-//! The runtime-library check's report as the build's errors: each missing library an
-//! error at the line of the group that installed the file that needs it (or
-//! `app.project`'s), with the package to add. The frontend reads the reports beside the
-//! image (`gates`).
+//! A failed runtime-library check as the build's error: the image's solve failed at the
+//! check's verdict, so its scan (which succeeded, and is cached) is solved again and its
+//! report read, and each missing library becomes an error at the line of the group that
+//! installed the file that needs it (or `app.project`'s), with the package to add.
 
-use crate::diag::{Diagnostic, Loc};
+use super::bridge::{Bridge, Failure};
+use super::build::{blame_step, exec_args, failed_op};
+use crate::diag::{Diagnostic, Loc, SourceFile};
+use crate::llb::pb;
+use crate::plan::RuntimeCheckRun;
+use crate::plan::lower::VERDICT_MARKER;
+use crate::spec::Variant;
+
+/// The error for the failed solve of `def`: the check's misses when its verdict is what
+/// failed and the report can be read, else the failed step (`blame_step`).
+pub async fn explain(
+    bridge: &Bridge,
+    def: &pb::Definition,
+    (run, variant): (Option<&RuntimeCheckRun>, &Variant),
+    files: &[SourceFile],
+    f: Failure,
+) -> Failure {
+    let verdict = failed_op(def, &f)
+        .and_then(|digest| exec_args(def, &digest))
+        .is_some_and(|args| args.contains(VERDICT_MARKER));
+    let Some(run) = run.filter(|_| verdict) else {
+        return blame_step(def, files, f);
+    };
+    let mut b = bridge.clone();
+    let mut report = String::new();
+    for def in &run.defs {
+        if let Ok(r) = b.solve(def.clone(), true).await
+            && let Ok(text) = b.read_file(&r, run.misses).await
+        {
+            report.push_str(&String::from_utf8_lossy(&text));
+        }
+    }
+    let diagnostics = diagnostics(&report, &run.locs, &variant.name.v);
+    if diagnostics.is_empty() {
+        return blame_step(def, files, f);
+    }
+    Failure::from_diagnostics(files, &diagnostics)
+}
 
 /// At most this many files are named for one missing library.
 const FILES_NAMED: usize = 3;

@@ -62,12 +62,9 @@ pub fn dot(plan: &Plan) -> String {
 /// Each check and the image it gates: not an input (the image does not wait for it), the
 /// frontend solves it beside the image and returns the image only when it passed.
 fn gates(plan: &Plan) -> impl Iterator<Item = (usize, usize)> + '_ {
-    plan.targets.iter().flat_map(|t| {
-        t.gates
-            .iter()
-            .chain(&t.runtime_check)
-            .map(move |g| (*g, t.image))
-    })
+    plan.targets
+        .iter()
+        .flat_map(|t| t.gates.iter().map(move |g| (*g, t.image)))
 }
 
 pub fn mermaid(plan: &Plan) -> String {

@@ -165,9 +165,10 @@ pub struct Target {
     /// solves them beside it and returns the image only when every one passed, as it does
     /// with verify.
     pub gates: Vec<StageId>,
-    /// The runtime-library check (`system.check`), a gate too, whose report names what
-    /// is missing, and where each place its report names is written: the variant's
-    /// groups in order, then `app.project`.
+    /// The runtime-library check the image waits for (`system.check`), and where each
+    /// place its report names is written: the variant's groups in order, then
+    /// `app.project`. Not a gate: it mounts the builder, which a fresh runner would
+    /// otherwise pull on every build (a gate is not in the exported cache).
     pub runtime_check: Option<StageId>,
     pub runtime_check_locs: Vec<Loc>,
 }
@@ -273,12 +274,13 @@ pub struct Compiled {
     /// The image's gates (`Target::gates`), each solved beside the image: a failed one
     /// fails the build at its step.
     pub gates: Vec<pb::Definition>,
-    /// The runtime-library check, solved beside the image: its reports are read.
+    /// The runtime-library check's report, read after its verdict fails the image.
     pub runtime_check: Option<RuntimeCheckRun>,
 }
 
-/// Where the runtime-library check says what is missing: the definitions of its scans,
-/// the report file in each result, and where each place the reports name is written.
+/// Where a failed runtime-library check says what is missing: the definitions of its
+/// scans (cached once the check has run), the report file in each result, and where each
+/// place the reports name is written.
 pub struct RuntimeCheckRun {
     pub defs: Vec<pb::Definition>,
     /// One line per miss: `<place>\t<file>\t<soname>\t<package>` (`<package>` empty when
@@ -479,7 +481,14 @@ impl Builder<'_> {
             }
         };
         let check = self.runtime_check(spec, v, (runtime, builder, base), &installed);
-        let image = self.custom_steps(spec, v, runtime, (venv, layered.as_ref()), project.as_ref());
+        let image = self.custom_steps(
+            spec,
+            v,
+            runtime,
+            (venv, layered.as_ref()),
+            project.as_ref(),
+            check.as_ref().map(|(id, _)| *id),
+        );
         let mut gates: Vec<StageId> = layered.iter().flat_map(|l| l.checks()).copied().collect();
         gates.extend(project.and_then(|p| p.check));
         // Every check runs on the image itself, all at once in one container.
@@ -594,8 +603,9 @@ impl Builder<'_> {
     }
 
     /// The image on `runtime` with the venv from `venv` and the project on it (its layer
-    /// last): the builder steps stand on the venv with the project (their outputs go into
-    /// the image), the image steps on the image, in order.
+    /// last), waiting for the runtime-library `check`: the builder steps stand on the venv
+    /// with the project (their outputs go into the image), the image steps on the image,
+    /// in order.
     fn custom_steps(
         &mut self,
         spec: &Spec,
@@ -603,6 +613,7 @@ impl Builder<'_> {
         runtime: StageId,
         (venv, layered): (StageId, Option<&fetched::Layered>),
         project: Option<&project::Project>,
+        check: Option<StageId>,
     ) -> StageId {
         let stage = |s: &S<spec::CustomStep>| {
             let kind = StepStage {
@@ -622,6 +633,7 @@ impl Builder<'_> {
         let with_project: Vec<(Role, StageId)> =
             project.iter().map(|p| (Role::Project, p.install)).collect();
         inputs.extend(with_project.iter().copied());
+        inputs.extend(check.map(|c| (Role::Check, c)));
         for s in spec.steps.iter().filter(place(spec::StepPlace::Builder)) {
             let (kind, loc) = stage(s);
             let step = self.add(kind, Some(venv), with_project.clone(), loc);
@@ -704,7 +716,7 @@ fn reachable(stages: Vec<Stage>, targets: &mut [Target]) -> Vec<Stage> {
     let mut todo: Vec<StageId> = targets
         .iter()
         .flat_map(|t| {
-            let gates = t.gates.iter().copied().chain(t.runtime_check);
+            let gates = t.gates.iter().copied();
             std::iter::once(t.image).chain(t.verify).chain(gates)
         })
         .collect();

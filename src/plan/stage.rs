@@ -45,8 +45,8 @@ pub enum StageKind {
     /// The runtime-library check: every ELF file of the venv (its `Venv` input, with the
     /// `Project` in it) must find each library it needs on the image's runtime branch (the
     /// parent); a miss is named with the package of the `Builder` that has the library,
-    /// at the group whose install (its `Group` inputs) brought the file. Solved beside
-    /// the image, which the frontend returns only when its report names no miss.
+    /// at the group whose install (its `Group` inputs) brought the file. The image waits
+    /// for its verdict (`check` input).
     RuntimeCheck(RuntimeCheckStep),
     /// `system.runtime: auto`: the packages of the builder (the parent) that the venv's
     /// ELF files (its `Venv` input, with the `Project` in it) load, for the runtime apt
@@ -80,6 +80,8 @@ pub enum Role {
     Layer,
     /// The empty venv the image's layers stand on (the Python stage).
     EmptyVenv,
+    /// A check the image waits for (the runtime-library check's verdict).
+    Check,
     /// The project installed into a prefix of its own: copied into the venv (a layer of the
     /// image, a builder step's venv) or its metadata checked.
     Project,
@@ -102,6 +104,7 @@ impl Role {
             Role::File => "file",
             Role::Layer => "layer",
             Role::EmptyVenv => "empty venv",
+            Role::Check => "check",
             Role::Project => "project",
             Role::Group => "group",
             Role::Builder => "builder",

@@ -466,11 +466,8 @@ fn graph_with_the_context_shows_the_fetched_files_and_layers_the_definition_has(
         // Every stage is in the definition or its gates', by its progress name (the
         // image's ops are `[image] ...`; verify is a definition of its own).
         for label in labels.iter().filter(|l| !l.starts_with("verify ")) {
-            // The runtime-library check is its scans.
             let label = if label.starts_with("image ") {
                 "[image]"
-            } else if label.starts_with("check: runtime libraries: ") {
-                "scan: runtime libraries: "
             } else {
                 label
             };

@@ -496,8 +496,6 @@ fn fake(llb: &[Cap], frontend: &[Cap]) -> Fake {
         .insert("worker.yaml".into(), SPEC.as_bytes().to_vec());
     // The context's requirement file: kiln reads it (and its includes) before planning.
     s.files.insert("req.txt".into(), b"arq==0.26.3\n".to_vec());
-    // The runtime-library scan's report: it always writes one, empty when nothing is missing.
-    s.files.insert("misses".into(), vec![]);
     Fake(Arc::new(Mutex::new(s)))
 }
 
@@ -574,8 +572,8 @@ async fn builds_the_target_with_a_pinned_base_and_its_config() {
         s.read_lengths
     );
     // Solves: spec file, the context inputs (requirement files, .dockerignore), the app's
-    // pre-flight source, the image, the runtime-library scan beside it, the verify step.
-    assert_eq!(s.solves.len(), 6);
+    // pre-flight source, the image, the verify step.
+    assert_eq!(s.solves.len(), 5);
     let image_ops = ops(s.solves[3].definition.as_ref().unwrap());
     let src = image_ops
         .iter()
@@ -597,8 +595,7 @@ async fn builds_the_target_with_a_pinned_base_and_its_config() {
         "mergeop used when the engine has it"
     );
     assert!(s.solves[3].evaluate, "the image is evaluated before verify");
-    assert!(s.solves[4].evaluate, "the scan is evaluated");
-    assert!(s.solves[5].evaluate, "verify is evaluated");
+    assert!(s.solves[4].evaluate, "verify is evaluated");
     assert!(
         s.solves
             .iter()
@@ -629,11 +626,7 @@ async fn old_engine_gets_copies_deprecated_refs_and_statfile_evaluation() {
             .any(|o| matches!(o.op, Some(pb::op::Op::Merge(_))))
     );
     assert!(!s.solves[4].evaluate);
-    assert!(!s.solves[5].evaluate);
-    assert_eq!(
-        s.stats, 3,
-        "the image, the scan and verify, forced by StatFile"
-    );
+    assert_eq!(s.stats, 2, "the image, then verify, forced by StatFile");
 }
 
 /// The image solve's base: its source attrs, and whether it ignores the cache.
@@ -1065,8 +1058,8 @@ async fn skip_verify_build_arg_leaves_verify_out() {
     assert!(r.error.is_none(), "{}", error_message(&r));
     assert_eq!(
         f.0.lock().unwrap().solves.len(),
-        5,
-        "spec, context inputs, app pre-flight, image, the runtime-library scan: no verify solve"
+        4,
+        "spec, context inputs, app pre-flight, image: no verify solve"
     );
 }
 
@@ -1283,11 +1276,10 @@ async fn a_failed_sdist_build_ends_with_what_to_add() {
     }
 }
 
-/// Issue 23: the runtime-library check's report names a miss; the error is each missing
-/// library at its group's line with the package to add, on old and new engines alike,
-/// and the image is not returned, even when verify failed too (the miss is the cause).
-/// The scan is solved beside the image (the image does not stand on it). When the scan
-/// itself fails, its step is named as any failed step is.
+/// Issue 23: the runtime-library check's verdict failed the image; the error is the
+/// scan's report (solved again, cached), each missing library at its group's line with
+/// the package to add, on old and new engines alike. When the report cannot be read, the
+/// verdict's step is named as any failed step is.
 #[tokio::test]
 async fn a_failed_runtime_library_check_names_the_file_the_library_and_the_package() {
     for (frontend, details, unknown) in [
@@ -1298,10 +1290,10 @@ async fn a_failed_runtime_library_check_names_the_file_the_library_and_the_packa
         let f = fake(MODERN_LLB, frontend);
         {
             let mut s = f.0.lock().unwrap();
+            s.fail_solves_containing = vec!["kiln-runtime-libs-verdict".into()];
+            s.fail_status = Some(1);
             s.errdefs_details = details;
             s.unknown_vertex_only = unknown;
-            // Every verify check fails too (an empty needle matches each).
-            s.verify_outcomes = vec![(String::new(), "1".into())];
             s.files.insert(
                 "misses".into(),
                 b"0\tpsycopg2/_psycopg.so\tlibpq.so.5\tlibpq5\n".to_vec(),
@@ -1314,36 +1306,26 @@ async fn a_failed_runtime_library_check_names_the_file_the_library_and_the_packa
             "details {details}, unknown {unknown}"
         );
         assert_eq!(sources_of(&r)[0].ranges[0].start.line, 9);
+        // The report came from the scan's own definition, after the image failed.
         let s = f.0.lock().unwrap();
-        let is_scan = |o: &pb::Op| matches!(&o.op, Some(pb::op::Op::Exec(e)) if e.meta.as_ref().unwrap().args.join(" ").contains("exec python3 -I -c "));
-        let defs: Vec<&pb::Definition> = s
-            .solves
-            .iter()
-            .filter_map(|r| r.definition.as_ref())
-            .collect();
+        let last = s.solves.last().unwrap().definition.as_ref().unwrap();
         assert!(
-            defs.iter().any(|d| ops(d).iter().any(is_scan)),
+            ops(last).iter().any(|o| matches!(&o.op, Some(pb::op::Op::Exec(e)) if e.meta.as_ref().unwrap().args.join(" ").contains("exec python3 -I -c "))),
             "the scan was solved for its report"
         );
-        // The image's own definition holds no scan: nothing of it waits for the check.
-        let image = defs.iter().max_by_key(|d| d.def.len()).unwrap();
-        assert!(
-            !ops(image).iter().any(is_scan),
-            "the image stands on no scan"
-        );
     }
-    // The scan cannot run: its step, at the group's line.
+    // No report to read: the verdict's step, at the group's line.
     let f = fake(MODERN_LLB, MODERN_FRONTEND);
     {
         let mut s = f.0.lock().unwrap();
-        s.fail_solves_containing = vec!["exec python3 -I -c ".into()];
-        s.fail_status = Some(3);
+        s.fail_solves_containing = vec!["kiln-runtime-libs-verdict".into()];
+        s.fail_status = Some(1);
         s.errdefs_details = true;
     }
     let r = run(&f, opts(&[("target", "minimal")])).await;
     assert_eq!(
         error_message(&r),
-        "worker.yaml:9: step `scan: runtime libraries: core` failed: exit code: 3 (its output is in the build log above)"
+        "worker.yaml:9: step `check: runtime libraries: core` failed: exit code: 1 (its output is in the build log above)"
     );
 }
 

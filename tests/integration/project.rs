@@ -134,6 +134,8 @@ fn mount<'v>(op: &'v Value, dest: &str) -> Option<&'v Value> {
 const WHEEL: &str = "wheel from project: . (specs/uv-project.yaml:20)";
 const INSTALL: &str = "uv install: project . (specs/uv-project.yaml:20)";
 const CHECK: &str = "check: project . (specs/uv-project.yaml:20)";
+const RUNTIME_CHECK: &str =
+    "check: runtime libraries: core, ml, project . (specs/uv-project.yaml:15)";
 const PROJECT_SCAN: &str = "scan: runtime libraries: project . (specs/uv-project.yaml:15)";
 const PROJECT_INTO_VENV: &str = "project into /opt/venv";
 
@@ -305,7 +307,7 @@ fn the_image_takes_the_project_as_its_last_layer_before_the_app() {
         let layer = def.op("[image] project");
         let install = def.op(INSTALL);
         let copied = copies(&def, layer);
-        assert_eq!(copied.len(), 1, "the prefix alone: {merge}");
+        assert_eq!(copied.len(), 2, "the prefix and a verdict: {merge}");
         let (from, index, src, dest, owner) = &copied[0];
         assert_eq!(
             (name(from), *index, src.as_str(), dest.as_str()),
@@ -318,11 +320,15 @@ fn the_image_takes_the_project_as_its_last_layer_before_the_app() {
             "{merge}"
         );
         assert!(owner.is_null(), "root-owned, as the venv: {owner}");
-        // The project's checks gate the image: none of its ops waits for one.
-        for n in [CHECK, PROJECT_SCAN] {
-            assert!(!def.names().contains(&n), "{merge}: {n} in the image");
-            def.gate(n);
-        }
+        // The runtime-library check reads the project: its verdict goes with it.
+        let (from, index, ..) = &copied[1];
+        assert_eq!((name(from), *index), (RUNTIME_CHECK, 1));
+        // The project's `pip check` gates the image: no op of it waits for that.
+        assert!(
+            !def.names().contains(&CHECK),
+            "{merge}: the check in the image"
+        );
+        def.gate(CHECK);
         // The venv's layers (and the group installs below them) never read the project.
         for op in def.ops().iter().filter(|o| {
             let n = name(o);
@@ -373,10 +379,12 @@ fn the_image_takes_the_project_as_its_last_layer_before_the_app() {
 /// build and install, op for op.
 #[test]
 fn an_app_edit_reaches_only_the_projects_and_apps_ops() {
-    // The gates an edit reaches: the project's check, and the runtime-library check's scan
-    // of the project's own files (in the venv with the project copied in); not the
-    // venv's scan, a definition that holds no project.
-    let gated = [CHECK, PROJECT_INTO_VENV, PROJECT_SCAN];
+    // The runtime-library check's scan of the project's own files (in the venv with the
+    // project copied in) and its verdict are the project's too; the venv's scan is not
+    // (the verdict reads the reports by their contents: an unchanged report finds it
+    // cached). The project's check is a gate, which an edit reaches too.
+    let runtime = [PROJECT_INTO_VENV, PROJECT_SCAN, RUNTIME_CHECK];
+    let gated = [CHECK];
     let reached_all = |def: &Def| -> (BTreeSet<String>, BTreeSet<String>) {
         let gates = def
             .gates()
@@ -391,6 +399,7 @@ fn an_app_edit_reaches_only_the_projects_and_apps_ops() {
     let (reached, gates) = reached_all(&merged);
     let want: BTreeSet<String> = [WHEEL, INSTALL, "[image] project", "[image] merge"]
         .into_iter()
+        .chain(runtime)
         .map(String::from)
         .collect();
     assert_eq!(reached, want);
@@ -399,12 +408,13 @@ fn an_app_edit_reaches_only_the_projects_and_apps_ops() {
     let (reached, gates) = reached_all(&chained);
     let want: BTreeSet<String> = [WHEEL, INSTALL, "[image] project", "[image] app"]
         .into_iter()
+        .chain(runtime)
         .map(String::from)
         .collect();
     assert_eq!(reached, want);
     assert_eq!(gates, gated);
-    let venv_scan = merged.gate("scan: runtime libraries: core, ml (specs/uv-project.yaml:15)");
-    assert!(!venv_scan.names().contains(&"project source"));
+    let venv_scan = merged.op("scan: runtime libraries: core, ml (specs/uv-project.yaml:15)");
+    assert!(!merged.ancestry(venv_scan).contains("project source"));
     for def in [&merged, &chained] {
         assert!(def.names().iter().any(|n| n.starts_with("uv install: ml")));
         assert!(!reached.iter().any(|n| n.starts_with("uv install: ml")));

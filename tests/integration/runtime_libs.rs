@@ -95,18 +95,10 @@ impl Def {
         seen
     }
 
-    /// The image's definition and its gates' (`gates` in the dump) as one: every op the
-    /// engine gets for the image, each once (the gates share the image's ops).
-    fn with_gates(&self) -> Def {
-        let mut seen = std::collections::HashSet::new();
-        let gates = self.0["gates"].as_array().expect("gates");
-        let ops: Vec<Value> = std::iter::once(&self.0)
-            .chain(gates)
-            .flat_map(|d| d["ops"].as_array().unwrap())
-            .filter(|o| seen.insert(o["digest"].as_str().unwrap().to_string()))
-            .cloned()
-            .collect();
-        Def(serde_json::json!({ "ops": ops }))
+    /// The image: what the terminal op points at.
+    fn image(&self) -> &Value {
+        let terminal = self.ops().last().unwrap();
+        self.input(terminal, 0).0
     }
 }
 
@@ -145,11 +137,10 @@ fn kind(p: &Plan, id: usize) -> &StageKind {
     &p.stage(id).kind
 }
 
-/// Each image is gated by a check of its venv on its own runtime branch, which looks up
-/// what is missing in the builder and tells the groups apart by their venvs; the image
-/// does not stand on it (the frontend solves it beside the image).
+/// Each image waits for a check of its venv on its own runtime branch, which looks up
+/// what is missing in the builder and tells the groups apart by their venvs.
 #[test]
-fn every_image_is_gated_by_a_check_of_its_venv_on_its_runtime_branch() {
+fn every_image_waits_for_a_check_of_its_venv_on_its_runtime_branch() {
     let s = spec(WORKER);
     let p = plan(&s, &[]);
     for t in &p.targets {
@@ -166,7 +157,7 @@ fn every_image_is_gated_by_a_check_of_its_venv_on_its_runtime_branch() {
         );
         let image = p.stage(t.image);
         assert!(
-            image.inputs.iter().all(|(_, i)| *i != check),
+            image.inputs_of(Role::Check).any(|i| i == check),
             "{}: {:?}",
             t.variant,
             image.inputs
@@ -206,28 +197,28 @@ fn every_image_is_gated_by_a_check_of_its_venv_on_its_runtime_branch() {
         graph.contains("label=\"check: runtime libraries: core, ml\", shape=note"),
         "{graph}"
     );
-    for edge in ["label=\"builder\"", "label=\"group\"", "label=\"gates\""] {
+    for edge in ["label=\"builder\"", "label=\"group\"", "label=\"check\""] {
         assert!(graph.contains(edge), "{edge}: {graph}");
     }
 }
 
 /// The scan runs on the runtime branch with the venv at its own path and the builder
-/// beside it, offline with no secret or cache; it gates the image (a definition of its
-/// own, which the image does not stand on), so the image is not returned when its report
-/// names a miss; the frontend gets the scan's definition and the groups' lines.
+/// beside it, the verdict on its report, both offline with no secret or cache; the image
+/// copies the verdict's output, so it is not exported when the verdict fails; the
+/// frontend gets the scan's definition and the groups' lines for its error.
 #[test]
-fn the_check_runs_offline_and_gates_the_image() {
+fn the_check_runs_offline_and_the_image_waits_for_its_verdict() {
     let text = std::fs::read_to_string(format!("{}/{WORKER}", crate::common::ROOT)).unwrap();
     for (target, merge) in [("minimal", false), ("cuda", true)] {
-        let image = llb_of(&format!("rl-{target}"), &text, target, merge);
-        assert!(!image.has("scan: runtime libraries"), "{target}");
-        let def = image.with_gates();
+        let def = llb_of(&format!("rl-{target}"), &text, target, merge);
         let scan = def.op("scan: runtime libraries:");
+        let verdict = def.op("check: runtime libraries:");
         assert!(!def.has("scan: runtime libraries: project"));
-        assert!(!def.has("check: runtime libraries"), "no verdict step");
         assert_offline(scan);
+        assert_offline(verdict);
         // On the runtime branch.
         assert!(name(def.input(scan, 0).0).starts_with("apt runtime: libpq5"));
+        assert!(name(def.input(verdict, 0).0).starts_with("apt runtime: libpq5"));
         let venv = mount(scan, "/opt/venv");
         assert_eq!(
             (venv["selector"].as_str(), venv["readonly"].as_bool()),
@@ -254,6 +245,19 @@ fn the_check_runs_offline_and_gates_the_image() {
                     .starts_with("uv install: core")
             );
         }
+        // The verdict reads the scan's report and fails when it names a miss.
+        let report = mount(verdict, "/kiln/reports/0");
+        let (from, index) = def.input(verdict, report["input"].as_u64().unwrap());
+        assert_eq!((name(from), index), (name(scan), 1));
+        assert!(script(verdict).contains("kiln-runtime-libs-verdict"));
+        assert!(script(verdict).contains("for r in /kiln/reports/0; do\n  if [ -s \"$r/misses\" ]; then cat \"$r/message\" >&2; failed=1; fi\ndone\nexit $failed\n"), "{}", script(verdict));
+        // The image stands on the verdict's output.
+        let image = def.image();
+        assert!(
+            def.ancestry(image)
+                .contains(&(name(verdict).to_string(), 1)),
+            "{target}: the image does not wait for the verdict"
+        );
     }
     let s = spec(WORKER);
     let built = build(&s, "cuda", false);
@@ -412,8 +416,7 @@ fn the_project_is_checked_in_the_venv_and_reported_at_its_line() {
         "--format",
         "json",
     ]))
-    .unwrap())
-    .with_gates();
+    .unwrap());
     // The venv's scan: the last group's venv, core's to tell the files apart.
     let scan = def.op("scan: runtime libraries: core, ml (");
     let venv = mount(scan, "/opt/venv");
@@ -445,6 +448,10 @@ fn the_project_is_checked_in_the_venv_and_reported_at_its_line() {
         script(own)
     );
     assert_offline(own);
+    // The verdict reads both reports.
+    let verdict = def.op("check: runtime libraries: core, ml, project .");
+    mount(verdict, "/kiln/reports/0");
+    mount(verdict, "/kiln/reports/1");
     // What an edit to the project's files reaches: its own scan, not the venv's.
     let source = def.op("project source");
     let reached = |op: &Value| def.ancestry(op).iter().any(|(n, _)| n == name(source));

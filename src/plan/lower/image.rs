@@ -11,21 +11,31 @@ use crate::spec::{AppOwner, StepOutput};
 
 /// The venv the image takes.
 pub(super) enum Venv {
-    /// Copied whole from its stage.
-    Whole(State),
+    /// Copied whole from its stage, with the checks the image waits for (their empty
+    /// verdicts copied in after it).
+    Whole { venv: State, checks: Vec<State> },
     /// As layers (the plan layers only for engines with MergeOp and DiffOp): the empty
-    /// venv and the package layers in the order they are stacked (largest first, as the
-    /// plan orders them).
-    Layers { empty: State, layers: Vec<State> },
+    /// venv, the checks the image waits for, and the package layers in the order they are
+    /// stacked (largest first, as the plan orders them).
+    Layers {
+        empty: State,
+        checks: Vec<State>,
+        layers: Vec<State>,
+    },
 }
 
-/// What the image takes from the builder: the venv, the app's project (installed into a
-/// prefix of its own, copied into the venv after the venv's own layers) and what each
-/// builder step declared as `outputs`. The checks are not among them: they gate the
-/// image beside it (`Target::gates`), so no layer waits for one.
+/// The app's project, installed into a prefix of its own: copied into the venv after
+/// the venv's own layers, with the verdicts of its checks.
+pub(super) struct Project {
+    pub prefix: State,
+    pub checks: Vec<State>,
+}
+
+/// What the image takes from the builder: the venv, the project and what each builder
+/// step declared as `outputs`.
 pub(super) struct FromBuilder<'a> {
     pub venv: Venv,
-    pub project: Option<State>,
+    pub project: Option<Project>,
     pub outputs: &'a [(State, &'a [StepOutput])],
 }
 
@@ -62,13 +72,19 @@ pub(super) fn final_image(
     );
     let with_user = outputs_layer(&with_user, outputs, named("step outputs"));
     // The venv is owned by root: the app may read it, not change it.
-    let venv_layer = |on: &State, venv: &State| {
-        on.file(named("venv"))
-            .copy(venv, &step.venv, &step.venv, dir_copy(None))
-            .done()
+    let venv_layer = |on: &State, venv: &State, checks: &[State]| {
+        let mut ops = on
+            .file(named("venv"))
+            .copy(venv, &step.venv, &step.venv, dir_copy(None));
+        for c in checks {
+            ops = ops.copy(c, "/", &step.venv, dir_copy(None));
+        }
+        ops.done()
     };
     let project_layer = |on: &State| match &project {
-        Some(prefix) => super::project::into_venv(on, prefix, &step.venv, named("project")),
+        Some(p) => {
+            super::project::into_venv(on, &p.prefix, &p.checks, &step.venv, named("project"))
+        }
         None => on.clone(),
     };
     let app_layer = |on: &State| match &step.app {
@@ -79,16 +95,26 @@ pub(super) fn final_image(
     // with a layered venv, a new requirement adds its own layer and moves no other.
     let mut layers = vec![with_user];
     match venv {
-        Venv::Whole(venv) if !opts.caps.merge_layers() => {
-            return app_layer(&project_layer(&venv_layer(&layers[0], &venv)));
+        Venv::Whole { venv, checks } if !opts.caps.merge_layers() => {
+            return app_layer(&project_layer(&venv_layer(&layers[0], &venv, &checks)));
         }
-        Venv::Whole(venv) => layers.push(venv_layer(&llb::scratch(), &venv)),
+        Venv::Whole { venv, checks } => layers.push(venv_layer(&llb::scratch(), &venv, &checks)),
         Venv::Layers {
             empty,
+            checks,
             layers: packages,
         } => {
-            // The empty venv: what the package layers were installed into.
-            layers.push(venv_layer(&llb::scratch(), &empty));
+            // The empty venv, and each check's (empty) verdict: the image waits for them.
+            let mut base = llb::scratch().file(named("venv")).copy(
+                &empty,
+                &step.venv,
+                &step.venv,
+                dir_copy(None),
+            );
+            for c in &checks {
+                base = base.copy(c, "/", &step.venv, dir_copy(None));
+            }
+            layers.push(base.done());
             layers.extend(packages);
         }
     }

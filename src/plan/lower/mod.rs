@@ -25,7 +25,7 @@ use crate::reference;
 use crate::spec::{BuildSecrets, Installer, S, StepOutput};
 
 pub use python::{PROBE_FILE, interpreter_probe};
-pub use runtime_libs::MISSES;
+pub use runtime_libs::{MISSES, VERDICT_MARKER};
 pub use steps::{VERIFY_RESULTS, verify_script};
 
 /// Where build secrets appear inside build steps.
@@ -110,7 +110,7 @@ struct LoweredStage {
     /// The image config: on final stages and the image steps on them.
     config: Option<Value>,
     /// What a runtime-library stage's scans wrote, one per part (the venv, the project):
-    /// a check's reports, `auto`'s package lists.
+    /// a check's reports (its state is the verdict), `auto`'s package lists.
     parts: Vec<State>,
 }
 
@@ -272,7 +272,7 @@ fn lower_stage(
         StageKind::RuntimeCheck(step) => {
             let (venv, groups) = runtime_libs::venvs(plan, stage, done, step, &meta);
             let builder = input(Role::Builder).expect("a runtime-library check has a builder");
-            let reports = runtime_libs::check(
+            let (verdict, reports) = runtime_libs::check(
                 &parent,
                 (&venv, input(Role::Project).as_ref()),
                 &builder,
@@ -282,6 +282,7 @@ fn lower_stage(
                 meta,
             );
             LoweredStage {
+                state: verdict,
                 parts: reports,
                 ..Default::default()
             }
@@ -304,15 +305,34 @@ fn lower_stage(
                     _ => None,
                 })
                 .collect();
+            // The runtime-library check (the one check the image waits for: the `pip
+            // check`s are gates) goes with the project's layer when it reads the project,
+            // so that the venv's layer never stands on the project.
+            let with_project = stage.input(Role::Project).is_some();
+            let (project_checks, group_checks): (Vec<StageId>, Vec<StageId>) = stage
+                .inputs_of(Role::Check)
+                .partition(|id| match plan.stage(*id).kind {
+                    StageKind::ProjectCheck(_) => true,
+                    StageKind::RuntimeCheck(_) => with_project,
+                    _ => false,
+                });
+            let states = |ids: Vec<StageId>| ids.iter().map(|id| done[*id].state.clone()).collect();
             let venv = match (input(Role::Venv), input(Role::EmptyVenv)) {
-                (Some(venv), _) => image::Venv::Whole(venv),
+                (Some(venv), _) => image::Venv::Whole {
+                    venv,
+                    checks: states(group_checks),
+                },
                 (None, Some(empty)) => image::Venv::Layers {
                     empty,
+                    checks: states(group_checks),
                     layers: layers(),
                 },
                 (None, None) => unreachable!("an image takes a venv, whole or as layers"),
             };
-            let project = input(Role::Project);
+            let project = input(Role::Project).map(|prefix| image::Project {
+                prefix,
+                checks: states(project_checks),
+            });
             let from = image::FromBuilder {
                 venv,
                 project,
@@ -335,7 +355,7 @@ fn lower_stage(
                         name: Some(format!("project into {}", step.venv)),
                         ..meta.clone()
                     };
-                    project::into_venv(&parent, &prefix, &step.venv, meta)
+                    project::into_venv(&parent, &prefix, &[], &step.venv, meta)
                 }
                 None => parent,
             };

@@ -185,9 +185,21 @@ pub(super) fn check(
         .scratch(CHECK_OUT)
 }
 
-/// `on` with the project's `prefix` copied into `venv`, owned by root like the venv.
-pub(super) fn into_venv(on: &State, prefix: &State, venv: &str, meta: Meta) -> State {
-    on.file(meta).copy(prefix, "/", venv, dir_copy(None)).done()
+/// `on` with the project's `prefix` copied into `venv`, owned by root like the venv, and
+/// each of `checks` (an empty verdict) copied too, so that what reads the result waits for
+/// them.
+pub(super) fn into_venv(
+    on: &State,
+    prefix: &State,
+    checks: &[State],
+    venv: &str,
+    meta: Meta,
+) -> State {
+    let mut ops = on.file(meta).copy(prefix, "/", venv, dir_copy(None));
+    for c in checks {
+        ops = ops.copy(c, "/", venv, dir_copy(None));
+    }
+    ops.done()
 }
 
 /// The shell script that installs the wheels matching the glob `wheels` into `prefix`

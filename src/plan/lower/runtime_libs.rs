@@ -17,11 +17,11 @@
 //! and reported at the group whose venv first has the file (each earlier group's venv
 //! mounted too) or at `app.project`.
 //!
-//! The scan always succeeds when it could look, and writes its report. The image does
-//! not wait for it: the frontend solves the scans beside the image, reads each report and
-//! returns the image only when no report names a miss (a miss is then an error at its
-//! place), so nothing is exported after one. The scans run with no network, no secret and
-//! no cache mount, on the target platform like every step.
+//! The scan always succeeds when it could look, and writes its report; a second short
+//! container (the verdict, on the same root) fails when the report names a miss, and the
+//! image copies the verdict's empty output, so it is not exported after a miss. The
+//! frontend then reads the report (cached: the scan succeeded) for its error. Both run
+//! with no network, no secret and no cache mount, on the target platform like every step.
 //!
 //! `auto` runs the same scan in the builder (the venv mounted the same way): each library
 //! resolved outside the venv is named by the package whose dpkg list holds its path (the
@@ -44,9 +44,16 @@ pub const MISSES: &str = "misses";
 const BUILDER: &str = "/kiln/builder";
 /// Where each earlier group's venv is mounted for the check (`/kiln/groups/<index>`).
 const GROUPS: &str = "/kiln/groups";
+/// Where the verdict reads each scan's report (`/kiln/reports/<index>`).
+const REPORTS: &str = "/kiln/reports";
+/// Where the verdict writes nothing: its (empty) result, which the image copies.
+const VERDICT_OUT: &str = "/kiln/checked";
 /// Where `auto` writes the packages it found (`PACKAGES`, one a line).
 const AUTO_OUT: &str = "/kiln/auto";
 pub(super) const PACKAGES: &str = "packages";
+/// A fixed string in the verdict's command line: the frontend reads the report only for
+/// a failure of that step.
+pub const VERDICT_MARKER: &str = "kiln-runtime-libs-verdict";
 
 /// The venv `stage` reads (the last install's filesystem, or the empty venv with its
 /// layers merged) and each earlier group's, to tell which group brought a file (a
@@ -138,7 +145,7 @@ fn parts(
             ..meta.clone()
         };
         parts.push(Part {
-            venv: super::project::into_venv(venv, prefix, path, meta),
+            venv: super::project::into_venv(venv, prefix, &[], path, meta),
             prefix: Some(prefix.clone()),
         });
     }
@@ -213,8 +220,8 @@ fn offline(script: String, env: &StepEnv, mounts: Vec<Mount>, meta: Meta) -> Exe
 
 /// The check on `runtime` (the image's runtime branch) of `venv` (the last install's
 /// filesystem) and `project` (its prefix), looking up what is missing in `builder`;
-/// `groups` are the filesystems of every group but the last. Returns each scan's report
-/// (`MISSES`), which the frontend reads.
+/// `groups` are the filesystems of every group but the last. Returns the verdict (empty;
+/// the image copies it) and each scan's report (`MISSES`).
 pub(super) fn check(
     runtime: &State,
     venv: (&State, Option<&State>),
@@ -223,7 +230,7 @@ pub(super) fn check(
     step: &RuntimeCheckStep,
     env: &StepEnv,
     meta: Meta,
-) -> Vec<State> {
+) -> (State, Vec<State>) {
     let path = step.venv.as_str();
     let mut reports = vec![];
     for part in parts(venv, step, &meta) {
@@ -272,7 +279,34 @@ pub(super) fn check(
             .scratch(REPORT);
         reports.push(report);
     }
-    reports
+    // Each report read-only (BuildKit keys the verdict by their contents: an unchanged
+    // report finds it cached).
+    let mut mounts: Vec<Mount> = reports
+        .iter()
+        .enumerate()
+        .map(|(i, r)| Mount::Bind {
+            dest: format!("{REPORTS}/{i}"),
+            src: r.clone(),
+        })
+        .collect();
+    mounts.push(Mount::Scratch {
+        dest: VERDICT_OUT.into(),
+    });
+    let verdict = format!(
+        "set -eu\n# {VERDICT_MARKER}\nfailed=0\n\
+         for r in {}; do\n\
+         \x20 if [ -s \"$r/{MISSES}\" ]; then cat \"$r/message\" >&2; failed=1; fi\n\
+         done\n\
+         exit $failed\n",
+        (0..reports.len())
+            .map(|i| format!("{REPORTS}/{i}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    let verdict = runtime
+        .run(offline(verdict, env, mounts, meta))
+        .scratch(VERDICT_OUT);
+    (verdict, reports)
 }
 
 /// `system.runtime: auto` on `builder`: the packages of the builder that `venv` (the last
