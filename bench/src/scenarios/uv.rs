@@ -23,6 +23,15 @@ pub const PLUS: [&str; 3] = ["humanize", "tabulate", "toolz"];
 /// The progress flag of the timeline builds (after the harness's `--progress=plain`: the
 /// last one counts).
 const RAWJSON: &[&str] = &["--progress=rawjson"];
+/// `job` by the modern engine's own `docker buildx` (the harness's `docker build` is
+/// Docker 20.10's client, which has no rawjson); the docker driver loads the image.
+fn buildx(job: Job) -> Job {
+    Job {
+        buildx: true,
+        ..job
+    }
+}
+
 /// How many steps a timeline note names.
 const TIMELINE_STEPS: usize = 12;
 
@@ -514,7 +523,7 @@ impl Bench {
             let name = format!("uv-timeline-cold-{}", side.label());
             let ms = self
                 .run
-                .build(self.uv_job(side, &name, "minimal", &base, RAWJSON));
+                .build(buildx(self.uv_job(side, &name, "minimal", &base, RAWJSON)));
             self.timeline_note(&format!("cold minimal, {}", side.label()), &name, ms);
         }
         self.run.prune();
@@ -537,7 +546,7 @@ impl Bench {
             let name = format!("uv-timeline-dep-{}", side.label());
             let ms = self
                 .run
-                .build(self.uv_job(side, &name, "minimal", BASE, RAWJSON));
+                .build(buildx(self.uv_job(side, &name, "minimal", BASE, RAWJSON)));
             self.timeline_note(
                 &format!("`uv add {plus}`, warm, {}", side.label()),
                 &name,
