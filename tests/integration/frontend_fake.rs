@@ -2079,3 +2079,46 @@ async fn graphs_and_markers_too_deep_are_refused_not_aborted() {
         "{msg}"
     );
 }
+
+/// What only the project's check runs.
+const PROJECT_CHECK: &str = "cp -R /kiln/project-metadata/. /opt/venv/";
+
+/// Issue 24: the project's `pip check` is a gate, solved beside the image (whose
+/// definition holds no check); when it fails, the build's error is that step at
+/// `app.project`'s line, before verify's failures, and no image is returned.
+#[tokio::test]
+async fn a_failed_project_check_is_its_step_and_no_image_is_returned() {
+    let f = fake(MODERN_LLB, MODERN_FRONTEND);
+    spec_with(&f, "app: {src: [app]}", "app: {project: .}");
+    {
+        let mut s = f.0.lock().unwrap();
+        s.files.insert(
+            "pyproject.toml".into(),
+            b"[project]\nname = \"w\"\nversion = \"0.1\"\n\n[build-system]\nrequires = [\"hatchling\"]\nbuild-backend = \"hatchling.build\"\n".to_vec(),
+        );
+        // The project's check: its metadata copied into the venv, then `pip check`.
+        s.fail_solves_containing = vec![PROJECT_CHECK.into()];
+        s.fail_status = Some(1);
+        s.errdefs_details = true;
+        // Every verify check fails too (an empty needle matches each).
+        s.verify_outcomes = vec![(String::new(), "1".into())];
+    }
+    let r = run(&f, opts(&[("target", "minimal")])).await;
+    assert_eq!(
+        error_message(&r),
+        "worker.yaml:10: step `check: project .` failed: exit code: 1 (its output is in the build log above)"
+    );
+    assert!(r.result.is_none(), "no image is returned");
+    let s = f.0.lock().unwrap();
+    let has_check = |d: &pb::Definition| {
+        ops(d).iter().any(|o| matches!(&o.op, Some(pb::op::Op::Exec(e)) if e.meta.as_ref().unwrap().args.join(" ").contains(PROJECT_CHECK)))
+    };
+    let defs: Vec<&pb::Definition> = s
+        .solves
+        .iter()
+        .filter_map(|r| r.definition.as_ref())
+        .collect();
+    // The image (the largest definition) was solved, and holds no check.
+    let image = defs.iter().max_by_key(|d| d.def.len()).unwrap();
+    assert!(!has_check(image), "the image stands on no check");
+}
