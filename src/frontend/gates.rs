@@ -12,8 +12,8 @@
 
 use std::time::Instant;
 
+use super::blame::blame_step;
 use super::bridge::{Bridge, Failure};
-use super::build::blame_step;
 use crate::diag::SourceFile;
 use crate::llb::pb;
 

@@ -1,6 +1,7 @@
 //! The BuildKit gateway frontend: gRPC over this process's stdin/stdout to BuildKit's
 //! LLBBridge. stdout belongs to the protocol; everything kiln says goes to stderr.
 
+pub mod blame;
 pub mod bridge;
 pub mod build;
 pub mod context;

@@ -3,8 +3,8 @@
 //! report read, and each missing library becomes an error at the line of the group that
 //! installed the file that needs it (or `app.project`'s), with the package to add.
 
+use super::blame::{blame_step, exec_args, failed_op};
 use super::bridge::{Bridge, Failure};
-use super::build::{blame_step, exec_args, failed_op};
 use crate::diag::{Diagnostic, Loc, SourceFile};
 use crate::llb::pb;
 use crate::plan::RuntimeCheckRun;
