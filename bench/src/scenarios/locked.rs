@@ -671,11 +671,7 @@ impl Bench {
                 &ks,
                 &ps,
             ));
-            self.note(format!(
-                "heavy CUDA, cold, gzip: export kiln {:.1} s, peer {:.1} s",
-                self.export_ms("heavy-cold-kiln") / 1000.0,
-                self.export_ms("heavy-cold-peer") / 1000.0
-            ));
+            self.export_note("gzip", "heavy-cold");
         }
         // The same cold build with zstd layers (modern engine: the docker driver's
         // `type=image` output takes compression options with the containerd store).
@@ -696,11 +692,7 @@ impl Bench {
                 &ks,
                 &ps,
             ));
-            self.note(format!(
-                "heavy CUDA, cold, zstd: export kiln {:.1} s, peer {:.1} s",
-                self.export_ms("heavy-zstd-kiln") / 1000.0,
-                self.export_ms("heavy-zstd-peer") / 1000.0
-            ));
+            self.export_note("zstd", "heavy-zstd");
         }
         // +1 requirement, one side at a time from a pruned engine (both sides' heavy
         // states together do not fit this disk): a warm-up build of the unedited context,
@@ -767,6 +759,15 @@ impl Bench {
         self.restore_ctx()?;
         self.relock()?;
         Ok(())
+    }
+
+    /// A note with each side's export time in the builds `PREFIX-kiln` and `PREFIX-peer`.
+    fn export_note(&mut self, compression: &str, prefix: &str) {
+        self.note(format!(
+            "heavy CUDA, cold, {compression}: export kiln {:.1} s, peer {:.1} s",
+            self.export_ms(&format!("{prefix}-kiln")) / 1000.0,
+            self.export_ms(&format!("{prefix}-peer")) / 1000.0
+        ));
     }
 
     /// The context as the heavy rows lock it (`orig`, with torch), over the current one.

@@ -406,7 +406,12 @@ impl Bench {
     /// Each side's minimal image built once, untimed: the warm state of the warm rows.
     fn uv_warm(&mut self, what: &str) -> Result<(), String> {
         self.run.say("warming the cache (minimal, every side)");
-        for side in order(1) {
+        self.uv_warm_of(what, &order(1))
+    }
+
+    /// `sides`' minimal images built once, untimed (`uv-WHAT-SIDE`).
+    fn uv_warm_of(&mut self, what: &str, sides: &[Side]) -> Result<(), String> {
+        for &side in sides {
             let name = format!("uv-{what}-{}", side.label());
             if self
                 .run
@@ -527,19 +532,7 @@ impl Bench {
             self.timeline_note(&format!("cold minimal, {}", side.label()), &name, ms);
         }
         self.run.prune();
-        for side in sides {
-            let name = format!("uv-timeline-warm-{}", side.label());
-            if self
-                .run
-                .build(self.uv_job(side, &name, "minimal", BASE, &[]))
-                .is_none()
-            {
-                return Err(format!(
-                    "the {} build of the uv project fails",
-                    side.label()
-                ));
-            }
-        }
+        self.uv_warm_of("timeline-warm", &sides)?;
         let plus = PLUS[PLUS.len() - 1];
         self.uv_add(plus)?;
         for side in sides {
