@@ -163,6 +163,13 @@ for i in range(1, n + 1):
 open(lock, "w").write("\n".join(out) + "\n")
 "#;
 
+/// A threading file server for `argv[3]` on `argv[2]:argv[1]`, with a listen backlog
+/// that takes a build's every fetch at once.
+const FILE_SERVER: &str = "import functools, http.server, sys\n\
+class S(http.server.ThreadingHTTPServer):\n    request_queue_size = 1024\n\
+h = functools.partial(http.server.SimpleHTTPRequestHandler, directory=sys.argv[3])\n\
+S((sys.argv[2], int(sys.argv[1])), h).serve_forever()\n";
+
 /// The host's docker0 address: where a file server on the host is reachable from the
 /// host's dockerd and from a modern engine's container alike.
 fn docker0_ip() -> Option<String> {
@@ -525,15 +532,10 @@ impl Bench {
         }
         let log = std::fs::File::create(self.run.logs.join("lock300-http.log"))
             .map_err(|e| format!("http log: {e}"))?;
+        // `python3 -m http.server` listens with a backlog of 5: the engine's 300 fetches at
+        // once then met resets (seen on Docker 28, session 9). The same server, backlog 1024.
         let server = Command::new("python3")
-            .args([
-                "-m",
-                "http.server",
-                &port.to_string(),
-                "--bind",
-                &ip,
-                "--directory",
-            ])
+            .args(["-c", FILE_SERVER, &port.to_string(), &ip])
             .arg(dir.join("files"))
             .stdout(log.try_clone().map_err(|e| e.to_string())?)
             .stderr(log)
